@@ -1,0 +1,18 @@
+//! JSON documents of nsqd's HTTP API, with upstream's field names and order.
+//!
+//! Every struct deserializes leniently (missing fields take defaults), so the
+//! same types read the answers of upstream NSQ and of ours.
+
+mod info;
+mod stats;
+
+pub use info::NsqdInfo;
+pub use stats::{
+    ChannelStats, ClientStats, E2eProcessingLatency, MemStats, Percentile, PubCount, Stats,
+    TopicStats,
+};
+
+/// The header every V1 response of nsqd and nsqlookupd carries. Clients that do
+/// not see it assume the pre-1.0 `{"status_code","data"}` envelope.
+pub const CONTENT_TYPE_HEADER: &str = "X-NSQ-Content-Type";
+pub const CONTENT_TYPE_VALUE: &str = "nsq; version=1.0";

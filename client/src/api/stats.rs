@@ -1,0 +1,127 @@
+use serde::{Deserialize, Serialize};
+
+/// `GET /stats?format=json` on nsqd.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    pub version: String,
+    /// `"OK"` or `"NOK - <reason>"`.
+    pub health: String,
+    /// Unix seconds.
+    pub start_time: i64,
+    /// Sorted by name; `null` when a `topic` filter names no existing topic.
+    pub topics: Option<Vec<TopicStats>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemStats>,
+    /// TCP connections that have published; `null` when there are none or
+    /// clients were not asked for.
+    pub producers: Option<Vec<ClientStats>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TopicStats {
+    pub topic_name: String,
+    /// Sorted by name.
+    pub channels: Vec<ChannelStats>,
+    /// Messages waiting in the topic itself (memory and disk), not yet copied to channels.
+    pub depth: i64,
+    pub backend_depth: i64,
+    pub message_count: u64,
+    pub message_bytes: u64,
+    pub paused: bool,
+    pub e2e_processing_latency: E2eProcessingLatency,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelStats {
+    pub channel_name: String,
+    pub depth: i64,
+    pub backend_depth: i64,
+    pub in_flight_count: i64,
+    pub deferred_count: i64,
+    pub message_count: u64,
+    pub requeue_count: u64,
+    pub timeout_count: u64,
+    pub client_count: i64,
+    /// `null` when clients were not asked for.
+    pub clients: Option<Vec<ClientStats>>,
+    pub paused: bool,
+    pub e2e_processing_latency: E2eProcessingLatency,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientStats {
+    pub client_id: String,
+    pub hostname: String,
+    /// Always `"V2"`.
+    pub version: String,
+    pub remote_address: String,
+    /// 0 init, 3 subscribed, 4 closing.
+    pub state: i32,
+    pub ready_count: i64,
+    pub in_flight_count: i64,
+    pub message_count: u64,
+    pub finish_count: u64,
+    pub requeue_count: u64,
+    /// Unix seconds.
+    pub connect_ts: i64,
+    pub sample_rate: i32,
+    pub deflate: bool,
+    pub snappy: bool,
+    pub user_agent: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub authed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity_url: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pub_counts: Vec<PubCount>,
+    pub tls: bool,
+    pub tls_cipher_suite: String,
+    pub tls_version: String,
+    pub tls_negotiated_protocol: String,
+    pub tls_negotiated_protocol_is_mutual: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PubCount {
+    pub topic: String,
+    pub count: u64,
+}
+
+/// Time from publish to FIN. `percentiles` is `null` when none are configured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct E2eProcessingLatency {
+    pub count: u64,
+    pub percentiles: Option<Vec<Percentile>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Percentile {
+    pub quantile: f64,
+    /// Nanoseconds.
+    pub value: f64,
+}
+
+/// Upstream reports Go runtime figures here; ours fills the process's resident
+/// memory into `heap_in_use_bytes` and leaves the garbage-collector figures at 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemStats {
+    pub heap_objects: u64,
+    pub heap_idle_bytes: u64,
+    pub heap_in_use_bytes: u64,
+    pub heap_released_bytes: u64,
+    pub gc_pause_usec_100: u64,
+    pub gc_pause_usec_99: u64,
+    pub gc_pause_usec_95: u64,
+    pub next_gc_bytes: u64,
+    pub gc_total_runs: u32,
+}

@@ -1,0 +1,525 @@
+//! A channel: one copy of a topic's stream, shared by competing consumers.
+//!
+//! All state sits behind one short-held lock per channel, so channels never
+//! contend with each other. Timeouts and deferrals are exact: a per-channel
+//! timer task sleeps until the earliest deadline instead of scanning.
+
+use crate::client::Client;
+use crate::e2e::{E2eLatency, Samples};
+use crate::guid::unix_nanos;
+use crate::message::Message;
+use crate::queue::{Backend, BoundedQueue, Item};
+use nsq::api::{ChannelStats, ClientStats};
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Why a FIN, REQ or TOUCH failed; the text follows upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InFlightError {
+    #[error("ID not in flight")]
+    NotInFlight,
+    #[error("client does not own message")]
+    NotOwner,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("exiting")]
+    Exiting,
+    #[error("too many consumers")]
+    TooManyConsumers,
+}
+
+/// Limits and settings a channel takes from the node's options.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub mem_queue_size: usize,
+    pub max_msg_timeout: Duration,
+    pub max_channel_consumers: usize,
+    pub e2e_percentiles: Arc<[f64]>,
+    pub e2e_window: Duration,
+}
+
+struct InFlight {
+    msg: Message,
+    client_id: u64,
+    deadline: Instant,
+    delivered_at: Instant,
+}
+
+struct Deferred {
+    due: Instant,
+    seq: u64,
+    msg: Message,
+}
+
+impl PartialEq for Deferred {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == CmpOrdering::Equal
+    }
+}
+impl Eq for Deferred {}
+impl PartialOrd for Deferred {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deferred {
+    /// Reversed, so that the max-heap pops the earliest due first.
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (other.due, other.seq).cmp(&(self.due, self.seq))
+    }
+}
+
+struct State {
+    queue: BoundedQueue,
+    in_flight: FxHashMap<u64, InFlight>,
+    /// (deadline, id) of in-flight messages. FIN leaves stale entries behind;
+    /// they are skipped when popped and purged when they outnumber the live ones.
+    timeouts: BinaryHeap<Reverse<(Instant, u64)>>,
+    deferred: BinaryHeap<Deferred>,
+    deferred_seq: u64,
+    clients: FxHashMap<u64, Arc<Client>>,
+    /// When the timer task will next wake by itself; `None` if it waits for a nudge.
+    timer_wake: Option<Instant>,
+    e2e: Option<E2eLatency>,
+    exiting: bool,
+}
+
+impl State {
+    fn next_deadline(&self) -> Option<Instant> {
+        let timeout = self.timeouts.peek().map(|Reverse((t, _))| *t);
+        let deferred = self.deferred.peek().map(|d| d.due);
+        match (timeout, deferred) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// True when the timer task must be woken to honour `deadline`.
+    fn deadline_needs_timer(&self, deadline: Instant) -> bool {
+        self.timer_wake.is_none_or(|wake| deadline < wake)
+    }
+
+    fn defer(&mut self, msg: Message, due: Instant) -> bool {
+        self.deferred_seq += 1;
+        self.deferred.push(Deferred {
+            due,
+            seq: self.deferred_seq,
+            msg,
+        });
+        self.deadline_needs_timer(due)
+    }
+
+    fn take_in_flight(&mut self, client_id: u64, id: u64) -> Result<InFlight, InFlightError> {
+        match self.in_flight.get(&id) {
+            None => return Err(InFlightError::NotInFlight),
+            Some(entry) if entry.client_id != client_id => return Err(InFlightError::NotOwner),
+            Some(_) => {}
+        }
+        let entry = self
+            .in_flight
+            .remove(&id)
+            .ok_or(InFlightError::NotInFlight)?;
+        if self.timeouts.len() > 2 * self.in_flight.len() + 1024 {
+            self.timeouts = self
+                .in_flight
+                .iter()
+                .map(|(id, e)| Reverse((e.deadline, *id)))
+                .collect();
+        }
+        Ok(entry)
+    }
+}
+
+pub struct Channel {
+    pub name: String,
+    pub topic_name: String,
+    pub ephemeral: bool,
+    config: ChannelConfig,
+    state: Mutex<State>,
+    /// Wakes message pumps: messages arrived, or the channel was unpaused.
+    available: Notify,
+    /// Wakes the timer task for a deadline earlier than its sleep.
+    timer: Notify,
+    exit: CancellationToken,
+    paused: AtomicBool,
+    message_count: AtomicU64,
+    requeue_count: AtomicU64,
+    timeout_count: AtomicU64,
+}
+
+impl Channel {
+    /// Creates the channel and starts its timer task on the current runtime.
+    pub fn new(topic_name: &str, name: &str, config: ChannelConfig) -> Arc<Self> {
+        let ephemeral = nsq::protocol::is_ephemeral(name);
+        let backend = if ephemeral {
+            Backend::Discard { dropped: 0 }
+        } else {
+            Backend::Overflow(Default::default())
+        };
+        let e2e = (!config.e2e_percentiles.is_empty()).then(|| E2eLatency::new(config.e2e_window));
+        let channel = Arc::new(Channel {
+            name: name.to_string(),
+            topic_name: topic_name.to_string(),
+            ephemeral,
+            state: Mutex::new(State {
+                queue: BoundedQueue::new(config.mem_queue_size, backend),
+                in_flight: FxHashMap::default(),
+                timeouts: BinaryHeap::new(),
+                deferred: BinaryHeap::new(),
+                deferred_seq: 0,
+                clients: FxHashMap::default(),
+                timer_wake: None,
+                e2e,
+                exiting: false,
+            }),
+            config,
+            available: Notify::new(),
+            timer: Notify::new(),
+            exit: CancellationToken::new(),
+            paused: AtomicBool::new(false),
+            message_count: AtomicU64::new(0),
+            requeue_count: AtomicU64::new(0),
+            timeout_count: AtomicU64::new(0),
+        });
+        tokio::spawn(channel.clone().run_timer());
+        channel
+    }
+
+    /// Queues messages copied from the topic.
+    pub fn put(&self, item: Item) {
+        self.message_count
+            .fetch_add(item.len() as u64, Ordering::Relaxed);
+        let mut st = self.state.lock();
+        match item {
+            Item::Deferred(msg, due) => {
+                if st.defer(msg, due) {
+                    drop(st);
+                    self.timer.notify_one();
+                }
+            }
+            item => {
+                let was_empty = st.queue.is_empty();
+                st.queue.push(item);
+                drop(st);
+                if was_empty {
+                    self.available.notify_waiters();
+                }
+            }
+        }
+    }
+
+    /// Puts a message back in line (REQ 0, timeout, a consumer gone).
+    fn requeue_locked(st: &mut State, msg: Message) -> bool {
+        let was_empty = st.queue.is_empty();
+        st.queue.push(Item::One(msg));
+        was_empty
+    }
+
+    /// A future that completes when messages may have become available. Create
+    /// it, `enable` it, then check with [`Channel::take`], then await it.
+    pub fn available(&self) -> tokio::sync::futures::Notified<'_> {
+        self.available.notified()
+    }
+
+    /// Moves up to `max` messages into flight for `client`, handing each to
+    /// `emit` under the lock so that the caller can encode without copying.
+    /// Messages dropped by `sample_rate` (1..99) are consumed and not delivered.
+    pub fn take(
+        &self,
+        client: &Client,
+        max: usize,
+        msg_timeout: Duration,
+        sample_rate: i32,
+        mut emit: impl FnMut(&Message),
+    ) -> usize {
+        if max == 0 || self.paused.load(Ordering::Acquire) {
+            return 0;
+        }
+        let now = Instant::now();
+        let deadline = now + msg_timeout;
+        let mut st = self.state.lock();
+        let mut taken = 0;
+        let mut rng = (sample_rate > 0).then(rand::rng);
+        while taken < max {
+            let Some(mut msg) = st.queue.pop() else { break };
+            if let Some(rng) = rng.as_mut() {
+                if rand::Rng::random_range(rng, 0..100) > sample_rate {
+                    continue;
+                }
+            }
+            msg.attempts = msg.attempts.saturating_add(1);
+            emit(&msg);
+            st.timeouts.push(Reverse((deadline, msg.id)));
+            st.in_flight.insert(
+                msg.id,
+                InFlight {
+                    msg,
+                    client_id: client.id,
+                    deadline,
+                    delivered_at: now,
+                },
+            );
+            taken += 1;
+        }
+        let wake_timer = taken > 0 && st.deadline_needs_timer(deadline);
+        drop(st);
+        if taken > 0 {
+            client.in_flight.fetch_add(taken as i64, Ordering::AcqRel);
+            client
+                .message_count
+                .fetch_add(taken as u64, Ordering::Relaxed);
+        }
+        if wake_timer {
+            self.timer.notify_one();
+        }
+        taken
+    }
+
+    /// True when a pump could take a message right now.
+    pub fn has_ready_messages(&self) -> bool {
+        !self.paused.load(Ordering::Acquire) && !self.state.lock().queue.is_empty()
+    }
+
+    pub fn finish(&self, client_id: u64, id: u64) -> Result<(), InFlightError> {
+        let mut st = self.state.lock();
+        let entry = st.take_in_flight(client_id, id)?;
+        if let Some(e2e) = st.e2e.as_mut() {
+            let latency = unix_nanos().saturating_sub(entry.msg.timestamp).max(0) as u64;
+            e2e.record(latency, Instant::now());
+        }
+        Ok(())
+    }
+
+    /// REQ: back in line now (`delay` zero) or after `delay`.
+    pub fn requeue(&self, client_id: u64, id: u64, delay: Duration) -> Result<(), InFlightError> {
+        let mut st = self.state.lock();
+        let entry = st.take_in_flight(client_id, id)?;
+        self.requeue_count.fetch_add(1, Ordering::Relaxed);
+        if delay.is_zero() {
+            let was_empty = Self::requeue_locked(&mut st, entry.msg);
+            drop(st);
+            if was_empty {
+                self.available.notify_waiters();
+            }
+        } else if st.defer(entry.msg, Instant::now() + delay) {
+            drop(st);
+            self.timer.notify_one();
+        }
+        Ok(())
+    }
+
+    /// TOUCH: restarts the timeout, but never past delivery + `--max-msg-timeout`.
+    pub fn touch(
+        &self,
+        client_id: u64,
+        id: u64,
+        msg_timeout: Duration,
+    ) -> Result<(), InFlightError> {
+        let mut st = self.state.lock();
+        let entry = match st.in_flight.get_mut(&id) {
+            None => return Err(InFlightError::NotInFlight),
+            Some(e) if e.client_id != client_id => return Err(InFlightError::NotOwner),
+            Some(e) => e,
+        };
+        let deadline =
+            (Instant::now() + msg_timeout).min(entry.delivered_at + self.config.max_msg_timeout);
+        entry.deadline = deadline;
+        st.timeouts.push(Reverse((deadline, id)));
+        if st.deadline_needs_timer(deadline) {
+            drop(st);
+            self.timer.notify_one();
+        }
+        Ok(())
+    }
+
+    pub fn add_client(&self, client: Arc<Client>) -> Result<(), SubscribeError> {
+        let mut st = self.state.lock();
+        if st.exiting {
+            return Err(SubscribeError::Exiting);
+        }
+        let max = self.config.max_channel_consumers;
+        if max > 0 && st.clients.len() >= max {
+            return Err(SubscribeError::TooManyConsumers);
+        }
+        st.clients.insert(client.id, client);
+        Ok(())
+    }
+
+    /// Removes a departed consumer. Its in-flight messages go straight back in
+    /// line rather than waiting out their timeouts (upstream waits; see #137).
+    pub fn remove_client(&self, client_id: u64) {
+        let mut st = self.state.lock();
+        st.clients.remove(&client_id);
+        let orphans: Vec<u64> = st
+            .in_flight
+            .iter()
+            .filter(|(_, e)| e.client_id == client_id)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut notify = false;
+        for id in orphans {
+            if let Some(entry) = st.in_flight.remove(&id) {
+                notify |= Self::requeue_locked(&mut st, entry.msg);
+            }
+        }
+        drop(st);
+        if notify {
+            self.available.notify_waiters();
+        }
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.state.lock().clients.len()
+    }
+
+    /// Marks the channel as going away if it has no consumers; used to retire
+    /// ephemeral channels without racing a new SUB.
+    pub fn retire_if_unused(&self) -> bool {
+        let mut st = self.state.lock();
+        if st.clients.is_empty() && !st.exiting {
+            st.exiting = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    pub fn unpause(&self) {
+        self.paused.store(false, Ordering::Release);
+        self.available.notify_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Drops every queued, in-flight and deferred message; later FINs for the
+    /// old messages fail, as upstream's do.
+    pub fn empty(&self) {
+        let mut st = self.state.lock();
+        st.queue.clear();
+        st.in_flight.clear();
+        st.timeouts.clear();
+        st.deferred.clear();
+        for client in st.clients.values() {
+            client.in_flight.store(0, Ordering::Release);
+            client.wake.notify_one();
+        }
+    }
+
+    /// Stops the channel and disconnects its consumers.
+    pub fn close(&self) {
+        let clients: Vec<Arc<Client>> = {
+            let mut st = self.state.lock();
+            st.exiting = true;
+            st.clients.values().cloned().collect()
+        };
+        self.exit.cancel();
+        for client in clients {
+            client.close.cancel();
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.state.lock().queue.depth()
+    }
+
+    pub fn collect_e2e(&self, into: &mut Samples) {
+        if let Some(e2e) = self.state.lock().e2e.as_mut() {
+            e2e.collect(into);
+        }
+    }
+
+    pub fn stats(&self, include_clients: bool, topic_filter: &str) -> ChannelStats {
+        let mut samples = Samples::default();
+        self.collect_e2e(&mut samples);
+        let st = self.state.lock();
+        let clients: Option<Vec<ClientStats>> =
+            include_clients.then(|| st.clients.values().map(|c| c.stats(topic_filter)).collect());
+        ChannelStats {
+            channel_name: self.name.clone(),
+            depth: st.queue.depth() as i64,
+            backend_depth: st.queue.backend_depth() as i64,
+            in_flight_count: st.in_flight.len() as i64,
+            deferred_count: st.deferred.len() as i64,
+            message_count: self.message_count.load(Ordering::Relaxed),
+            requeue_count: self.requeue_count.load(Ordering::Relaxed),
+            timeout_count: self.timeout_count.load(Ordering::Relaxed),
+            client_count: st.clients.len() as i64,
+            clients,
+            paused: self.is_paused(),
+            e2e_processing_latency: samples.report(&self.config.e2e_percentiles),
+        }
+    }
+
+    /// Requeues expired in-flight messages and releases due deferred ones;
+    /// returns when the next deadline falls.
+    fn process_deadlines(&self, now: Instant) -> Option<Instant> {
+        let mut st = self.state.lock();
+        let mut owners = Vec::new();
+        let mut notify = false;
+        while let Some(&Reverse((deadline, id))) = st.timeouts.peek() {
+            if deadline > now {
+                break;
+            }
+            st.timeouts.pop();
+            if st
+                .in_flight
+                .get(&id)
+                .is_some_and(|e| e.deadline == deadline)
+            {
+                let entry = st.in_flight.remove(&id).expect("checked above");
+                self.timeout_count.fetch_add(1, Ordering::Relaxed);
+                if let Some(owner) = st.clients.get(&entry.client_id) {
+                    owners.push(owner.clone());
+                }
+                notify |= Self::requeue_locked(&mut st, entry.msg);
+            }
+        }
+        while st.deferred.peek().is_some_and(|d| d.due <= now) {
+            let d = st.deferred.pop().expect("peeked");
+            notify |= Self::requeue_locked(&mut st, d.msg);
+        }
+        let next = st.next_deadline();
+        st.timer_wake = next;
+        drop(st);
+        for owner in owners {
+            owner.message_done();
+        }
+        if notify {
+            self.available.notify_waiters();
+        }
+        next
+    }
+
+    async fn run_timer(self: Arc<Self>) {
+        loop {
+            let nudged = self.timer.notified();
+            let next = self.process_deadlines(Instant::now());
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.exit.cancelled() => return,
+                _ = nudged => {}
+                _ = sleep => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! nsqd's command line: upstream's flag names and defaults, Go syntax
+//! (`-flag=value`, `--flag`, durations like `1m30s`) and a TOML `--config`.
+
+use crate::options::{LogLevel, Options};
+use clap::Parser;
+use nsq::flags::{parse_bool, parse_duration, ConfigKeys};
+use std::ffi::OsString;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nsqd",
+    about = "nsqd: receives, queues and delivers messages",
+    disable_version_flag = true
+)]
+pub struct Args {
+    /// Path to a TOML config file; flags given on the command line win.
+    #[arg(long, default_value = "")]
+    pub config: String,
+    /// Print the version and exit.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub version: bool,
+    /// Log level: debug, info, warn, error or fatal.
+    #[arg(long, default_value = "info", value_parser = parse_log_level)]
+    pub log_level: LogLevel,
+    /// Prefix of every log line.
+    #[arg(long, default_value = "[nsqd] ")]
+    pub log_prefix: String,
+    /// Deprecated; use --log-level=debug.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub verbose: bool,
+    /// Unique part of message IDs, in [0,1024); defaults to a hash of the hostname.
+    #[arg(long)]
+    pub node_id: Option<u16>,
+
+    /// <addr>:<port> to listen on for TCP clients.
+    #[arg(long, default_value = "0.0.0.0:4150")]
+    pub tcp_address: String,
+    /// <addr>:<port> to listen on for HTTP clients; empty disables HTTP.
+    #[arg(long, default_value = "0.0.0.0:4151")]
+    pub http_address: String,
+    /// Address announced to lookupd and consumers (default: the hostname).
+    #[arg(long)]
+    pub broadcast_address: Option<String>,
+    /// TCP port announced (default: the listener's).
+    #[arg(long, default_value_t = 0)]
+    pub broadcast_tcp_port: u16,
+    /// HTTP port announced (default: the listener's).
+    #[arg(long, default_value_t = 0)]
+    pub broadcast_http_port: u16,
+
+    /// Directory for disk queues and metadata (default: the working directory).
+    #[arg(long, default_value = "")]
+    pub data_path: String,
+    /// Messages kept in memory per topic and channel before spilling to disk.
+    #[arg(long, default_value_t = 10_000)]
+    pub mem_queue_size: i64,
+    /// Size at which a disk queue starts a new file.
+    #[arg(long, default_value_t = 104_857_600)]
+    pub max_bytes_per_file: i64,
+    /// Disk-queue operations between fsyncs.
+    #[arg(long, default_value_t = 2500)]
+    pub sync_every: i64,
+    /// Longest time between fsyncs of an active disk queue.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub sync_timeout: Duration,
+    /// Accepted for compatibility; nsqd fires timeouts exactly instead of scanning.
+    #[arg(long, default_value_t = 4)]
+    pub queue_scan_worker_pool_max: i64,
+    /// Accepted for compatibility; nsqd fires timeouts exactly instead of scanning.
+    #[arg(long, default_value_t = 20)]
+    pub queue_scan_selection_count: i64,
+
+    /// Default time a message may stay in flight before it is requeued.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    pub msg_timeout: Duration,
+    /// Largest msg_timeout a client may ask for.
+    #[arg(long, default_value = "15m0s", value_parser = parse_duration)]
+    pub max_msg_timeout: Duration,
+    /// Largest message body, in bytes.
+    #[arg(long, default_value_t = 1_048_576)]
+    pub max_msg_size: i64,
+    /// Largest REQ delay and DPUB defer.
+    #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
+    pub max_req_timeout: Duration,
+    /// Largest command body (MPUB, IDENTIFY), in bytes.
+    #[arg(long, default_value_t = 5_242_880)]
+    pub max_body_size: i64,
+    /// Largest heartbeat interval a client may ask for.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    pub max_heartbeat_interval: Duration,
+    /// Largest RDY count a client may send.
+    #[arg(long, default_value_t = 2500)]
+    pub max_rdy_count: i64,
+    /// Largest output buffer a client may ask for, in bytes.
+    #[arg(long, default_value_t = 65_536)]
+    pub max_output_buffer_size: i64,
+    /// Largest output buffer timeout a client may ask for.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub max_output_buffer_timeout: Duration,
+    /// Smallest output buffer timeout a client may ask for.
+    #[arg(long, default_value = "25ms", value_parser = parse_duration)]
+    pub min_output_buffer_timeout: Duration,
+    /// Default output buffer timeout.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub output_buffer_timeout: Duration,
+    /// Most consumers per channel; 0 means no limit.
+    #[arg(long, default_value_t = 0)]
+    pub max_channel_consumers: i64,
+
+    /// Latency quantile to report, in (0,1]; repeatable or comma-separated.
+    #[arg(long = "e2e-processing-latency-percentile", value_delimiter = ',')]
+    pub e2e_processing_latency_percentiles: Vec<f64>,
+    /// Window over which latency quantiles are computed.
+    #[arg(long, default_value = "10m0s", value_parser = parse_duration)]
+    pub e2e_processing_latency_window_time: Duration,
+
+    /// Allow clients to negotiate deflate compression.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
+    pub deflate: bool,
+    /// Highest deflate level a client may ask for (1-9).
+    #[arg(long, default_value_t = 6)]
+    pub max_deflate_level: i64,
+    /// Allow clients to negotiate snappy compression.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
+    pub snappy: bool,
+}
+
+fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(text).ok_or_else(|| format!("invalid log level {text:?}"))
+}
+
+/// Config keys that are not simply flag names with `_`.
+pub const CONFIG_KEYS: ConfigKeys<'static> = ConfigKeys {
+    aliases: &[
+        ("id", "node-id"),
+        (
+            "e2e_processing_latency_percentiles",
+            "e2e-processing-latency-percentile",
+        ),
+    ],
+    durations: &[
+        "sync-timeout",
+        "msg-timeout",
+        "max-msg-timeout",
+        "max-req-timeout",
+        "max-heartbeat-interval",
+        "max-output-buffer-timeout",
+        "min-output-buffer-timeout",
+        "output-buffer-timeout",
+        "e2e-processing-latency-window-time",
+    ],
+};
+
+impl Args {
+    /// Parses a command line (with the program name first).
+    pub fn parse_from_os(
+        args: impl IntoIterator<Item = OsString>,
+    ) -> Result<(Args, Vec<String>), clap::Error> {
+        let (args, parsed) = nsq::flags::try_parse::<Args>(args, &CONFIG_KEYS)?;
+        Ok((args, parsed.ignored_config_keys))
+    }
+
+    pub fn into_options(self) -> Options {
+        let defaults = Options::default();
+        Options {
+            node_id: self.node_id.unwrap_or(defaults.node_id),
+            log_level: if self.verbose {
+                LogLevel::Debug
+            } else {
+                self.log_level
+            },
+            log_prefix: self.log_prefix,
+            tcp_address: self.tcp_address,
+            http_address: self.http_address,
+            broadcast_address: self.broadcast_address.unwrap_or(defaults.broadcast_address),
+            broadcast_tcp_port: self.broadcast_tcp_port,
+            broadcast_http_port: self.broadcast_http_port,
+            lookupd_tcp_addresses: Vec::new(),
+            data_path: self.data_path.into(),
+            mem_queue_size: self.mem_queue_size,
+            max_bytes_per_file: self.max_bytes_per_file,
+            sync_every: self.sync_every,
+            sync_timeout: self.sync_timeout,
+            msg_timeout: self.msg_timeout,
+            max_msg_timeout: self.max_msg_timeout,
+            max_msg_size: self.max_msg_size,
+            max_req_timeout: self.max_req_timeout,
+            max_body_size: self.max_body_size,
+            max_heartbeat_interval: self.max_heartbeat_interval,
+            max_rdy_count: self.max_rdy_count,
+            max_output_buffer_size: self.max_output_buffer_size,
+            max_output_buffer_timeout: self.max_output_buffer_timeout,
+            min_output_buffer_timeout: self.min_output_buffer_timeout,
+            output_buffer_timeout: self.output_buffer_timeout,
+            max_channel_consumers: self.max_channel_consumers,
+            e2e_processing_latency_percentiles: self.e2e_processing_latency_percentiles,
+            e2e_processing_latency_window_time: self.e2e_processing_latency_window_time,
+            deflate: self.deflate,
+            max_deflate_level: self.max_deflate_level,
+            snappy: self.snappy,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Options {
+        let mut argv = vec![OsString::from("nsqd")];
+        argv.extend(args.iter().map(OsString::from));
+        Args::parse_from_os(argv)
+            .expect("valid command line")
+            .0
+            .into_options()
+    }
+
+    #[test]
+    fn both_dash_styles_and_go_durations() {
+        let opts = parse(&[
+            "-tcp-address=127.0.0.1:5150",
+            "--msg-timeout=1m30s",
+            "-snappy=false",
+            "--deflate",
+        ]);
+        assert_eq!(opts.tcp_address, "127.0.0.1:5150");
+        assert_eq!(opts.msg_timeout, Duration::from_secs(90));
+        assert!(!opts.snappy);
+        assert!(opts.deflate);
+        let opts = parse(&[
+            "-e2e-processing-latency-percentile=0.99,0.95",
+            "--e2e-processing-latency-percentile",
+            "0.5",
+        ]);
+        assert_eq!(
+            opts.e2e_processing_latency_percentiles,
+            vec![0.99, 0.95, 0.5]
+        );
+    }
+
+    #[test]
+    fn config_file_under_flags() {
+        let dir = std::env::temp_dir().join(format!("nsqd-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("nsqd.cfg");
+        std::fs::write(
+            &path,
+            "mem_queue_size = 5\nmsg_timeout = \"2s\"\nmax_req_timeout = 1500\ntcp_address = \"127.0.0.1:1\"\nid = 9\ne2e_processing_latency_percentiles = [0.5, 0.9]\nstatsd_prefix = \"x\"\n",
+        )
+        .unwrap();
+        let argv = [
+            "nsqd",
+            &format!("--config={}", path.display()),
+            "-tcp-address=127.0.0.1:2",
+        ];
+        let (args, ignored) = Args::parse_from_os(argv.iter().map(OsString::from)).unwrap();
+        let opts = args.into_options();
+        assert_eq!(opts.mem_queue_size, 5);
+        assert_eq!(opts.msg_timeout, Duration::from_secs(2));
+        assert_eq!(opts.max_req_timeout, Duration::from_millis(1500));
+        assert_eq!(opts.tcp_address, "127.0.0.1:2");
+        assert_eq!(opts.node_id, 9);
+        assert_eq!(opts.e2e_processing_latency_percentiles, vec![0.5, 0.9]);
+        assert_eq!(ignored, vec!["statsd_prefix".to_string()]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

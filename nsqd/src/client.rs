@@ -1,0 +1,132 @@
+//! What nsqd knows about one TCP connection, shared between its reader, its
+//! message pump, its channel and `/stats`.
+
+use nsq::api::{ClientStats, PubCount};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub const STATE_INIT: i32 = 0;
+pub const STATE_SUBSCRIBED: i32 = 3;
+pub const STATE_CLOSING: i32 = 4;
+
+/// Settings a client negotiates with IDENTIFY, and its identity.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub client_id: String,
+    pub hostname: String,
+    pub user_agent: String,
+    /// `None` disables heartbeats.
+    pub heartbeat_interval: Option<Duration>,
+    pub output_buffer_size: usize,
+    /// `None` when the client asked for no timed flush.
+    pub output_buffer_timeout: Option<Duration>,
+    pub msg_timeout: Duration,
+    pub sample_rate: i32,
+    pub deflate: bool,
+    pub snappy: bool,
+}
+
+pub struct Client {
+    pub id: u64,
+    pub remote_address: String,
+    /// Unix seconds.
+    pub connect_ts: i64,
+    pub state: AtomicI32,
+    /// The RDY the client last sent: a cap on its in-flight messages.
+    pub ready_count: AtomicI64,
+    pub in_flight: AtomicI64,
+    pub message_count: AtomicU64,
+    pub finish_count: AtomicU64,
+    pub requeue_count: AtomicU64,
+    pub settings: Mutex<ClientSettings>,
+    /// Messages published per topic, for the producer section of `/stats`.
+    pub_counts: Mutex<Vec<PubCount>>,
+    /// Wakes the message pump: RDY changed, a message left flight, closing.
+    pub wake: Notify,
+    /// Fires when the connection must close (shutdown, channel deleted).
+    pub close: CancellationToken,
+}
+
+impl Client {
+    pub fn new(id: u64, remote_address: String, settings: ClientSettings, connect_ts: i64) -> Self {
+        Client {
+            id,
+            remote_address,
+            connect_ts,
+            state: AtomicI32::new(STATE_INIT),
+            ready_count: AtomicI64::new(0),
+            in_flight: AtomicI64::new(0),
+            message_count: AtomicU64::new(0),
+            finish_count: AtomicU64::new(0),
+            requeue_count: AtomicU64::new(0),
+            settings: Mutex::new(settings),
+            pub_counts: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            close: CancellationToken::new(),
+        }
+    }
+
+    pub fn state(&self) -> i32 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// How many more messages the client may have in flight now.
+    pub fn capacity(&self) -> i64 {
+        self.ready_count.load(Ordering::Acquire) - self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// A message of this client left flight (FIN, REQ, timeout).
+    pub fn message_done(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    pub fn published(&self, topic: &str, count: u64) {
+        let mut counts = self.pub_counts.lock();
+        match counts.iter_mut().find(|c| c.topic == topic) {
+            Some(c) => c.count += count,
+            None => counts.push(PubCount {
+                topic: topic.to_string(),
+                count,
+            }),
+        }
+    }
+
+    pub fn has_published(&self) -> bool {
+        !self.pub_counts.lock().is_empty()
+    }
+
+    /// `/stats` view. With a topic filter only that topic's publish count is shown.
+    pub fn stats(&self, topic_filter: &str) -> ClientStats {
+        let s = self.settings.lock().clone();
+        let pub_counts = self
+            .pub_counts
+            .lock()
+            .iter()
+            .filter(|c| topic_filter.is_empty() || c.topic == topic_filter)
+            .cloned()
+            .collect();
+        ClientStats {
+            client_id: s.client_id,
+            hostname: s.hostname,
+            version: "V2".into(),
+            remote_address: self.remote_address.clone(),
+            state: self.state(),
+            ready_count: self.ready_count.load(Ordering::Relaxed),
+            in_flight_count: self.in_flight.load(Ordering::Relaxed),
+            message_count: self.message_count.load(Ordering::Relaxed),
+            finish_count: self.finish_count.load(Ordering::Relaxed),
+            requeue_count: self.requeue_count.load(Ordering::Relaxed),
+            connect_ts: self.connect_ts,
+            sample_rate: s.sample_rate,
+            deflate: s.deflate,
+            snappy: s.snappy,
+            user_agent: s.user_agent,
+            pub_counts,
+            ..ClientStats::default()
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! nsqd's HTTP API, path for path and error for error as upstream's.
+
+use crate::guid::unix_nanos;
+use crate::message::{Message, Run};
+use crate::node::{Node, VERSION};
+use crate::options::LogLevel;
+use crate::queue::Item;
+use crate::stats;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::{BufMut, BytesMut};
+use nsq::api::{NsqdInfo, CONTENT_TYPE_HEADER, CONTENT_TYPE_VALUE};
+use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    let app = Router::new().fallback(route).with_state(node.clone());
+    let shutdown = node.shutdown.clone();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+    {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+/// A V1 answer: raw text, empty, JSON, or `{"message": ...}` with a status.
+pub enum V1 {
+    Text(String),
+    Empty,
+    /// Serialized JSON, in the field order of its type.
+    Json(Vec<u8>),
+    Error(StatusCode, &'static str),
+}
+
+impl IntoResponse for V1 {
+    fn into_response(self) -> Response {
+        let (status, body, json) = match self {
+            V1::Text(text) => (StatusCode::OK, text.into_bytes(), false),
+            V1::Empty => (StatusCode::OK, Vec::new(), false),
+            V1::Json(body) => (StatusCode::OK, body, true),
+            V1::Error(status, message) => (
+                status,
+                format!("{{\"message\":\"{message}\"}}").into_bytes(),
+                true,
+            ),
+        };
+        let empty = body.is_empty();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE_HEADER,
+            HeaderValue::from_static(CONTENT_TYPE_VALUE),
+        );
+        if json {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+        } else if !empty {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+        }
+        response
+    }
+}
+
+impl V1 {
+    pub fn json<T: serde::Serialize>(value: &T) -> V1 {
+        V1::Json(serde_json::to_vec(value).expect("API types serialize"))
+    }
+}
+
+type Answer = Result<V1, V1>;
+
+fn err(status: StatusCode, message: &'static str) -> V1 {
+    V1::Error(status, message)
+}
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
+
+async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let allowed = match path.as_str() {
+        "/ping" | "/info" | "/stats" => GET,
+        "/pub" | "/mpub" => POST,
+        "/topic/create" | "/topic/delete" | "/topic/empty" | "/topic/pause" | "/topic/unpause" => {
+            POST
+        }
+        "/channel/create" | "/channel/delete" | "/channel/empty" | "/channel/pause"
+        | "/channel/unpause" => POST,
+        p if p.starts_with("/config/") && p.len() > "/config/".len() && !p[8..].contains('/') => {
+            GET_PUT
+        }
+        _ => return err(StatusCode::NOT_FOUND, "NOT_FOUND").into_response(),
+    };
+    let method = req.method().clone();
+    if !allowed.contains(&method) {
+        let mut names: Vec<&str> = allowed
+            .iter()
+            .map(Method::as_str)
+            .chain(["OPTIONS"])
+            .collect();
+        names.sort_unstable();
+        let allow = HeaderValue::from_str(&names.join(", ")).expect("ASCII method names");
+        let mut response = if method == Method::OPTIONS {
+            StatusCode::OK.into_response()
+        } else {
+            err(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").into_response()
+        };
+        response.headers_mut().insert(header::ALLOW, allow);
+        return response;
+    }
+    if path == "/ping" {
+        return ping(&node);
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let content_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let body = req.into_body();
+    let answer = async {
+        let params =
+            Params::parse(&query).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST"))?;
+        match path.as_str() {
+            "/info" => Ok(info(&node)),
+            "/stats" => Ok(stats(&node, &params)),
+            "/pub" => publish(&node, &params, content_length, body).await,
+            "/mpub" => multi_publish(&node, &params, content_length, body).await,
+            "/topic/create" => {
+                topic_from_query(&node, &params)?;
+                Ok(V1::Empty)
+            }
+            "/topic/delete" => {
+                let name = params
+                    .get("topic")
+                    .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_TOPIC"))?;
+                node.delete_topic(name)
+                    .then_some(V1::Empty)
+                    .ok_or(err(StatusCode::NOT_FOUND, "TOPIC_NOT_FOUND"))
+            }
+            "/topic/empty" => {
+                let name = params
+                    .get("topic")
+                    .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_TOPIC"))?;
+                if !is_valid_topic_name(name) {
+                    return Err(err(StatusCode::BAD_REQUEST, "INVALID_TOPIC"));
+                }
+                node.topic(name)
+                    .ok_or(err(StatusCode::NOT_FOUND, "TOPIC_NOT_FOUND"))?
+                    .empty();
+                Ok(V1::Empty)
+            }
+            "/topic/pause" | "/topic/unpause" => {
+                let name = params
+                    .get("topic")
+                    .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_TOPIC"))?;
+                let topic = node
+                    .topic(name)
+                    .ok_or(err(StatusCode::NOT_FOUND, "TOPIC_NOT_FOUND"))?;
+                if path.ends_with("unpause") {
+                    topic.unpause()
+                } else {
+                    topic.pause()
+                }
+                Ok(V1::Empty)
+            }
+            "/channel/create" => {
+                let (topic, channel) = existing_topic_and_channel_arg(&node, &params)?;
+                topic
+                    .get_or_create_channel(channel)
+                    .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))?;
+                Ok(V1::Empty)
+            }
+            "/channel/delete" => {
+                let (topic, channel) = existing_topic_and_channel_arg(&node, &params)?;
+                node.delete_channel(&topic, channel)
+                    .then_some(V1::Empty)
+                    .ok_or(err(StatusCode::NOT_FOUND, "CHANNEL_NOT_FOUND"))
+            }
+            "/channel/empty" | "/channel/pause" | "/channel/unpause" => {
+                let (topic, channel) = existing_topic_and_channel_arg(&node, &params)?;
+                let channel = topic
+                    .channel(channel)
+                    .ok_or(err(StatusCode::NOT_FOUND, "CHANNEL_NOT_FOUND"))?;
+                match path.as_str() {
+                    "/channel/empty" => channel.empty(),
+                    "/channel/pause" => channel.pause(),
+                    _ => channel.unpause(),
+                }
+                Ok(V1::Empty)
+            }
+            _ => config(&node, &path["/config/".len()..], &method, body).await,
+        }
+    };
+    match answer.await {
+        Ok(v) | Err(v) => v.into_response(),
+    }
+}
+
+/// Query parameters as Go's `url.ParseQuery` reads them; the first value wins.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// `None` for a malformed escape, which upstream answers with `INVALID_REQUEST`.
+    pub fn parse(query: &str) -> Option<Params> {
+        let mut pairs = Vec::new();
+        for part in query.split('&').filter(|p| !p.is_empty()) {
+            if part.contains(';') {
+                return None;
+            }
+            let (key, value) = part.split_once('=').unwrap_or((part, ""));
+            pairs.push((unescape(key)?, unescape(value)?));
+        }
+        Some(Params(pairs))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Upstream's boolean parameters: true/1/false/0, anything else is `default`.
+    fn flag(&self, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            _ => default,
+        }
+    }
+}
+
+fn unescape(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn ping(node: &Node) -> Response {
+    let health = node.health();
+    let status = if health == "OK" {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        health,
+    )
+        .into_response()
+}
+
+fn info(node: &Node) -> V1 {
+    let opts = &node.opts;
+    let info = NsqdInfo {
+        version: VERSION.into(),
+        broadcast_address: opts.broadcast_address.clone(),
+        hostname: crate::options::hostname(),
+        http_port: node.http_addr.map_or(-1, |a| a.port() as i32),
+        tcp_port: node.tcp_addr.port() as i32,
+        start_time: node.start_time,
+        max_heartbeat_interval: opts.max_heartbeat_interval.as_nanos() as i64,
+        max_output_buffer_size: opts.max_output_buffer_size,
+        max_output_buffer_timeout: opts.max_output_buffer_timeout.as_nanos() as i64,
+        max_deflate_level: opts.max_deflate_level,
+    };
+    V1::json(&info)
+}
+
+fn stats(node: &Node, params: &Params) -> V1 {
+    let topic = params.get("topic").unwrap_or("");
+    let channel = params.get("channel").unwrap_or("");
+    let include_clients = params.flag("include_clients", true);
+    let include_mem = params.flag("include_mem", true);
+    let mut stats = node.stats(topic, channel, include_clients);
+    if include_mem {
+        stats.memory = Some(stats::memory());
+    }
+    if params.get("format") == Some("json") {
+        V1::json(&stats)
+    } else {
+        V1::Text(stats::render_text(
+            &stats,
+            Instant::now().duration_since(node.started_at()),
+        ))
+    }
+}
+
+/// The topic named by `?topic=`, created if needed (`/pub`, `/mpub`, `/topic/create`).
+fn topic_from_query(node: &Node, params: &Params) -> Result<Arc<crate::topic::Topic>, V1> {
+    let name = params
+        .get("topic")
+        .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_TOPIC"))?;
+    if !is_valid_topic_name(name) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_TOPIC"));
+    }
+    Ok(node.get_or_create_topic(name))
+}
+
+/// `?topic=` of an existing topic and a valid `?channel=` (the `/channel/*` endpoints).
+fn existing_topic_and_channel_arg<'p>(
+    node: &Node,
+    params: &'p Params,
+) -> Result<(Arc<crate::topic::Topic>, &'p str), V1> {
+    let topic = params
+        .get("topic")
+        .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_TOPIC"))?;
+    if !is_valid_topic_name(topic) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_ARG_TOPIC"));
+    }
+    let channel = params
+        .get("channel")
+        .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_CHANNEL"))?;
+    if !is_valid_channel_name(channel) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_ARG_CHANNEL"));
+    }
+    let topic = node
+        .topic(topic)
+        .ok_or(err(StatusCode::NOT_FOUND, "TOPIC_NOT_FOUND"))?;
+    Ok((topic, channel))
+}
+
+/// Reads at most `limit` bytes; `Ok(None)` when the body is longer.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Option<Bytes>, V1> {
+    use http_body_util::BodyExt;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(buf.freeze()))
+}
+
+async fn publish(node: &Node, params: &Params, content_length: Option<u64>, body: Body) -> Answer {
+    let max = node.opts.max_msg_size as usize;
+    if content_length.is_some_and(|n| n > max as u64) {
+        return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG"));
+    }
+    let body = read_limited(body, max)
+        .await?
+        .ok_or(err(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG"))?;
+    if body.is_empty() {
+        return Err(err(StatusCode::BAD_REQUEST, "MSG_EMPTY"));
+    }
+    let topic = topic_from_query(node, params)?;
+    let mut defer = Duration::ZERO;
+    if let Some(text) = params.get("defer") {
+        let ms: i64 = text
+            .parse()
+            .map_err(|_| err(StatusCode::BAD_REQUEST, "INVALID_DEFER"))?;
+        if ms < 0 || ms as u128 > node.opts.max_req_timeout.as_millis() {
+            return Err(err(StatusCode::BAD_REQUEST, "INVALID_DEFER"));
+        }
+        defer = Duration::from_millis(ms as u64);
+    }
+    let len = body.len();
+    let msg = Message {
+        id: node.ids.reserve(1),
+        timestamp: unix_nanos(),
+        attempts: 0,
+        body,
+    };
+    let item = if defer.is_zero() {
+        Item::One(msg)
+    } else {
+        Item::Deferred(msg, Instant::now() + defer)
+    };
+    topic
+        .put(item, len)
+        .map_err(|_| err(StatusCode::SERVICE_UNAVAILABLE, "EXITING"))?;
+    Ok(V1::Text("OK".into()))
+}
+
+async fn multi_publish(
+    node: &Node,
+    params: &Params,
+    content_length: Option<u64>,
+    body: Body,
+) -> Answer {
+    let max_body = node.opts.max_body_size as usize;
+    let max_msg = node.opts.max_msg_size;
+    if content_length.is_some_and(|n| n > max_body as u64) {
+        return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_BIG"));
+    }
+    let topic = topic_from_query(node, params)?;
+    let binary = match params.get("binary") {
+        None => false,
+        Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            tracing::warn!(
+                value = other,
+                "deprecated value used for /mpub binary param"
+            );
+            true
+        }
+    };
+    let body = read_limited(body, max_body)
+        .await?
+        .ok_or(err(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_BIG"))?;
+    let (records, count, bytes) = if binary {
+        binary_records(&body, max_msg, max_body as i64)?
+    } else {
+        let mut records = BytesMut::with_capacity(body.len() + 64);
+        let (mut count, mut bytes) = (0u32, 0usize);
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if line.len() as i64 > max_msg {
+                return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG"));
+            }
+            records.put_u32(line.len() as u32);
+            records.put_slice(line);
+            count += 1;
+            bytes += line.len();
+        }
+        (records.freeze(), count, bytes)
+    };
+    if count > 0 {
+        let run = Run::new(records, count, node.ids.reserve(count as u64), unix_nanos());
+        topic
+            .put(Item::Run(run), bytes)
+            .map_err(|_| err(StatusCode::SERVICE_UNAVAILABLE, "EXITING"))?;
+    }
+    Ok(V1::Text("OK".into()))
+}
+
+/// Binary `/mpub`: `[count: u32 BE]([size: u32 BE][body])*`. Errors carry the
+/// TCP error code without its `E_`, with status 413, as upstream answers.
+fn binary_records(body: &Bytes, max_msg: i64, max_body: i64) -> Result<(Bytes, u32, usize), V1> {
+    let bad_body = || err(StatusCode::PAYLOAD_TOO_LARGE, "BAD_BODY");
+    let bad_message = || err(StatusCode::PAYLOAD_TOO_LARGE, "BAD_MESSAGE");
+    let count = body
+        .get(..4)
+        .map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")))
+        .ok_or_else(bad_body)?;
+    if count <= 0 || count as i64 > (max_body - 4) / 5 {
+        return Err(bad_body());
+    }
+    let mut pos = 4;
+    let mut bytes = 0;
+    for _ in 0..count {
+        let size = body
+            .get(pos..pos + 4)
+            .map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(bad_message)?;
+        if size <= 0 || size as i64 > max_msg || body.len() < pos + 4 + size as usize {
+            return Err(bad_message());
+        }
+        pos += 4 + size as usize;
+        bytes += size as usize;
+    }
+    Ok((body.slice(4..pos), count as u32, bytes))
+}
+
+async fn config(node: &Node, opt: &str, method: &Method, body: Body) -> Answer {
+    if method == Method::PUT {
+        let limit = node.opts.max_msg_size as usize;
+        let value = read_limited(body, limit).await?.filter(|b| !b.is_empty());
+        let value = value.ok_or(err(StatusCode::PAYLOAD_TOO_LARGE, "INVALID_VALUE"))?;
+        match opt {
+            "log_level" => {
+                let level = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(LogLevel::parse)
+                    .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
+                node.set_log_level(level);
+            }
+            _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
+        }
+    }
+    let mut options = node.opts.to_cfg_map();
+    options.insert(
+        "log_level".into(),
+        serde_json::json!(node.log_level() as i32),
+    );
+    match options.remove(opt) {
+        None => Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
+        // Upstream writes string options raw and everything else as JSON.
+        Some(serde_json::Value::String(text)) => Ok(V1::Text(text)),
+        Some(value) => Ok(V1::json(&value)),
+    }
+}

@@ -1,0 +1,23 @@
+//! nsqd as a library: [`Nsqd::start`] binds the listeners and serves until
+//! [`Nsqd::shutdown`]. The binary and the end-to-end tests both use it.
+
+pub mod channel;
+pub mod cli;
+pub mod client;
+pub mod command;
+pub mod e2e;
+pub mod guid;
+pub mod http;
+pub mod message;
+pub mod node;
+pub mod options;
+pub mod output;
+pub mod protocol_v2;
+pub mod pump;
+pub mod queue;
+pub mod stats;
+pub mod tcp;
+pub mod topic;
+
+pub use node::{Nsqd, StartError, VERSION};
+pub use options::{LogLevel, Options};

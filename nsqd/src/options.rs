@@ -1,0 +1,239 @@
+//! Every nsqd setting in one place, with upstream's defaults beside it.
+
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Log verbosity, numbered as upstream reports it through `/config/log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Fatal = 5,
+}
+
+impl LogLevel {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            "fatal" => Some(LogLevel::Fatal),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Fatal => "fatal",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Feeds the message-ID generator; 0..1024.
+    pub node_id: u16,
+    pub log_level: LogLevel,
+    pub log_prefix: String,
+
+    /// `host:port` of the TCP (protocol V2) listener.
+    pub tcp_address: String,
+    /// `host:port` of the HTTP listener; empty disables HTTP.
+    pub http_address: String,
+    /// Address announced to lookupd and consumers; defaults to the hostname.
+    pub broadcast_address: String,
+    /// Port announced for TCP; 0 means the real one.
+    pub broadcast_tcp_port: u16,
+    pub broadcast_http_port: u16,
+    pub lookupd_tcp_addresses: Vec<String>,
+
+    /// Where disk queues and `nsqd.dat` live.
+    pub data_path: PathBuf,
+    /// Messages kept in memory per topic and per channel before spilling to disk.
+    pub mem_queue_size: i64,
+    pub max_bytes_per_file: i64,
+    pub sync_every: i64,
+    pub sync_timeout: Duration,
+
+    pub msg_timeout: Duration,
+    pub max_msg_timeout: Duration,
+    pub max_msg_size: i64,
+    pub max_req_timeout: Duration,
+    pub max_body_size: i64,
+    pub max_heartbeat_interval: Duration,
+    pub max_rdy_count: i64,
+    pub max_output_buffer_size: i64,
+    pub max_output_buffer_timeout: Duration,
+    pub min_output_buffer_timeout: Duration,
+    pub output_buffer_timeout: Duration,
+    /// 0 means unlimited.
+    pub max_channel_consumers: i64,
+
+    /// Quantiles in (0, 1] to report; empty disables the measurement.
+    pub e2e_processing_latency_percentiles: Vec<f64>,
+    pub e2e_processing_latency_window_time: Duration,
+
+    pub deflate: bool,
+    pub max_deflate_level: i64,
+    pub snappy: bool,
+}
+
+/// Heartbeats default to half of upstream's fixed 60 s client timeout.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// A connection must send the protocol magic within this time.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Output buffer of a client that did not negotiate one.
+pub const DEFAULT_OUTPUT_BUFFER_SIZE: i64 = 16 * 1024;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            node_id: default_node_id(),
+            log_level: LogLevel::Info,
+            log_prefix: "[nsqd] ".into(),
+            tcp_address: "0.0.0.0:4150".into(),
+            http_address: "0.0.0.0:4151".into(),
+            broadcast_address: hostname(),
+            broadcast_tcp_port: 0,
+            broadcast_http_port: 0,
+            lookupd_tcp_addresses: Vec::new(),
+            data_path: PathBuf::new(),
+            mem_queue_size: 10_000,
+            max_bytes_per_file: 100 * 1024 * 1024,
+            sync_every: 2500,
+            sync_timeout: Duration::from_secs(2),
+            msg_timeout: Duration::from_secs(60),
+            max_msg_timeout: Duration::from_secs(15 * 60),
+            max_msg_size: 1024 * 1024,
+            max_req_timeout: Duration::from_secs(3600),
+            max_body_size: 5 * 1024 * 1024,
+            max_heartbeat_interval: Duration::from_secs(60),
+            max_rdy_count: 2500,
+            max_output_buffer_size: 64 * 1024,
+            max_output_buffer_timeout: Duration::from_secs(30),
+            min_output_buffer_timeout: Duration::from_millis(25),
+            output_buffer_timeout: Duration::from_millis(250),
+            max_channel_consumers: 0,
+            e2e_processing_latency_percentiles: Vec::new(),
+            e2e_processing_latency_window_time: Duration::from_secs(600),
+            deflate: true,
+            max_deflate_level: 6,
+            snappy: true,
+        }
+    }
+}
+
+impl Options {
+    /// Checks what flags alone cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_id >= 1024 {
+            return Err(format!(
+                "--node-id must be in [0,1024), got {}",
+                self.node_id
+            ));
+        }
+        if !(1..=9).contains(&self.max_deflate_level) {
+            return Err(format!(
+                "--max-deflate-level must be in [1,9], got {}",
+                self.max_deflate_level
+            ));
+        }
+        if let Some(p) = self
+            .e2e_processing_latency_percentiles
+            .iter()
+            .find(|p| !(**p > 0.0 && **p <= 1.0))
+        {
+            return Err(format!(
+                "--e2e-processing-latency-percentile {p} must be in (0,1]"
+            ));
+        }
+        if self.mem_queue_size < 0
+            || self.max_msg_size <= 0
+            || self.max_body_size <= 0
+            || self.max_rdy_count < 0
+        {
+            return Err("sizes and counts must not be negative".into());
+        }
+        Ok(())
+    }
+
+    /// The options by upstream's config names, with durations in nanoseconds,
+    /// as `GET /config/:opt` answers them.
+    pub fn to_cfg_map(&self) -> Map<String, Value> {
+        let ns = |d: Duration| json!(d.as_nanos() as u64);
+        let pairs = [
+            ("id", json!(self.node_id)),
+            ("log_level", json!(self.log_level as i32)),
+            ("log_prefix", json!(self.log_prefix)),
+            ("tcp_address", json!(self.tcp_address)),
+            ("http_address", json!(self.http_address)),
+            ("broadcast_address", json!(self.broadcast_address)),
+            ("broadcast_tcp_port", json!(self.broadcast_tcp_port)),
+            ("broadcast_http_port", json!(self.broadcast_http_port)),
+            (
+                "nsqlookupd_tcp_addresses",
+                json!(self.lookupd_tcp_addresses),
+            ),
+            ("data_path", json!(self.data_path.to_string_lossy())),
+            ("mem_queue_size", json!(self.mem_queue_size)),
+            ("max_bytes_per_file", json!(self.max_bytes_per_file)),
+            ("sync_every", json!(self.sync_every)),
+            ("sync_timeout", ns(self.sync_timeout)),
+            ("msg_timeout", ns(self.msg_timeout)),
+            ("max_msg_timeout", ns(self.max_msg_timeout)),
+            ("max_msg_size", json!(self.max_msg_size)),
+            ("max_req_timeout", ns(self.max_req_timeout)),
+            ("max_body_size", json!(self.max_body_size)),
+            ("max_heartbeat_interval", ns(self.max_heartbeat_interval)),
+            ("max_rdy_count", json!(self.max_rdy_count)),
+            ("max_output_buffer_size", json!(self.max_output_buffer_size)),
+            (
+                "max_output_buffer_timeout",
+                ns(self.max_output_buffer_timeout),
+            ),
+            (
+                "min_output_buffer_timeout",
+                ns(self.min_output_buffer_timeout),
+            ),
+            ("output_buffer_timeout", ns(self.output_buffer_timeout)),
+            ("max_channel_consumers", json!(self.max_channel_consumers)),
+            (
+                "e2e_processing_latency_percentiles",
+                json!(self.e2e_processing_latency_percentiles),
+            ),
+            (
+                "e2e_processing_latency_window_time",
+                ns(self.e2e_processing_latency_window_time),
+            ),
+            ("deflate", json!(self.deflate)),
+            ("max_deflate_level", json!(self.max_deflate_level)),
+            ("snappy", json!(self.snappy)),
+        ];
+        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Upstream derives the default node ID from the hostname; any stable hash will do.
+fn default_node_id() -> u16 {
+    let h = hostname().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % 1024) as u16
+}

@@ -1,0 +1,71 @@
+//! The per-consumer tasks: the message pump, which moves messages from the
+//! channel into the client's output while its RDY allows, and heartbeats.
+
+use crate::channel::Channel;
+use crate::client::{Client, STATE_SUBSCRIBED};
+use crate::output::Output;
+use nsq::protocol::{FrameType, HEARTBEAT};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Messages taken per lock of the channel, so publishers are never held long.
+const TAKE_BATCH: usize = 128;
+
+/// Delivers while `in_flight < RDY` and the channel is not paused. Output is
+/// flushed when the buffer fills or when there is nothing more to send right
+/// now, so a busy consumer gets large writes and an idle one no delay.
+pub async fn message_pump(client: Arc<Client>, channel: Arc<Channel>, out: Arc<Output>) {
+    let settings = client.settings.lock().clone();
+    let flush_at = settings.output_buffer_size.max(1);
+    loop {
+        let woken = client.wake.notified();
+        let available = channel.available();
+        tokio::pin!(available);
+        available.as_mut().enable();
+
+        let mut writer = out.lock().await;
+        let room = client.capacity().clamp(0, TAKE_BATCH as i64) as usize;
+        let taken = if room > 0 && client.state() == STATE_SUBSCRIBED {
+            let pending = &mut writer.pending;
+            channel.take(
+                &client,
+                room,
+                settings.msg_timeout,
+                settings.sample_rate,
+                |msg| msg.encode_frame(pending),
+            )
+        } else {
+            0
+        };
+        let must_flush =
+            writer.pending.len() >= flush_at || (taken == 0 && !writer.pending.is_empty());
+        if must_flush && writer.flush().await.is_err() {
+            client.close.cancel();
+            return;
+        }
+        drop(writer);
+        if taken > 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = woken => {}
+            _ = &mut available => {}
+            _ = client.close.cancelled() => return,
+        }
+    }
+}
+
+/// Sends `_heartbeat_` every `interval`; a failed write closes the connection.
+pub async fn heartbeats(client: Arc<Client>, out: Arc<Output>, interval: Duration) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {
+                if out.send(FrameType::Response, HEARTBEAT).await.is_err() {
+                    client.close.cancel();
+                    return;
+                }
+            }
+            _ = client.close.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! nsqlookupd, the topology directory. Not built yet: it arrives with the lookupd issue.

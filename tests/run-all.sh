@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh machine: installs what the
+# tests need (a Python venv with pynsq), checks formatting and lints, runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=tests/.venv
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check "pynsq==0.9.1" "tornado>=6,<7"
+export NSQ_TEST_PYTHON="$PWD/$venv/bin/python"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo nextest run --workspace --no-fail-fast --test-threads 4
+cargo test --workspace --doc --quiet
