@@ -89,60 +89,84 @@ const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
 const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
 
+/// Every fixed path and its methods; `/config/:opt` is matched apart.
+const ROUTES: &[(&str, &[Method])] = &[
+    ("/ping", GET),
+    ("/info", GET),
+    ("/stats", GET),
+    ("/pub", POST),
+    ("/mpub", POST),
+    ("/topic/create", POST),
+    ("/topic/delete", POST),
+    ("/topic/empty", POST),
+    ("/topic/pause", POST),
+    ("/topic/unpause", POST),
+    ("/channel/create", POST),
+    ("/channel/delete", POST),
+    ("/channel/empty", POST),
+    ("/channel/pause", POST),
+    ("/channel/unpause", POST),
+];
+const CONFIG: &str = "/config/";
+
+/// The methods served at `path`, or `None` when no route matches.
+fn route_methods(path: &str) -> Option<&'static [Method]> {
+    if let Some((_, methods)) = ROUTES.iter().find(|(p, _)| *p == path) {
+        return Some(methods);
+    }
+    path.strip_prefix(CONFIG)
+        .filter(|opt| !opt.is_empty() && !opt.contains('/'))
+        .map(|_| GET_PUT)
+}
+
 async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
-    let path = req.uri().path().to_string();
-    let allowed = match path.as_str() {
-        "/ping" | "/info" | "/stats" => GET,
-        "/pub" | "/mpub" => POST,
-        "/topic/create" | "/topic/delete" | "/topic/empty" | "/topic/pause" | "/topic/unpause" => {
-            POST
-        }
-        "/channel/create" | "/channel/delete" | "/channel/empty" | "/channel/pause"
-        | "/channel/unpause" => POST,
-        p if p.starts_with("/config/") && p.len() > "/config/".len() && !p[8..].contains('/') => {
-            GET_PUT
-        }
-        _ => return err(StatusCode::NOT_FOUND, "NOT_FOUND").into_response(),
+    // Handlers see the decoded path, as Go's `URL.Path`; a bad escape there
+    // is refused by Go's server before any handler runs.
+    let Some(path) = unescape_path(req.uri().path()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "400 Bad Request",
+        )
+            .into_response();
     };
     let method = req.method().clone();
-    if !allowed.contains(&method) {
-        let mut names: Vec<&str> = allowed
-            .iter()
-            .map(Method::as_str)
-            .chain(["OPTIONS"])
-            .collect();
-        names.sort_unstable();
-        let allow = HeaderValue::from_str(&names.join(", ")).expect("ASCII method names");
-        let mut response = if method == Method::OPTIONS {
-            StatusCode::OK.into_response()
-        } else {
-            err(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").into_response()
-        };
-        response.headers_mut().insert(header::ALLOW, allow);
-        return response;
+    let query = req.uri().query().unwrap_or("").to_string();
+    match route_methods(&path) {
+        Some(allowed) if allowed.contains(&method) => {}
+        allowed => {
+            if let Some(fixed) = redirect_target(&path, &method) {
+                return redirect(&method, &fixed, &query);
+            }
+            let Some(allowed) = allowed else {
+                return err(StatusCode::NOT_FOUND, "NOT_FOUND").into_response();
+            };
+            return not_allowed(&method, allowed);
+        }
     }
     if path == "/ping" {
         return ping(&node);
     }
-    let query = req.uri().query().unwrap_or("").to_string();
     let content_length = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let body = req.into_body();
+    // `/info` and `/config` never look at the query; `/pub` and `/mpub`
+    // check the body size first, so they parse it themselves.
+    let params = || Params::parse(&query).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST"));
     let answer = async {
-        let params =
-            Params::parse(&query).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST"))?;
         match path.as_str() {
             "/info" => Ok(info(&node)),
-            "/stats" => Ok(stats(&node, &params)),
-            "/pub" => publish(&node, &params, content_length, body).await,
-            "/mpub" => multi_publish(&node, &params, content_length, body).await,
+            "/stats" => Ok(stats(&node, &params()?)),
+            "/pub" => publish(&node, &query, content_length, body).await,
+            "/mpub" => multi_publish(&node, &query, content_length, body).await,
             "/topic/create" => {
-                topic_from_query(&node, &params)?;
+                topic_from_query(&node, &params()?)?;
                 Ok(V1::Empty)
             }
             "/topic/delete" => {
+                let params = params()?;
                 let name = params
                     .get("topic")
                     .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_TOPIC"))?;
@@ -151,6 +175,7 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                     .ok_or(err(StatusCode::NOT_FOUND, "TOPIC_NOT_FOUND"))
             }
             "/topic/empty" => {
+                let params = params()?;
                 let name = params
                     .get("topic")
                     .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_TOPIC"))?;
@@ -163,6 +188,7 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                 Ok(V1::Empty)
             }
             "/topic/pause" | "/topic/unpause" => {
+                let params = params()?;
                 let name = params
                     .get("topic")
                     .ok_or(err(StatusCode::BAD_REQUEST, "MISSING_ARG_TOPIC"))?;
@@ -177,6 +203,7 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                 Ok(V1::Empty)
             }
             "/channel/create" => {
+                let params = params()?;
                 let (topic, channel) = existing_topic_and_channel_arg(&node, &params)?;
                 topic
                     .get_or_create_channel(channel)
@@ -184,12 +211,14 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                 Ok(V1::Empty)
             }
             "/channel/delete" => {
+                let params = params()?;
                 let (topic, channel) = existing_topic_and_channel_arg(&node, &params)?;
                 node.delete_channel(&topic, channel)
                     .then_some(V1::Empty)
                     .ok_or(err(StatusCode::NOT_FOUND, "CHANNEL_NOT_FOUND"))
             }
             "/channel/empty" | "/channel/pause" | "/channel/unpause" => {
+                let params = params()?;
                 let (topic, channel) = existing_topic_and_channel_arg(&node, &params)?;
                 let channel = topic
                     .channel(channel)
@@ -201,12 +230,131 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                 }
                 Ok(V1::Empty)
             }
-            _ => config(&node, &path["/config/".len()..], &method, body).await,
+            _ => config(&node, &path[CONFIG.len()..], &method, body).await,
         }
     };
     match answer.await {
         Ok(v) | Err(v) => v.into_response(),
     }
+}
+
+/// httprouter's answer when the path exists for other methods: OPTIONS gets
+/// an empty 200, anything else 405; both list the methods in `Allow`.
+fn not_allowed(method: &Method, allowed: &[Method]) -> Response {
+    let mut names: Vec<&str> = allowed
+        .iter()
+        .map(Method::as_str)
+        .chain(["OPTIONS"])
+        .collect();
+    names.sort_unstable();
+    let allow = HeaderValue::from_str(&names.join(", ")).expect("ASCII method names");
+    let mut response = if method == Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        err(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").into_response()
+    };
+    response.headers_mut().insert(header::ALLOW, allow);
+    response
+}
+
+/// httprouter's RedirectTrailingSlash and RedirectFixedPath: where `path`
+/// names a route of `method` but for a trailing slash, letter case, or `.`,
+/// `..` and `//` segments, the route's path.
+fn redirect_target(path: &str, method: &Method) -> Option<String> {
+    let serves = |p: &str| route_methods(p).is_some_and(|m| m.contains(method));
+    if let Some(stripped) = path.strip_suffix('/').filter(|p| !p.is_empty()) {
+        if serves(stripped) {
+            return Some(stripped.to_string());
+        }
+    }
+    if path == "/" {
+        return None;
+    }
+    let clean = clean_path(path);
+    let candidate = clean
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(&clean);
+    let fixed = match ROUTES.iter().find(|(p, _)| p.eq_ignore_ascii_case(candidate)) {
+        Some((p, _)) => p.to_string(),
+        None => {
+            let head = candidate.get(..CONFIG.len())?;
+            if !head.eq_ignore_ascii_case(CONFIG) {
+                return None;
+            }
+            format!("{CONFIG}{}", &candidate[CONFIG.len()..])
+        }
+    };
+    serves(&fixed).then_some(fixed)
+}
+
+/// Go's `http.Redirect`: 301 for GET, 307 (same method again) otherwise.
+fn redirect(method: &Method, path: &str, query: &str) -> Response {
+    let mut location = escape_path(path);
+    if !query.is_empty() {
+        location = format!("{location}?{query}");
+    }
+    let (status, body) = if method == Method::GET {
+        let href = location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;");
+        (
+            StatusCode::MOVED_PERMANENTLY,
+            format!("<a href=\"{href}\">Moved Permanently</a>.\n\n"),
+        )
+    } else {
+        (StatusCode::TEMPORARY_REDIRECT, String::new())
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
+    if method == Method::GET {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// Go's `path.Clean` for a rooted path, keeping a trailing slash as
+/// httprouter's `CleanPath` does.
+fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    let mut clean = format!("/{}", parts.join("/"));
+    let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
+    if trailing && clean.len() > 1 {
+        clean.push('/');
+    }
+    clean
+}
+
+/// Percent-escapes what Go's `URL.EscapedPath` would.
+fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Query parameters as Go's `url.ParseQuery` reads them; the first value wins.
@@ -243,15 +391,30 @@ impl Params {
     }
 }
 
+/// Go's `url.QueryUnescape`: `+` is a space and `%` takes two hex digits.
+/// Go accepts any bytes; ours become U+FFFD, which no name allows either.
 fn unescape(text: &str) -> Option<String> {
+    percent_decode(text, true).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Go's `url.PathUnescape`: as [`unescape`], but `+` stays itself.
+fn unescape_path(text: &str) -> Option<String> {
+    percent_decode(text, false).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn percent_decode(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
             }
@@ -259,7 +422,7 @@ fn unescape(text: &str) -> Option<String> {
         }
         i += 1;
     }
-    String::from_utf8(out).ok()
+    Some(out)
 }
 
 fn ping(node: &Node) -> Response {
@@ -347,34 +510,38 @@ fn existing_topic_and_channel_arg<'p>(
     Ok((topic, channel))
 }
 
-/// Reads at most `limit` bytes; `Ok(None)` when the body is longer.
-async fn read_limited(mut body: Body, limit: usize) -> Result<Option<Bytes>, V1> {
+/// Reads the body through Go's `io.LimitReader(body, limit + 1)`: a result
+/// longer than `limit` means the body was over it.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, V1> {
     use http_body_util::BodyExt;
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Ok(None);
+            let room = limit + 1 - buf.len();
+            buf.extend_from_slice(&data[..data.len().min(room)]);
+            if buf.len() > limit {
+                break;
             }
-            buf.extend_from_slice(&data);
         }
     }
-    Ok(Some(buf.freeze()))
+    Ok(buf.freeze())
 }
 
-async fn publish(node: &Node, params: &Params, content_length: Option<u64>, body: Body) -> Answer {
+async fn publish(node: &Node, query: &str, content_length: Option<u64>, body: Body) -> Answer {
     let max = node.opts.max_msg_size as usize;
     if content_length.is_some_and(|n| n > max as u64) {
         return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG"));
     }
-    let body = read_limited(body, max)
-        .await?
-        .ok_or(err(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG"))?;
+    let body = read_limited(body, max).await?;
+    if body.len() > max {
+        return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG"));
+    }
     if body.is_empty() {
         return Err(err(StatusCode::BAD_REQUEST, "MSG_EMPTY"));
     }
-    let topic = topic_from_query(node, params)?;
+    let params = Params::parse(query).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST"))?;
+    let topic = topic_from_query(node, &params)?;
     let mut defer = Duration::ZERO;
     if let Some(text) = params.get("defer") {
         let ms: i64 = text
@@ -403,18 +570,14 @@ async fn publish(node: &Node, params: &Params, content_length: Option<u64>, body
     Ok(V1::Text("OK".into()))
 }
 
-async fn multi_publish(
-    node: &Node,
-    params: &Params,
-    content_length: Option<u64>,
-    body: Body,
-) -> Answer {
+async fn multi_publish(node: &Node, query: &str, content_length: Option<u64>, body: Body) -> Answer {
     let max_body = node.opts.max_body_size as usize;
-    let max_msg = node.opts.max_msg_size;
+    let max_msg = node.opts.max_msg_size as usize;
     if content_length.is_some_and(|n| n > max_body as u64) {
         return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_BIG"));
     }
-    let topic = topic_from_query(node, params)?;
+    let params = Params::parse(query).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST"))?;
+    let topic = topic_from_query(node, &params)?;
     let binary = match params.get("binary") {
         None => false,
         Some("false" | "0") => false,
@@ -427,24 +590,11 @@ async fn multi_publish(
             true
         }
     };
-    let body = read_limited(body, max_body)
-        .await?
-        .ok_or(err(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_BIG"))?;
+    let body = read_limited(body, max_body).await?;
     let (records, count, bytes) = if binary {
-        binary_records(&body, max_msg, max_body as i64)?
+        binary_records(&body, max_msg, max_body)?
     } else {
-        let mut records = BytesMut::with_capacity(body.len() + 64);
-        let (mut count, mut bytes) = (0u32, 0usize);
-        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if line.len() as i64 > max_msg {
-                return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG"));
-            }
-            records.put_u32(line.len() as u32);
-            records.put_slice(line);
-            count += 1;
-            bytes += line.len();
-        }
-        (records.freeze(), count, bytes)
+        text_records(&body, max_msg, max_body)?
     };
     if count > 0 {
         let run = Run::new(records, count, node.ids.reserve(count as u64), unix_nanos());
@@ -455,27 +605,65 @@ async fn multi_publish(
     Ok(V1::Text("OK".into()))
 }
 
-/// Binary `/mpub`: `[count: u32 BE]([size: u32 BE][body])*`. Errors carry the
-/// TCP error code without its `E_`, with status 413, as upstream answers.
-fn binary_records(body: &Bytes, max_msg: i64, max_body: i64) -> Result<(Bytes, u32, usize), V1> {
+/// Text `/mpub`: one message per line, checked line by line in upstream's
+/// order, so a long line before the body limit is `MSG_TOO_BIG`. `body` holds
+/// at most `max_body + 1` bytes. Returns `[size: u32 BE][body]` records.
+fn text_records(body: &[u8], max_msg: usize, max_body: usize) -> Result<(Bytes, u32, usize), V1> {
+    let mut records = BytesMut::with_capacity(body.len() + 64);
+    let (mut total, mut count, mut bytes) = (0, 0u32, 0);
+    for block in body.split_inclusive(|&b| b == b'\n') {
+        total += block.len();
+        if total > max_body {
+            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_BIG"));
+        }
+        // Only the `\n` goes; a `\r` stays part of the message, as upstream's.
+        let line = block.strip_suffix(b"\n").unwrap_or(block);
+        if line.is_empty() {
+            continue;
+        }
+        if line.len() > max_msg {
+            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "MSG_TOO_BIG"));
+        }
+        records.put_u32(line.len() as u32);
+        records.put_slice(line);
+        count += 1;
+        bytes += line.len();
+    }
+    Ok((records.freeze(), count, bytes))
+}
+
+/// Binary `/mpub`: `[count: u32 BE]([size: u32 BE][body])*`; bytes after the
+/// last message are ignored. Errors carry the TCP error code without its
+/// `E_`, with status 413, as upstream answers. `body` holds at most
+/// `max_body + 1` bytes: running out of it then means the body was too big.
+fn binary_records(body: &Bytes, max_msg: usize, max_body: usize) -> Result<(Bytes, u32, usize), V1> {
+    let truncated = body.len() > max_body;
+    let short = |code| {
+        if truncated {
+            err(StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_BIG")
+        } else {
+            err(StatusCode::PAYLOAD_TOO_LARGE, code)
+        }
+    };
     let bad_body = || err(StatusCode::PAYLOAD_TOO_LARGE, "BAD_BODY");
     let bad_message = || err(StatusCode::PAYLOAD_TOO_LARGE, "BAD_MESSAGE");
-    let count = body
-        .get(..4)
-        .map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")))
-        .ok_or_else(bad_body)?;
-    if count <= 0 || count as i64 > (max_body - 4) / 5 {
+    let read_i32 = |pos: usize| {
+        body.get(pos..pos + 4)
+            .map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")))
+    };
+    let count = read_i32(0).ok_or_else(|| short("BAD_BODY"))?;
+    if count <= 0 || count as usize > max_body.saturating_sub(4) / 5 {
         return Err(bad_body());
     }
     let mut pos = 4;
     let mut bytes = 0;
     for _ in 0..count {
-        let size = body
-            .get(pos..pos + 4)
-            .map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")))
-            .ok_or_else(bad_message)?;
-        if size <= 0 || size as i64 > max_msg || body.len() < pos + 4 + size as usize {
+        let size = read_i32(pos).ok_or_else(|| short("BAD_MESSAGE"))?;
+        if size <= 0 || size as usize > max_msg {
             return Err(bad_message());
+        }
+        if body.len() < pos + 4 + size as usize {
+            return Err(short("BAD_MESSAGE"));
         }
         pos += 4 + size as usize;
         bytes += size as usize;
@@ -483,17 +671,30 @@ fn binary_records(body: &Bytes, max_msg: i64, max_body: i64) -> Result<(Bytes, u
     Ok((body.slice(4..pos), count as u32, bytes))
 }
 
+/// Upstream's `lg.ParseLogLevel`: case-insensitive, with no trimming, so
+/// `"debug\n"` is refused.
+fn parse_log_level(value: &[u8]) -> Option<LogLevel> {
+    match std::str::from_utf8(value).ok()?.to_ascii_lowercase().as_str() {
+        "debug" => Some(LogLevel::Debug),
+        "info" => Some(LogLevel::Info),
+        "warn" => Some(LogLevel::Warn),
+        "error" => Some(LogLevel::Error),
+        "fatal" => Some(LogLevel::Fatal),
+        _ => None,
+    }
+}
+
 async fn config(node: &Node, opt: &str, method: &Method, body: Body) -> Answer {
     if method == Method::PUT {
         let limit = node.opts.max_msg_size as usize;
-        let value = read_limited(body, limit).await?.filter(|b| !b.is_empty());
-        let value = value.ok_or(err(StatusCode::PAYLOAD_TOO_LARGE, "INVALID_VALUE"))?;
+        let value = read_limited(body, limit).await?;
+        if value.is_empty() || value.len() > limit {
+            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "INVALID_VALUE"));
+        }
         match opt {
             "log_level" => {
-                let level = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(LogLevel::parse)
-                    .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
+                let level =
+                    parse_log_level(&value).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
                 node.set_log_level(level);
             }
             _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
@@ -508,6 +709,12 @@ async fn config(node: &Node, opt: &str, method: &Method, body: Body) -> Answer {
         None => Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
         // Upstream writes string options raw and everything else as JSON.
         Some(serde_json::Value::String(text)) => Ok(V1::Text(text)),
+        // Upstream's unset percentile list is a nil slice.
+        Some(serde_json::Value::Array(list))
+            if list.is_empty() && opt == "e2e_processing_latency_percentiles" =>
+        {
+            Ok(V1::json(&serde_json::Value::Null))
+        }
         Some(value) => Ok(V1::json(&value)),
     }
 }

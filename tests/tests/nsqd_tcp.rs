@@ -554,11 +554,8 @@ async fn heartbeats_and_disconnect_after_two_missed() {
         "{first:?}"
     );
     // Silent for two intervals: the server hangs up.
-    loop {
-        match conn.read_frame().await {
-            Some(f) => assert_eq!(&f.data[..], b"_heartbeat_"),
-            None => break,
-        }
+    while let Some(f) = conn.read_frame().await {
+        assert_eq!(&f.data[..], b"_heartbeat_");
     }
     let closed = started.elapsed();
     assert!(

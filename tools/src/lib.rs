@@ -1,1 +1,392 @@
 //! Helpers shared by the command-line tools.
+//!
+//! The benchmark programs (`bench_writer`, `bench_reader`) measure nsqd, so the
+//! client side here stays lean: one buffered read half per connection decoded
+//! in place with the `nsq` crate's codec, commands encoded once or in batches,
+//! and nothing else on the path.
+
+use bytes::BytesMut;
+use nsq::flags::format_duration;
+use nsq::protocol::message::ShortMessage;
+use nsq::protocol::{
+    decode_frame, Command, Frame, FrameError, FrameType, IdentifyRequest, HEARTBEAT, MAGIC_V2, OK,
+};
+use std::fmt;
+use std::io::{self, IsTerminal};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// Version reported in `user_agent`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Upstream's bench tools refuse frames above 1 MiB of data.
+pub const MAX_FRAME_SIZE: usize = 1024 * 1024;
+
+/// How much the read buffer grows by; one read takes up to this many bytes.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Message(#[from] ShortMessage),
+    #[error("connecting to {0} timed out")]
+    ConnectTimeout(String),
+    #[error("nsqd closed the connection")]
+    Closed,
+    #[error("nsqd answered {0}")]
+    Nsqd(String),
+    #[error("unexpected {0:?} frame: {1}")]
+    Unexpected(FrameType, String),
+    #[error("worker failed: {0}")]
+    Worker(String),
+    #[error("{0}")]
+    Deadline(String),
+}
+
+/// One protocol-V2 connection to nsqd with its read buffer.
+pub struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    max_frame: usize,
+}
+
+impl Conn {
+    /// Connects (giving up after a second, as upstream does), turns off Nagle
+    /// as Go does by default and sends the protocol magic.
+    pub async fn connect(addr: &str, max_frame: usize) -> Result<Conn, BenchError> {
+        let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
+            .await
+            .map_err(|_| BenchError::ConnectTimeout(addr.to_string()))??;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            max_frame,
+        };
+        conn.write(MAGIC_V2).await?;
+        Ok(conn)
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The next frame already in the buffer, if a whole one is there.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        decode_frame(&mut self.buf, self.max_frame)
+    }
+
+    /// Reads whatever nsqd has sent next. Cancel-safe: nothing is lost if the
+    /// future is dropped before it completes.
+    pub async fn fill(&mut self) -> Result<(), BenchError> {
+        // Decoded frames share this allocation until they are dropped; asking
+        // for room only when little is left lets `reserve` reclaim it.
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        match self.stream.read_buf(&mut self.buf).await? {
+            0 => Err(BenchError::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn read_frame(&mut self) -> Result<Frame, BenchError> {
+        loop {
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(frame);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Waits for the `OK` that answers a command, answering heartbeats meanwhile.
+    pub async fn expect_ok(&mut self) -> Result<(), BenchError> {
+        loop {
+            let frame = self.read_frame().await?;
+            match frame.frame_type {
+                FrameType::Response if frame.data == OK => return Ok(()),
+                FrameType::Response if frame.data == HEARTBEAT => {
+                    self.write(&Command::Nop.to_bytes()).await?
+                }
+                FrameType::Error => return Err(BenchError::Nsqd(text(&frame.data))),
+                other => return Err(BenchError::Unexpected(other, text(&frame.data))),
+            }
+        }
+    }
+}
+
+pub fn text(data: &[u8]) -> String {
+    String::from_utf8_lossy(data).into_owned()
+}
+
+/// The IDENTIFY upstream's bench tools send: `client_id` and `hostname` set
+/// to the role, everything else left to the server's defaults.
+pub fn identify(role: &str, program: &str) -> Command {
+    let request = IdentifyRequest {
+        client_id: role.into(),
+        hostname: role.into(),
+        user_agent: format!("{program}/{VERSION}"),
+        ..IdentifyRequest::default()
+    };
+    let json = serde_json::to_vec(&request).expect("IDENTIFY body serializes");
+    Command::Identify(json.into())
+}
+
+/// Connections to open: one per CPU, like upstream's one per `GOMAXPROCS`.
+pub fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Waits for every worker and adds up the messages they counted.
+pub async fn join_all(
+    handles: Vec<JoinHandle<Result<u64, BenchError>>>,
+) -> Result<u64, BenchError> {
+    let mut total = 0;
+    for handle in handles {
+        total += handle
+            .await
+            .map_err(|e| BenchError::Worker(e.to_string()))??;
+    }
+    Ok(total)
+}
+
+/// Writes a line the way Go's standard logger does: prefix, `2006/01/02
+/// 15:04:05`, message, on stderr. The time is UTC.
+pub fn log(prefix: &str, message: fmt::Arguments) {
+    let (y, mo, d, h, mi, s) = civil_from_unix(unix_now());
+    eprintln!("{prefix}{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02} {message}");
+}
+
+/// Logs the error and exits with status 1, like Go's `log.Fatal`.
+pub fn fatal(prefix: &str, error: impl fmt::Display) -> ! {
+    log(prefix, format_args!("{error}"));
+    std::process::exit(1)
+}
+
+/// Upstream's closing line: `duration: 10.0001s - 38.147mb/s - 200000.000ops/s
+/// - 5.000us/op`, with MB counted as `messages × size`.
+pub fn summary(duration: Duration, messages: u64, size: usize) -> String {
+    let secs = duration.as_secs_f64();
+    let mb = messages as f64 * size as f64 / secs / 1024.0 / 1024.0;
+    let ops = messages as f64 / secs;
+    // Go divides whole microseconds by the count.
+    let us_per_op = duration.as_micros() as f64 / messages as f64;
+    format!(
+        "duration: {} - {}mb/s - {}ops/s - {}us/op",
+        format_duration(duration),
+        go_float3(mb),
+        go_float3(ops),
+        go_float3(us_per_op)
+    )
+}
+
+/// `%.03f` as Go prints it, including `+Inf` and `NaN`.
+fn go_float3(x: f64) -> String {
+    match x {
+        x if x.is_nan() => "NaN".into(),
+        f64::INFINITY => "+Inf".into(),
+        f64::NEG_INFINITY => "-Inf".into(),
+        x => format!("{x:.3}"),
+    }
+}
+
+/// A `--deadline` value: `2006-01-02 15:04:05`, read as UTC like Go's `time.Parse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// Seconds since the Unix epoch.
+    pub unix: i64,
+}
+
+impl Deadline {
+    pub fn parse(text: &str) -> Result<Deadline, BenchError> {
+        let bad = |why: &str| {
+            BenchError::Deadline(format!(
+                "parsing time {text:?} as \"2006-01-02 15:04:05\": {why}"
+            ))
+        };
+        let b = text.as_bytes();
+        let layout_ok = b.len() == 19
+            && b.iter().enumerate().all(|(i, &c)| match i {
+                4 | 7 => c == b'-',
+                10 => c == b' ',
+                13 | 16 => c == b':',
+                _ => c.is_ascii_digit(),
+            });
+        if !layout_ok {
+            return Err(bad("does not match the layout"));
+        }
+        let num = |from: usize, to: usize| text[from..to].parse::<i64>().expect("ASCII digits");
+        let (year, month, day) = (num(0, 4), num(5, 7), num(8, 10));
+        let (hour, minute, second) = (num(11, 13), num(14, 16), num(17, 19));
+        if !(1..=12).contains(&month) {
+            return Err(bad("month out of range"));
+        }
+        if day < 1 || day > days_in_month(year, month) {
+            return Err(bad("day out of range"));
+        }
+        if hour > 23 || minute > 59 || second > 59 {
+            return Err(bad("time out of range"));
+        }
+        let days = days_from_civil(year, month, day);
+        Ok(Deadline {
+            unix: days * 86_400 + hour * 3600 + minute * 60 + second,
+        })
+    }
+
+    /// Sleeps until the deadline (not at all if it has passed), saying so first.
+    pub async fn wait(self, prefix: &str) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let target = Duration::from_secs(self.unix.max(0) as u64);
+        let (sign, gap) = match target.checked_sub(now) {
+            Some(ahead) => ("", ahead),
+            None => ("-", now - target),
+        };
+        let (y, mo, d, h, mi, s) = civil_from_unix(self.unix);
+        log(
+            prefix,
+            format_args!(
+                "sleeping until {y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC ({sign}{})",
+                format_duration(gap)
+            ),
+        );
+        if sign.is_empty() {
+            tokio::time::sleep(gap).await;
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// (year, month, day, hour, minute, second) in UTC of a Unix time.
+fn civil_from_unix(unix: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// A live `count, rate` line on stderr once a second, only when stderr is a
+/// terminal so that logs and pipes get just the summary.
+pub struct Progress {
+    task: Option<JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(prefix: &'static str, counter: Arc<AtomicU64>) -> Progress {
+        if !io::stderr().is_terminal() {
+            return Progress { task: None };
+        }
+        let task = tokio::spawn(async move {
+            let start = Instant::now();
+            let second = Duration::from_secs(1);
+            let mut ticks = tokio::time::interval_at((start + second).into(), second);
+            let (mut last_count, mut last_at) = (0, start);
+            loop {
+                let at = ticks.tick().await.into_std();
+                let count = counter.load(Ordering::Relaxed);
+                let rate = (count - last_count) as f64 / (at - last_at).as_secs_f64();
+                eprint!(
+                    "\r{prefix}{:.0}s: {count} msgs, {rate:.0} msgs/s\x1b[K",
+                    (at - start).as_secs_f64()
+                );
+                (last_count, last_at) = (count, at);
+            }
+        });
+        Progress { task: Some(task) }
+    }
+
+    /// Stops the line and clears it.
+    pub fn finish(self) {
+        if let Some(task) = self.task {
+            task.abort();
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_matches_upstream_format() {
+        let line = summary(Duration::from_millis(10_000), 2_000_000, 200);
+        assert_eq!(
+            line,
+            "duration: 10s - 38.147mb/s - 200000.000ops/s - 5.000us/op"
+        );
+        let none = summary(Duration::from_secs(1), 0, 200);
+        assert_eq!(none, "duration: 1s - 0.000mb/s - 0.000ops/s - +Infus/op");
+    }
+
+    #[test]
+    fn deadlines_parse_as_utc() {
+        let d = Deadline::parse("2024-02-29 13:45:07").unwrap();
+        assert_eq!(d.unix, 1_709_214_307);
+        assert_eq!(civil_from_unix(d.unix), (2024, 2, 29, 13, 45, 7));
+        assert_eq!(civil_from_unix(0), (1970, 1, 1, 0, 0, 0));
+        for bad in [
+            "2023-02-29 00:00:00",
+            "2024-13-01 00:00:00",
+            "2024-01-01T00:00:00",
+            "2024-01-01 24:00:00",
+            "2024-1-01 00:00:00",
+            "",
+        ] {
+            assert!(Deadline::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identify_names_the_role() {
+        let Command::Identify(json) = identify("writer", "bench_writer") else {
+            panic!("not an IDENTIFY");
+        };
+        let request = IdentifyRequest::from_json(&json).unwrap();
+        assert_eq!(request.client_id, "writer");
+        assert_eq!(request.hostname, "writer");
+        assert!(request.user_agent.starts_with("bench_writer/"));
+    }
+}
