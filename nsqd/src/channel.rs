@@ -5,10 +5,11 @@
 //! timer task sleeps until the earliest deadline instead of scanning.
 
 use crate::client::Client;
+use crate::diskqueue::{self, DiskConfig, DiskQueue};
 use crate::e2e::{E2eLatency, Samples};
 use crate::guid::unix_nanos;
 use crate::message::Message;
-use crate::queue::{Backend, BoundedQueue, Item};
+use crate::queue::{instant_to_unix, Backend, BoundedQueue, Item};
 use nsq::api::{ChannelStats, ClientStats};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -45,6 +46,27 @@ pub struct ChannelConfig {
     pub max_channel_consumers: usize,
     pub e2e_percentiles: Arc<[f64]>,
     pub e2e_window: Duration,
+    pub disk: DiskConfig,
+}
+
+/// Opens the backend of a topic or channel and takes back the messages it
+/// held in memory at the last shutdown.
+pub fn open_backend(
+    name: &str,
+    config: &ChannelConfig,
+) -> std::io::Result<(BoundedQueue, Vec<diskqueue::Stored>)> {
+    if nsq::protocol::is_ephemeral(name) {
+        return Ok((
+            BoundedQueue::new(config.mem_queue_size, Backend::Discard { dropped: 0 }),
+            Vec::new(),
+        ));
+    }
+    let disk = DiskQueue::open(name, config.disk.clone())?;
+    let front = diskqueue::take_front(&config.disk.dir, name, config.disk.max_msg_size)?;
+    Ok((
+        BoundedQueue::new(config.mem_queue_size, Backend::Disk(Box::new(disk))),
+        front,
+    ))
 }
 
 struct InFlight {
@@ -157,30 +179,37 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Creates the channel and starts its timer task on the current runtime.
-    pub fn new(topic_name: &str, name: &str, config: ChannelConfig) -> Arc<Self> {
+    /// Creates the channel (restoring what it had on disk) and starts its
+    /// timer task on the current runtime.
+    pub fn new(topic_name: &str, name: &str, config: ChannelConfig) -> std::io::Result<Arc<Self>> {
         let ephemeral = nsq::protocol::is_ephemeral(name);
-        let backend = if ephemeral {
-            Backend::Discard { dropped: 0 }
-        } else {
-            Backend::Overflow(Default::default())
-        };
+        let (mut queue, front) = open_backend(&format!("{topic_name}:{name}"), &config)?;
         let e2e = (!config.e2e_percentiles.is_empty()).then(|| E2eLatency::new(config.e2e_window));
+        let mut state = State {
+            queue: BoundedQueue::new(0, Backend::Discard { dropped: 0 }),
+            in_flight: FxHashMap::default(),
+            timeouts: BinaryHeap::new(),
+            deferred: BinaryHeap::new(),
+            deferred_seq: 0,
+            clients: FxHashMap::default(),
+            timer_wake: None,
+            e2e,
+            exiting: false,
+        };
+        for stored in front.into_iter().rev() {
+            match Item::from_stored(stored) {
+                Item::Deferred(msg, due) => {
+                    state.defer(msg, due);
+                }
+                item => queue.push_front(item),
+            }
+        }
+        state.queue = queue;
         let channel = Arc::new(Channel {
             name: name.to_string(),
             topic_name: topic_name.to_string(),
             ephemeral,
-            state: Mutex::new(State {
-                queue: BoundedQueue::new(config.mem_queue_size, backend),
-                in_flight: FxHashMap::default(),
-                timeouts: BinaryHeap::new(),
-                deferred: BinaryHeap::new(),
-                deferred_seq: 0,
-                clients: FxHashMap::default(),
-                timer_wake: None,
-                e2e,
-                exiting: false,
-            }),
+            state: Mutex::new(state),
             config,
             available: Notify::new(),
             timer: Notify::new(),
@@ -191,11 +220,11 @@ impl Channel {
             timeout_count: AtomicU64::new(0),
         });
         tokio::spawn(channel.clone().run_timer());
-        channel
+        Ok(channel)
     }
 
     /// Queues messages copied from the topic.
-    pub fn put(&self, item: Item) {
+    pub fn put(&self, item: Item) -> std::io::Result<()> {
         self.message_count
             .fetch_add(item.len() as u64, Ordering::Relaxed);
         let mut st = self.state.lock();
@@ -208,19 +237,24 @@ impl Channel {
             }
             item => {
                 let was_empty = st.queue.is_empty();
-                st.queue.push(item);
+                st.queue.push(item)?;
                 drop(st);
                 if was_empty {
                     self.available.notify_waiters();
                 }
             }
         }
+        Ok(())
     }
 
-    /// Puts a message back in line (REQ 0, timeout, a consumer gone).
+    /// Puts a message back in line (REQ 0, timeout, a consumer gone). If the
+    /// disk refuses it, it stays in memory rather than being lost.
     fn requeue_locked(st: &mut State, msg: Message) -> bool {
         let was_empty = st.queue.is_empty();
-        st.queue.push(Item::One(msg));
+        if let Err(e) = st.queue.push(Item::One(msg.clone())) {
+            tracing::error!(error = %e, "requeue to disk failed; keeping the message in memory");
+            st.queue.push_front(Item::One(msg));
+        }
         was_empty
     }
 
@@ -250,7 +284,15 @@ impl Channel {
         let mut taken = 0;
         let mut rng = (sample_rate > 0).then(rand::rng);
         while taken < max {
-            let Some(mut msg) = st.queue.pop() else { break };
+            let mut msg = match st.queue.pop() {
+                None => break,
+                Some(Item::One(msg)) => msg,
+                Some(Item::Deferred(msg, due)) => {
+                    st.defer(msg, due);
+                    continue;
+                }
+                Some(Item::Run(_)) => unreachable!("pop yields single messages"),
+            };
             if let Some(rng) = rng.as_mut() {
                 if rand::Rng::random_range(rng, 0..100) > sample_rate {
                     continue;
@@ -408,9 +450,9 @@ impl Channel {
 
     /// Drops every queued, in-flight and deferred message; later FINs for the
     /// old messages fail, as upstream's do.
-    pub fn empty(&self) {
+    pub fn empty(&self) -> std::io::Result<()> {
         let mut st = self.state.lock();
-        st.queue.clear();
+        let cleared = st.queue.clear();
         st.in_flight.clear();
         st.timeouts.clear();
         st.deferred.clear();
@@ -418,10 +460,11 @@ impl Channel {
             client.in_flight.store(0, Ordering::Release);
             client.wake.notify_one();
         }
+        cleared
     }
 
     /// Stops the channel and disconnects its consumers.
-    pub fn close(&self) {
+    fn close(&self) {
         let clients: Vec<Arc<Client>> = {
             let mut st = self.state.lock();
             st.exiting = true;
@@ -431,6 +474,59 @@ impl Channel {
         for client in clients {
             client.close.cancel();
         }
+    }
+
+    /// The channel was deleted: stop, and remove its messages from disk.
+    pub fn delete(&self, disk: &DiskConfig) {
+        self.close();
+        let mut st = self.state.lock();
+        let queue = std::mem::replace(
+            &mut st.queue,
+            BoundedQueue::new(0, Backend::Discard { dropped: 0 }),
+        );
+        if let Backend::Disk(q) = queue.into_backend() {
+            if let Err(e) = q.delete() {
+                tracing::warn!(channel = %self.name, error = %e, "failed to remove the channel's files");
+            }
+        }
+        diskqueue::remove_front(&disk.dir, &self.queue_name());
+    }
+
+    /// nsqd is stopping: save everything held in memory (queued, in flight,
+    /// deferred with its deadline) and make the disk queue durable.
+    pub fn shutdown(&self, disk: &DiskConfig) -> std::io::Result<()> {
+        self.close();
+        let mut st = self.state.lock();
+        if self.ephemeral {
+            return Ok(());
+        }
+        // In-flight messages first: they were next in line before anything queued.
+        let mut in_flight: Vec<InFlight> = st.in_flight.drain().map(|(_, e)| e).collect();
+        in_flight.sort_by_key(|e| e.delivered_at);
+        let mut saved: Vec<(Message, Option<i64>)> =
+            in_flight.into_iter().map(|e| (e.msg, None)).collect();
+        for item in st.queue.drain_memory() {
+            item.for_each_message(|m, at| {
+                saved.push((m.clone(), at));
+                Ok(())
+            })?;
+        }
+        saved.extend(
+            st.deferred
+                .drain()
+                .map(|d| (d.msg, Some(instant_to_unix(d.due)))),
+        );
+        diskqueue::save_front(&disk.dir, &self.queue_name(), &saved)?;
+        st.queue.backend().sync()
+    }
+
+    /// Makes the disk queue durable if it has unsynced writes.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.state.lock().queue.backend().sync()
+    }
+
+    fn queue_name(&self) -> String {
+        format!("{}:{}", self.topic_name, self.name)
     }
 
     pub fn depth(&self) -> usize {

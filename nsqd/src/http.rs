@@ -184,7 +184,8 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                 }
                 node.topic(name)
                     .ok_or(err(StatusCode::NOT_FOUND, "TOPIC_NOT_FOUND"))?
-                    .empty();
+                    .empty()
+                    .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))?;
                 Ok(V1::Empty)
             }
             "/topic/pause" | "/topic/unpause" => {
@@ -200,14 +201,14 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                 } else {
                     topic.pause()
                 }
+                node.note_metadata_change(name);
                 Ok(V1::Empty)
             }
             "/channel/create" => {
                 let params = params()?;
                 let (topic, channel) = existing_topic_and_channel_arg(&node, &params)?;
-                topic
-                    .get_or_create_channel(channel)
-                    .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))?;
+                node.get_or_create_channel(&topic, channel)
+                    .map_err(put_error)?;
                 Ok(V1::Empty)
             }
             "/channel/delete" => {
@@ -224,10 +225,13 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                     .channel(channel)
                     .ok_or(err(StatusCode::NOT_FOUND, "CHANNEL_NOT_FOUND"))?;
                 match path.as_str() {
-                    "/channel/empty" => channel.empty(),
+                    "/channel/empty" => channel
+                        .empty()
+                        .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))?,
                     "/channel/pause" => channel.pause(),
                     _ => channel.unpause(),
                 }
+                node.note_metadata_change(&channel.name);
                 Ok(V1::Empty)
             }
             _ => config(&node, &path[CONFIG.len()..], &method, body).await,
@@ -275,7 +279,10 @@ fn redirect_target(path: &str, method: &Method) -> Option<String> {
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(&clean);
-    let fixed = match ROUTES.iter().find(|(p, _)| p.eq_ignore_ascii_case(candidate)) {
+    let fixed = match ROUTES
+        .iter()
+        .find(|(p, _)| p.eq_ignore_ascii_case(candidate))
+    {
         Some((p, _)) => p.to_string(),
         None => {
             let head = candidate.get(..CONFIG.len())?;
@@ -484,7 +491,18 @@ fn topic_from_query(node: &Node, params: &Params) -> Result<Arc<crate::topic::To
     if !is_valid_topic_name(name) {
         return Err(err(StatusCode::BAD_REQUEST, "INVALID_TOPIC"));
     }
-    Ok(node.get_or_create_topic(name))
+    node.get_or_create_topic(name).map_err(put_error)
+}
+
+/// A refused publish: 503 `EXITING` while the topic goes away, 500 when the
+/// disk refused the write (upstream answers 503 to both).
+fn put_error(e: crate::topic::PutError) -> V1 {
+    match e {
+        crate::topic::PutError::Exiting => err(StatusCode::SERVICE_UNAVAILABLE, "EXITING"),
+        crate::topic::PutError::Backend(_) => {
+            err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+        }
+    }
 }
 
 /// `?topic=` of an existing topic and a valid `?channel=` (the `/channel/*` endpoints).
@@ -564,13 +582,16 @@ async fn publish(node: &Node, query: &str, content_length: Option<u64>, body: Bo
     } else {
         Item::Deferred(msg, Instant::now() + defer)
     };
-    topic
-        .put(item, len)
-        .map_err(|_| err(StatusCode::SERVICE_UNAVAILABLE, "EXITING"))?;
+    node.publish(&topic.name, item, len).map_err(put_error)?;
     Ok(V1::Text("OK".into()))
 }
 
-async fn multi_publish(node: &Node, query: &str, content_length: Option<u64>, body: Body) -> Answer {
+async fn multi_publish(
+    node: &Node,
+    query: &str,
+    content_length: Option<u64>,
+    body: Body,
+) -> Answer {
     let max_body = node.opts.max_body_size as usize;
     let max_msg = node.opts.max_msg_size as usize;
     if content_length.is_some_and(|n| n > max_body as u64) {
@@ -598,9 +619,8 @@ async fn multi_publish(node: &Node, query: &str, content_length: Option<u64>, bo
     };
     if count > 0 {
         let run = Run::new(records, count, node.ids.reserve(count as u64), unix_nanos());
-        topic
-            .put(Item::Run(run), bytes)
-            .map_err(|_| err(StatusCode::SERVICE_UNAVAILABLE, "EXITING"))?;
+        node.publish(&topic.name, Item::Run(run), bytes)
+            .map_err(put_error)?;
     }
     Ok(V1::Text("OK".into()))
 }
@@ -636,7 +656,11 @@ fn text_records(body: &[u8], max_msg: usize, max_body: usize) -> Result<(Bytes, 
 /// last message are ignored. Errors carry the TCP error code without its
 /// `E_`, with status 413, as upstream answers. `body` holds at most
 /// `max_body + 1` bytes: running out of it then means the body was too big.
-fn binary_records(body: &Bytes, max_msg: usize, max_body: usize) -> Result<(Bytes, u32, usize), V1> {
+fn binary_records(
+    body: &Bytes,
+    max_msg: usize,
+    max_body: usize,
+) -> Result<(Bytes, u32, usize), V1> {
     let truncated = body.len() > max_body;
     let short = |code| {
         if truncated {
@@ -674,7 +698,11 @@ fn binary_records(body: &Bytes, max_msg: usize, max_body: usize) -> Result<(Byte
 /// Upstream's `lg.ParseLogLevel`: case-insensitive, with no trimming, so
 /// `"debug\n"` is refused.
 fn parse_log_level(value: &[u8]) -> Option<LogLevel> {
-    match std::str::from_utf8(value).ok()?.to_ascii_lowercase().as_str() {
+    match std::str::from_utf8(value)
+        .ok()?
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "debug" => Some(LogLevel::Debug),
         "info" => Some(LogLevel::Info),
         "warn" => Some(LogLevel::Warn),

@@ -3,18 +3,24 @@
 
 use crate::channel::{Channel, ChannelConfig};
 use crate::client::Client;
+use crate::diskqueue::DiskConfig;
 use crate::guid::IdGenerator;
+use crate::metadata::{self, ChannelMeta, Metadata, TopicMeta};
 use crate::options::{LogLevel, Options};
-use crate::topic::Topic;
+use crate::queue::Item;
+use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -32,13 +38,19 @@ pub struct Node {
     started_at: std::time::Instant,
     pub tcp_addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
+    pub data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     clients: Mutex<FxHashMap<u64, Arc<Client>>>,
     next_client_id: AtomicU64,
     log_level: Mutex<LogLevel>,
     log_level_hook: Option<LogLevelHook>,
     channel_config: ChannelConfig,
+    /// The last disk write error, until a write succeeds again.
+    backend_error: Mutex<Option<String>>,
+    metadata_changed: Notify,
     pub shutdown: CancellationToken,
+    /// Held for the node's life: one nsqd per data directory.
+    _dir_lock: File,
 }
 
 impl Node {
@@ -47,18 +59,50 @@ impl Node {
     }
 
     /// The named topic, created if needed.
-    pub fn get_or_create_topic(&self, name: &str) -> Arc<Topic> {
+    pub fn get_or_create_topic(&self, name: &str) -> Result<Arc<Topic>, PutError> {
         if let Some(topic) = self.topic(name) {
-            return topic;
+            return Ok(topic);
         }
         let mut topics = self.topics.write();
-        topics
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                tracing::info!(topic = name, "topic created");
-                Arc::new(Topic::new(name, self.channel_config.clone()))
-            })
-            .clone()
+        if let Some(topic) = topics.get(name) {
+            return Ok(topic.clone());
+        }
+        let topic = Topic::new(name, self.channel_config.clone())?;
+        topics.insert(name.to_string(), topic.clone());
+        drop(topics);
+        tracing::info!(topic = name, "topic created");
+        self.note_metadata_change(name);
+        Ok(topic)
+    }
+
+    /// The named channel of a topic, created if needed.
+    pub fn get_or_create_channel(
+        &self,
+        topic: &Topic,
+        name: &str,
+    ) -> Result<Arc<Channel>, PutError> {
+        let (channel, created) = topic.get_or_create_channel(name)?;
+        if created {
+            tracing::info!(topic = %topic.name, channel = name, "channel created");
+            self.note_metadata_change(name);
+        }
+        Ok(channel)
+    }
+
+    /// Publishes to a topic, creating it if needed.
+    pub fn publish(&self, topic: &str, item: Item, body_bytes: usize) -> Result<(), PutError> {
+        let result = self
+            .get_or_create_topic(topic)
+            .and_then(|t| t.put(item, body_bytes));
+        match &result {
+            Err(PutError::Backend(e)) => {
+                tracing::error!(topic, error = %e, "publish failed: disk write error");
+                *self.backend_error.lock() = Some(e.to_string());
+            }
+            Ok(()) if self.backend_error.lock().is_some() => *self.backend_error.lock() = None,
+            _ => {}
+        }
+        result
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
@@ -69,8 +113,9 @@ impl Node {
         let Some(topic) = self.topics.write().remove(name) else {
             return false;
         };
-        topic.close();
+        topic.delete();
         tracing::info!(topic = name, "topic deleted");
+        self.note_metadata_change(name);
         true
     }
 
@@ -78,6 +123,7 @@ impl Node {
         let deleted = topic.delete_channel(channel).is_some();
         if deleted {
             tracing::info!(topic = %topic.name, channel, "channel deleted");
+            self.note_metadata_change(channel);
             self.retire_topic_if_unused(topic);
         }
         deleted
@@ -94,7 +140,7 @@ impl Node {
                 topics.remove(&topic.name);
             }
             drop(topics);
-            topic.close();
+            topic.delete();
             tracing::info!(topic = %topic.name, "ephemeral topic deleted");
         }
     }
@@ -108,6 +154,55 @@ impl Node {
                     tracing::info!(topic = %topic.name, channel = %channel.name, "ephemeral channel deleted");
                     self.retire_topic_if_unused(&topic);
                 }
+            }
+        }
+    }
+
+    /// Topics, channels or pause states changed: `nsqd.dat` is rewritten soon.
+    /// Ephemeral names never reach the file.
+    pub fn note_metadata_change(&self, name: &str) {
+        if !nsq::protocol::is_ephemeral(name) {
+            self.metadata_changed.notify_one();
+        }
+    }
+
+    pub fn metadata(&self) -> Metadata {
+        let topics = self
+            .topics()
+            .into_iter()
+            .filter(|t| !t.ephemeral)
+            .map(|t| {
+                let channels: Vec<ChannelMeta> = t
+                    .channels()
+                    .into_iter()
+                    .filter(|c| !c.ephemeral)
+                    .map(|c| ChannelMeta {
+                        name: c.name.clone(),
+                        paused: c.is_paused(),
+                    })
+                    .collect();
+                TopicMeta {
+                    name: t.name.clone(),
+                    paused: t.is_paused(),
+                    channels: (!channels.is_empty()).then_some(channels),
+                }
+            })
+            .collect();
+        Metadata {
+            topics,
+            version: VERSION.into(),
+        }
+    }
+
+    pub fn persist_metadata(&self) -> std::io::Result<()> {
+        metadata::save(&self.data_dir, &self.metadata())
+    }
+
+    /// Fsyncs every disk queue with unsynced writes (`--sync-timeout`).
+    fn sync_all(&self) {
+        for topic in self.topics() {
+            if let Err(e) = topic.sync() {
+                tracing::error!(topic = %topic.name, error = %e, "disk queue sync failed");
             }
         }
     }
@@ -139,9 +234,12 @@ impl Node {
         }
     }
 
-    /// `"OK"`, or why the node is unhealthy.
+    /// `"OK"`, or `"NOK - <why>"` while disk writes fail.
     pub fn health(&self) -> String {
-        "OK".into()
+        match self.backend_error.lock().as_ref() {
+            None => "OK".into(),
+            Some(e) => format!("NOK - {e}"),
+        }
     }
 
     pub fn stats(&self, topic_filter: &str, channel_filter: &str, include_clients: bool) -> Stats {
@@ -175,6 +273,68 @@ impl Node {
             producers,
         }
     }
+
+    /// Recreates the topics and channels of `nsqd.dat`, and any whose queue
+    /// files exist without an entry there (created just before a crash).
+    async fn restore(&self) -> std::io::Result<()> {
+        let mut wanted: BTreeMap<String, (bool, BTreeMap<String, bool>)> = BTreeMap::new();
+        if let Some(meta) = metadata::load(&self.data_dir)? {
+            for t in meta.topics {
+                let entry = wanted.entry(t.name).or_default();
+                entry.0 = t.paused;
+                for c in t.channels.unwrap_or_default() {
+                    entry.1.insert(c.name, c.paused);
+                }
+            }
+        }
+        for file in std::fs::read_dir(&self.data_dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        {
+            let Some((name, _)) = file.split_once(".queue.") else {
+                continue;
+            };
+            match name.split_once(':') {
+                Some((t, c)) => {
+                    wanted
+                        .entry(t.to_string())
+                        .or_default()
+                        .1
+                        .entry(c.to_string())
+                        .or_insert(false);
+                }
+                None => {
+                    wanted.entry(name.to_string()).or_default();
+                }
+            }
+        }
+        for (name, (paused, channels)) in wanted {
+            if !nsq::protocol::is_valid_topic_name(&name) || nsq::protocol::is_ephemeral(&name) {
+                tracing::warn!(topic = %name, "skipping invalid topic in the data directory");
+                continue;
+            }
+            let topic = self
+                .get_or_create_topic(&name)
+                .map_err(std::io::Error::other)?;
+            if paused {
+                topic.pause();
+            }
+            for (channel, paused) in channels {
+                if !nsq::protocol::is_valid_channel_name(&channel)
+                    || nsq::protocol::is_ephemeral(&channel)
+                {
+                    tracing::warn!(topic = %name, channel = %channel, "skipping invalid channel in the data directory");
+                    continue;
+                }
+                let channel = self
+                    .get_or_create_channel(&topic, &channel)
+                    .map_err(std::io::Error::other)?;
+                if paused {
+                    channel.pause();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A running nsqd. Dropping it does not stop it; call [`Nsqd::shutdown`].
@@ -190,6 +350,11 @@ pub enum StartError {
     #[error("failed to listen on {addr}: {source}")]
     Listen {
         addr: String,
+        source: std::io::Error,
+    },
+    #[error("data path {path}: {source}")]
+    DataPath {
+        path: String,
         source: std::io::Error,
     },
 }
@@ -215,12 +380,42 @@ impl Nsqd {
             "" => None,
             addr => Some(listen(addr.to_string()).await?),
         };
+        let data_dir = if opts.data_path.as_os_str().is_empty() {
+            std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+        } else {
+            opts.data_path.clone()
+        };
+        let data_err = |source| StartError::DataPath {
+            path: data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&data_dir).map_err(data_err)?;
+        let dir_lock = File::create(data_dir.join("nsqd.lock")).map_err(data_err)?;
+        dir_lock.try_lock().map_err(|e| {
+            data_err(std::io::Error::other(format!(
+                "locked by another nsqd? ({e})"
+            )))
+        })?;
+        let disk = DiskConfig {
+            dir: data_dir.clone(),
+            max_bytes_per_file: opts.max_bytes_per_file.max(1) as u64,
+            sync_every: opts.sync_every.max(1) as u64,
+            max_msg_size: opts.max_msg_size as u64,
+        };
+        let imported = metadata::import_upstream_queues(&disk).map_err(data_err)?;
+        if imported > 0 {
+            tracing::info!(
+                messages = imported,
+                "imported the backlog of an upstream nsqd data directory"
+            );
+        }
         let channel_config = ChannelConfig {
             mem_queue_size: opts.mem_queue_size as usize,
             max_msg_timeout: opts.max_msg_timeout,
             max_channel_consumers: opts.max_channel_consumers as usize,
             e2e_percentiles: opts.e2e_processing_latency_percentiles.clone().into(),
             e2e_window: opts.e2e_processing_latency_window_time,
+            disk,
         };
         let node = Arc::new(Node {
             ids: IdGenerator::new(opts.node_id),
@@ -239,10 +434,17 @@ impl Nsqd {
             log_level: Mutex::new(opts.log_level),
             log_level_hook,
             channel_config,
+            backend_error: Mutex::new(None),
+            metadata_changed: Notify::new(),
             shutdown: CancellationToken::new(),
+            data_dir: data_dir.clone(),
+            _dir_lock: dir_lock,
             opts,
         });
+        node.restore().await.map_err(data_err)?;
+        node.persist_metadata().map_err(data_err)?;
         let mut tasks = JoinSet::new();
+        tasks.spawn(background(node.clone()));
         tracing::info!(address = %node.tcp_addr, "TCP: listening");
         tasks.spawn(crate::tcp::serve(node.clone(), tcp));
         if let Some(http) = http {
@@ -273,8 +475,44 @@ impl Nsqd {
             client.close.cancel();
         }
         while self.tasks.join_next().await.is_some() {}
-        for topic in self.node.topics() {
-            topic.close();
+        let node = self.node.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            for topic in node.topics() {
+                if let Err(e) = topic.shutdown() {
+                    tracing::error!(topic = %topic.name, error = %e, "failed to save topic state");
+                }
+            }
+            node.persist_metadata()
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => tracing::info!("state saved"),
+            Ok(Err(e)) => tracing::error!(error = %e, "failed to write nsqd.dat"),
+            Err(e) => tracing::error!(error = %e, "saving state panicked"),
+        }
+    }
+}
+
+/// Writes `nsqd.dat` after changes and fsyncs disk queues every `--sync-timeout`.
+async fn background(node: Arc<Node>) {
+    let mut sync_tick = tokio::time::interval(
+        node.opts
+            .sync_timeout
+            .max(std::time::Duration::from_millis(10)),
+    );
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = node.metadata_changed.notified() => {
+                let n = node.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || n.persist_metadata()).await {
+                    tracing::error!(error = %e, "failed to write nsqd.dat");
+                }
+            }
+            _ = sync_tick.tick() => {
+                let n = node.clone();
+                let _ = tokio::task::spawn_blocking(move || n.sync_all()).await;
+            }
         }
     }
 }

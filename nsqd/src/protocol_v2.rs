@@ -11,6 +11,7 @@ use crate::options::{CLIENT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_OUTPUT_
 use crate::output::Output;
 use crate::pump;
 use crate::queue::Item;
+use crate::topic::PutError;
 use bytes::{Bytes, BytesMut};
 use nsq::protocol::compress::{Decoder, Encoder};
 use nsq::protocol::{
@@ -297,9 +298,8 @@ impl Connection {
             Item::Run(run) => run.body_bytes(),
             Item::One(m) | Item::Deferred(m, _) => m.body.len(),
         };
-        let topic_handle = self.node.get_or_create_topic(topic);
-        topic_handle
-            .put(item, bytes)
+        self.node
+            .publish(topic, item, bytes)
             .map_err(|e| ClientError::fatal(fail_code, format!("{cmd} failed {e}")))?;
         self.client.published(topic, count);
         self.respond(OK).await
@@ -421,9 +421,19 @@ impl Connection {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let topic = self.node.get_or_create_topic(topic_name);
-            let Ok((candidate, _)) = topic.get_or_create_channel(channel_name) else {
-                continue;
+            let created = self
+                .node
+                .get_or_create_topic(topic_name)
+                .and_then(|topic| self.node.get_or_create_channel(&topic, channel_name));
+            let candidate = match created {
+                Ok(channel) => channel,
+                Err(PutError::Exiting) => continue,
+                Err(PutError::Backend(e)) => {
+                    return Err(ClientError::fatal(
+                        "E_SUB_FAILED",
+                        format!("SUB failed {e}"),
+                    ))
+                }
             };
             match candidate.add_client(self.client.clone()) {
                 Ok(()) => {
@@ -431,13 +441,15 @@ impl Connection {
                     break;
                 }
                 Err(SubscribeError::Exiting) => continue,
-                Err(SubscribeError::TooManyConsumers) => return Err(ClientError::fatal(
-                    "E_SUB_FAILED",
-                    format!(
+                Err(SubscribeError::TooManyConsumers) => {
+                    return Err(ClientError::fatal(
+                        "E_SUB_FAILED",
+                        format!(
                         "SUB failed consumers for {topic_name}:{channel_name} exceeds limit of {}",
                         self.node.opts.max_channel_consumers
                     ),
-                )),
+                    ))
+                }
             }
         }
         let channel = channel.ok_or_else(|| {

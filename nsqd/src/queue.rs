@@ -1,9 +1,12 @@
 //! What waits in a topic or channel: a bounded memory queue and, behind it,
 //! the backend that takes the overflow.
 
+use crate::diskqueue::{DiskQueue, Stored};
+use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::io;
+use std::time::{Duration, Instant};
 
 /// A unit of queued work.
 #[derive(Debug, Clone)]
@@ -35,6 +38,46 @@ impl Item {
             _ => None,
         }
     }
+
+    /// Each message with its deferral deadline as Unix nanoseconds.
+    pub fn for_each_message(
+        self,
+        mut f: impl FnMut(&Message, Option<i64>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        match self {
+            Item::Run(run) => run.into_iter().try_for_each(|m| f(&m, None)),
+            Item::One(m) => f(&m, None),
+            Item::Deferred(m, due) => f(&m, Some(instant_to_unix(due))),
+        }
+    }
+
+    /// The item a stored message becomes again.
+    pub fn from_stored(stored: Stored) -> Item {
+        match stored.deliver_at {
+            Some(at) if at > unix_nanos() => Item::Deferred(stored.msg, unix_to_instant(at)),
+            _ => Item::One(stored.msg),
+        }
+    }
+}
+
+pub fn instant_to_unix(at: Instant) -> i64 {
+    let now = Instant::now();
+    let base = unix_nanos();
+    if at >= now {
+        base + at.duration_since(now).as_nanos() as i64
+    } else {
+        base - now.duration_since(at).as_nanos() as i64
+    }
+}
+
+pub fn unix_to_instant(unix_ns: i64) -> Instant {
+    let delta = unix_ns - unix_nanos();
+    let now = Instant::now();
+    if delta > 0 {
+        now + Duration::from_nanos(delta as u64)
+    } else {
+        now
+    }
 }
 
 /// FIFO of items, counted in messages.
@@ -58,7 +101,13 @@ impl MemQueue {
         self.items.push_back(item);
     }
 
-    pub fn pop(&mut self) -> Option<Message> {
+    pub fn push_front(&mut self, item: Item) {
+        self.len += item.len();
+        self.items.push_front(item);
+    }
+
+    /// The next message, as an item of its own.
+    pub fn pop(&mut self) -> Option<Item> {
         loop {
             match self.items.front_mut()? {
                 Item::Run(run) => {
@@ -68,15 +117,12 @@ impl MemQueue {
                     }
                     if let Some(msg) = msg {
                         self.len -= 1;
-                        return Some(msg);
+                        return Some(Item::One(msg));
                     }
                 }
                 Item::One(_) | Item::Deferred(..) => {
                     self.len -= 1;
-                    match self.items.pop_front() {
-                        Some(Item::One(msg)) | Some(Item::Deferred(msg, _)) => return Some(msg),
-                        _ => unreachable!("front was a single message"),
-                    }
+                    return self.items.pop_front();
                 }
             }
         }
@@ -97,7 +143,6 @@ impl MemQueue {
 /// A memory queue with a size limit in front of an overflow backend. Once
 /// anything has overflowed, new items queue behind it in the backend until it
 /// drains, so that overflow never reorders the stream.
-#[derive(Debug)]
 pub struct BoundedQueue {
     mem: MemQueue,
     capacity: usize,
@@ -123,15 +168,15 @@ impl BoundedQueue {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.depth() == 0
+        self.mem.is_empty() && self.backend.is_empty()
     }
 
-    pub fn push(&mut self, mut item: Item) {
-        if self.backend.depth() == 0 {
+    pub fn push(&mut self, mut item: Item) -> io::Result<()> {
+        if self.backend.is_empty() {
             let room = self.capacity.saturating_sub(self.mem.len());
             if room >= item.len() {
                 self.mem.push(item);
-                return;
+                return Ok(());
             }
             if room > 0 {
                 if let Some(rest) = item.split_off(room) {
@@ -140,75 +185,113 @@ impl BoundedQueue {
                 }
             }
         }
-        self.backend.push(item);
+        self.backend.push(item)
     }
 
-    pub fn pop(&mut self) -> Option<Message> {
+    /// Puts items back at the head, past the size limit (restoring state saved
+    /// at shutdown, in-flight messages of a departed consumer).
+    pub fn push_front(&mut self, item: Item) {
+        self.mem.push_front(item);
+    }
+
+    /// The next message, memory first.
+    pub fn pop(&mut self) -> Option<Item> {
         self.mem.pop().or_else(|| self.backend.pop())
     }
 
-    /// Takes every waiting item, memory first.
-    pub fn drain(&mut self) -> Vec<Item> {
-        let mut items: Vec<Item> = self.mem.drain().collect();
-        items.extend(self.backend.drain());
-        items
+    /// Takes what waits in memory, oldest first; the backend keeps its part.
+    pub fn drain_memory(&mut self) -> Vec<Item> {
+        self.mem.drain().collect()
     }
 
-    pub fn clear(&mut self) {
+    pub fn clear(&mut self) -> io::Result<()> {
         self.mem.clear();
-        self.backend.clear();
+        self.backend.clear()
     }
 
-    /// Messages that overflowed where nothing could keep them.
-    pub fn dropped(&self) -> u64 {
-        match &self.backend {
-            Backend::Discard { dropped } => *dropped,
-            Backend::Overflow(_) => 0,
-        }
+    pub fn backend(&mut self) -> &mut Backend {
+        &mut self.backend
+    }
+
+    pub fn into_backend(self) -> Backend {
+        self.backend
     }
 }
 
 /// Where messages go past the memory limit.
-#[derive(Debug)]
 pub enum Backend {
     /// Ephemeral topics and channels: overflow is dropped, and counted.
-    Discard { dropped: u64 },
-    /// Unbounded memory, until the disk queue takes this place.
-    Overflow(MemQueue),
+    Discard {
+        dropped: u64,
+    },
+    Disk(Box<DiskQueue>),
 }
 
 impl Backend {
     fn depth(&self) -> usize {
         match self {
             Backend::Discard { .. } => 0,
-            Backend::Overflow(q) => q.len(),
+            Backend::Disk(q) => q.depth() as usize,
         }
     }
 
-    fn push(&mut self, item: Item) {
+    fn is_empty(&self) -> bool {
         match self {
-            Backend::Discard { dropped } => *dropped += item.len() as u64,
-            Backend::Overflow(q) => q.push(item),
+            Backend::Discard { .. } => true,
+            Backend::Disk(q) => q.is_empty(),
         }
     }
 
-    fn pop(&mut self) -> Option<Message> {
+    fn push(&mut self, item: Item) -> io::Result<()> {
+        match self {
+            Backend::Discard { dropped } => {
+                *dropped += item.len() as u64;
+                Ok(())
+            }
+            Backend::Disk(q) => item.for_each_message(|m, deliver_at| q.put(m, deliver_at)),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Item> {
         match self {
             Backend::Discard { .. } => None,
-            Backend::Overflow(q) => q.pop(),
+            Backend::Disk(q) => match q.pop() {
+                Ok(stored) => stored.map(Item::from_stored),
+                Err(e) => {
+                    tracing::error!(error = %e, "disk queue read failed");
+                    None
+                }
+            },
         }
     }
 
-    fn drain(&mut self) -> Vec<Item> {
+    fn clear(&mut self) -> io::Result<()> {
         match self {
-            Backend::Discard { .. } => Vec::new(),
-            Backend::Overflow(q) => q.drain().collect(),
+            Backend::Discard { .. } => Ok(()),
+            Backend::Disk(q) => q.empty(),
         }
     }
 
-    fn clear(&mut self) {
-        if let Backend::Overflow(q) = self {
-            q.clear()
+    /// Messages that overflowed where nothing could keep them.
+    pub fn dropped(&self) -> u64 {
+        match self {
+            Backend::Discard { dropped } => *dropped,
+            Backend::Disk(_) => 0,
+        }
+    }
+
+    pub fn corrupt_bytes(&self) -> u64 {
+        match self {
+            Backend::Discard { .. } => 0,
+            Backend::Disk(q) => q.corrupt_bytes(),
+        }
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        match self {
+            Backend::Discard { .. } => Ok(()),
+            Backend::Disk(q) if q.needs_sync() => q.sync(),
+            Backend::Disk(_) => Ok(()),
         }
     }
 }

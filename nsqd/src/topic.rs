@@ -3,59 +3,68 @@
 //! The copy happens inline on the publishing connection, under the topic's
 //! lock, so a publish is acknowledged only once every channel holds it and
 //! channels see messages in publish order. Every copy shares the body buffer.
-//! With no channel, or while paused, messages wait in the topic itself and
-//! the first channel (or the unpause) receives the backlog.
+//! With no channel, or while paused, messages wait in the topic itself (memory,
+//! then disk); a pump task streams that backlog to the channels once there are
+//! some, and new publishes queue behind it so that order holds.
 
-use crate::channel::{Channel, ChannelConfig};
+use crate::channel::{open_backend, Channel, ChannelConfig};
+use crate::diskqueue;
 use crate::e2e::Samples;
-use crate::queue::{Backend, BoundedQueue, Item};
+use crate::queue::{BoundedQueue, Item};
 use nsq::api::TopicStats;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PutError {
     #[error("exiting")]
     Exiting,
+    #[error("{0}")]
+    Backend(#[from] io::Error),
 }
+
+/// Messages moved from the topic's backlog per lock.
+const PUMP_BATCH: usize = 512;
 
 struct State {
     channels: BTreeMap<String, Arc<Channel>>,
     queue: BoundedQueue,
     paused: bool,
     exiting: bool,
+    pumping: bool,
 }
 
 impl State {
-    /// Hands the topic's backlog to its channels, unless paused or channel-less.
-    fn flush_backlog(&mut self) {
-        if self.paused || self.channels.is_empty() || self.queue.is_empty() {
-            return;
-        }
-        for item in self.queue.drain() {
-            fan_out(&self.channels, item);
-        }
+    /// True when the backlog should be moving to channels now.
+    fn backlog_can_flow(&self) -> bool {
+        !self.paused && !self.exiting && !self.channels.is_empty() && !self.queue.is_empty()
     }
 }
 
-fn fan_out(channels: &BTreeMap<String, Arc<Channel>>, item: Item) {
+fn fan_out(channels: &BTreeMap<String, Arc<Channel>>, item: Item) -> io::Result<()> {
     let last = channels.len() - 1;
     let mut item = Some(item);
+    let mut result = Ok(());
     for (i, channel) in channels.values().enumerate() {
         let copy = if i == last {
             item.take().expect("moved once")
         } else {
             item.clone().expect("present")
         };
-        channel.put(copy);
+        if let Err(e) = channel.put(copy) {
+            result = Err(e);
+        }
     }
+    result
 }
 
 pub struct Topic {
     pub name: String,
     pub ephemeral: bool,
+    me: Weak<Topic>,
     channel_config: ChannelConfig,
     state: Mutex<State>,
     paused: AtomicBool,
@@ -64,27 +73,28 @@ pub struct Topic {
 }
 
 impl Topic {
-    pub fn new(name: &str, channel_config: ChannelConfig) -> Self {
-        let ephemeral = nsq::protocol::is_ephemeral(name);
-        let backend = if ephemeral {
-            Backend::Discard { dropped: 0 }
-        } else {
-            Backend::Overflow(Default::default())
-        };
-        Topic {
+    /// Opens the topic, with whatever it had on disk.
+    pub fn new(name: &str, channel_config: ChannelConfig) -> io::Result<Arc<Self>> {
+        let (mut queue, front) = open_backend(name, &channel_config)?;
+        for stored in front.into_iter().rev() {
+            queue.push_front(Item::from_stored(stored));
+        }
+        Ok(Arc::new_cyclic(|me| Topic {
             name: name.to_string(),
-            ephemeral,
+            ephemeral: nsq::protocol::is_ephemeral(name),
+            me: me.clone(),
             state: Mutex::new(State {
                 channels: BTreeMap::new(),
-                queue: BoundedQueue::new(channel_config.mem_queue_size, backend),
+                queue,
                 paused: false,
                 exiting: false,
+                pumping: false,
             }),
             channel_config,
             paused: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
             message_bytes: AtomicU64::new(0),
-        }
+        }))
     }
 
     /// Accepts published messages; `body_bytes` feeds `message_bytes`.
@@ -93,16 +103,47 @@ impl Topic {
         if st.exiting {
             return Err(PutError::Exiting);
         }
-        self.message_count
-            .fetch_add(item.len() as u64, Ordering::Relaxed);
+        let count = item.len() as u64;
+        if st.paused || st.channels.is_empty() || !st.queue.is_empty() {
+            st.queue.push(item)?;
+            self.kick(&mut st);
+        } else {
+            fan_out(&st.channels, item)?;
+        }
+        self.message_count.fetch_add(count, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(body_bytes as u64, Ordering::Relaxed);
-        if st.paused || st.channels.is_empty() {
-            st.queue.push(item);
-        } else {
-            fan_out(&st.channels, item);
-        }
         Ok(())
+    }
+
+    /// Starts the backlog pump if the backlog can flow and none runs.
+    fn kick(&self, st: &mut State) {
+        if st.pumping || !st.backlog_can_flow() {
+            return;
+        }
+        if let Some(me) = self.me.upgrade() {
+            st.pumping = true;
+            tokio::spawn(me.pump());
+        }
+    }
+
+    async fn pump(self: Arc<Self>) {
+        loop {
+            {
+                let mut st = self.state.lock();
+                for _ in 0..PUMP_BATCH {
+                    if !st.backlog_can_flow() {
+                        st.pumping = false;
+                        return;
+                    }
+                    let Some(item) = st.queue.pop() else { break };
+                    if let Err(e) = fan_out(&st.channels, item) {
+                        tracing::error!(topic = %self.name, error = %e, "moving backlog to channels failed");
+                    }
+                }
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// The named channel, created if needed; `true` when it was created.
@@ -114,9 +155,9 @@ impl Topic {
         if let Some(channel) = st.channels.get(name) {
             return Ok((channel.clone(), false));
         }
-        let channel = Channel::new(&self.name, name, self.channel_config.clone());
+        let channel = Channel::new(&self.name, name, self.channel_config.clone())?;
         st.channels.insert(name.to_string(), channel.clone());
-        st.flush_backlog();
+        self.kick(&mut st);
         Ok((channel, true))
     }
 
@@ -128,10 +169,10 @@ impl Topic {
         self.state.lock().channels.values().cloned().collect()
     }
 
-    /// Removes and closes a channel.
+    /// Removes a channel and its messages.
     pub fn delete_channel(&self, name: &str) -> Option<Arc<Channel>> {
         let channel = self.state.lock().channels.remove(name)?;
-        channel.close();
+        channel.delete(&self.channel_config.disk);
         Some(channel)
     }
 
@@ -147,12 +188,8 @@ impl Topic {
         }
         let channel = st.channels.remove(name).expect("present");
         drop(st);
-        channel.close();
+        channel.delete(&self.channel_config.disk);
         true
-    }
-
-    pub fn channel_count(&self) -> usize {
-        self.state.lock().channels.len()
     }
 
     /// Marks the topic as going away if it has no channel left.
@@ -175,7 +212,7 @@ impl Topic {
         let mut st = self.state.lock();
         st.paused = false;
         self.paused.store(false, Ordering::Release);
-        st.flush_backlog();
+        self.kick(&mut st);
     }
 
     pub fn is_paused(&self) -> bool {
@@ -183,20 +220,66 @@ impl Topic {
     }
 
     /// Drops the messages waiting in the topic itself; channels keep theirs.
-    pub fn empty(&self) {
-        self.state.lock().queue.clear();
+    pub fn empty(&self) -> io::Result<()> {
+        self.state.lock().queue.clear()
     }
 
-    /// Stops the topic and every channel.
-    pub fn close(&self) {
-        let channels = {
-            let mut st = self.state.lock();
-            st.exiting = true;
-            std::mem::take(&mut st.channels)
-        };
-        for channel in channels.values() {
-            channel.close();
+    fn stop(&self) -> BTreeMap<String, Arc<Channel>> {
+        let mut st = self.state.lock();
+        st.exiting = true;
+        std::mem::take(&mut st.channels)
+    }
+
+    /// The topic was deleted: its channels and messages go, files included.
+    pub fn delete(&self) {
+        for channel in self.stop().values() {
+            channel.delete(&self.channel_config.disk);
         }
+        let mut st = self.state.lock();
+        let queue = std::mem::replace(
+            &mut st.queue,
+            BoundedQueue::new(0, crate::queue::Backend::Discard { dropped: 0 }),
+        );
+        if let crate::queue::Backend::Disk(q) = queue.into_backend() {
+            if let Err(e) = q.delete() {
+                tracing::warn!(topic = %self.name, error = %e, "failed to remove the topic's files");
+            }
+        }
+        diskqueue::remove_front(&self.channel_config.disk.dir, &self.name);
+    }
+
+    /// nsqd is stopping: every channel saves its state, then the topic saves
+    /// what waits in its memory and syncs its disk queue.
+    pub fn shutdown(&self) -> io::Result<()> {
+        let disk = &self.channel_config.disk;
+        let mut result = Ok(());
+        for channel in self.stop().values() {
+            if let Err(e) = channel.shutdown(disk) {
+                tracing::error!(topic = %self.name, channel = %channel.name, error = %e, "failed to save channel state");
+                result = Err(e);
+            }
+        }
+        if self.ephemeral {
+            return result;
+        }
+        let mut st = self.state.lock();
+        let mut saved = Vec::new();
+        for item in st.queue.drain_memory() {
+            item.for_each_message(|m, at| {
+                saved.push((m.clone(), at));
+                Ok(())
+            })?;
+        }
+        diskqueue::save_front(&disk.dir, &self.name, &saved)?;
+        st.queue.backend().sync()?;
+        result
+    }
+
+    /// Makes the disk queues of the topic and its channels durable.
+    pub fn sync(&self) -> io::Result<()> {
+        let channels = self.channels();
+        self.state.lock().queue.backend().sync()?;
+        channels.iter().try_for_each(|c| c.sync())
     }
 
     pub fn stats(

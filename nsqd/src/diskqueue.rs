@@ -1,0 +1,757 @@
+//! A FIFO of messages on disk: the overflow behind a topic's or channel's
+//! memory queue.
+//!
+//! Files, for a queue named `NAME` (`topic` or `topic:channel`):
+//! * `NAME.queue.NNNNNN.dat`: segments of records, rolled before a record
+//!   would take one past `--max-bytes-per-file`, deleted once read.
+//! * `NAME.queue.meta`: `depth\nread_file,read_pos\nwrite_file,write_pos\n`,
+//!   replaced atomically (temp file, fsync, rename) at every sync.
+//!
+//! A record is `[len: u32 BE][crc32c(payload): u32 BE][payload]`, the payload
+//! `[kind: u8][timestamp: i64][attempts: u16][id: u64][deliver_at: i64][body]`
+//! (big-endian; `deliver_at` is Unix ns, 0 when the message is not deferred).
+//!
+//! Recovery: at open, every valid record after the recorded write position is
+//! kept (it was written, only the metadata lagged) and a torn tail is cut off.
+//! On read, a record that fails its checksum or length check is skipped by
+//! searching forward for the next valid record; the bytes skipped are counted
+//! and logged, never fatal.
+
+use crate::message::Message;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const RECORD_HEADER: usize = 8;
+const PAYLOAD_HEADER: usize = 1 + 8 + 2 + 8 + 8;
+const KIND_MESSAGE: u8 = 1;
+
+/// Settings shared by every disk queue of a node.
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    pub dir: PathBuf,
+    pub max_bytes_per_file: u64,
+    pub sync_every: u64,
+    pub max_msg_size: u64,
+}
+
+/// A message read back, with its deferral deadline (Unix ns) if it had one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub msg: Message,
+    pub deliver_at: Option<i64>,
+}
+
+pub fn encode_record(buf: &mut BytesMut, msg: &Message, deliver_at: Option<i64>) {
+    let len = PAYLOAD_HEADER + msg.body.len();
+    buf.reserve(RECORD_HEADER + len);
+    let start = buf.len();
+    buf.put_u32(len as u32);
+    buf.put_u32(0);
+    buf.put_u8(KIND_MESSAGE);
+    buf.put_i64(msg.timestamp);
+    buf.put_u16(msg.attempts);
+    buf.put_u64(msg.id);
+    buf.put_i64(deliver_at.unwrap_or(0));
+    buf.put_slice(&msg.body);
+    let crc = crc32c::crc32c(&buf[start + RECORD_HEADER..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Decodes the record at the start of `data`: `Some((stored, record_len))`
+/// when it is complete and intact.
+pub fn decode_record(data: &[u8], max_payload: usize) -> Option<(Stored, usize)> {
+    let header = data.get(..RECORD_HEADER)?;
+    let len = u32::from_be_bytes(header[..4].try_into().ok()?) as usize;
+    if !(PAYLOAD_HEADER..=max_payload).contains(&len) {
+        return None;
+    }
+    let payload = data.get(RECORD_HEADER..RECORD_HEADER + len)?;
+    let crc = u32::from_be_bytes(header[4..].try_into().ok()?);
+    if crc32c::crc32c(payload) != crc || payload[0] != KIND_MESSAGE {
+        return None;
+    }
+    let num = |at: usize, n: usize| &payload[at..at + n];
+    let deliver_at = i64::from_be_bytes(num(19, 8).try_into().ok()?);
+    let msg = Message {
+        timestamp: i64::from_be_bytes(num(1, 8).try_into().ok()?),
+        attempts: u16::from_be_bytes(num(9, 2).try_into().ok()?),
+        id: u64::from_be_bytes(num(11, 8).try_into().ok()?),
+        body: Bytes::copy_from_slice(&payload[PAYLOAD_HEADER..]),
+    };
+    Some((
+        Stored {
+            msg,
+            deliver_at: (deliver_at != 0).then_some(deliver_at),
+        },
+        RECORD_HEADER + len,
+    ))
+}
+
+pub struct DiskQueue {
+    name: String,
+    config: DiskConfig,
+    depth: u64,
+    read_num: u64,
+    read_pos: u64,
+    write_num: u64,
+    write_pos: u64,
+    reader: Option<BufReader<File>>,
+    writer: Option<BufWriter<File>>,
+    /// Bytes of the write segment the OS has (the writer may hold more).
+    flushed_pos: u64,
+    unsynced: u64,
+    /// Bytes skipped as corrupt, since start.
+    corrupt_bytes: u64,
+    scratch: BytesMut,
+}
+
+impl DiskQueue {
+    fn segment_path(dir: &Path, name: &str, num: u64) -> PathBuf {
+        dir.join(format!("{name}.queue.{num:06}.dat"))
+    }
+
+    fn meta_path(&self) -> PathBuf {
+        self.config.dir.join(format!("{}.queue.meta", self.name))
+    }
+
+    fn max_payload(&self) -> usize {
+        PAYLOAD_HEADER + self.config.max_msg_size as usize
+    }
+
+    /// Opens (or creates) the queue and recovers what a crash left behind.
+    pub fn open(name: &str, config: DiskConfig) -> io::Result<DiskQueue> {
+        fs::create_dir_all(&config.dir)?;
+        let mut q = DiskQueue {
+            name: name.to_string(),
+            config,
+            depth: 0,
+            read_num: 0,
+            read_pos: 0,
+            write_num: 0,
+            write_pos: 0,
+            reader: None,
+            writer: None,
+            flushed_pos: 0,
+            unsynced: 0,
+            corrupt_bytes: 0,
+            scratch: BytesMut::new(),
+        };
+        let segments = q.segment_numbers()?;
+        match fs::read_to_string(q.meta_path())
+            .ok()
+            .and_then(|text| parse_meta(&text))
+        {
+            Some((depth, read, write)) => {
+                q.depth = depth;
+                (q.read_num, q.read_pos) = read;
+                (q.write_num, q.write_pos) = write;
+            }
+            None => {
+                // No metadata: everything on disk is unread.
+                if let (Some(&first), Some(&last)) = (segments.first(), segments.last()) {
+                    (q.read_num, q.write_num) = (first, first);
+                    let _ = last;
+                }
+            }
+        }
+        // Segments past the recorded write position were written after the
+        // last metadata sync: keep their valid records.
+        let start = q.write_num;
+        for num in segments.into_iter().filter(|&n| n >= start) {
+            if num > q.write_num {
+                q.write_num = num;
+                q.write_pos = 0;
+            }
+            q.recover_tail()?;
+        }
+        if q.is_empty() {
+            q.depth = 0;
+        } else if q.depth == 0 {
+            q.depth = q.count_records()?;
+        }
+        let writer = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Self::segment_path(&q.config.dir, &q.name, q.write_num))?;
+        q.writer = Some(BufWriter::with_capacity(256 * 1024, writer));
+        q.flushed_pos = q.write_pos;
+        Ok(q)
+    }
+
+    fn segment_numbers(&self) -> io::Result<Vec<u64>> {
+        let prefix = format!("{}.queue.", self.name);
+        let mut nums: Vec<u64> = fs::read_dir(&self.config.dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|f| f.strip_prefix(&prefix)?.strip_suffix(".dat")?.parse().ok())
+            .collect();
+        nums.sort_unstable();
+        Ok(nums)
+    }
+
+    /// Scans the write segment from `write_pos`, keeping valid records and
+    /// cutting the file at the first torn or corrupt one.
+    fn recover_tail(&mut self) -> io::Result<()> {
+        let path = Self::segment_path(&self.config.dir, &self.name, self.write_num);
+        let Ok(mut file) = OpenOptions::new().read(true).write(true).open(&path) else {
+            return Ok(());
+        };
+        let len = file.metadata()?.len();
+        if self.write_pos > len {
+            tracing::warn!(queue = %self.name, file = %path.display(), "segment shorter than its metadata; continuing from its end");
+            self.write_pos = len;
+        }
+        file.seek(SeekFrom::Start(self.write_pos))?;
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail)?;
+        let mut pos = 0;
+        while let Some((_, n)) = decode_record(&tail[pos..], self.max_payload()) {
+            pos += n;
+            self.depth += 1;
+        }
+        self.write_pos += pos as u64;
+        if pos < tail.len() {
+            let dropped = (tail.len() - pos) as u64;
+            self.corrupt_bytes += dropped;
+            tracing::warn!(queue = %self.name, file = %path.display(), bytes = dropped, "cut a torn or corrupt tail");
+            file.set_len(self.write_pos)?;
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Counts the records between the read and write positions.
+    fn count_records(&mut self) -> io::Result<u64> {
+        let mut count = 0;
+        for num in self.read_num..=self.write_num {
+            let Ok(data) = fs::read(Self::segment_path(&self.config.dir, &self.name, num)) else {
+                continue;
+            };
+            let mut pos = if num == self.read_num {
+                self.read_pos as usize
+            } else {
+                0
+            };
+            let end = if num == self.write_num {
+                self.write_pos as usize
+            } else {
+                data.len()
+            };
+            while pos < end.min(data.len()) {
+                match decode_record(&data[pos..], self.max_payload()) {
+                    Some((_, n)) => {
+                        pos += n;
+                        count += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    pub fn depth(&self) -> u64 {
+        self.depth
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read_num == self.write_num && self.read_pos >= self.write_pos
+    }
+
+    pub fn corrupt_bytes(&self) -> u64 {
+        self.corrupt_bytes
+    }
+
+    /// Appends a message. Data reaches the OS when the write buffer fills or
+    /// at [`DiskQueue::sync`]; the disk, at sync.
+    pub fn put(&mut self, msg: &Message, deliver_at: Option<i64>) -> io::Result<()> {
+        self.scratch.clear();
+        encode_record(&mut self.scratch, msg, deliver_at);
+        let len = self.scratch.len() as u64;
+        if self.write_pos > 0 && self.write_pos + len > self.config.max_bytes_per_file {
+            self.roll()?;
+        }
+        let writer = self.writer.as_mut().expect("open queue has a writer");
+        // On failure, whatever part reached the file is cut at the next open.
+        writer.write_all(&self.scratch)?;
+        self.write_pos += len;
+        self.depth += 1;
+        self.unsynced += 1;
+        if self.unsynced >= self.config.sync_every {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        self.sync()?;
+        self.write_num += 1;
+        self.write_pos = 0;
+        self.flushed_pos = 0;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Self::segment_path(
+                &self.config.dir,
+                &self.name,
+                self.write_num,
+            ))?;
+        self.writer = Some(BufWriter::with_capacity(256 * 1024, file));
+        self.write_meta()
+    }
+
+    fn flush_writer(&mut self) -> io::Result<()> {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.flush()?;
+        }
+        self.flushed_pos = self.write_pos;
+        Ok(())
+    }
+
+    /// Takes the next message, skipping corrupt data. `Ok(None)` when empty.
+    pub fn pop(&mut self) -> io::Result<Option<Stored>> {
+        loop {
+            if self.is_empty() {
+                self.depth = 0;
+                return Ok(None);
+            }
+            if self.read_num == self.write_num && self.read_pos >= self.flushed_pos {
+                self.flush_writer()?;
+            }
+            let max_payload = self.max_payload();
+            let reader = match self.reader.as_mut() {
+                Some(r) => r,
+                None => {
+                    let path = Self::segment_path(&self.config.dir, &self.name, self.read_num);
+                    match File::open(&path) {
+                        Ok(mut file) => {
+                            file.seek(SeekFrom::Start(self.read_pos))?;
+                            self.reader
+                                .insert(BufReader::with_capacity(256 * 1024, file))
+                        }
+                        Err(e)
+                            if e.kind() == io::ErrorKind::NotFound
+                                && self.read_num < self.write_num =>
+                        {
+                            tracing::warn!(queue = %self.name, file = %path.display(), "segment missing; skipping to the next");
+                            self.corrupt_bytes += 1;
+                            self.next_segment();
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            let segment_end = if self.read_num == self.write_num {
+                Some(self.write_pos)
+            } else {
+                None
+            };
+            match read_one(reader, max_payload)? {
+                ReadOutcome::Record(stored, n) => {
+                    self.read_pos += n as u64;
+                    self.depth = self.depth.saturating_sub(1);
+                    return Ok(Some(stored));
+                }
+                ReadOutcome::End if segment_end.is_none() => self.next_segment(),
+                ReadOutcome::End => {
+                    // The writer's data is flushed, so this is the true end.
+                    self.read_pos = self.write_pos;
+                }
+                ReadOutcome::Corrupt => self.resync()?,
+            }
+        }
+    }
+
+    fn next_segment(&mut self) {
+        let done = Self::segment_path(&self.config.dir, &self.name, self.read_num);
+        self.reader = None;
+        self.read_num += 1;
+        self.read_pos = 0;
+        if let Err(e) = fs::remove_file(&done) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(queue = %self.name, file = %done.display(), error = %e, "failed to delete a read segment");
+            }
+        }
+    }
+
+    /// Skips from a corrupt record to the next valid one in this segment, or
+    /// to the next segment.
+    fn resync(&mut self) -> io::Result<()> {
+        let path = Self::segment_path(&self.config.dir, &self.name, self.read_num);
+        let data = fs::read(&path)?;
+        let end = if self.read_num == self.write_num {
+            self.write_pos as usize
+        } else {
+            data.len()
+        };
+        let from = self.read_pos as usize;
+        let next = (from + 1..end.min(data.len()))
+            .find(|&p| decode_record(&data[p..], self.max_payload()).is_some());
+        let skipped_to = next.unwrap_or(end.max(from));
+        self.corrupt_bytes += (skipped_to - from) as u64;
+        tracing::warn!(queue = %self.name, file = %path.display(), offset = from, bytes = skipped_to - from, "skipped corrupt data");
+        self.reader = None;
+        self.read_pos = skipped_to as u64;
+        if next.is_none() && self.read_num < self.write_num {
+            self.next_segment();
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable, and the positions with it.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.flush_writer()?;
+        if let Some(writer) = self.writer.as_ref() {
+            writer.get_ref().sync_data()?;
+        }
+        self.unsynced = 0;
+        self.write_meta()
+    }
+
+    pub fn needs_sync(&self) -> bool {
+        self.unsynced > 0
+    }
+
+    fn write_meta(&self) -> io::Result<()> {
+        let text = format!(
+            "{}\n{},{}\n{},{}\n",
+            self.depth, self.read_num, self.read_pos, self.write_num, self.write_pos
+        );
+        write_atomically(&self.meta_path(), text.as_bytes())
+    }
+
+    /// Drops every message: all files go, and writing starts on a new segment.
+    pub fn empty(&mut self) -> io::Result<()> {
+        self.reader = None;
+        self.writer = None;
+        self.remove_segments()?;
+        self.write_num += 1;
+        self.write_pos = 0;
+        self.flushed_pos = 0;
+        self.read_num = self.write_num;
+        self.read_pos = 0;
+        self.depth = 0;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Self::segment_path(
+                &self.config.dir,
+                &self.name,
+                self.write_num,
+            ))?;
+        self.writer = Some(BufWriter::with_capacity(256 * 1024, file));
+        self.write_meta()
+    }
+
+    fn remove_segments(&self) -> io::Result<()> {
+        for num in self.segment_numbers()? {
+            let _ = fs::remove_file(Self::segment_path(&self.config.dir, &self.name, num));
+        }
+        Ok(())
+    }
+
+    /// Removes the queue's files for good (its topic or channel was deleted).
+    pub fn delete(mut self) -> io::Result<()> {
+        self.reader = None;
+        self.writer = None;
+        self.remove_segments()?;
+        match fs::remove_file(self.meta_path()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+enum ReadOutcome {
+    Record(Stored, usize),
+    End,
+    Corrupt,
+}
+
+fn read_one(reader: &mut BufReader<File>, max_payload: usize) -> io::Result<ReadOutcome> {
+    let mut header = [0u8; RECORD_HEADER];
+    match read_full(reader, &mut header)? {
+        0 => return Ok(ReadOutcome::End),
+        n if n < RECORD_HEADER => return Ok(ReadOutcome::Corrupt),
+        _ => {}
+    }
+    let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    if !(PAYLOAD_HEADER..=max_payload).contains(&len) {
+        return Ok(ReadOutcome::Corrupt);
+    }
+    let mut record = vec![0u8; RECORD_HEADER + len];
+    record[..RECORD_HEADER].copy_from_slice(&header);
+    if read_full(reader, &mut record[RECORD_HEADER..])? < len {
+        return Ok(ReadOutcome::Corrupt);
+    }
+    Ok(match decode_record(&record, max_payload) {
+        Some((stored, n)) => ReadOutcome::Record(stored, n),
+        None => ReadOutcome::Corrupt,
+    })
+}
+
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A file number and a byte offset in it.
+type Position = (u64, u64);
+
+/// `(depth, read position, write position)`.
+fn parse_meta(text: &str) -> Option<(u64, Position, Position)> {
+    let mut lines = text.lines();
+    let depth = lines.next()?.trim().parse().ok()?;
+    let pair = |line: &str| -> Option<(u64, u64)> {
+        let (a, b) = line.trim().split_once(',')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    Some((depth, pair(lines.next()?)?, pair(lines.next()?)?))
+}
+
+/// Writes `data` to `path` so that readers see the old or the new content,
+/// never a mix: temp file, fsync, rename, fsync of the directory.
+pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", rand::random::<u32>()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Path of the file that holds what a queue kept in memory at shutdown.
+fn front_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.queue.front"))
+}
+
+/// Saves the messages a topic or channel held in memory (queued, in flight,
+/// deferred) at shutdown; they come back first at the next start. Replaces
+/// any earlier file atomically; an empty list removes it.
+pub fn save_front(dir: &Path, name: &str, messages: &[(Message, Option<i64>)]) -> io::Result<()> {
+    let path = front_path(dir, name);
+    if messages.is_empty() {
+        return match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let mut buf = BytesMut::new();
+    for (msg, deliver_at) in messages {
+        encode_record(&mut buf, msg, *deliver_at);
+    }
+    write_atomically(&path, &buf)
+}
+
+/// Reads back what [`save_front`] wrote and removes the file; from then on
+/// those messages live in memory again.
+pub fn take_front(dir: &Path, name: &str, max_msg_size: u64) -> io::Result<Vec<Stored>> {
+    let path = front_path(dir, name);
+    let data = match fs::read(&path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let max_payload = PAYLOAD_HEADER + max_msg_size as usize;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        match decode_record(&data[pos..], max_payload) {
+            Some((stored, n)) => {
+                out.push(stored);
+                pos += n;
+            }
+            None => {
+                tracing::warn!(file = %path.display(), offset = pos, "corrupt record in saved state; skipping the rest");
+                break;
+            }
+        }
+    }
+    fs::remove_file(&path)?;
+    Ok(out)
+}
+
+/// Removes a queue's saved state (its topic or channel was deleted).
+pub fn remove_front(dir: &Path, name: &str) {
+    let _ = fs::remove_file(front_path(dir, name));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, max_bytes: u64) -> DiskConfig {
+        DiskConfig {
+            dir: dir.to_path_buf(),
+            max_bytes_per_file: max_bytes,
+            sync_every: 1000,
+            max_msg_size: 1024,
+        }
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dq-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn msg(i: u64) -> Message {
+        Message {
+            id: i,
+            timestamp: 1000 + i as i64,
+            attempts: (i % 3) as u16,
+            body: Bytes::from(format!("body-{i}")),
+        }
+    }
+
+    fn drain(q: &mut DiskQueue) -> Vec<u64> {
+        std::iter::from_fn(|| q.pop().unwrap())
+            .map(|s| s.msg.id)
+            .collect()
+    }
+
+    #[test]
+    fn rolls_segments_and_deletes_read_ones() {
+        let d = dir("roll");
+        let mut q = DiskQueue::open("t", config(&d, 200)).unwrap();
+        for i in 0..20 {
+            q.put(&msg(i), if i == 3 { Some(77) } else { None })
+                .unwrap();
+        }
+        assert_eq!(q.depth(), 20);
+        assert!(
+            q.segment_numbers().unwrap().len() > 3,
+            "rolled at 200 bytes"
+        );
+        for f in q.segment_numbers().unwrap() {
+            assert!(
+                fs::metadata(DiskQueue::segment_path(&d, "t", f))
+                    .unwrap()
+                    .len()
+                    <= 200
+            );
+        }
+        let first = q.pop().unwrap().unwrap();
+        assert_eq!(first.msg, msg(0));
+        let rest: Vec<Stored> = std::iter::from_fn(|| q.pop().unwrap()).collect();
+        assert_eq!(rest.len(), 19);
+        assert_eq!(rest[2].deliver_at, Some(77));
+        assert_eq!(q.depth(), 0);
+        assert_eq!(
+            q.segment_numbers().unwrap().len(),
+            1,
+            "read segments deleted"
+        );
+    }
+
+    #[test]
+    fn positions_survive_reopen_and_unsynced_records_are_recovered() {
+        let d = dir("reopen");
+        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        for i in 0..10 {
+            q.put(&msg(i), None).unwrap();
+        }
+        q.sync().unwrap();
+        assert_eq!(q.pop().unwrap().unwrap().msg.id, 0);
+        q.sync().unwrap();
+        for i in 10..15 {
+            q.put(&msg(i), None).unwrap();
+        }
+        q.flush_writer().unwrap(); // in the OS, but the metadata never saw them
+        drop(q);
+        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        assert_eq!(q.depth(), 14);
+        assert_eq!(drain(&mut q), (1..15).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn torn_tail_is_cut() {
+        let d = dir("torn");
+        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        for i in 0..5 {
+            q.put(&msg(i), None).unwrap();
+        }
+        q.sync().unwrap();
+        drop(q);
+        let seg = DiskQueue::segment_path(&d, "t", 0);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[0, 0, 0, 40, 1, 2, 3]).unwrap(); // half a record
+        drop(f);
+        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        assert_eq!(q.corrupt_bytes(), 7);
+        q.put(&msg(5), None).unwrap();
+        assert_eq!(drain(&mut q), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn checksum_failure_skips_only_the_bad_record() {
+        let d = dir("crc");
+        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        for i in 0..5 {
+            q.put(&msg(i), None).unwrap();
+        }
+        q.sync().unwrap();
+        drop(q);
+        let seg = DiskQueue::segment_path(&d, "t", 0);
+        let mut data = fs::read(&seg).unwrap();
+        let mut scratch = BytesMut::new();
+        encode_record(&mut scratch, &msg(0), None);
+        let second = scratch.len();
+        data[second + 20] ^= 0xff; // inside record 1's payload
+        fs::write(&seg, &data).unwrap();
+        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        assert_eq!(drain(&mut q), vec![0, 2, 3, 4]);
+        assert!(q.corrupt_bytes() > 0);
+    }
+
+    #[test]
+    fn missing_segment_is_skipped() {
+        let d = dir("missing");
+        let mut q = DiskQueue::open("t", config(&d, 100)).unwrap();
+        for i in 0..6 {
+            q.put(&msg(i), None).unwrap();
+        }
+        q.sync().unwrap();
+        drop(q);
+        fs::remove_file(DiskQueue::segment_path(&d, "t", 1)).unwrap();
+        let mut q = DiskQueue::open("t", config(&d, 100)).unwrap();
+        let got = drain(&mut q);
+        assert!(
+            got.len() >= 4 && got.contains(&0) && got.contains(&5),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn empty_and_delete_remove_files() {
+        let d = dir("empty");
+        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        q.put(&msg(1), None).unwrap();
+        q.empty().unwrap();
+        assert_eq!((q.depth(), q.pop().unwrap()), (0, None));
+        q.put(&msg(2), None).unwrap();
+        assert_eq!(drain(&mut q), vec![2]);
+        q.delete().unwrap();
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+    }
+}
