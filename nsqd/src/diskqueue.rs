@@ -20,12 +20,14 @@
 use crate::message::Message;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const RECORD_HEADER: usize = 8;
 const PAYLOAD_HEADER: usize = 1 + 8 + 2 + 8 + 8;
 const KIND_MESSAGE: u8 = 1;
+/// Written records are handed to the OS once this many bytes are pending.
+const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Settings shared by every disk queue of a node.
 #[derive(Debug, Clone)]
@@ -98,9 +100,12 @@ pub struct DiskQueue {
     write_num: u64,
     write_pos: u64,
     reader: Option<BufReader<File>>,
-    writer: Option<BufWriter<File>>,
-    /// Bytes of the write segment the OS has (the writer may hold more).
+    writer: Option<File>,
+    /// Records written but not yet handed to the OS; they end at `write_pos`.
+    pending: BytesMut,
+    /// Bytes of the write segment the OS has.
     flushed_pos: u64,
+    /// Reads and writes since the last sync.
     unsynced: u64,
     /// Bytes skipped as corrupt, since start.
     corrupt_bytes: u64,
@@ -133,6 +138,7 @@ impl DiskQueue {
             write_pos: 0,
             reader: None,
             writer: None,
+            pending: BytesMut::new(),
             flushed_pos: 0,
             unsynced: 0,
             corrupt_bytes: 0,
@@ -171,11 +177,7 @@ impl DiskQueue {
         } else if q.depth == 0 {
             q.depth = q.count_records()?;
         }
-        let writer = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(Self::segment_path(&q.config.dir, &q.name, q.write_num))?;
-        q.writer = Some(BufWriter::with_capacity(256 * 1024, writer));
+        q.open_writer()?;
         q.flushed_pos = q.write_pos;
         Ok(q)
     }
@@ -263,8 +265,16 @@ impl DiskQueue {
         self.corrupt_bytes
     }
 
-    /// Appends a message. Data reaches the OS when the write buffer fills or
-    /// at [`DiskQueue::sync`]; the disk, at sync.
+    fn open_writer(&mut self) -> io::Result<()> {
+        let path = Self::segment_path(&self.config.dir, &self.name, self.write_num);
+        self.writer = Some(OpenOptions::new().create(true).append(true).open(path)?);
+        Ok(())
+    }
+
+    /// Appends a message. It reaches the OS when enough is pending or at a
+    /// sync, the disk at a sync (every `--sync-every` operations). A write the
+    /// disk refuses is undone completely and reported, so a refused publish
+    /// never reappears later.
     pub fn put(&mut self, msg: &Message, deliver_at: Option<i64>) -> io::Result<()> {
         self.scratch.clear();
         encode_record(&mut self.scratch, msg, deliver_at);
@@ -272,16 +282,39 @@ impl DiskQueue {
         if self.write_pos > 0 && self.write_pos + len > self.config.max_bytes_per_file {
             self.roll()?;
         }
-        let writer = self.writer.as_mut().expect("open queue has a writer");
-        // On failure, whatever part reached the file is cut at the next open.
-        writer.write_all(&self.scratch)?;
+        let start = self.write_pos;
+        self.pending.extend_from_slice(&self.scratch);
         self.write_pos += len;
         self.depth += 1;
         self.unsynced += 1;
-        if self.unsynced >= self.config.sync_every {
-            self.sync()?;
+        let result = if self.unsynced >= self.config.sync_every {
+            self.sync()
+        } else if self.pending.len() >= WRITE_BUFFER {
+            self.flush_writer()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            self.undo_write(start);
+            return Err(e);
         }
         Ok(())
+    }
+
+    /// Forgets the record that started at `start` (the last one written).
+    fn undo_write(&mut self, start: u64) {
+        if self.flushed_pos > start {
+            if let Some(file) = self.writer.as_ref() {
+                let _ = file.set_len(start);
+            }
+            self.flushed_pos = start;
+            self.pending.clear();
+        } else {
+            self.pending.truncate((start - self.flushed_pos) as usize);
+        }
+        self.write_pos = start;
+        self.depth = self.depth.saturating_sub(1);
+        self.unsynced = self.unsynced.saturating_sub(1);
     }
 
     fn roll(&mut self) -> io::Result<()> {
@@ -289,22 +322,22 @@ impl DiskQueue {
         self.write_num += 1;
         self.write_pos = 0;
         self.flushed_pos = 0;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(Self::segment_path(
-                &self.config.dir,
-                &self.name,
-                self.write_num,
-            ))?;
-        self.writer = Some(BufWriter::with_capacity(256 * 1024, file));
+        self.open_writer()?;
         self.write_meta()
     }
 
+    /// Hands pending records to the OS. On failure the file is cut back to
+    /// what it held before, and the records stay pending.
     fn flush_writer(&mut self) -> io::Result<()> {
-        if let Some(writer) = self.writer.as_mut() {
-            writer.flush()?;
+        if self.pending.is_empty() {
+            return Ok(());
         }
+        let file = self.writer.as_mut().expect("open queue has a writer");
+        if let Err(e) = file.write_all(&self.pending) {
+            let _ = file.set_len(self.flushed_pos);
+            return Err(e);
+        }
+        self.pending.clear();
         self.flushed_pos = self.write_pos;
         Ok(())
     }
@@ -352,6 +385,14 @@ impl DiskQueue {
                 ReadOutcome::Record(stored, n) => {
                     self.read_pos += n as u64;
                     self.depth = self.depth.saturating_sub(1);
+                    // Reads count toward --sync-every too: the read position
+                    // is what keeps consumed messages from coming back.
+                    self.unsynced += 1;
+                    if self.unsynced >= self.config.sync_every {
+                        if let Err(e) = self.sync() {
+                            tracing::warn!(queue = %self.name, error = %e, "sync after read failed; will retry");
+                        }
+                    }
                     return Ok(Some(stored));
                 }
                 ReadOutcome::End if segment_end.is_none() => self.next_segment(),
@@ -401,13 +442,18 @@ impl DiskQueue {
     }
 
     /// Makes everything written so far durable, and the positions with it.
+    /// The records themselves are what recovery trusts, so a metadata file
+    /// that cannot be replaced (say, on a full disk) is only logged.
     pub fn sync(&mut self) -> io::Result<()> {
         self.flush_writer()?;
         if let Some(writer) = self.writer.as_ref() {
-            writer.get_ref().sync_data()?;
+            writer.sync_data()?;
         }
         self.unsynced = 0;
-        self.write_meta()
+        if let Err(e) = self.write_meta() {
+            tracing::warn!(queue = %self.name, error = %e, "failed to write queue metadata");
+        }
+        Ok(())
     }
 
     pub fn needs_sync(&self) -> bool {
@@ -426,6 +472,7 @@ impl DiskQueue {
     pub fn empty(&mut self) -> io::Result<()> {
         self.reader = None;
         self.writer = None;
+        self.pending.clear();
         self.remove_segments()?;
         self.write_num += 1;
         self.write_pos = 0;
@@ -433,15 +480,7 @@ impl DiskQueue {
         self.read_num = self.write_num;
         self.read_pos = 0;
         self.depth = 0;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(Self::segment_path(
-                &self.config.dir,
-                &self.name,
-                self.write_num,
-            ))?;
-        self.writer = Some(BufWriter::with_capacity(256 * 1024, file));
+        self.open_writer()?;
         self.write_meta()
     }
 

@@ -1,6 +1,6 @@
 use nsqd::cli::Args;
 use nsqd::{LogLevel, Nsqd, VERSION};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use tracing_subscriber::{filter::LevelFilter, prelude::*, reload};
 
 fn main() {
@@ -17,7 +17,8 @@ fn main() {
         .with_writer(move || Prefixed {
             prefix: prefix.clone(),
         })
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
     tracing_subscriber::registry().with(filter).with(fmt).init();
     for key in ignored_keys {
         tracing::warn!(key, "config file key not recognised; ignored");

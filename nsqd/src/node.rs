@@ -477,12 +477,14 @@ impl Nsqd {
         while self.tasks.join_next().await.is_some() {}
         let node = self.node.clone();
         let saved = tokio::task::spawn_blocking(move || {
+            // Metadata first: shutting topics down releases their channels.
+            let metadata = node.persist_metadata();
             for topic in node.topics() {
                 if let Err(e) = topic.shutdown() {
                     tracing::error!(topic = %topic.name, error = %e, "failed to save topic state");
                 }
             }
-            node.persist_metadata()
+            metadata
         })
         .await;
         match saved {

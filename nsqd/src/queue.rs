@@ -209,6 +209,10 @@ impl BoundedQueue {
         self.backend.clear()
     }
 
+    pub fn corrupt_bytes(&self) -> u64 {
+        self.backend.corrupt_bytes()
+    }
+
     pub fn backend(&mut self) -> &mut Backend {
         &mut self.backend
     }

@@ -288,7 +288,7 @@ impl Topic {
         include_clients: bool,
         topic_filter: &str,
     ) -> Option<TopicStats> {
-        let (depth, backend_depth, channels) = {
+        let (depth, backend_depth, corrupt, channels) = {
             let st = self.state.lock();
             let channels: Vec<Arc<Channel>> = if channel_filter.is_empty() {
                 st.channels.values().cloned().collect()
@@ -299,7 +299,12 @@ impl Topic {
                     .into_iter()
                     .collect()
             };
-            (st.queue.depth(), st.queue.backend_depth(), channels)
+            (
+                st.queue.depth(),
+                st.queue.backend_depth(),
+                st.queue.corrupt_bytes(),
+                channels,
+            )
         };
         if !channel_filter.is_empty() && channels.is_empty() {
             return None;
@@ -326,6 +331,7 @@ impl Topic {
             message_bytes: self.message_bytes.load(Ordering::Relaxed),
             paused: self.is_paused(),
             e2e_processing_latency: samples.report(quantiles),
+            backend_corrupt_bytes: corrupt,
         })
     }
 }

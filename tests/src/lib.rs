@@ -256,3 +256,136 @@ pub fn sample_path(relative: &str) -> PathBuf {
         .join("fixtures/nsq-samples")
         .join(relative)
 }
+
+/// The real `nsqd` binary, run as a child process (for restarts and crashes).
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub tcp: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    /// Everything it logged, for assertions and failure reports.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Path of a binary built from this workspace (`cargo build --workspace`,
+/// which the test command runs, builds it next to the test executables).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+impl Daemon {
+    /// Starts nsqd on loopback port 0 with `data_path` and extra flags, and
+    /// waits until it listens.
+    pub fn start(data_path: &std::path::Path, extra: &[&str]) -> Daemon {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(workspace_binary("nsqd"))
+            .arg("--tcp-address=127.0.0.1:0")
+            .arg("--http-address=127.0.0.1:0")
+            .arg("--broadcast-address=127.0.0.1")
+            .arg(format!("--data-path={}", data_path.display()))
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nsqd");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening") {
+                    if let Some(addr) = line.split("address=").nth(1) {
+                        let _ = tx.send((line.contains("TCP"), addr.trim().to_string()));
+                    }
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let (mut tcp, mut http) = (None, None);
+        while tcp.is_none() || http.is_none() {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok((true, addr)) => tcp = addr.parse().ok(),
+                Ok((false, addr)) => http = addr.parse().ok(),
+                Err(_) => panic!("nsqd did not start; log:\n{}", log.lock().unwrap()),
+            }
+        }
+        Daemon {
+            child,
+            tcp: tcp.unwrap(),
+            http: http.unwrap(),
+            log,
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status (bounded).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nsqd did not exit on SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Conn {
+    /// Connects to any address speaking protocol V2.
+    pub async fn connect_addr(addr: std::net::SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let mut conn = Conn {
+            stream,
+            buf: BytesMut::new(),
+        };
+        conn.send_raw(MAGIC_V2).await;
+        conn
+    }
+}

@@ -31,6 +31,13 @@ pub struct TopicStats {
     pub message_bytes: u64,
     pub paused: bool,
     pub e2e_processing_latency: E2eProcessingLatency,
+    /// Bytes of the disk queue skipped as corrupt since start (ours; absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub backend_corrupt_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -49,6 +56,9 @@ pub struct ChannelStats {
     pub clients: Option<Vec<ClientStats>>,
     pub paused: bool,
     pub e2e_processing_latency: E2eProcessingLatency,
+    /// Bytes of the disk queue skipped as corrupt since start (ours; absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub backend_corrupt_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

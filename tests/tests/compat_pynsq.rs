@@ -1,0 +1,244 @@
+//! Compatibility with a real third-party client: pynsq 0.9.1 (the official
+//! Python client, on tornado 6) talking to our nsqd over loopback.
+//!
+//! The scripts under `tests/python/` run with the interpreter named by
+//! `NSQ_TEST_PYTHON` (`tests/run-all.sh` builds a venv with pynsq and exports it).
+//! Each script checks exactly-once delivery itself and exits non-zero otherwise;
+//! these tests assert its exit status and then nsqd's own account in `/stats`.
+
+use nsq::api::ChannelStats;
+use nsq::protocol::Command;
+use nsq_e2e::{eventually, start_default_nsqd, stats, Conn, Nsqd};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A backstop only: every script stops itself after its own 20 s hard timeout.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The Python interpreter to use, or `None` to skip outside CI.
+fn python() -> Option<PathBuf> {
+    match std::env::var_os("NSQ_TEST_PYTHON") {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "NSQ_TEST_PYTHON is not set, and CI must run the pynsq compatibility tests: \
+             run tests/run-all.sh, which creates tests/.venv with pynsq and exports it"
+        ),
+        _ => {
+            eprintln!("skipped: NSQ_TEST_PYTHON not set");
+            None
+        }
+    }
+}
+
+/// A running script whose output is collected in the background, so that a
+/// full pipe never blocks it. Dropping it kills the script.
+struct Script {
+    name: String,
+    child: Child,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+struct Outcome {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+impl Script {
+    fn start(python: &Path, name: &str, args: &[&str]) -> Script {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("python")
+            .join(name);
+        let mut child = Process::new(python)
+            .arg(&path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", python.display(), path.display()));
+        let stdout = child.stdout.take().map(collect);
+        let stderr = child.stderr.take().map(collect);
+        Script {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    async fn finish(mut self) -> Outcome {
+        let deadline = Instant::now() + SCRIPT_DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for script") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {SCRIPT_DEADLINE:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let join = |handle: Option<JoinHandle<String>>| {
+            handle
+                .map(|h| h.join().expect("output reader"))
+                .unwrap_or_default()
+        };
+        Outcome {
+            status,
+            stdout: join(self.stdout.take()),
+            stderr: join(self.stderr.take()),
+        }
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn assert_succeeded(outcome: &Outcome) {
+    assert!(
+        outcome.status.success(),
+        "script failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+        outcome.status,
+        outcome.stdout,
+        outcome.stderr
+    );
+}
+
+async fn channel_stats(nsqd: &Nsqd, topic: &str, channel: &str) -> Option<ChannelStats> {
+    stats(nsqd)
+        .await
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.topic_name == topic)?
+        .channels
+        .into_iter()
+        .find(|c| c.channel_name == channel)
+}
+
+/// Waits until the channel is drained and nothing is left in flight, then checks
+/// that nsqd counted each message once and never requeued or timed one out.
+async fn assert_drained(nsqd: &Nsqd, topic: &str, channel: &str, count: u64) {
+    eventually("the channel to drain with nothing in flight", || async {
+        channel_stats(nsqd, topic, channel)
+            .await
+            .is_some_and(|c| c.depth == 0 && c.deferred_count == 0 && c.in_flight_count == 0)
+    })
+    .await;
+    let c = channel_stats(nsqd, topic, channel)
+        .await
+        .expect("channel in /stats");
+    assert_eq!(
+        (c.message_count, c.requeue_count, c.timeout_count),
+        (count, 0, 0),
+        "message, requeue and timeout counts: {c:?}"
+    );
+    let topic_stats = stats(nsqd)
+        .await
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.topic_name == topic)
+        .expect("topic in /stats");
+    assert_eq!(topic_stats.message_count, count);
+}
+
+/// nsq.Writer publishes with PUB, MPUB and DPUB; an nsq.Reader with
+/// max_in_flight 8 receives and FINs each message exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pynsq_writer_and_reader_round_trip() {
+    let Some(python) = python() else { return };
+    let nsqd = start_default_nsqd().await;
+    let (topic, channel) = ("pynsq_roundtrip", "pynsq");
+    let address = nsqd.tcp_addr().to_string();
+
+    let script = Script::start(
+        &python,
+        "pynsq_roundtrip.py",
+        &[
+            &address,
+            topic,
+            "--channel",
+            channel,
+            "--pub",
+            "10",
+            "--mpub",
+            "10",
+            "--dpub",
+            "5",
+            "--dpub-delay-ms",
+            "200",
+            "--max-in-flight",
+            "8",
+        ],
+    );
+    let outcome = script.finish().await;
+    assert_succeeded(&outcome);
+
+    assert_drained(&nsqd, topic, channel, 25).await;
+    nsqd.shutdown().await;
+}
+
+/// An nsq.Reader receives, exactly once, what a raw protocol V2 client of ours
+/// published with PUB and MPUB while the Reader was subscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pynsq_reader_receives_what_our_raw_publisher_sent() {
+    let Some(python) = python() else { return };
+    let nsqd = start_default_nsqd().await;
+    let (topic, channel) = ("pynsq_from_raw", "py");
+    let address = nsqd.tcp_addr().to_string();
+
+    let script = Script::start(
+        &python,
+        "pynsq_consume.py",
+        &[
+            &address, topic, channel, "--count", "30", "--prefix", "raw-",
+        ],
+    );
+    eventually("the pynsq Reader to subscribe", || async {
+        channel_stats(&nsqd, topic, channel)
+            .await
+            .is_some_and(|c| c.client_count == 1)
+    })
+    .await;
+
+    let mut publisher = Conn::connect(&nsqd).await;
+    for i in 0..20 {
+        publisher
+            .publish(topic, format!("raw-{i}").as_bytes())
+            .await;
+    }
+    publisher
+        .send(Command::Mpub {
+            topic: topic.into(),
+            bodies: (20..30).map(|i| format!("raw-{i}").into()).collect(),
+        })
+        .await;
+    publisher.expect_response("OK").await;
+
+    let outcome = script.finish().await;
+    assert_succeeded(&outcome);
+
+    assert_drained(&nsqd, topic, channel, 30).await;
+    nsqd.shutdown().await;
+}

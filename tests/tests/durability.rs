@@ -1,0 +1,543 @@
+//! What survives what: restarts, crashes, corruption, a full disk and an
+//! upstream data directory, through the real nsqd binary.
+
+use bytes::Bytes;
+use nsq::protocol::{Command, FrameType, Message};
+use nsq_e2e::*;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+async fn post(url: &str) -> reqwest::Response {
+    reqwest::Client::new().post(url).send().await.expect("POST")
+}
+
+async fn daemon_stats(d: &Daemon) -> nsq::api::Stats {
+    let body = reqwest::get(format!("{}/stats?format=json", d.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn publish_batches(
+    addr: std::net::SocketAddr,
+    topic: &str,
+    prefix: &str,
+    total: usize,
+    batch: usize,
+) {
+    let mut conn = Conn::connect_addr(addr).await;
+    for start in (0..total).step_by(batch) {
+        let bodies: Vec<Bytes> = (start..(start + batch).min(total))
+            .map(|i| Bytes::from(format!("{prefix}-{i}")))
+            .collect();
+        conn.send(Command::Mpub {
+            topic: topic.into(),
+            bodies,
+        })
+        .await;
+        conn.expect_response("OK").await;
+    }
+}
+
+/// Consumes until `expected` distinct bodies arrived; fails on a duplicate.
+async fn consume_exactly(
+    addr: std::net::SocketAddr,
+    topic: &str,
+    channel: &str,
+    expected: usize,
+) -> Vec<Message> {
+    let mut conn = Conn::connect_addr(addr).await;
+    conn.subscribe(topic, channel).await;
+    conn.rdy(500).await;
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    while seen.len() < expected {
+        let m = conn.expect_message().await;
+        assert!(seen.insert(m.body.clone()), "{:?} delivered twice", m.body);
+        conn.fin(m.id).await;
+        out.push(m);
+    }
+    conn.expect_silence(Duration::from_millis(300)).await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_restart_keeps_every_message_once() {
+    let dir = temp_dir("restart");
+    let d = Daemon::start(&dir, &["--mem-queue-size=100"]);
+    post(&format!("{}/topic/create?topic=r", d.http_url())).await;
+    post(&format!(
+        "{}/channel/create?topic=r&channel=c",
+        d.http_url()
+    ))
+    .await;
+    publish_batches(d.tcp, "r", "m", 5000, 250).await;
+    // A topic without channels keeps its messages itself.
+    publish_batches(d.tcp, "lonely", "l", 700, 100).await;
+    let s = daemon_stats(&d).await;
+    let channel = &s
+        .topics
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|t| t.topic_name == "r")
+        .unwrap()
+        .channels[0];
+    assert_eq!(
+        (channel.depth, channel.backend_depth),
+        (5000, 4900),
+        "all but --mem-queue-size went to disk"
+    );
+    assert!(d.terminate().success(), "clean exit on SIGTERM");
+
+    let d = Daemon::start(&dir, &["--mem-queue-size=100"]);
+    let s = daemon_stats(&d).await;
+    let topics = s.topics.unwrap();
+    assert_eq!(
+        topics
+            .iter()
+            .map(|t| t.topic_name.as_str())
+            .collect::<Vec<_>>(),
+        ["lonely", "r"]
+    );
+    assert_eq!(topics[1].channels[0].depth, 5000);
+    assert_eq!(topics[0].depth, 700);
+    let got = consume_exactly(d.tcp, "r", "c", 5000).await;
+    // Order survives too: memory part first, then the disk part.
+    let first: Vec<String> = got
+        .iter()
+        .take(3)
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    assert_eq!(first, ["m-0", "m-1", "m-2"]);
+    consume_exactly(d.tcp, "lonely", "c", 700).await;
+    assert!(d.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_and_deferred_messages_survive_with_their_state() {
+    let dir = temp_dir("state");
+    let d = Daemon::start(&dir, &[]);
+    publish_batches(d.tcp, "s", "f", 10, 10).await;
+    let mut consumer = Conn::connect_addr(d.tcp).await;
+    consumer.subscribe("s", "c").await;
+    consumer.rdy(10).await;
+    for _ in 0..10 {
+        consumer.expect_message().await; // in flight, never finished
+    }
+    let mut producer = Conn::connect_addr(d.tcp).await;
+    let published = Instant::now();
+    for i in 0..3 {
+        producer
+            .send(Command::Dpub {
+                topic: "s".into(),
+                delay: Duration::from_millis(3000),
+                body: format!("later-{i}").into(),
+            })
+            .await;
+        producer.expect_response("OK").await;
+    }
+    assert!(d.terminate().success());
+
+    let d = Daemon::start(&dir, &[]);
+    let s = daemon_stats(&d).await;
+    let channel = &s.topics.unwrap()[0].channels[0];
+    assert_eq!(
+        (channel.depth, channel.deferred_count),
+        (10, 3),
+        "in-flight back in line, deferred still deferred"
+    );
+    let mut consumer = Conn::connect_addr(d.tcp).await;
+    consumer.subscribe("s", "c").await;
+    consumer.rdy(100).await;
+    for _ in 0..10 {
+        let m = consumer.expect_message().await;
+        assert_eq!(m.attempts, 2, "the earlier delivery still counts");
+        consumer.fin(m.id).await;
+    }
+    for _ in 0..3 {
+        let m = consumer.expect_message().await;
+        assert!(m.body.starts_with(b"later-"));
+        assert!(
+            published.elapsed() >= Duration::from_millis(3000),
+            "deferred message came early"
+        );
+        consumer.fin(m.id).await;
+    }
+    assert!(d.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_with_sync_every_one_loses_nothing_acknowledged() {
+    let dir = temp_dir("crash");
+    let flags = ["--mem-queue-size=0", "--sync-every=1"];
+    let d = Daemon::start(&dir, &flags);
+    post(&format!(
+        "{}/channel/create?topic=k&channel=c",
+        d.http_url()
+    ))
+    .await;
+    post(&format!("{}/topic/create?topic=k", d.http_url())).await;
+    post(&format!(
+        "{}/channel/create?topic=k&channel=c",
+        d.http_url()
+    ))
+    .await;
+    // Publish one at a time; count what was acknowledged, then crash.
+    let mut conn = Conn::connect_addr(d.tcp).await;
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let body = format!("k-{i}");
+        conn.send(Command::Pub {
+            topic: "k".into(),
+            body: body.clone().into(),
+        })
+        .await;
+        conn.expect_response("OK").await;
+        acked.push(body);
+    }
+    // Leave a publish in the air while the process dies.
+    conn.send(Command::Pub {
+        topic: "k".into(),
+        body: Bytes::from("in-the-air"),
+    })
+    .await;
+    d.kill();
+
+    let d = Daemon::start(&dir, &flags);
+    let got = consume_exactly(d.tcp, "k", "c", acked.len()).await;
+    let got: HashSet<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    for body in &acked {
+        assert!(got.contains(body), "acknowledged {body} lost in the crash");
+    }
+    assert!(d.terminate().success());
+}
+
+fn segments(dir: &Path, queue: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&format!("{queue}.queue.")) && name.ends_with(".dat")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corruption_is_skipped_and_every_good_record_delivered() {
+    let dir = temp_dir("corrupt");
+    let flags = ["--mem-queue-size=0", "--max-bytes-per-file=4096"];
+    let d = Daemon::start(&dir, &flags);
+    post(&format!(
+        "{}/channel/create?topic=x&channel=c",
+        d.http_url()
+    ))
+    .await;
+    post(&format!("{}/topic/create?topic=x", d.http_url())).await;
+    post(&format!(
+        "{}/channel/create?topic=x&channel=c",
+        d.http_url()
+    ))
+    .await;
+    publish_batches(d.tcp, "x", "x", 600, 50).await;
+    assert!(d.terminate().success());
+
+    let files = segments(&dir, "x:c");
+    assert!(files.len() >= 6, "several segments: {files:?}");
+    // Flip a byte in the middle of the first segment, delete the third,
+    // and cut the last one mid-record.
+    let mut first = std::fs::read(&files[0]).unwrap();
+    let mid = first.len() / 2;
+    first[mid] ^= 0x5a;
+    std::fs::write(&files[0], &first).unwrap();
+    std::fs::remove_file(&files[2]).unwrap();
+    let last = files.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+
+    let d = Daemon::start(&dir, &flags);
+    let mut conn = Conn::connect_addr(d.tcp).await;
+    conn.subscribe("x", "c").await;
+    conn.rdy(1000).await;
+    let mut got = HashSet::new();
+    while let Ok(Some(frame)) = conn.read_frame_within(Duration::from_millis(500)).await {
+        if frame.frame_type == FrameType::Message {
+            let m = Message::decode(frame.data).unwrap();
+            assert!(got.insert(m.body.clone()), "duplicate");
+            conn.fin(m.id).await;
+        }
+    }
+    let per_segment = 600 / files.len();
+    // Lost: one corrupt record, one deleted segment, one torn record.
+    assert!(
+        got.len() >= 600 - per_segment - 4 && got.len() < 600,
+        "delivered {} of 600",
+        got.len()
+    );
+    assert!(got.contains(&Bytes::from("x-0")) && got.contains(&Bytes::from("x-598")));
+    let s = daemon_stats(&d).await;
+    assert!(
+        s.topics.unwrap()[0].channels[0].backend_corrupt_bytes > 0,
+        "corruption counted in /stats"
+    );
+    let log = d.log();
+    assert!(
+        log.contains("skipped corrupt data") && log.contains("segment missing"),
+        "corruption logged:\n{log}"
+    );
+    // nsqd keeps serving.
+    publish_batches(d.tcp, "x", "after", 5, 5).await;
+    assert!(d.terminate().success());
+}
+
+/// (topic, paused, [(channel, paused)])
+type TopicSummary = (String, bool, Vec<(String, bool)>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_restores_channels_and_pause_state() {
+    let dir = temp_dir("meta");
+    let d = Daemon::start(&dir, &[]);
+    for path in [
+        "/topic/create?topic=t1",
+        "/channel/create?topic=t1&channel=a",
+        "/channel/create?topic=t1&channel=b",
+        "/channel/pause?topic=t1&channel=a",
+        "/topic/create?topic=t2",
+        "/topic/pause?topic=t2",
+        "/topic/create?topic=gone",
+        "/topic/delete?topic=gone",
+        "/topic/create?topic=eph%23ephemeral",
+    ] {
+        assert!(
+            post(&format!("{}{path}", d.http_url()))
+                .await
+                .status()
+                .is_success(),
+            "{path}"
+        );
+    }
+    assert!(d.terminate().success());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("nsqd.dat")).unwrap()).unwrap();
+    assert_eq!(
+        meta,
+        serde_json::json!({"topics":[
+            {"name":"t1","paused":false,"channels":[{"name":"a","paused":true},{"name":"b","paused":false}]},
+            {"name":"t2","paused":true,"channels":null}],"version":"1.3.0"})
+    );
+    let d = Daemon::start(&dir, &[]);
+    let topics = daemon_stats(&d).await.topics.unwrap();
+    let summary: Vec<TopicSummary> = topics
+        .iter()
+        .map(|t| {
+            (
+                t.topic_name.clone(),
+                t.paused,
+                t.channels
+                    .iter()
+                    .map(|c| (c.channel_name.clone(), c.paused))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "t1".to_string(),
+                false,
+                vec![("a".to_string(), true), ("b".to_string(), false)]
+            ),
+            ("t2".to_string(), true, vec![])
+        ]
+    );
+    assert!(d.terminate().success());
+}
+
+/// Writes a go-diskqueue as upstream nsqd v1.3.0 does: records of
+/// `[len][timestamp][attempts][16 hex id][body]`, and its text metadata.
+fn write_upstream_queue(
+    dir: &Path,
+    name: &str,
+    messages: &[(u64, u16, &str)],
+    read_pos_skip: usize,
+) {
+    let mut data = Vec::new();
+    let mut skip_bytes = 0;
+    for (i, (id, attempts, body)) in messages.iter().enumerate() {
+        let mut rec = Vec::new();
+        rec.extend_from_slice(&1_700_000_000_000_000_000i64.to_be_bytes());
+        rec.extend_from_slice(&attempts.to_be_bytes());
+        rec.extend_from_slice(format!("{id:016x}").as_bytes());
+        rec.extend_from_slice(body.as_bytes());
+        data.extend_from_slice(&(rec.len() as u32).to_be_bytes());
+        data.extend_from_slice(&rec);
+        if i < read_pos_skip {
+            skip_bytes = data.len();
+        }
+    }
+    std::fs::write(dir.join(format!("{name}.diskqueue.000000.dat")), &data).unwrap();
+    let depth = messages.len() - read_pos_skip;
+    std::fs::write(
+        dir.join(format!("{name}.diskqueue.meta.dat")),
+        format!("{depth}\n0,{skip_bytes}\n0,{}\n", data.len()),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_data_directory_is_imported() {
+    let dir = temp_dir("upstream");
+    std::fs::write(
+        dir.join("nsqd.dat"),
+        r#"{"topics":[{"channels":[{"name":"ch","paused":false}],"name":"legacy","paused":false}],"version":"1.3.0"}"#,
+    )
+    .unwrap();
+    // The channel's queue: the first record was already read upstream.
+    write_upstream_queue(
+        &dir,
+        "legacy:ch",
+        &[(0xaa, 1, "done"), (0x1234, 2, "one"), (0x1235, 0, "two")],
+        1,
+    );
+    // The topic's own backlog, not yet copied to channels.
+    write_upstream_queue(&dir, "legacy", &[(0x2000, 0, "three")], 0);
+
+    let d = Daemon::start(&dir, &[]);
+    assert!(
+        d.log().contains("imported upstream disk queue"),
+        "{}",
+        d.log()
+    );
+    let got = consume_exactly(d.tcp, "legacy", "ch", 3).await;
+    let summary: Vec<(String, String, u16)> = got
+        .iter()
+        .map(|m| {
+            (
+                String::from_utf8_lossy(&m.body).into_owned(),
+                m.id.to_string(),
+                m.attempts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("one".to_string(), "0000000000001234".to_string(), 3),
+            ("two".to_string(), "0000000000001235".to_string(), 1),
+            ("three".to_string(), "0000000000002000".to_string(), 1),
+        ]
+    );
+    assert!(
+        dir.join("legacy:ch.diskqueue.meta.dat.imported").exists(),
+        "old files kept aside"
+    );
+    assert!(d.terminate().success());
+    // A second start does not import again.
+    let d = Daemon::start(&dir, &[]);
+    assert_eq!(
+        daemon_stats(&d).await.topics.unwrap()[0].channels[0].depth,
+        0
+    );
+    assert!(d.terminate().success());
+}
+
+/// Mounts a small tmpfs for the data directory; unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = temp_dir("fulldisk");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_refuses_publishes_and_recovers() {
+    let Some(disk) = SmallDisk::mount("512k") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs (run as root)"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let flags = [
+        "--mem-queue-size=0",
+        "--max-bytes-per-file=32768",
+        "--sync-every=1",
+    ];
+    let d = Daemon::start(&disk.0, &flags);
+    post(&format!("{}/topic/create?topic=f", d.http_url())).await;
+    post(&format!(
+        "{}/channel/create?topic=f&channel=c",
+        d.http_url()
+    ))
+    .await;
+    let body = |i: usize| Bytes::from(format!("{i:06}{}", "z".repeat(4000)));
+    let mut conn = Conn::connect_addr(d.tcp).await;
+    let mut accepted = 0;
+    let refusal = loop {
+        conn.send(Command::Pub {
+            topic: "f".into(),
+            body: body(accepted),
+        })
+        .await;
+        let frame = conn.read_frame().await.expect("an answer");
+        if frame.frame_type == FrameType::Error {
+            break String::from_utf8_lossy(&frame.data).into_owned();
+        }
+        accepted += 1;
+        assert!(accepted < 1000, "the disk never filled up");
+    };
+    assert!(refusal.starts_with("E_PUB_FAILED PUB failed"), "{refusal}");
+    let ping = reqwest::get(format!("{}/ping", d.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 500);
+    assert!(ping.text().await.unwrap().starts_with("NOK - "));
+    let http = reqwest::Client::new()
+        .post(format!("{}/pub?topic=f", d.http_url()))
+        .body(body(9999))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(http.status(), 500);
+
+    // Consuming frees whole segments; then publishing works again.
+    let got = consume_exactly(d.tcp, "f", "c", accepted).await;
+    assert_eq!(got.len(), accepted, "every accepted message is delivered");
+    let mut conn = Conn::connect_addr(d.tcp).await;
+    conn.publish("f", &body(accepted)).await;
+    let ping = reqwest::get(format!("{}/ping", d.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200);
+    assert!(d.terminate().success());
+}
