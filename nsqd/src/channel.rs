@@ -14,6 +14,7 @@ use nsq::api::{ChannelStats, ClientStats};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::hash_map::Entry;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -141,15 +142,13 @@ impl State {
     }
 
     fn take_in_flight(&mut self, client_id: u64, id: u64) -> Result<InFlight, InFlightError> {
-        match self.in_flight.get(&id) {
-            None => return Err(InFlightError::NotInFlight),
-            Some(entry) if entry.client_id != client_id => return Err(InFlightError::NotOwner),
-            Some(_) => {}
-        }
-        let entry = self
-            .in_flight
-            .remove(&id)
-            .ok_or(InFlightError::NotInFlight)?;
+        let entry = match self.in_flight.entry(id) {
+            Entry::Vacant(_) => return Err(InFlightError::NotInFlight),
+            Entry::Occupied(e) if e.get().client_id != client_id => {
+                return Err(InFlightError::NotOwner)
+            }
+            Entry::Occupied(e) => e.remove(),
+        };
         if self.timeouts.len() > 2 * self.in_flight.len() + 1024 {
             self.timeouts = self
                 .in_flight

@@ -80,8 +80,12 @@ impl Client {
 
     /// A message of this client left flight (FIN, REQ, timeout).
     pub fn message_done(&self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.wake.notify_one();
+        let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // Below capacity the pump is not waiting for room, so a wake-up would
+        // only cost a context switch.
+        if before >= self.ready_count.load(Ordering::Acquire) {
+            self.wake.notify_one();
+        }
     }
 
     pub fn published(&self, topic: &str, count: u64) {

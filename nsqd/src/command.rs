@@ -57,8 +57,8 @@ pub struct Limits {
 /// A complete command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// A command without a body, split into its parameters (name first).
-    Line(Vec<Bytes>),
+    /// A command without a body: its line, without the `\n`.
+    Line(Bytes),
     Identify(Bytes),
     Auth(Bytes),
     Pub {
@@ -231,9 +231,8 @@ pub fn parse(
             }))
         }
         _ => {
-            let params: Vec<Bytes> = params.iter().map(|p| Bytes::copy_from_slice(p)).collect();
-            buf.advance(body_at);
-            Ok(Some(Request::Line(params)))
+            let line = buf.split_to(body_at).freeze();
+            Ok(Some(Request::Line(line.slice(..nl))))
         }
     }
 }

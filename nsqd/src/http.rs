@@ -201,7 +201,7 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                 } else {
                     topic.pause()
                 }
-                node.note_metadata_change(name);
+                persist_now(&node);
                 Ok(V1::Empty)
             }
             "/channel/create" => {
@@ -231,7 +231,9 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
                     "/channel/pause" => channel.pause(),
                     _ => channel.unpause(),
                 }
-                node.note_metadata_change(&channel.name);
+                if path != "/channel/empty" {
+                    persist_now(&node);
+                }
                 Ok(V1::Empty)
             }
             _ => config(&node, &path[CONFIG.len()..], &method, body).await,
@@ -494,6 +496,13 @@ fn topic_from_query(node: &Node, params: &Params) -> Result<Arc<crate::topic::To
     node.get_or_create_topic(name).map_err(put_error)
 }
 
+/// Pause states are written to `nsqd.dat` before answering, as upstream does.
+fn persist_now(node: &Node) {
+    if let Err(e) = node.persist_metadata() {
+        tracing::error!(error = %e, "failed to write nsqd.dat");
+    }
+}
+
 /// A refused publish: 503 `EXITING` while the topic goes away, 500 when the
 /// disk refused the write (upstream answers 503 to both).
 fn put_error(e: crate::topic::PutError) -> V1 {
@@ -737,12 +746,6 @@ async fn config(node: &Node, opt: &str, method: &Method, body: Body) -> Answer {
         None => Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
         // Upstream writes string options raw and everything else as JSON.
         Some(serde_json::Value::String(text)) => Ok(V1::Text(text)),
-        // Upstream's unset percentile list is a nil slice.
-        Some(serde_json::Value::Array(list))
-            if list.is_empty() && opt == "e2e_processing_latency_percentiles" =>
-        {
-            Ok(V1::json(&serde_json::Value::Null))
-        }
         Some(value) => Ok(V1::json(&value)),
     }
 }

@@ -16,10 +16,11 @@ pub enum LogLevel {
 
 impl LogLevel {
     pub fn parse(text: &str) -> Option<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
+        // As upstream: case-insensitive, nothing else tolerated.
+        match text.to_ascii_lowercase().as_str() {
             "debug" => Some(LogLevel::Debug),
             "info" => Some(LogLevel::Info),
-            "warn" | "warning" => Some(LogLevel::Warn),
+            "warn" => Some(LogLevel::Warn),
             "error" => Some(LogLevel::Error),
             "fatal" => Some(LogLevel::Fatal),
             _ => None,
@@ -207,7 +208,11 @@ impl Options {
             ("max_channel_consumers", json!(self.max_channel_consumers)),
             (
                 "e2e_processing_latency_percentiles",
-                json!(self.e2e_processing_latency_percentiles),
+                // Go marshals an unset list as null.
+                match self.e2e_processing_latency_percentiles.as_slice() {
+                    [] => Value::Null,
+                    list => json!(list),
+                },
             ),
             (
                 "e2e_processing_latency_window_time",

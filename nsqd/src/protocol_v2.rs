@@ -18,7 +18,7 @@ use nsq::protocol::{
     is_valid_channel_name, is_valid_topic_name, FrameType, IdentifyRequest, IdentifyResponse,
     MessageId,
 };
-use nsq::protocol::{CLOSE_WAIT, MAGIC_V2, OK};
+use nsq::protocol::{split_params, CLOSE_WAIT, MAGIC_V2, OK};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -261,19 +261,22 @@ impl Connection {
                 let item = Item::Run(Run::new(records, count, first_id, unix_nanos()));
                 self.publish(&topic, item, "E_MPUB_FAILED", "MPUB").await
             }
-            Request::Line(params) => match &params[0][..] {
-                b"RDY" => self.rdy(&params),
-                b"FIN" => self.fin(&params),
-                b"REQ" => self.req(&params),
-                b"TOUCH" => self.touch(&params),
-                b"NOP" => Ok(()),
-                b"SUB" => self.sub(&params).await,
-                b"CLS" => self.cls().await,
-                name => Err(ClientError::invalid(format!(
-                    "invalid command {}",
-                    lossy(name)
-                ))),
-            },
+            Request::Line(line) => {
+                let params = split_params(&line);
+                match params[0] {
+                    b"RDY" => self.rdy(&params),
+                    b"FIN" => self.fin(&params),
+                    b"REQ" => self.req(&params),
+                    b"TOUCH" => self.touch(&params),
+                    b"NOP" => Ok(()),
+                    b"SUB" => self.sub(&params).await,
+                    b"CLS" => self.cls().await,
+                    name => Err(ClientError::invalid(format!(
+                        "invalid command {}",
+                        lossy(name)
+                    ))),
+                }
+            }
         }
     }
 
@@ -385,7 +388,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn sub(&mut self, params: &[Bytes]) -> Result<(), ClientError> {
+    async fn sub(&mut self, params: &[&[u8]]) -> Result<(), ClientError> {
         if self.client.state() != STATE_INIT {
             return Err(ClientError::invalid("cannot SUB in current state"));
         }
@@ -397,22 +400,22 @@ impl Connection {
                 "SUB insufficient number of parameters",
             ));
         }
-        let topic_name = std::str::from_utf8(&params[1])
+        let topic_name = std::str::from_utf8(params[1])
             .ok()
             .filter(|t| is_valid_topic_name(t))
             .ok_or_else(|| {
                 ClientError::fatal(
                     "E_BAD_TOPIC",
-                    format!("SUB topic name {} is not valid", go_quote(&params[1])),
+                    format!("SUB topic name {} is not valid", go_quote(params[1])),
                 )
             })?;
-        let channel_name = std::str::from_utf8(&params[2])
+        let channel_name = std::str::from_utf8(params[2])
             .ok()
             .filter(|c| is_valid_channel_name(c))
             .ok_or_else(|| {
                 ClientError::fatal(
                     "E_BAD_CHANNEL",
-                    format!("SUB channel name {} is not valid", go_quote(&params[2])),
+                    format!("SUB channel name {} is not valid", go_quote(params[2])),
                 )
             })?;
         // An ephemeral topic or channel may be going away just now: retry once.
@@ -466,7 +469,7 @@ impl Connection {
         Ok(())
     }
 
-    fn rdy(&self, params: &[Bytes]) -> Result<(), ClientError> {
+    fn rdy(&self, params: &[&[u8]]) -> Result<(), ClientError> {
         let state = self.client.state();
         if state == STATE_CLOSING {
             return Ok(());
@@ -494,7 +497,7 @@ impl Connection {
     /// The channel and message ID of FIN, REQ and TOUCH, after upstream's checks.
     fn in_flight_target(
         &self,
-        params: &[Bytes],
+        params: &[&[u8]],
         cmd: &str,
         min_params: usize,
     ) -> Result<(&Arc<Channel>, MessageId), ClientError> {
@@ -512,12 +515,12 @@ impl Connection {
                 "{cmd} insufficient number of params"
             )));
         }
-        let id = MessageId::from_slice(&params[1])
+        let id = MessageId::from_slice(params[1])
             .ok_or_else(|| ClientError::invalid("invalid message ID"))?;
         Ok((channel, id))
     }
 
-    fn fin(&self, params: &[Bytes]) -> Result<(), ClientError> {
+    fn fin(&self, params: &[&[u8]]) -> Result<(), ClientError> {
         let (channel, id) = self.in_flight_target(params, "FIN", 2)?;
         let result = id
             .to_u64()
@@ -530,10 +533,10 @@ impl Connection {
         Ok(())
     }
 
-    fn req(&self, params: &[Bytes]) -> Result<(), ClientError> {
+    fn req(&self, params: &[&[u8]]) -> Result<(), ClientError> {
         let (channel, id) = self.in_flight_target(params, "REQ", 3)?;
-        let ms = parse_base10(&params[2]).ok_or_else(|| {
-            ClientError::invalid(format!("REQ could not parse timeout {}", lossy(&params[2])))
+        let ms = parse_base10(params[2]).ok_or_else(|| {
+            ClientError::invalid(format!("REQ could not parse timeout {}", lossy(params[2])))
         })?;
         let max = self.node.opts.max_req_timeout;
         let delay = Duration::from_millis(ms).min(max);
@@ -555,7 +558,7 @@ impl Connection {
         Ok(())
     }
 
-    fn touch(&self, params: &[Bytes]) -> Result<(), ClientError> {
+    fn touch(&self, params: &[&[u8]]) -> Result<(), ClientError> {
         let (channel, id) = self.in_flight_target(params, "TOUCH", 2)?;
         let msg_timeout = self.client.settings.lock().msg_timeout;
         let result = id
