@@ -32,6 +32,9 @@ use tokio::task::JoinHandle;
 /// compressed input can make us allocate before commands are consumed.
 const DECODE_STEP: usize = 256 * 1024;
 
+/// How long a busy connection polls for its next command before parking.
+const SPIN_WINDOW: Duration = Duration::from_micros(50);
+
 /// Why the read loop ended.
 enum Closed {
     /// EOF, I/O error, read timeout, shutdown: close without a word.
@@ -103,6 +106,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
         channel: None,
         heartbeat: Some(heartbeat),
         pump: None,
+        last_wait: Duration::MAX,
     };
     let closed = conn.run().await;
     if let Closed::AfterError = closed {
@@ -125,6 +129,8 @@ struct Connection {
     channel: Option<Arc<Channel>>,
     heartbeat: Option<JoinHandle<()>>,
     pump: Option<JoinHandle<()>>,
+    /// How long the last read waited for data.
+    last_wait: Duration,
 }
 
 impl Connection {
@@ -188,16 +194,41 @@ impl Connection {
         if target.capacity() - target.len() < 4096 {
             target.reserve(16 * 1024);
         }
-        let read = self.reader.read_buf(target);
-        let n = tokio::select! {
-            _ = self.client.close.cancelled() => return false,
-            n = async {
-                match deadline {
-                    Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),
-                    None => read.await,
+        // A client in a tight request/response loop (its last request came
+        // within the spin window) is polled briefly before the task parks:
+        // waking a parked thread costs more than the wait itself.
+        let mut n = None;
+        if self.last_wait < SPIN_WINDOW {
+            let until = Instant::now() + SPIN_WINDOW;
+            while Instant::now() < until {
+                match self.reader.try_read_buf(target) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        tokio::task::yield_now().await
+                    }
+                    result => {
+                        n = Some(result);
+                        break;
+                    }
                 }
-            } => n,
+            }
+        }
+        let waited = Instant::now();
+        let n = match n {
+            Some(n) => n,
+            None => {
+                let read = self.reader.read_buf(target);
+                tokio::select! {
+                    _ = self.client.close.cancelled() => return false,
+                    n = async {
+                        match deadline {
+                            Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),
+                            None => read.await,
+                        }
+                    } => n,
+                }
+            }
         };
+        self.last_wait = waited.elapsed();
         match n {
             Ok(0) | Err(_) => false,
             Ok(_) => {
