@@ -10,4 +10,6 @@
 pub mod api;
 #[cfg(feature = "flags")]
 pub mod flags;
+#[cfg(feature = "server")]
+pub mod http_api;
 pub mod protocol;

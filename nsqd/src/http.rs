@@ -8,11 +8,12 @@ use crate::queue::Item;
 use crate::stats;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::{BufMut, BytesMut};
-use nsq::api::{NsqdInfo, CONTENT_TYPE_HEADER, CONTENT_TYPE_VALUE};
+use nsq::api::NsqdInfo;
+use nsq::http_api::{err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1};
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,68 +30,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     }
 }
 
-/// A V1 answer: raw text, empty, JSON, or `{"message": ...}` with a status.
-pub enum V1 {
-    Text(String),
-    Empty,
-    /// Serialized JSON, in the field order of its type.
-    Json(Vec<u8>),
-    Error(StatusCode, &'static str),
-}
-
-impl IntoResponse for V1 {
-    fn into_response(self) -> Response {
-        let (status, body, json) = match self {
-            V1::Text(text) => (StatusCode::OK, text.into_bytes(), false),
-            V1::Empty => (StatusCode::OK, Vec::new(), false),
-            V1::Json(body) => (StatusCode::OK, body, true),
-            V1::Error(status, message) => (
-                status,
-                format!("{{\"message\":\"{message}\"}}").into_bytes(),
-                true,
-            ),
-        };
-        let empty = body.is_empty();
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            CONTENT_TYPE_HEADER,
-            HeaderValue::from_static(CONTENT_TYPE_VALUE),
-        );
-        if json {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            );
-        } else if !empty {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-        }
-        response
-    }
-}
-
-impl V1 {
-    pub fn json<T: serde::Serialize>(value: &T) -> V1 {
-        V1::Json(serde_json::to_vec(value).expect("API types serialize"))
-    }
-}
-
-type Answer = Result<V1, V1>;
-
-fn err(status: StatusCode, message: &'static str) -> V1 {
-    V1::Error(status, message)
-}
-
-const GET: &[Method] = &[Method::GET];
-const POST: &[Method] = &[Method::POST];
-const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
-
-/// Every fixed path and its methods; `/config/:opt` is matched apart.
-const ROUTES: &[(&str, &[Method])] = &[
+const ROUTES: &[Route] = &[
     ("/ping", GET),
     ("/info", GET),
     ("/stats", GET),
@@ -106,44 +46,17 @@ const ROUTES: &[(&str, &[Method])] = &[
     ("/channel/empty", POST),
     ("/channel/pause", POST),
     ("/channel/unpause", POST),
+    ("/config/:opt", GET_PUT),
 ];
 const CONFIG: &str = "/config/";
 
-/// The methods served at `path`, or `None` when no route matches.
-fn route_methods(path: &str) -> Option<&'static [Method]> {
-    if let Some((_, methods)) = ROUTES.iter().find(|(p, _)| *p == path) {
-        return Some(methods);
-    }
-    path.strip_prefix(CONFIG)
-        .filter(|opt| !opt.is_empty() && !opt.contains('/'))
-        .map(|_| GET_PUT)
-}
-
 async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
-    // Handlers see the decoded path, as Go's `URL.Path`; a bad escape there
-    // is refused by Go's server before any handler runs.
-    let Some(path) = unescape_path(req.uri().path()) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "400 Bad Request",
-        )
-            .into_response();
-    };
     let method = req.method().clone();
     let query = req.uri().query().unwrap_or("").to_string();
-    match route_methods(&path) {
-        Some(allowed) if allowed.contains(&method) => {}
-        allowed => {
-            if let Some(fixed) = redirect_target(&path, &method) {
-                return redirect(&method, &fixed, &query);
-            }
-            let Some(allowed) = allowed else {
-                return err(StatusCode::NOT_FOUND, "NOT_FOUND").into_response();
-            };
-            return not_allowed(&method, allowed);
-        }
-    }
+    let path = match resolve(ROUTES, &method, req.uri().path(), &query) {
+        Ok(matched) => matched.path,
+        Err(response) => return response,
+    };
     if path == "/ping" {
         return ping(&node);
     }
@@ -242,196 +155,6 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
     match answer.await {
         Ok(v) | Err(v) => v.into_response(),
     }
-}
-
-/// httprouter's answer when the path exists for other methods: OPTIONS gets
-/// an empty 200, anything else 405; both list the methods in `Allow`.
-fn not_allowed(method: &Method, allowed: &[Method]) -> Response {
-    let mut names: Vec<&str> = allowed
-        .iter()
-        .map(Method::as_str)
-        .chain(["OPTIONS"])
-        .collect();
-    names.sort_unstable();
-    let allow = HeaderValue::from_str(&names.join(", ")).expect("ASCII method names");
-    let mut response = if method == Method::OPTIONS {
-        StatusCode::OK.into_response()
-    } else {
-        err(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").into_response()
-    };
-    response.headers_mut().insert(header::ALLOW, allow);
-    response
-}
-
-/// httprouter's RedirectTrailingSlash and RedirectFixedPath: where `path`
-/// names a route of `method` but for a trailing slash, letter case, or `.`,
-/// `..` and `//` segments, the route's path.
-fn redirect_target(path: &str, method: &Method) -> Option<String> {
-    let serves = |p: &str| route_methods(p).is_some_and(|m| m.contains(method));
-    if let Some(stripped) = path.strip_suffix('/').filter(|p| !p.is_empty()) {
-        if serves(stripped) {
-            return Some(stripped.to_string());
-        }
-    }
-    if path == "/" {
-        return None;
-    }
-    let clean = clean_path(path);
-    let candidate = clean
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(&clean);
-    let fixed = match ROUTES
-        .iter()
-        .find(|(p, _)| p.eq_ignore_ascii_case(candidate))
-    {
-        Some((p, _)) => p.to_string(),
-        None => {
-            let head = candidate.get(..CONFIG.len())?;
-            if !head.eq_ignore_ascii_case(CONFIG) {
-                return None;
-            }
-            format!("{CONFIG}{}", &candidate[CONFIG.len()..])
-        }
-    };
-    serves(&fixed).then_some(fixed)
-}
-
-/// Go's `http.Redirect`: 301 for GET, 307 (same method again) otherwise.
-fn redirect(method: &Method, path: &str, query: &str) -> Response {
-    let mut location = escape_path(path);
-    if !query.is_empty() {
-        location = format!("{location}?{query}");
-    }
-    let (status, body) = if method == Method::GET {
-        let href = location
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&#34;")
-            .replace('\'', "&#39;");
-        (
-            StatusCode::MOVED_PERMANENTLY,
-            format!("<a href=\"{href}\">Moved Permanently</a>.\n\n"),
-        )
-    } else {
-        (StatusCode::TEMPORARY_REDIRECT, String::new())
-    };
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.remove(header::CONTENT_TYPE);
-    if method == Method::GET {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-    }
-    if let Ok(location) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, location);
-    }
-    response
-}
-
-/// Go's `path.Clean` for a rooted path, keeping a trailing slash as
-/// httprouter's `CleanPath` does.
-fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    let mut clean = format!("/{}", parts.join("/"));
-    let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
-    if trailing && clean.len() > 1 {
-        clean.push('/');
-    }
-    clean
-}
-
-/// Percent-escapes what Go's `URL.EscapedPath` would.
-fn escape_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for &b in path.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Query parameters as Go's `url.ParseQuery` reads them; the first value wins.
-pub struct Params(Vec<(String, String)>);
-
-impl Params {
-    /// `None` for a malformed escape, which upstream answers with `INVALID_REQUEST`.
-    pub fn parse(query: &str) -> Option<Params> {
-        let mut pairs = Vec::new();
-        for part in query.split('&').filter(|p| !p.is_empty()) {
-            if part.contains(';') {
-                return None;
-            }
-            let (key, value) = part.split_once('=').unwrap_or((part, ""));
-            pairs.push((unescape(key)?, unescape(value)?));
-        }
-        Some(Params(pairs))
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Upstream's boolean parameters: true/1/false/0, anything else is `default`.
-    fn flag(&self, key: &str, default: bool) -> bool {
-        match self.get(key) {
-            Some("true" | "1") => true,
-            Some("false" | "0") => false,
-            _ => default,
-        }
-    }
-}
-
-/// Go's `url.QueryUnescape`: `+` is a space and `%` takes two hex digits.
-/// Go accepts any bytes; ours become U+FFFD, which no name allows either.
-fn unescape(text: &str) -> Option<String> {
-    percent_decode(text, true).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// Go's `url.PathUnescape`: as [`unescape`], but `+` stays itself.
-fn unescape_path(text: &str) -> Option<String> {
-    percent_decode(text, false).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn percent_decode(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' if plus_is_space => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Some(out)
 }
 
 fn ping(node: &Node) -> Response {
@@ -535,24 +258,6 @@ fn existing_topic_and_channel_arg<'p>(
         .topic(topic)
         .ok_or(err(StatusCode::NOT_FOUND, "TOPIC_NOT_FOUND"))?;
     Ok((topic, channel))
-}
-
-/// Reads the body through Go's `io.LimitReader(body, limit + 1)`: a result
-/// longer than `limit` means the body was over it.
-async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, V1> {
-    use http_body_util::BodyExt;
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))?;
-        if let Ok(data) = frame.into_data() {
-            let room = limit + 1 - buf.len();
-            buf.extend_from_slice(&data[..data.len().min(room)]);
-            if buf.len() > limit {
-                break;
-            }
-        }
-    }
-    Ok(buf.freeze())
 }
 
 async fn publish(node: &Node, query: &str, content_length: Option<u64>, body: Body) -> Answer {
