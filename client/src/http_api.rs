@@ -121,12 +121,12 @@ pub fn resolve(
         }
     }
     if let Some(fixed) = redirect_target(routes, &path, method) {
-        return Err(redirect(method, &fixed, query));
+        return Err(Box::new(redirect(method, &fixed, query)));
     }
-    match found {
-        Some((_, methods, _)) => Err(not_allowed(method, methods)),
-        None => Err(err(StatusCode::NOT_FOUND, "NOT_FOUND").into_response()),
-    }
+    Err(Box::new(match found {
+        Some((_, methods, _)) => not_allowed(method, methods),
+        None => err(StatusCode::NOT_FOUND, "NOT_FOUND").into_response(),
+    }))
 }
 
 /// The `:name` values if `path` fits `pattern`; literal segments compare

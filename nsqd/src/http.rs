@@ -55,7 +55,7 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
     let query = req.uri().query().unwrap_or("").to_string();
     let path = match resolve(ROUTES, &method, req.uri().path(), &query) {
         Ok(matched) => matched.path,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if path == "/ping" {
         return ping(&node);
