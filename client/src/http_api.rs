@@ -97,16 +97,16 @@ pub fn resolve(
     method: &Method,
     raw_path: &str,
     query: &str,
-) -> Result<Matched, Response> {
+) -> Result<Matched, Box<Response>> {
     // Handlers see the decoded path, as Go's `URL.Path`; a bad escape there
     // is refused by Go's server before any handler runs.
     let Some(path) = unescape_path(raw_path) else {
-        return Err((
+        let bad_request = (
             StatusCode::BAD_REQUEST,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             "400 Bad Request",
-        )
-            .into_response());
+        );
+        return Err(Box::new(bad_request.into_response()));
     };
     let found = routes.iter().find_map(|(pattern, methods)| {
         match_pattern(pattern, &path, false).map(|params| (*pattern, *methods, params))
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn matches_parameters() {
-        let m = resolve(ROUTES, &Method::GET, "/api/topics/t1/c%231", "").unwrap();
+        let m = resolve(ROUTES, &Method::GET, "/api/topics/t1/c%231", "").expect("matches");
         assert_eq!(
             (m.pattern, m.params),
             (
