@@ -1,12 +1,17 @@
-//! JSON documents of nsqd's HTTP API, with upstream's field names and order.
+//! JSON documents of nsqd's and nsqlookupd's HTTP APIs, with upstream's field names and order.
 //!
 //! Every struct deserializes leniently (missing fields take defaults), so the
 //! same types read the answers of upstream NSQ and of ours.
 
 mod info;
+mod lookupd;
 mod stats;
 
 pub use info::NsqdInfo;
+pub use lookupd::{
+    ChannelsResponse, DebugPeer, LookupResponse, LookupdInfo, Node, NodesResponse, Producer,
+    TopicsResponse,
+};
 pub use stats::{
     ChannelStats, ClientStats, E2eProcessingLatency, MemStats, Percentile, PubCount, Stats,
     TopicStats,

@@ -4,6 +4,7 @@ pub mod command;
 pub mod compress;
 pub mod frame;
 pub mod identify;
+pub mod lookup;
 pub mod message;
 pub mod names;
 
