@@ -13,5 +13,8 @@ export NSQ_TEST_PYTHON="$PWD/$venv/bin/python"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The durability tests run the real daemons: build the binaries first (nextest
+# only builds a package's own binaries for its tests).
+cargo build --workspace --bins --quiet
 cargo nextest run --workspace --no-fail-fast --test-threads 4
 cargo test --workspace --doc --quiet
