@@ -48,6 +48,9 @@ pub struct Args {
     /// HTTP port announced (default: the listener's).
     #[arg(long, default_value_t = 0)]
     pub broadcast_http_port: u16,
+    /// nsqlookupd TCP address to register with; repeatable.
+    #[arg(long = "lookupd-tcp-address")]
+    pub lookupd_tcp_addresses: Vec<String>,
 
     /// Directory for disk queues and metadata (default: the working directory).
     #[arg(long, default_value = "")]
@@ -138,6 +141,7 @@ pub const CONFIG_KEYS: ConfigKeys<'static> = ConfigKeys {
             "e2e_processing_latency_percentiles",
             "e2e-processing-latency-percentile",
         ),
+        ("nsqlookupd_tcp_addresses", "lookupd-tcp-address"),
     ],
     durations: &[
         "sync-timeout",
@@ -176,7 +180,7 @@ impl Args {
             broadcast_address: self.broadcast_address.unwrap_or(defaults.broadcast_address),
             broadcast_tcp_port: self.broadcast_tcp_port,
             broadcast_http_port: self.broadcast_http_port,
-            lookupd_tcp_addresses: Vec::new(),
+            lookupd_tcp_addresses: self.lookupd_tcp_addresses,
             data_path: self.data_path.into(),
             mem_queue_size: self.mem_queue_size,
             max_bytes_per_file: self.max_bytes_per_file,

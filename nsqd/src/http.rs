@@ -426,7 +426,7 @@ fn parse_log_level(value: &[u8]) -> Option<LogLevel> {
     }
 }
 
-async fn config(node: &Node, opt: &str, method: &Method, body: Body) -> Answer {
+async fn config(node: &Arc<Node>, opt: &str, method: &Method, body: Body) -> Answer {
     if method == Method::PUT {
         let limit = node.opts.max_msg_size as usize;
         let value = read_limited(body, limit).await?;
@@ -439,10 +439,19 @@ async fn config(node: &Node, opt: &str, method: &Method, body: Body) -> Answer {
                     parse_log_level(&value).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
                 node.set_log_level(level);
             }
+            "nsqlookupd_tcp_addresses" => {
+                let addresses: Vec<String> = serde_json::from_slice(&value)
+                    .map_err(|_| err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
+                crate::lookup::Lookup::set_addresses(node, addresses);
+            }
             _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
         }
     }
     let mut options = node.opts.to_cfg_map();
+    options.insert(
+        "nsqlookupd_tcp_addresses".into(),
+        serde_json::json!(node.lookup.addresses()),
+    );
     options.insert(
         "log_level".into(),
         serde_json::json!(node.log_level() as i32),

@@ -9,6 +9,7 @@ pub mod diskqueue;
 pub mod e2e;
 pub mod guid;
 pub mod http;
+pub mod lookup;
 pub mod message;
 pub mod metadata;
 pub mod node;

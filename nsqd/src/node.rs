@@ -5,11 +5,13 @@ use crate::channel::{Channel, ChannelConfig};
 use crate::client::Client;
 use crate::diskqueue::DiskConfig;
 use crate::guid::IdGenerator;
+use crate::lookup::{self, Lookup};
 use crate::metadata::{self, ChannelMeta, Metadata, TopicMeta};
 use crate::options::{LogLevel, Options};
 use crate::queue::Item;
 use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
+use nsq::protocol::lookup::LookupCommand;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -48,6 +50,9 @@ pub struct Node {
     /// The last disk write error, until a write succeeds again.
     backend_error: Mutex<Option<String>>,
     metadata_changed: Notify,
+    /// The lookupds this nsqd registers with.
+    pub lookup: Lookup,
+    me: std::sync::Weak<Node>,
     pub shutdown: CancellationToken,
     /// Held for the node's life: one nsqd per data directory.
     _dir_lock: File,
@@ -60,6 +65,12 @@ impl Node {
 
     /// The named topic, created if needed.
     pub fn get_or_create_topic(&self, name: &str) -> Result<Arc<Topic>, PutError> {
+        self.topic_or_create(name, true)
+    }
+
+    /// As [`Node::get_or_create_topic`]; a new topic starts delivering at once
+    /// only when `start`, after the channels lookupd knows have been created.
+    fn topic_or_create(&self, name: &str, start: bool) -> Result<Arc<Topic>, PutError> {
         if let Some(topic) = self.topic(name) {
             return Ok(topic);
         }
@@ -72,7 +83,38 @@ impl Node {
         drop(topics);
         tracing::info!(topic = name, "topic created");
         self.note_metadata_change(name);
+        self.lookup.notify(LookupCommand::Register {
+            topic: name.to_string(),
+            channel: None,
+        });
+        if start {
+            self.start_topic(&topic);
+        }
         Ok(topic)
+    }
+
+    /// Starts a topic created at run time. With lookupds configured, upstream
+    /// first creates the channels they know, so that none misses a message.
+    fn start_topic(&self, topic: &Arc<Topic>) {
+        let node = self.me.upgrade().filter(|_| self.lookup.is_configured());
+        let Some(node) = node else {
+            topic.start();
+            return;
+        };
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            for channel in lookup::channels_known_to_lookupds(&node, &topic.name).await {
+                if let Err(e) = node.get_or_create_channel(&topic, &channel) {
+                    tracing::warn!(topic = %topic.name, channel, error = %e, "failed to pre-create channel");
+                }
+            }
+            topic.start();
+        });
+    }
+
+    /// What this nsqd tells lookupd about itself.
+    pub fn peer_identity(&self) -> nsq::protocol::lookup::PeerIdentity {
+        lookup::identity(self)
     }
 
     /// The named channel of a topic, created if needed.
@@ -85,6 +127,10 @@ impl Node {
         if created {
             tracing::info!(topic = %topic.name, channel = name, "channel created");
             self.note_metadata_change(name);
+            self.lookup.notify(LookupCommand::Register {
+                topic: topic.name.clone(),
+                channel: Some(name.to_string()),
+            });
         }
         Ok(channel)
     }
@@ -116,6 +162,10 @@ impl Node {
         topic.delete();
         tracing::info!(topic = name, "topic deleted");
         self.note_metadata_change(name);
+        self.lookup.notify(LookupCommand::Unregister {
+            topic: name.to_string(),
+            channel: None,
+        });
         true
     }
 
@@ -124,6 +174,10 @@ impl Node {
         if deleted {
             tracing::info!(topic = %topic.name, channel, "channel deleted");
             self.note_metadata_change(channel);
+            self.lookup.notify(LookupCommand::Unregister {
+                topic: topic.name.clone(),
+                channel: Some(channel.to_string()),
+            });
             self.retire_topic_if_unused(topic);
         }
         deleted
@@ -142,6 +196,10 @@ impl Node {
             drop(topics);
             topic.delete();
             tracing::info!(topic = %topic.name, "ephemeral topic deleted");
+            self.lookup.notify(LookupCommand::Unregister {
+                topic: topic.name.clone(),
+                channel: None,
+            });
         }
     }
 
@@ -152,6 +210,10 @@ impl Node {
             if let Some(topic) = self.topic(&channel.topic_name) {
                 if topic.retire_channel_if_unused(&channel.name) {
                     tracing::info!(topic = %topic.name, channel = %channel.name, "ephemeral channel deleted");
+                    self.lookup.notify(LookupCommand::Unregister {
+                        topic: topic.name.clone(),
+                        channel: Some(channel.name.clone()),
+                    });
                     self.retire_topic_if_unused(&topic);
                 }
             }
@@ -313,7 +375,7 @@ impl Node {
                 continue;
             }
             let topic = self
-                .get_or_create_topic(&name)
+                .topic_or_create(&name, false)
                 .map_err(std::io::Error::other)?;
             if paused {
                 topic.pause();
@@ -332,6 +394,7 @@ impl Node {
                     channel.pause();
                 }
             }
+            topic.start();
         }
         Ok(())
     }
@@ -417,7 +480,9 @@ impl Nsqd {
             e2e_window: opts.e2e_processing_latency_window_time,
             disk,
         };
-        let node = Arc::new(Node {
+        let node = Arc::new_cyclic(|me| Node {
+            me: me.clone(),
+            lookup: Lookup::default(),
             ids: IdGenerator::new(opts.node_id),
             start_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -443,6 +508,7 @@ impl Nsqd {
         });
         node.restore().await.map_err(data_err)?;
         node.persist_metadata().map_err(data_err)?;
+        Lookup::set_addresses(&node, node.opts.lookupd_tcp_addresses.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(background(node.clone()));
         tracing::info!(address = %node.tcp_addr, "TCP: listening");

@@ -35,12 +35,19 @@ struct State {
     paused: bool,
     exiting: bool,
     pumping: bool,
+    /// Messages flow to channels only once the topic has its channels: those
+    /// in `nsqd.dat` at start, or those lookupd knows for a new topic.
+    started: bool,
 }
 
 impl State {
     /// True when the backlog should be moving to channels now.
     fn backlog_can_flow(&self) -> bool {
-        !self.paused && !self.exiting && !self.channels.is_empty() && !self.queue.is_empty()
+        self.started
+            && !self.paused
+            && !self.exiting
+            && !self.channels.is_empty()
+            && !self.queue.is_empty()
     }
 }
 
@@ -89,6 +96,7 @@ impl Topic {
                 paused: false,
                 exiting: false,
                 pumping: false,
+                started: false,
             }),
             channel_config,
             paused: AtomicBool::new(false),
@@ -104,7 +112,7 @@ impl Topic {
             return Err(PutError::Exiting);
         }
         let count = item.len() as u64;
-        if st.paused || st.channels.is_empty() || !st.queue.is_empty() {
+        if !st.started || st.paused || st.channels.is_empty() || !st.queue.is_empty() {
             st.queue.push(item)?;
             self.kick(&mut st);
         } else {
@@ -201,6 +209,13 @@ impl Topic {
         } else {
             false
         }
+    }
+
+    /// Lets messages flow to channels (see `State::started`).
+    pub fn start(&self) {
+        let mut st = self.state.lock();
+        st.started = true;
+        self.kick(&mut st);
     }
 
     pub fn pause(&self) {

@@ -287,11 +287,39 @@ impl Daemon {
     /// Starts nsqd on loopback port 0 with `data_path` and extra flags, and
     /// waits until it listens.
     pub fn start(data_path: &std::path::Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with(
+            std::process::Command::new(workspace_binary("nsqd")),
+            "127.0.0.1",
+            data_path,
+            extra,
+        )
+    }
+
+    /// As [`Daemon::start`], inside network namespace `netns`, listening on `ip`.
+    pub fn start_in_netns(
+        netns: &str,
+        ip: &str,
+        data_path: &std::path::Path,
+        extra: &[&str],
+    ) -> Daemon {
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", netns])
+            .arg(workspace_binary("nsqd"));
+        Daemon::start_with(command, ip, data_path, extra)
+    }
+
+    fn start_with(
+        mut command: std::process::Command,
+        ip: &str,
+        data_path: &std::path::Path,
+        extra: &[&str],
+    ) -> Daemon {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(workspace_binary("nsqd"))
-            .arg("--tcp-address=127.0.0.1:0")
-            .arg("--http-address=127.0.0.1:0")
-            .arg("--broadcast-address=127.0.0.1")
+        let mut child = command
+            .arg(format!("--tcp-address={ip}:0"))
+            .arg(format!("--http-address={ip}:0"))
+            .arg(format!("--broadcast-address={ip}"))
             .arg(format!("--data-path={}", data_path.display()))
             .args(extra)
             .stdout(std::process::Stdio::null())
