@@ -5,7 +5,6 @@ use bytes::BytesMut;
 use nsq::protocol::lookup::{encode_response, PeerIdentity};
 use nsq_e2e::*;
 use std::net::SocketAddr;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
