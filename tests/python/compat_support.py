@@ -60,9 +60,10 @@ class Run:
             self.finishing = True
             self.io_loop.call_later(DUPLICATE_GRACE_S, self._finish)
 
-    def add_reader(self, addr, topic, channel, max_in_flight, on_message=None):
+    def add_reader(self, addr, topic, channel, max_in_flight, on_message=None, lookupd=False):
         """A Reader that records each message, expecting it on its first attempt,
-        and FINs it after `on_message` (if any) has seen it."""
+        and FINs it after `on_message` (if any) has seen it. With `lookupd`,
+        `addr` is an nsqlookupd HTTP address and the Reader discovers nsqd there."""
 
         def handler(message):
             self.check(
@@ -78,8 +79,12 @@ class Run:
             topic=topic,
             channel=channel,
             message_handler=handler,
-            nsqd_tcp_addresses=[addr],
             max_in_flight=max_in_flight,
+            **(
+                {"lookupd_http_addresses": ["http://" + addr], "lookupd_poll_interval": 1}
+                if lookupd
+                else {"nsqd_tcp_addresses": [addr]}
+            )
         )
         self.closers.append(reader.close)
         return reader

@@ -242,3 +242,54 @@ async fn pynsq_reader_receives_what_our_raw_publisher_sent() {
     assert_drained(&nsqd, topic, channel, 30).await;
     nsqd.shutdown().await;
 }
+
+/// An nsq.Reader given only our nsqlookupd finds our nsqd there and consumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pynsq_reader_discovers_nsqd_through_our_lookupd() {
+    let Some(python) = python() else { return };
+    let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
+        tcp_address: "127.0.0.1:0".into(),
+        http_address: "127.0.0.1:0".into(),
+        broadcast_address: "127.0.0.1".into(),
+        ..nsqlookupd::Options::default()
+    })
+    .await
+    .expect("lookupd starts");
+    let mut opts = nsq_e2e::test_options();
+    opts.lookupd_tcp_addresses = vec![lookupd.tcp_addr().to_string()];
+    let nsqd = nsq_e2e::start_nsqd(opts).await;
+    let (topic, channel) = ("pynsq_lookupd", "py");
+    let mut publisher = Conn::connect(&nsqd).await;
+    for i in 0..10 {
+        publisher
+            .publish(topic, format!("found-{i}").as_bytes())
+            .await;
+    }
+    let lookup = format!("http://{}/lookup?topic={topic}", lookupd.http_addr());
+    eventually("nsqd registered with lookupd", || async {
+        reqwest::get(&lookup)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let address = lookupd.http_addr().to_string();
+    let script = Script::start(
+        &python,
+        "pynsq_consume.py",
+        &[
+            &address,
+            topic,
+            channel,
+            "--count",
+            "10",
+            "--prefix",
+            "found-",
+            "--lookupd",
+        ],
+    );
+    let outcome = script.finish().await;
+    assert_succeeded(&outcome);
+    assert_drained(&nsqd, topic, channel, 10).await;
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+}

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::time::timeout;
 use tokio_nsq::{
     NSQChannel, NSQConfigShared, NSQConfigSharedCompression, NSQConsumer, NSQConsumerConfig,
-    NSQConsumerConfigSources, NSQDeflateLevel, NSQEvent, NSQMessage, NSQProducer,
-    NSQProducerConfig, NSQRequeueDelay, NSQTopic,
+    NSQConsumerConfigSources, NSQConsumerLookupConfig, NSQDeflateLevel, NSQEvent, NSQMessage,
+    NSQProducer, NSQProducerConfig, NSQRequeueDelay, NSQTopic,
 };
 
 const CHANNEL: &str = "compat";
@@ -458,4 +458,48 @@ async fn requeued_message_is_redelivered_with_attempt_two() {
 
     drop((consumer, producer));
     nsqd.shutdown().await;
+}
+
+/// A tokio-nsq consumer given only our nsqlookupd finds our nsqd there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_discovers_nsqd_through_our_lookupd() {
+    let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
+        tcp_address: "127.0.0.1:0".into(),
+        http_address: "127.0.0.1:0".into(),
+        broadcast_address: "127.0.0.1".into(),
+        ..nsqlookupd::Options::default()
+    })
+    .await
+    .expect("lookupd starts");
+    let mut opts = nsq_e2e::test_options();
+    opts.lookupd_tcp_addresses = vec![lookupd.tcp_addr().to_string()];
+    let nsqd = nsq_e2e::start_nsqd(opts).await;
+    let mut raw = nsq_e2e::Conn::connect(&nsqd).await;
+    raw.publish("via_lookupd", b"found me").await;
+    let lookup = format!("http://{}/lookup?topic=via_lookupd", lookupd.http_addr());
+    eventually("nsqd registered with lookupd", || async {
+        reqwest::get(&lookup)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let sources = NSQConsumerLookupConfig::new()
+        .set_addresses(
+            [format!("http://{}", lookupd.http_addr())]
+                .into_iter()
+                .collect(),
+        )
+        .set_poll_interval(Duration::from_millis(200));
+    let mut consumer = NSQConsumerConfig::new(
+        topic("via_lookupd"),
+        NSQChannel::new(CHANNEL).expect("valid channel name"),
+    )
+    .set_max_in_flight(1)
+    .set_sources(NSQConsumerConfigSources::Lookup(sources))
+    .build();
+    let message = next_message(&mut consumer).await;
+    assert_eq!(message.body, b"found me");
+    message.finish().await;
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
 }
