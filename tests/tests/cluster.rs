@@ -63,11 +63,11 @@ impl DiscoveringConsumer {
             }
         }
         for addr in producers {
-            if !self.conns.contains_key(&addr) {
-                let mut conn = Conn::connect_addr(addr.parse().unwrap()).await;
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.conns.entry(addr) {
+                let mut conn = Conn::connect_addr(slot.key().parse().unwrap()).await;
                 conn.subscribe("t", "c").await;
                 conn.rdy(100).await;
-                self.conns.insert(addr, conn);
+                slot.insert(conn);
             }
         }
     }
@@ -166,7 +166,10 @@ async fn a_restarted_nsqd_registers_again_and_keeps_its_messages() {
             Err(_) => 0,
         }
     };
-    eventually("nsqd registered", || async { lookup(lookupd.http_addr()).await == 1 }).await;
+    eventually("nsqd registered", || async {
+        lookup(lookupd.http_addr()).await == 1
+    })
+    .await;
     nsqd.shutdown().await;
     eventually("lookupd dropped the stopped nsqd", || async {
         lookup(lookupd.http_addr()).await == 0
