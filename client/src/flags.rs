@@ -78,6 +78,56 @@ fn trim_float(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// Log verbosity as NSQ's daemons name it, numbered as upstream reports it
+/// through `/config/log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Fatal = 5,
+}
+
+impl LogLevel {
+    /// As upstream: case-insensitive, nothing else tolerated.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            "fatal" => Some(LogLevel::Fatal),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Fatal => "fatal",
+        }
+    }
+}
+
+/// A clap value parser for `--log-level`.
+pub fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    LogLevel::parse(text).ok_or_else(|| format!("invalid log level {text:?}"))
+}
+
+/// The machine's hostname, the default `--broadcast-address`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// Parses a Go boolean flag value.
 pub fn parse_bool(text: &str) -> Result<bool, String> {
     match text {

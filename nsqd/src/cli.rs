@@ -3,7 +3,7 @@
 
 use crate::options::{LogLevel, Options};
 use clap::Parser;
-use nsq::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq::flags::{parse_bool, parse_duration, parse_log_level, ConfigKeys};
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -127,10 +127,6 @@ pub struct Args {
     /// Allow clients to negotiate snappy compression.
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
     pub snappy: bool,
-}
-
-fn parse_log_level(text: &str) -> Result<LogLevel, String> {
-    LogLevel::parse(text).ok_or_else(|| format!("invalid log level {text:?}"))
 }
 
 /// Config keys that are not simply flag names with `_`.

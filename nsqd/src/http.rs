@@ -409,23 +409,6 @@ fn binary_records(
     Ok((body.slice(4..pos), count as u32, bytes))
 }
 
-/// Upstream's `lg.ParseLogLevel`: case-insensitive, with no trimming, so
-/// `"debug\n"` is refused.
-fn parse_log_level(value: &[u8]) -> Option<LogLevel> {
-    match std::str::from_utf8(value)
-        .ok()?
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "debug" => Some(LogLevel::Debug),
-        "info" => Some(LogLevel::Info),
-        "warn" => Some(LogLevel::Warn),
-        "error" => Some(LogLevel::Error),
-        "fatal" => Some(LogLevel::Fatal),
-        _ => None,
-    }
-}
-
 async fn config(node: &Arc<Node>, opt: &str, method: &Method, body: Body) -> Answer {
     if method == Method::PUT {
         let limit = node.opts.max_msg_size as usize;
@@ -435,8 +418,10 @@ async fn config(node: &Arc<Node>, opt: &str, method: &Method, body: Body) -> Ans
         }
         match opt {
             "log_level" => {
-                let level =
-                    parse_log_level(&value).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
+                let level = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(LogLevel::parse)
+                    .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
                 node.set_log_level(level);
             }
             "nsqlookupd_tcp_addresses" => {

@@ -1,42 +1,9 @@
 //! Every nsqd setting in one place, with upstream's defaults beside it.
 
+pub use nsq::flags::{hostname, LogLevel};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Log verbosity, numbered as upstream reports it through `/config/log_level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    Debug = 1,
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-    Fatal = 5,
-}
-
-impl LogLevel {
-    pub fn parse(text: &str) -> Option<Self> {
-        // As upstream: case-insensitive, nothing else tolerated.
-        match text.to_ascii_lowercase().as_str() {
-            "debug" => Some(LogLevel::Debug),
-            "info" => Some(LogLevel::Info),
-            "warn" => Some(LogLevel::Warn),
-            "error" => Some(LogLevel::Error),
-            "fatal" => Some(LogLevel::Fatal),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-            LogLevel::Fatal => "fatal",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -224,15 +191,6 @@ impl Options {
         ];
         pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Upstream derives the default node ID from the hostname; any stable hash will do.

@@ -3,7 +3,7 @@
 
 use crate::options::{LogLevel, Options};
 use clap::Parser;
-use nsq::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq::flags::{parse_bool, parse_duration, parse_log_level, ConfigKeys};
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -46,10 +46,6 @@ pub struct Args {
     /// How long a tombstone hides a producer that is still registered.
     #[arg(long, default_value = "45s", value_parser = parse_duration)]
     pub tombstone_lifetime: Duration,
-}
-
-fn parse_log_level(text: &str) -> Result<LogLevel, String> {
-    LogLevel::parse(text).ok_or_else(|| format!("invalid log level {text:?}"))
 }
 
 /// Upstream's config keys are the flag names with `_`; only durations need telling.

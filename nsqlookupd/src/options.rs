@@ -1,30 +1,7 @@
 //! Every nsqlookupd setting in one place, with upstream's defaults beside it.
 
+pub use nsq::flags::{hostname, LogLevel};
 use std::time::Duration;
-
-/// Log verbosity, as upstream's `--log-level` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-}
-
-impl LogLevel {
-    /// Case-insensitive, nothing else tolerated, as upstream.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.to_ascii_lowercase().as_str() {
-            "debug" => Some(LogLevel::Debug),
-            "info" => Some(LogLevel::Info),
-            "warn" => Some(LogLevel::Warn),
-            "error" => Some(LogLevel::Error),
-            "fatal" => Some(LogLevel::Fatal),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -56,14 +33,4 @@ impl Default for Options {
             tombstone_lifetime: Duration::from_secs(45),
         }
     }
-}
-
-/// The OS hostname, as Go's `os.Hostname` reports it on Linux.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
 }
