@@ -1,15 +1,79 @@
-//! The NSQ wire protocol and HTTP API types, shared by the daemons, the tools and
-//! applications.
+//! NSQ for Rust: a producer and a consumer with go-nsq's behaviour, plus the
+//! wire protocol and HTTP API types shared by the daemons and the tools.
 //!
-//! * [`protocol`]: the TCP protocol V2 spoken between clients and `nsqd`: frames,
-//!   commands, messages, IDENTIFY negotiation, name rules and the snappy/deflate
-//!   stream layers.
-//! * [`api`]: the JSON documents of nsqd's HTTP API (`/stats`, `/info`), used by
-//!   nsqd to write them and by tools to read them.
+//! * [`Producer`]: publishes to one nsqd over one pipelined connection.
+//! * [`Consumer`]: receives a channel's messages from many nsqd, found
+//!   directly or through nsqlookupd, with flow control (`max_in_flight`),
+//!   requeues, backoff and graceful shutdown.
+//! * [`Config`]: the options both share, with go-nsq's names and defaults.
+//! * [`protocol`]: the TCP protocol V2: frames, commands, messages, IDENTIFY
+//!   negotiation, name rules and the snappy/deflate stream layers.
+//! * [`api`]: the JSON documents of nsqd's and nsqlookupd's HTTP APIs.
+//!
+//! # Publishing
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), nsq::Error> {
+//! use std::time::Duration;
+//!
+//! let producer = nsq::Producer::new("127.0.0.1:4150", nsq::Config::default())?;
+//! producer.publish("events", "hello").await?;
+//! producer.multi_publish("events", ["a", "b", "c"]).await?;
+//! producer.deferred_publish("events", Duration::from_secs(5), "later").await?;
+//! // Waits for publishes still in progress elsewhere, then disconnects.
+//! producer.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Errors separate what nsqd refused ([`Error::Protocol`], with the code such as
+//! `E_BAD_MESSAGE`) from connection failures ([`Error::Io`], [`Error::Closed`]).
+//!
+//! # Consuming
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), nsq::Error> {
+//! let config = nsq::Config {
+//!     max_in_flight: 32,
+//!     ..nsq::Config::default()
+//! };
+//! let consumer = nsq::Consumer::new("events", "archive", config)?;
+//! // Ok finishes the message; Err requeues it with a growing delay.
+//! consumer.add_concurrent_handlers(
+//!     |msg: nsq::Message| async move {
+//!         let text = std::str::from_utf8(msg.body())?;
+//!         println!("{} (attempt {})", text, msg.attempts());
+//!         Ok::<_, std::str::Utf8Error>(())
+//!     },
+//!     8,
+//! )?;
+//! consumer.connect_to_lookupd("127.0.0.1:4161").await?;
+//! tokio::signal::ctrl_c().await.ok();
+//! // CLS on every connection, wait for the handlers, close.
+//! consumer.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Handlers that need a failure hook (for messages past `max_attempts`) or
+//! state implement [`Handler`]; long-running ones can call
+//! [`Message::disable_auto_response`] and then [`Message::touch`],
+//! [`Message::finish`] or [`Message::requeue`] themselves.
 
 pub mod api;
+pub mod config;
+mod conn;
+pub mod consumer;
+mod discovery;
+pub mod error;
 #[cfg(feature = "flags")]
 pub mod flags;
 #[cfg(feature = "server")]
 pub mod http_api;
+pub mod producer;
 pub mod protocol;
+
+pub use config::{Config, ConfigError};
+pub use consumer::{Consumer, ConsumerStats, Handler, Message};
+pub use error::{Error, ProtocolError, Result};
+pub use producer::Producer;

@@ -1,0 +1,184 @@
+//! Finding the nsqd that have a topic by polling nsqlookupd's `/lookup`.
+
+use crate::api::LookupResponse;
+use crate::config::Config;
+use crate::consumer::Inner;
+use crate::error::{Error, Result};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Asks lookupd for its versioned JSON (without the old `data` envelope).
+const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";
+
+pub(crate) fn http_client(config: &Config) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(config.lookupd_poll_timeout)
+        .connect_timeout(config.dial_timeout)
+        .user_agent(config.user_agent.clone())
+        .build()
+        .map_err(|e| Error::Lookupd {
+            addr: String::new(),
+            message: e.to_string(),
+        })
+}
+
+/// `http://host:port/lookup` for an address given with or without scheme.
+fn lookup_url(lookupd: &str) -> String {
+    let base = lookupd.trim_end_matches('/');
+    if base.starts_with("http://") || base.starts_with("https://") {
+        format!("{base}/lookup")
+    } else {
+        format!("http://{base}/lookup")
+    }
+}
+
+/// The TCP addresses (`broadcast_address:tcp_port`) of the nsqd lookupd
+/// reports for `topic`. An unknown topic has none.
+pub(crate) async fn lookup(
+    client: &reqwest::Client,
+    lookupd: &str,
+    topic: &str,
+) -> Result<Vec<String>> {
+    let fail = |message: String| Error::Lookupd {
+        addr: lookupd.to_string(),
+        message,
+    };
+    let response = client
+        .get(lookup_url(lookupd))
+        .query(&[("topic", topic)])
+        .header(reqwest::header::ACCEPT, ACCEPT_V1)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(Vec::new());
+    }
+    let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+    if !status.is_success() {
+        return Err(fail(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )));
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| fail(format!("bad JSON: {e}")))?;
+    // Pre-1.0 lookupd wraps the answer as {"status_code","status_txt","data"}.
+    if let Some(data) = value.get_mut("data") {
+        value = data.take();
+    }
+    let answer: LookupResponse =
+        serde_json::from_value(value).map_err(|e| fail(format!("bad /lookup answer: {e}")))?;
+    let mut addrs: Vec<String> = answer
+        .producers
+        .iter()
+        .map(|p| join_host_port(&p.broadcast_address, p.tcp_port))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl Inner {
+    /// Queries every lookupd and connects to the union of what they report.
+    /// If none answers, nothing changes: an unreachable lookupd says nothing
+    /// about the nsqd.
+    pub(crate) async fn poll_lookupds(&self, client: &reqwest::Client) {
+        let lookupds = self.lookupds.lock().expect("lookupds lock").clone();
+        let mut found: Option<Vec<String>> = None;
+        for lookupd in &lookupds {
+            match lookup(client, lookupd, &self.topic).await {
+                Ok(addrs) => found.get_or_insert_with(Vec::new).extend(addrs),
+                Err(e) => tracing::warn!(error = %e, "lookupd query failed"),
+            }
+        }
+        if let Some(mut addrs) = found {
+            addrs.sort();
+            addrs.dedup();
+            self.set_lookupd_targets(&addrs);
+        }
+    }
+}
+
+/// Polls every `lookupd_poll_interval`, after a random initial delay so that
+/// many consumers started together do not poll in step; a lost connection
+/// triggers an early poll.
+pub(crate) async fn poll_loop(inner: Arc<Inner>, client: reqwest::Client) {
+    let interval = inner.config.lookupd_poll_interval;
+    let jitter = interval.mul_f64(inner.config.lookupd_poll_jitter * rand::random::<f64>());
+    tokio::select! {
+        _ = tokio::time::sleep(jitter) => {}
+        _ = inner.shutdown.cancelled() => return,
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = inner.repoll.notified() => {
+                // Let a restarting nsqd deregister or reappear first.
+                tokio::time::sleep(Duration::from_millis(50).min(interval)).await;
+            }
+            _ = inner.shutdown.cancelled() => return,
+        }
+        inner.poll_lookupds(&client).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(lookup_url("127.0.0.1:4161"), "http://127.0.0.1:4161/lookup");
+        assert_eq!(lookup_url("http://h:4161/"), "http://h:4161/lookup");
+        assert_eq!(join_host_port("::1", 4150), "[::1]:4150");
+        assert_eq!(join_host_port("h", 4150), "h:4150");
+    }
+
+    async fn serve(body: &'static str, status: u16) -> String {
+        use axum::http::StatusCode;
+        let app = axum::Router::new().route(
+            "/lookup",
+            axum::routing::get(move |headers: axum::http::HeaderMap| async move {
+                assert_eq!(headers["accept"], ACCEPT_V1);
+                (StatusCode::from_u16(status).unwrap(), body)
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr.to_string()
+    }
+
+    #[tokio::test]
+    async fn reads_both_lookup_formats() {
+        let client = http_client(&Config::default()).unwrap();
+        let v1 = serve(
+            r#"{"channels":["c"],"producers":[{"broadcast_address":"b","tcp_port":4150,"http_port":4151},{"broadcast_address":"a","tcp_port":4150}]}"#,
+            200,
+        )
+        .await;
+        assert_eq!(
+            lookup(&client, &v1, "t").await.unwrap(),
+            vec!["a:4150", "b:4150"]
+        );
+        let old = serve(
+            r#"{"status_code":200,"status_txt":"OK","data":{"producers":[{"broadcast_address":"c","tcp_port":1}]}}"#,
+            200,
+        )
+        .await;
+        assert_eq!(lookup(&client, &old, "t").await.unwrap(), vec!["c:1"]);
+        let missing = serve(r#"{"message":"TOPIC_NOT_FOUND"}"#, 404).await;
+        assert!(lookup(&client, &missing, "t").await.unwrap().is_empty());
+        let broken = serve("oops", 500).await;
+        assert!(lookup(&client, &broken, "t").await.is_err());
+    }
+}
