@@ -190,3 +190,60 @@ async fn a_restarted_nsqd_registers_again_and_keeps_its_messages() {
     nsqd.shutdown().await;
     lookupd.shutdown().await;
 }
+
+/// Our own Consumer, given only the lookupds, finds every nsqd and picks up a
+/// new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nsq_consumer_discovers_through_lookupd() {
+    let (l1, l2) = (start_lookupd().await, start_lookupd().await);
+    let mut nsqds = Vec::new();
+    for _ in 0..3 {
+        nsqds.push(start_nsqd(nsqd_options(&[&l1, &l2])).await);
+    }
+    for (i, nsqd) in nsqds.iter().enumerate() {
+        publish(nsqd, &format!("n{i}")).await;
+    }
+    let config = nsq::Config {
+        max_in_flight: 10,
+        lookupd_poll_interval: Duration::from_millis(200),
+        ..nsq::Config::default()
+    };
+    let consumer = nsq::Consumer::new("t", "c", config).expect("valid consumer");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    consumer
+        .add_handler(move |msg: nsq::Message| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(String::from_utf8_lossy(msg.body()).into_owned());
+                Ok::<_, std::convert::Infallible>(())
+            }
+        })
+        .expect("handler");
+    for lookupd in [&l1, &l2] {
+        consumer
+            .connect_to_lookupd(&lookupd.http_addr().to_string())
+            .await
+            .expect("lookupd");
+    }
+    let mut got = HashSet::new();
+    while got.len() < 3 {
+        let body = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a message")
+            .unwrap();
+        assert!(got.insert(body), "delivered twice");
+    }
+    nsqds.push(start_nsqd(nsqd_options(&[&l1, &l2])).await);
+    publish(&nsqds[3], "newcomer").await;
+    let body = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the newcomer's message")
+        .unwrap();
+    assert_eq!(body, "newcomer");
+    consumer.stop().await;
+    for nsqd in nsqds {
+        nsqd.shutdown().await;
+    }
+    l1.shutdown().await;
+    l2.shutdown().await;
+}
