@@ -43,6 +43,10 @@ struct Opts {
     /// RDY count to use
     #[arg(long, default_value_t = 2500)]
     rdy: u32,
+    /// consume through the nsq crate's full Consumer (a handler per message,
+    /// auto-FIN, RDY managed for --rdy in flight) instead of the raw protocol
+    #[arg(long, value_parser = nsq::flags::parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    consumer: bool,
 }
 
 #[tokio::main]
@@ -58,6 +62,9 @@ async fn run(opts: Opts) -> Result<(), BenchError> {
         "" => None,
         text => Some(Deadline::parse(text)?),
     };
+    if opts.consumer {
+        return run_consumer(opts, deadline).await;
+    }
     let max_frame = MAX_FRAME_SIZE.max(opts.size) + 4 + MESSAGE_HEADER_LEN;
     let mut setup = BytesMut::new();
     identify("reader", "bench_reader").encode(&mut setup);
@@ -137,4 +144,45 @@ async fn consume(
             filled = conn.fill() => filled?,
         }
     }
+}
+
+/// The same measurement through `nsq::Consumer`: what an application gets.
+async fn run_consumer(opts: Opts, deadline: Option<Deadline>) -> Result<(), BenchError> {
+    let config = nsq::Config {
+        max_in_flight: opts.rdy * workers() as u32,
+        ..nsq::Config::default()
+    };
+    let consumer = nsq::Consumer::new(&opts.topic, &opts.channel, config)
+        .map_err(|e| BenchError::Nsqd(e.to_string()))?;
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    consumer
+        .add_concurrent_handlers(
+            move |_msg: nsq::Message| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<_, std::convert::Infallible>(()) }
+            },
+            workers(),
+        )
+        .map_err(|e| BenchError::Nsqd(e.to_string()))?;
+    if let Some(deadline) = deadline {
+        deadline.wait(PREFIX).await;
+    }
+    let start = Instant::now();
+    let progress = Progress::start(PREFIX, received.clone());
+    let addrs = vec![opts.nsqd_tcp_address.clone(); workers()];
+    consumer
+        .connect_to_nsqds(addrs)
+        .await
+        .map_err(|e| BenchError::Nsqd(e.to_string()))?;
+    tokio::time::sleep_until((start + opts.runfor).into()).await;
+    let total = received.load(Ordering::Relaxed);
+    let duration = start.elapsed();
+    progress.finish();
+    log(
+        PREFIX,
+        format_args!("{}", summary(duration, total, opts.size)),
+    );
+    consumer.stop().await;
+    Ok(())
 }
