@@ -118,6 +118,25 @@ pub struct Args {
     #[arg(long, default_value = "10m0s", value_parser = parse_duration)]
     pub e2e_processing_latency_window_time: Duration,
 
+    /// UDP <addr>:<port> of a statsd daemon to push stats to; empty disables.
+    #[arg(long, default_value = "")]
+    pub statsd_address: String,
+    /// Prefix of statsd keys (%s for host replacement).
+    #[arg(long, default_value = "nsq.%s")]
+    pub statsd_prefix: String,
+    /// Time between pushes to statsd.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    pub statsd_interval: Duration,
+    /// Push memory statistics to statsd.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
+    pub statsd_mem_stats: bool,
+    /// Size in bytes of statsd UDP packets.
+    #[arg(long, default_value_t = 508)]
+    pub statsd_udp_packet_size: i64,
+    /// Leave ephemeral topics and channels out of statsd.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub statsd_exclude_ephemeral: bool,
+
     /// Allow clients to negotiate deflate compression.
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
     pub deflate: bool,
@@ -149,6 +168,7 @@ pub const CONFIG_KEYS: ConfigKeys<'static> = ConfigKeys {
         "min-output-buffer-timeout",
         "output-buffer-timeout",
         "e2e-processing-latency-window-time",
+        "statsd-interval",
     ],
 };
 
@@ -196,6 +216,12 @@ impl Args {
             max_channel_consumers: self.max_channel_consumers,
             e2e_processing_latency_percentiles: self.e2e_processing_latency_percentiles,
             e2e_processing_latency_window_time: self.e2e_processing_latency_window_time,
+            statsd_address: self.statsd_address,
+            statsd_prefix: self.statsd_prefix,
+            statsd_interval: self.statsd_interval,
+            statsd_mem_stats: self.statsd_mem_stats,
+            statsd_udp_packet_size: self.statsd_udp_packet_size,
+            statsd_exclude_ephemeral: self.statsd_exclude_ephemeral,
             deflate: self.deflate,
             max_deflate_level: self.max_deflate_level,
             snappy: self.snappy,
@@ -246,7 +272,7 @@ mod tests {
         let path = dir.join("nsqd.cfg");
         std::fs::write(
             &path,
-            "mem_queue_size = 5\nmsg_timeout = \"2s\"\nmax_req_timeout = 1500\ntcp_address = \"127.0.0.1:1\"\nid = 9\ne2e_processing_latency_percentiles = [0.5, 0.9]\nstatsd_prefix = \"x\"\n",
+            "mem_queue_size = 5\nmsg_timeout = \"2s\"\nmax_req_timeout = 1500\ntcp_address = \"127.0.0.1:1\"\nid = 9\ne2e_processing_latency_percentiles = [0.5, 0.9]\nstatsd_prefix = \"x\"\nstatsd_interval = \"5s\"\ntls_cert = \"c.pem\"\n",
         )
         .unwrap();
         let argv = [
@@ -262,7 +288,9 @@ mod tests {
         assert_eq!(opts.tcp_address, "127.0.0.1:2");
         assert_eq!(opts.node_id, 9);
         assert_eq!(opts.e2e_processing_latency_percentiles, vec![0.5, 0.9]);
-        assert_eq!(ignored, vec!["statsd_prefix".to_string()]);
+        assert_eq!(opts.statsd_prefix, "x");
+        assert_eq!(opts.statsd_interval, Duration::from_secs(5));
+        assert_eq!(ignored, vec!["tls_cert".to_string()]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

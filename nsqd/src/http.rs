@@ -47,6 +47,7 @@ const ROUTES: &[Route] = &[
     ("/channel/pause", POST),
     ("/channel/unpause", POST),
     ("/config/:opt", GET_PUT),
+    ("/metrics", GET),
 ];
 const CONFIG: &str = "/config/";
 
@@ -59,6 +60,10 @@ async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
     };
     if path == "/ping" {
         return ping(&node);
+    }
+    if path == "/metrics" {
+        let body = crate::metrics::render(&node);
+        return ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response();
     }
     let content_length = req
         .headers()

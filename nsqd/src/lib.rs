@@ -12,6 +12,7 @@ pub mod http;
 pub mod lookup;
 pub mod message;
 pub mod metadata;
+pub mod metrics;
 pub mod node;
 pub mod options;
 pub mod output;
@@ -19,6 +20,7 @@ pub mod protocol_v2;
 pub mod pump;
 pub mod queue;
 pub mod stats;
+pub mod statsd;
 pub mod tcp;
 pub mod topic;
 

@@ -429,7 +429,7 @@ impl Nsqd {
     }
 
     pub async fn start_with_log_hook(
-        opts: Options,
+        mut opts: Options,
         log_level_hook: Option<LogLevelHook>,
     ) -> Result<Nsqd, StartError> {
         opts.validate().map_err(StartError::Options)?;
@@ -443,6 +443,13 @@ impl Nsqd {
             "" => None,
             addr => Some(listen(addr.to_string()).await?),
         };
+        // Upstream expands the statsd prefix once, and `/config` shows it so.
+        let http_port = match (opts.broadcast_http_port, &http) {
+            (0, Some(l)) => l.local_addr().map_or(0, |a| a.port()),
+            (port, _) => port,
+        };
+        opts.statsd_prefix =
+            crate::statsd::expand_prefix(&opts.statsd_prefix, &opts.broadcast_address, http_port);
         let data_dir = if opts.data_path.as_os_str().is_empty() {
             std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
         } else {
@@ -511,6 +518,10 @@ impl Nsqd {
         Lookup::set_addresses(&node, node.opts.lookupd_tcp_addresses.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(background(node.clone()));
+        if !node.opts.statsd_address.is_empty() {
+            tracing::info!(address = %node.opts.statsd_address, "STATSD: pushing every {:?}", node.opts.statsd_interval);
+            tasks.spawn(crate::statsd::run(node.clone()));
+        }
         tracing::info!(address = %node.tcp_addr, "TCP: listening");
         tasks.spawn(crate::tcp::serve(node.clone(), tcp));
         if let Some(http) = http {

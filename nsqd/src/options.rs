@@ -49,6 +49,19 @@ pub struct Options {
     pub e2e_processing_latency_percentiles: Vec<f64>,
     pub e2e_processing_latency_window_time: Duration,
 
+    /// UDP `host:port` of a statsd daemon; empty disables the push.
+    pub statsd_address: String,
+    /// Prefix of every statsd key; `%s` becomes the broadcast address and
+    /// HTTP port. Expanded (with a trailing `.`) when the node starts.
+    pub statsd_prefix: String,
+    pub statsd_interval: Duration,
+    /// Also push memory figures (`mem.*`).
+    pub statsd_mem_stats: bool,
+    /// Largest UDP datagram; lines are never split across two.
+    pub statsd_udp_packet_size: i64,
+    /// Leave `#ephemeral` topics and channels out of the push.
+    pub statsd_exclude_ephemeral: bool,
+
     pub deflate: bool,
     pub max_deflate_level: i64,
     pub snappy: bool,
@@ -92,6 +105,12 @@ impl Default for Options {
             max_channel_consumers: 0,
             e2e_processing_latency_percentiles: Vec::new(),
             e2e_processing_latency_window_time: Duration::from_secs(600),
+            statsd_address: String::new(),
+            statsd_prefix: "nsq.%s".into(),
+            statsd_interval: Duration::from_secs(60),
+            statsd_mem_stats: true,
+            statsd_udp_packet_size: 508,
+            statsd_exclude_ephemeral: false,
             deflate: true,
             max_deflate_level: 6,
             snappy: true,
@@ -129,6 +148,9 @@ impl Options {
             || self.max_rdy_count < 0
         {
             return Err("sizes and counts must not be negative".into());
+        }
+        if self.statsd_interval.is_zero() || self.statsd_udp_packet_size <= 0 {
+            return Err("--statsd-interval and --statsd-udp-packet-size must be positive".into());
         }
         Ok(())
     }
@@ -184,6 +206,15 @@ impl Options {
             (
                 "e2e_processing_latency_window_time",
                 ns(self.e2e_processing_latency_window_time),
+            ),
+            ("statsd_address", json!(self.statsd_address)),
+            ("statsd_prefix", json!(self.statsd_prefix)),
+            ("statsd_interval", ns(self.statsd_interval)),
+            ("statsd_mem_stats", json!(self.statsd_mem_stats)),
+            ("statsd_udp_packet_size", json!(self.statsd_udp_packet_size)),
+            (
+                "statsd_exclude_ephemeral",
+                json!(self.statsd_exclude_ephemeral),
             ),
             ("deflate", json!(self.deflate)),
             ("max_deflate_level", json!(self.max_deflate_level)),

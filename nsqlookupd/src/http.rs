@@ -49,6 +49,7 @@ const ROUTES: &[Route] = &[
     ("/channel/create", POST),
     ("/channel/delete", POST),
     ("/topic/tombstone", POST),
+    ("/metrics", GET),
 ];
 
 async fn route(Shared(state): Shared<Arc<State>>, req: Request) -> Response {
@@ -62,6 +63,10 @@ async fn route(Shared(state): Shared<Arc<State>>, req: Request) -> Response {
     if path == "/ping" {
         // Plain text, without the V1 header, as upstream.
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response();
+    }
+    if path == "/metrics" {
+        let body = crate::metrics::render(&state.registry);
+        return ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response();
     }
     let registry = &state.registry;
     let params = || Params::parse(&query).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST"));

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod http;
 pub mod lookupd;
+pub mod metrics;
 pub mod options;
 pub mod registry;
 pub mod tcp;

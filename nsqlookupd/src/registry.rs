@@ -156,6 +156,14 @@ impl Producer {
 
 type Producers = BTreeMap<String, Producer>;
 
+/// Producers per topic and per `(topic, channel)`, and connected nsqds.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub topics: Vec<(String, usize)>,
+    pub channels: Vec<(String, String, usize)>,
+    pub peers: usize,
+}
+
 pub struct Registry {
     map: RwLock<BTreeMap<Registration, Producers>>,
     inactive_producer_timeout: Duration,
@@ -374,6 +382,35 @@ impl Registry {
             })
             .collect();
         NodesResponse { producers }
+    }
+
+    /// Producer counts for `/metrics`, counted as `/lookup` (topics: active
+    /// and not tombstoned) and `/nodes` (peers: active) count them.
+    pub fn counts(&self) -> Counts {
+        let map = self.map.read();
+        let now = Instant::now();
+        let active = |p: &&Producer| p.peer.is_active(now, self.inactive_producer_timeout);
+        let mut counts = Counts::default();
+        for (r, producers) in map.iter() {
+            match r.category {
+                Category::Client => counts.peers += producers.values().filter(active).count(),
+                Category::Topic => {
+                    let shown = producers
+                        .values()
+                        .filter(active)
+                        .filter(|p| !p.is_tombstoned(now, self.tombstone_lifetime))
+                        .count();
+                    counts.topics.push((r.key.clone(), shown));
+                }
+                Category::Channel => {
+                    let shown = producers.values().filter(active).count();
+                    counts
+                        .channels
+                        .push((r.key.clone(), r.subkey.clone(), shown));
+                }
+            }
+        }
+        counts
     }
 
     /// `/debug`: every registration with producers, by `category:key:subkey`.

@@ -244,7 +244,14 @@ async fn max_in_flight_across_three(max_in_flight: u32) {
     let deadline = Instant::now() + 2 * PATIENCE;
     while done < 30 {
         assert!(Instant::now() < deadline, "only {done} of 30 finished");
-        let (ready, in_flight, finished) = totals(&nsqds, &topic).await;
+        let (mut ready, mut in_flight, mut finished) = totals(&nsqds, &topic).await;
+        if ready > max_in_flight as i64 || in_flight > max_in_flight as i64 {
+            // Moving RDY between connections sends RDY 0 and RDY 1 on two
+            // sockets, which two nsqds may apply in either order: a sum over
+            // them can be briefly high. A real excess persists.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            (ready, in_flight, finished) = totals(&nsqds, &topic).await;
+        }
         assert!(
             ready <= max_in_flight as i64,
             "RDY {ready} > {max_in_flight}"

@@ -208,14 +208,29 @@ async fn crash_with_sync_every_one_loses_nothing_acknowledged() {
     consumer.subscribe("k", "c").await;
     consumer.rdy(500).await;
     let mut got = HashSet::new();
-    while let Ok(Some(frame)) = consumer.read_frame_within(Duration::from_millis(500)).await {
-        if frame.frame_type == FrameType::Message {
-            let m = Message::decode(frame.data).unwrap();
-            assert!(
-                got.insert(String::from_utf8_lossy(&m.body).into_owned()),
-                "duplicate"
-            );
-            consumer.fin(m.id).await;
+    // Until every acknowledged message is back (a loaded machine may pause),
+    // then a little longer for any stray extra.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = acked.iter().all(|b| got.contains(b));
+        let wait = if done {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(1)
+        };
+        match consumer.read_frame_within(wait).await {
+            Ok(Some(frame)) if frame.frame_type == FrameType::Message => {
+                let m = Message::decode(frame.data).unwrap();
+                assert!(
+                    got.insert(String::from_utf8_lossy(&m.body).into_owned()),
+                    "duplicate"
+                );
+                consumer.fin(m.id).await;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("nsqd closed the connection"),
+            Err(()) if done || Instant::now() > deadline => break,
+            Err(()) => {}
         }
     }
     for body in &acked {
@@ -282,7 +297,7 @@ async fn corruption_is_skipped_and_every_good_record_delivered() {
     conn.subscribe("x", "c").await;
     conn.rdy(1000).await;
     let mut got = HashSet::new();
-    while let Ok(Some(frame)) = conn.read_frame_within(Duration::from_millis(500)).await {
+    while let Ok(Some(frame)) = conn.read_frame_within(Duration::from_millis(1500)).await {
         if frame.frame_type == FrameType::Message {
             let m = Message::decode(frame.data).unwrap();
             assert!(got.insert(m.body.clone()), "duplicate");

@@ -295,11 +295,13 @@ impl Inner {
         let queue = self.queue_rx.lock().expect("queue lock").take();
         let queue = Arc::new(tokio::sync::Mutex::new(queue.expect("started once")));
         let mut workers = self.workers.lock().expect("workers lock");
+        let batch_size = if concurrency == 1 { 64 } else { 1 };
         for _ in 0..concurrency {
             workers.push(tokio::spawn(work(
                 me.clone(),
                 handler.clone(),
                 queue.clone(),
+                batch_size,
             )));
         }
         let task = tokio::spawn(redistribute_loop(me));
@@ -581,32 +583,43 @@ async fn write_loop(
 }
 
 /// One handler worker: takes messages off the shared queue until it closes.
+/// A lone worker takes them in batches, saving a lock per message; with
+/// several, each takes one at a time so that a slow handler never sits on
+/// messages another worker could be handling.
 async fn work(
     inner: Arc<Inner>,
     handler: Arc<dyn DynHandler>,
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
+    batch_size: usize,
 ) {
+    let mut batch = Vec::with_capacity(batch_size);
     loop {
-        let Some(msg) = queue.lock().await.recv().await else {
+        if queue.lock().await.recv_many(&mut batch, batch_size).await == 0 {
             break;
-        };
-        let max_attempts = inner.config.max_attempts;
-        if max_attempts > 0 && msg.attempts() > max_attempts {
-            inner.given_up.fetch_add(1, Ordering::Relaxed);
-            handler.failed(&msg);
-            msg.finish();
-            continue;
         }
-        let result = CatchUnwind(handler.handle(msg.clone())).await;
-        if !msg.is_auto_response_enabled() {
-            continue;
+        for msg in batch.drain(..) {
+            handle(&inner, handler.as_ref(), msg).await;
         }
-        match result {
-            Ok(()) => msg.finish(),
-            Err(e) => {
-                tracing::warn!(id = %msg.id(), attempts = msg.attempts(), error = %e, "handler failed; requeueing");
-                msg.requeue(None);
-            }
+    }
+}
+
+async fn handle(inner: &Inner, handler: &dyn DynHandler, msg: Message) {
+    let max_attempts = inner.config.max_attempts;
+    if max_attempts > 0 && msg.attempts() > max_attempts {
+        inner.given_up.fetch_add(1, Ordering::Relaxed);
+        handler.failed(&msg);
+        msg.finish();
+        return;
+    }
+    let result = CatchUnwind(handler.handle(msg.clone())).await;
+    if !msg.is_auto_response_enabled() {
+        return;
+    }
+    match result {
+        Ok(()) => msg.finish(),
+        Err(e) => {
+            tracing::warn!(id = %msg.id(), attempts = msg.attempts(), error = %e, "handler failed; requeueing");
+            msg.requeue(None);
         }
     }
 }

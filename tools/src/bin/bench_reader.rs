@@ -157,13 +157,10 @@ async fn run_consumer(opts: Opts, deadline: Option<Deadline>) -> Result<(), Benc
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     consumer
-        .add_concurrent_handlers(
-            move |_msg: nsq::Message| {
-                counter.fetch_add(1, Ordering::Relaxed);
-                async { Ok::<_, std::convert::Infallible>(()) }
-            },
-            workers(),
-        )
+        .add_handler(move |_msg: nsq::Message| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async { Ok::<_, std::convert::Infallible>(()) }
+        })
         .map_err(|e| BenchError::Nsqd(e.to_string()))?;
     if let Some(deadline) = deadline {
         deadline.wait(PREFIX).await;

@@ -1,0 +1,584 @@
+//! Operations end to end: the statsd push, received by a UDP socket in the
+//! test, and `GET /metrics` on nsqd and nsqlookupd, parsed strictly and
+//! cross-checked with `/stats`, `/nodes` and `/lookup`.
+
+use nsq_e2e::{consumer, eventually, http_url, start_nsqd, stats, test_options, Conn, Nsqd};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+const PACKET_SIZE: usize = 200;
+
+/// A statsd server: collects lines, one push at a time.
+struct Statsd {
+    socket: UdpSocket,
+    /// Lines of the push being received.
+    partial: Vec<String>,
+}
+
+/// One push: key (prefix removed) → (value, type).
+type Push = HashMap<String, (i64, char)>;
+
+impl Statsd {
+    async fn bind() -> Statsd {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind UDP");
+        Statsd {
+            socket,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The next complete push; `mem.gc_runs` is the last line of each.
+    async fn next_push(&mut self, prefix: &str) -> Push {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), self.socket.recv(&mut buf))
+                .await
+                .expect("a statsd packet within 5s")
+                .expect("recv");
+            assert!(n <= PACKET_SIZE, "packet of {n} bytes > {PACKET_SIZE}");
+            let text = std::str::from_utf8(&buf[..n]).expect("UTF-8 packet");
+            assert!(text.ends_with('\n'), "packet ends mid-line: {text:?}");
+            for line in text.lines() {
+                self.partial.push(line.to_string());
+                if line.contains(".mem.gc_runs:") {
+                    return parse_push(prefix, &std::mem::take(&mut self.partial));
+                }
+            }
+        }
+    }
+}
+
+fn parse_push(prefix: &str, lines: &[String]) -> Push {
+    let mut push = Push::new();
+    for line in lines {
+        let rest = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{line:?} lacks prefix {prefix:?}"));
+        let (key, value) = rest.rsplit_once(':').expect("key:value|type");
+        let (value, kind) = value.split_once('|').expect("value|type");
+        let kind = match kind {
+            "c" => 'c',
+            "g" => 'g',
+            other => panic!("unexpected statsd type {other:?} in {line:?}"),
+        };
+        let value: i64 = value.parse().expect("integer value");
+        assert!(
+            push.insert(key.to_string(), (value, kind)).is_none(),
+            "{key} twice in one push"
+        );
+    }
+    push
+}
+
+async fn get_text(url: String) -> (String, String) {
+    let response = reqwest::get(url).await.expect("GET");
+    assert!(response.status().is_success());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (content_type, response.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_pushes_upstream_keys_with_deltas() {
+    let mut statsd = Statsd::bind().await;
+    let mut opts = test_options();
+    opts.statsd_address = statsd.socket.local_addr().unwrap().to_string();
+    opts.statsd_interval = Duration::from_millis(200);
+    opts.statsd_udp_packet_size = PACKET_SIZE as i64;
+    opts.statsd_exclude_ephemeral = true;
+    opts.e2e_processing_latency_percentiles = vec![0.99, 0.5];
+    let nsqd = start_nsqd(opts).await;
+    let port = nsqd.http_addr().unwrap().port();
+    let prefix = format!("nsq.127_0_0_1_{port}.");
+    // Expanded once at start, and `/config` shows it so (string options are raw).
+    let (_, config) = get_text(format!("{}/config/statsd_prefix", http_url(&nsqd))).await;
+    assert_eq!(config, prefix);
+    let (_, interval) = get_text(format!("{}/config/statsd_interval", http_url(&nsqd))).await;
+    assert_eq!(interval, "200000000");
+
+    let mut publisher = Conn::connect(&nsqd).await;
+    let mut sub = consumer(&nsqd, "t", "c", 0).await;
+    let _ephemeral = consumer(&nsqd, "t", "e#ephemeral", 0).await;
+    let _ephemeral_topic = consumer(&nsqd, "x#ephemeral", "c", 0).await;
+    for _ in 0..3 {
+        publisher.publish("t", b"hello").await;
+    }
+    sub.rdy(2).await;
+    let first = sub.expect_message().await;
+    sub.expect_message().await;
+    // The FIN frees a slot of RDY 2: the third message goes in flight too.
+    sub.fin(first.id).await;
+
+    // Sum the counter deltas until they reach the totals: a counter sent as
+    // a running total would overshoot.
+    let mut sum: HashMap<String, i64> = HashMap::new();
+    let mut settled = None;
+    let mut last = Push::new();
+    for _ in 0..25 {
+        let push = statsd.next_push(&prefix).await;
+        last = push.clone();
+        for (key, (value, kind)) in &push {
+            assert!(!key.contains("ephemeral"), "ephemeral sent: {key}");
+            if *kind == 'c' {
+                *sum.entry(key.clone()).or_default() += value;
+            }
+        }
+        if sum.get("topic.t.message_count") == Some(&3)
+            && push.get("topic.t.channel.c.in_flight_count") == Some(&(2, 'g'))
+        {
+            settled = Some(push);
+            break;
+        }
+    }
+    let push = settled.unwrap_or_else(|| {
+        panic!("no push with the published messages; sums {sum:?} last {last:?}")
+    });
+    let expect = |key: &str, value: i64, kind: char| {
+        assert_eq!(push.get(key), Some(&(value, kind)), "{key}");
+    };
+    expect("topic.t.depth", 0, 'g');
+    expect("topic.t.backend_depth", 0, 'g');
+    expect("topic.t.channel.c.depth", 0, 'g');
+    expect("topic.t.channel.c.backend_depth", 0, 'g');
+    expect("topic.t.channel.c.in_flight_count", 2, 'g');
+    expect("topic.t.channel.c.deferred_count", 0, 'g');
+    expect("topic.t.channel.c.clients", 1, 'g');
+    for key in [
+        "topic.t.message_bytes",
+        "topic.t.channel.c.message_count",
+        "topic.t.channel.c.requeue_count",
+        "topic.t.channel.c.timeout_count",
+        "mem.gc_runs",
+    ] {
+        assert_eq!(push.get(key).map(|v| v.1), Some('c'), "{key}");
+    }
+    assert_eq!(sum["topic.t.message_bytes"], 15);
+    assert_eq!(sum["topic.t.channel.c.message_count"], 3);
+    for key in [
+        "topic.t.channel.c.e2e_processing_latency_99",
+        "topic.t.channel.c.e2e_processing_latency_50",
+        "topic.t.e2e_processing_latency_99",
+        "mem.heap_objects",
+        "mem.heap_idle_bytes",
+        "mem.heap_released_bytes",
+        "mem.gc_pause_usec_100",
+        "mem.gc_pause_usec_99",
+        "mem.gc_pause_usec_95",
+        "mem.next_gc_bytes",
+    ] {
+        assert_eq!(push.get(key).map(|v| v.1), Some('g'), "{key}");
+    }
+    assert!(push["topic.t.channel.c.e2e_processing_latency_99"].0 > 0);
+    assert!(push["mem.heap_in_use_bytes"].0 > 0);
+
+    // Nothing new: the next push's counters are zero deltas.
+    let quiet = statsd.next_push(&prefix).await;
+    assert_eq!(quiet["topic.t.message_count"], (0, 'c'));
+    assert_eq!(quiet["topic.t.channel.c.message_count"], (0, 'c'));
+
+    // Two more: the deltas add up to the new totals across pushes.
+    publisher.publish("t", b"12345").await;
+    publisher.publish("t", b"12345").await;
+    let mut added = 0;
+    for _ in 0..10 {
+        added += statsd.next_push(&prefix).await["topic.t.message_count"].0;
+        if added >= 2 {
+            break;
+        }
+    }
+    assert_eq!(added, 2);
+    let push = statsd.next_push(&prefix).await;
+    let s = stats(&nsqd).await;
+    let t = &s.topics.as_ref().unwrap()[0];
+    assert_eq!(t.message_count, 5);
+    assert_eq!(push["topic.t.channel.c.depth"].0, t.channels[0].depth);
+    drop(sub);
+    nsqd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_sends_memory_only_when_asked() {
+    let statsd = Statsd::bind().await;
+    let mut opts = test_options();
+    opts.statsd_address = statsd.socket.local_addr().unwrap().to_string();
+    opts.statsd_interval = Duration::from_millis(100);
+    opts.statsd_prefix = "custom".into();
+    opts.statsd_mem_stats = false;
+    let nsqd = start_nsqd(opts).await;
+    let mut publisher = Conn::connect(&nsqd).await;
+    publisher.publish("t", b"x").await;
+    let mut buf = vec![0u8; 65536];
+    let n = tokio::time::timeout(Duration::from_secs(5), statsd.socket.recv(&mut buf))
+        .await
+        .expect("a packet")
+        .unwrap();
+    let text = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(
+        text.lines().all(|l| l.starts_with("custom.topic.t.")),
+        "{text}"
+    );
+    assert!(!text.contains("mem."));
+    nsqd.shutdown().await;
+}
+
+/// A parsed exposition: samples by name and sorted labels, and each
+/// family's declared type.
+#[derive(Debug, Default)]
+struct Exposition {
+    samples: HashMap<(String, BTreeMap<String, String>), f64>,
+    types: HashMap<String, String>,
+}
+
+impl Exposition {
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.samples.get(&(name.to_string(), labels)).copied()
+    }
+}
+
+/// A strict parser for the OpenMetrics text format as far as we emit it:
+/// HELP/TYPE before samples, counters suffixed `_total`, quoted and escaped
+/// label values, no duplicate series, and the final `# EOF`.
+fn parse_openmetrics(text: &str) -> Exposition {
+    let mut out = Exposition::default();
+    let mut lines = text.lines().peekable();
+    let mut eof = false;
+    while let Some(line) = lines.next() {
+        assert!(!eof, "content after # EOF: {line:?}");
+        if line == "# EOF" {
+            eof = true;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, _) = rest.split_once(' ').expect("HELP name text");
+            let ty = lines.next().expect("TYPE after HELP");
+            let ty = ty
+                .strip_prefix(&format!("# TYPE {name} "))
+                .unwrap_or_else(|| panic!("TYPE for {name}, got {ty:?}"));
+            assert!(["counter", "gauge"].contains(&ty), "type {ty}");
+            assert!(
+                out.types.insert(name.into(), ty.into()).is_none(),
+                "{name} twice"
+            );
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment {line:?}");
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series, BTreeMap::new()),
+            Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').expect("}"))),
+        };
+        let family = out
+            .types
+            .iter()
+            .find(|(f, ty)| {
+                name == f.as_str() && *ty == "gauge"
+                    || *ty == "counter" && name.strip_suffix("_total") == Some(f.as_str())
+            })
+            .map(|(f, _)| f.clone());
+        assert!(family.is_some(), "sample {name} without its family");
+        let key = (name.to_string(), labels);
+        assert!(out.samples.insert(key, value).is_none(), "{line:?} twice");
+    }
+    assert!(eof, "no # EOF");
+    out
+}
+
+fn parse_labels(mut rest: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"").expect("key=\"");
+        assert!(
+            key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "label name {key:?}"
+        );
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next().expect("closing quote") {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next().expect("escape").1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(key.to_string(), value);
+        rest = &after[end + 1..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+    labels
+}
+
+async fn scrape(base: &str) -> Exposition {
+    let (content_type, body) = get_text(format!("{base}/metrics")).await;
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    parse_openmetrics(&body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqd_metrics_agree_with_stats() {
+    let mut opts = test_options();
+    opts.e2e_processing_latency_percentiles = vec![0.99];
+    let nsqd = start_nsqd(opts).await;
+    let base = http_url(&nsqd);
+    let client = reqwest::Client::new();
+    let _ = client
+        .post(format!("{base}/topic/create?topic=idle"))
+        .send()
+        .await
+        .unwrap();
+    let mut publisher = Conn::connect(&nsqd).await;
+    publisher.publish("t", b"one").await;
+    let _ = client
+        .post(format!("{base}/channel/create?topic=t&channel=paused"))
+        .send()
+        .await
+        .unwrap();
+    let _ = client
+        .post(format!("{base}/channel/pause?topic=t&channel=paused"))
+        .send()
+        .await
+        .unwrap();
+    let mut sub = consumer(&nsqd, "t", "c", 1).await;
+    for body in ["two", "three"] {
+        publisher.publish("t", body.as_bytes()).await;
+    }
+    let msg = sub.expect_message().await;
+    sub.fin(msg.id).await;
+    let requeued = sub.expect_message().await;
+    sub.send(nsq::protocol::Command::Req {
+        id: requeued.id,
+        delay: Duration::ZERO,
+    })
+    .await;
+    eventually("the FIN and REQ to count", || async {
+        let s = stats(&nsqd).await;
+        let t = s.topics.unwrap_or_default();
+        t.iter()
+            .find(|t| t.topic_name == "t")
+            .and_then(|t| t.channels.iter().find(|c| c.channel_name == "c"))
+            .is_some_and(|c| c.requeue_count == 1 && c.e2e_processing_latency.count > 0)
+    })
+    .await;
+
+    let m = scrape(&base).await;
+    let s = stats(&nsqd).await;
+    let node = format!("127.0.0.1:{}", nsqd.http_addr().unwrap().port());
+    let node = node.as_str();
+    assert_eq!(m.get("nsqd_healthy", &[("node", node)]), Some(1.0));
+    assert!(
+        m.get("process_resident_memory_bytes", &[("node", node)])
+            .unwrap()
+            > 0.0
+    );
+    assert!(m.get("process_open_fds", &[("node", node)]).unwrap() > 0.0);
+    let topics = s.topics.as_ref().unwrap();
+    assert_eq!(
+        m.get("nsqd_topics", &[("node", node)]),
+        Some(topics.len() as f64)
+    );
+    assert_eq!(topics.len(), 2);
+    for t in topics {
+        let l = [("topic", t.topic_name.as_str()), ("node", node)];
+        assert_eq!(m.get("nsqd_topic_depth", &l), Some(t.depth as f64));
+        assert_eq!(
+            m.get("nsqd_topic_backend_depth", &l),
+            Some(t.backend_depth as f64)
+        );
+        assert_eq!(
+            m.get("nsqd_topic_messages_total", &l),
+            Some(t.message_count as f64)
+        );
+        assert_eq!(
+            m.get("nsqd_topic_message_bytes_total", &l),
+            Some(t.message_bytes as f64)
+        );
+        assert_eq!(
+            m.get("nsqd_topic_backend_corrupt_bytes_total", &l),
+            Some(t.backend_corrupt_bytes as f64)
+        );
+        assert_eq!(m.get("nsqd_topic_paused", &l), Some(f64::from(t.paused)));
+        for c in &t.channels {
+            let l = [
+                ("topic", t.topic_name.as_str()),
+                ("channel", c.channel_name.as_str()),
+                ("node", node),
+            ];
+            let want = [
+                ("nsqd_channel_depth", c.depth as f64),
+                ("nsqd_channel_backend_depth", c.backend_depth as f64),
+                ("nsqd_channel_in_flight", c.in_flight_count as f64),
+                ("nsqd_channel_deferred", c.deferred_count as f64),
+                ("nsqd_channel_messages_total", c.message_count as f64),
+                ("nsqd_channel_requeues_total", c.requeue_count as f64),
+                ("nsqd_channel_timeouts_total", c.timeout_count as f64),
+                ("nsqd_channel_clients", c.client_count as f64),
+                (
+                    "nsqd_channel_backend_corrupt_bytes_total",
+                    c.backend_corrupt_bytes as f64,
+                ),
+                ("nsqd_channel_paused", f64::from(c.paused)),
+            ];
+            for (name, value) in want {
+                assert_eq!(m.get(name, &l), Some(value), "{name} {l:?}");
+            }
+        }
+    }
+    let t = topics.iter().find(|t| t.topic_name == "t").unwrap();
+    assert_eq!(t.message_count, 3);
+    let c = t.channels.iter().find(|c| c.channel_name == "c").unwrap();
+    assert_eq!((c.requeue_count, c.client_count), (1, 1));
+    let paused = t
+        .channels
+        .iter()
+        .find(|c| c.channel_name == "paused")
+        .unwrap();
+    assert!(paused.paused);
+    let p = &c.e2e_processing_latency.percentiles.as_ref().unwrap()[0];
+    let latency = m
+        .get(
+            "nsqd_channel_e2e_processing_latency_seconds",
+            &[
+                ("topic", "t"),
+                ("channel", "c"),
+                ("node", node),
+                ("quantile", "0.99"),
+            ],
+        )
+        .expect("channel latency quantile");
+    assert!(latency > 0.0 && (latency - p.value / 1e9).abs() < 1.0);
+    assert!(m
+        .get(
+            "nsqd_topic_e2e_processing_latency_seconds",
+            &[("topic", "t"), ("node", node), ("quantile", "0.99")],
+        )
+        .is_some());
+    for (name, ty) in [
+        ("nsqd_topic_messages", "counter"),
+        ("nsqd_channel_requeues", "counter"),
+        ("nsqd_channel_depth", "gauge"),
+        ("nsqd_channel_e2e_processing_latency_seconds", "gauge"),
+    ] {
+        assert_eq!(m.types.get(name).map(String::as_str), Some(ty), "{name}");
+    }
+
+    // A deleted channel leaves the exposition with the next scrape.
+    let _ = client
+        .post(format!("{base}/channel/delete?topic=t&channel=paused"))
+        .send()
+        .await
+        .unwrap();
+    let m = scrape(&base).await;
+    assert!(m
+        .get(
+            "nsqd_channel_depth",
+            &[("topic", "t"), ("channel", "paused"), ("node", node)]
+        )
+        .is_none());
+    drop(sub);
+    nsqd.shutdown().await;
+}
+
+/// A scrape of 1000 channels stays cheap even in a debug build (the README
+/// reports 10 000 in a release build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqd_metrics_scrape_many_channels() {
+    let nsqd: Nsqd = start_nsqd(test_options()).await;
+    for t in 0..10 {
+        let topic = nsqd
+            .node()
+            .get_or_create_topic(&format!("topic{t}"))
+            .unwrap();
+        for c in 0..100 {
+            nsqd.node()
+                .get_or_create_channel(&topic, &format!("channel{c}"))
+                .unwrap();
+        }
+    }
+    let base = http_url(&nsqd);
+    let started = Instant::now();
+    let m = scrape(&base).await;
+    let took = started.elapsed();
+    assert_eq!(
+        m.samples
+            .keys()
+            .filter(|(name, _)| name == "nsqd_channel_depth")
+            .count(),
+        1000
+    );
+    assert!(took < Duration::from_secs(2), "scrape took {took:?}");
+    nsqd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqlookupd_metrics_agree_with_nodes_and_lookup() {
+    let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
+        tcp_address: "127.0.0.1:0".into(),
+        http_address: "127.0.0.1:0".into(),
+        broadcast_address: "127.0.0.1".into(),
+        ..nsqlookupd::Options::default()
+    })
+    .await
+    .expect("nsqlookupd starts");
+    let base = format!("http://{}", lookupd.http_addr());
+    let mut opts = test_options();
+    opts.lookupd_tcp_addresses = vec![lookupd.tcp_addr().to_string()];
+    let nsqd = start_nsqd(opts).await;
+    let _sub = consumer(&nsqd, "t", "c", 0).await;
+    let _ = reqwest::Client::new()
+        .post(format!("{base}/topic/create?topic=unclaimed"))
+        .send()
+        .await
+        .unwrap();
+    eventually("the channel registration", || async {
+        scrape(&base).await.get(
+            "nsqlookupd_channel_producers",
+            &[("topic", "t"), ("channel", "c")],
+        ) == Some(1.0)
+    })
+    .await;
+    let m = scrape(&base).await;
+    let nodes: serde_json::Value = reqwest::get(format!("{base}/nodes"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lookup: serde_json::Value = reqwest::get(format!("{base}/lookup?topic=t"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let peers = nodes["producers"].as_array().unwrap().len();
+    assert_eq!(peers, 1);
+    assert_eq!(m.get("nsqlookupd_peers", &[]), Some(peers as f64));
+    assert_eq!(
+        m.get("nsqlookupd_topic_producers", &[("topic", "t")]),
+        Some(lookup["producers"].as_array().unwrap().len() as f64)
+    );
+    assert_eq!(
+        m.get("nsqlookupd_topic_producers", &[("topic", "unclaimed")]),
+        Some(0.0)
+    );
+    assert!(m.get("process_resident_memory_bytes", &[]).unwrap() > 0.0);
+    assert!(m.get("process_open_fds", &[]).unwrap() > 0.0);
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+}
