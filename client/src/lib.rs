@@ -64,6 +64,8 @@ pub mod api;
 pub mod config;
 mod conn;
 pub mod consumer;
+#[cfg(feature = "daemon")]
+pub mod daemon;
 mod discovery;
 pub mod error;
 #[cfg(feature = "flags")]

@@ -1,7 +1,6 @@
+use nsq::daemon::{wait_for_signal, Logging};
 use nsqd::cli::Args;
 use nsqd::{LogLevel, Nsqd, VERSION};
-use std::io::{IsTerminal, Write};
-use tracing_subscriber::{filter::LevelFilter, prelude::*, reload};
 
 fn main() {
     let (args, ignored_keys) =
@@ -10,22 +9,13 @@ fn main() {
         println!("nsqd v{VERSION} (rust)");
         return;
     }
+    let format = args.log_format;
     let opts = args.into_options();
-    let (filter, reload) = reload::Layer::new(level_filter(opts.log_level));
-    let prefix = opts.log_prefix.clone();
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(move || Prefixed {
-            prefix: prefix.clone(),
-        })
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal());
-    tracing_subscriber::registry().with(filter).with(fmt).init();
+    let logging = Logging::init(opts.log_level, &opts.log_prefix, format);
     for key in ignored_keys {
         tracing::warn!(key, "config file key not recognised; ignored");
     }
-    let hook = Box::new(move |level: LogLevel| {
-        let _ = reload.modify(|f| *f = level_filter(level));
-    });
+    let hook = Box::new(move |level: LogLevel| logging.set_level(level));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,41 +33,4 @@ fn main() {
         0
     });
     std::process::exit(code);
-}
-
-fn level_filter(level: LogLevel) -> LevelFilter {
-    match level {
-        LogLevel::Debug => LevelFilter::DEBUG,
-        LogLevel::Info => LevelFilter::INFO,
-        LogLevel::Warn => LevelFilter::WARN,
-        LogLevel::Error | LogLevel::Fatal => LevelFilter::ERROR,
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
-/// Writes each log line to stderr behind `--log-prefix`, as upstream does.
-struct Prefixed {
-    prefix: String,
-}
-
-impl Write for Prefixed {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut line = Vec::with_capacity(self.prefix.len() + buf.len());
-        line.extend_from_slice(self.prefix.as_bytes());
-        line.extend_from_slice(buf);
-        std::io::stderr().write_all(&line)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
 }

@@ -26,6 +26,9 @@ pub struct Args {
     /// Prefix of every log line.
     #[arg(long, default_value = "[nsqlookupd] ")]
     pub log_prefix: String,
+    /// Log line format: text (upstream's) or json (one object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: nsq::daemon::LogFormat,
     /// Deprecated and without effect, as upstream; use --log-level.
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub verbose: bool,

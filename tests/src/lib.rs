@@ -336,8 +336,13 @@ impl Daemon {
                 .map_while(Result::ok)
             {
                 if line.contains("listening") {
-                    if let Some(addr) = line.split("address=").nth(1) {
-                        let _ = tx.send((line.contains("TCP"), addr.trim().to_string()));
+                    // Text lines end `address=HOST:PORT`; JSON lines carry it as a field.
+                    let addr = match serde_json::from_str::<serde_json::Value>(&line) {
+                        Ok(json) => json["fields"]["address"].as_str().map(str::to_string),
+                        Err(_) => line.split("address=").nth(1).map(|a| a.trim().to_string()),
+                    };
+                    if let Some(addr) = addr {
+                        let _ = tx.send((line.contains("TCP"), addr));
                     }
                 }
                 let mut log = sink.lock().unwrap();
