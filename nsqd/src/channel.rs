@@ -558,6 +558,7 @@ impl Channel {
             paused: self.is_paused(),
             e2e_processing_latency: samples.report(&self.config.e2e_percentiles),
             backend_corrupt_bytes: st.queue.corrupt_bytes(),
+            backend_bytes: st.queue.backend_bytes(),
         }
     }
 

@@ -112,6 +112,11 @@ const TOPIC_METRICS: &[TopicMetric] = &[
         |t| Sample::Counter(t.message_bytes),
     ),
     (
+        "nsqd_topic_backend_bytes",
+        "Bytes waiting in the topic's disk queue",
+        |t| Sample::Gauge(t.backend_bytes as i64),
+    ),
+    (
         "nsqd_topic_backend_corrupt_bytes",
         "Bytes of the topic's disk queue skipped as corrupt",
         |t| Sample::Counter(t.backend_corrupt_bytes),
@@ -161,6 +166,11 @@ const CHANNEL_METRICS: &[ChannelMetric] = &[
         "nsqd_channel_clients",
         "Consumers subscribed to the channel",
         |c| Sample::Gauge(c.client_count),
+    ),
+    (
+        "nsqd_channel_backend_bytes",
+        "Bytes waiting in the channel's disk queue",
+        |c| Sample::Gauge(c.backend_bytes as i64),
     ),
     (
         "nsqd_channel_backend_corrupt_bytes",

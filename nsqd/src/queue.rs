@@ -213,6 +213,14 @@ impl BoundedQueue {
         self.backend.corrupt_bytes()
     }
 
+    /// Bytes waiting in the disk queue.
+    pub fn backend_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Discard { .. } => 0,
+            Backend::Disk(q) => q.bytes(),
+        }
+    }
+
     pub fn backend(&mut self) -> &mut Backend {
         &mut self.backend
     }

@@ -303,7 +303,7 @@ impl Topic {
         include_clients: bool,
         topic_filter: &str,
     ) -> Option<TopicStats> {
-        let (depth, backend_depth, corrupt, channels) = {
+        let (depth, backend_depth, corrupt, disk_bytes, channels) = {
             let st = self.state.lock();
             let channels: Vec<Arc<Channel>> = if channel_filter.is_empty() {
                 st.channels.values().cloned().collect()
@@ -318,6 +318,7 @@ impl Topic {
                 st.queue.depth(),
                 st.queue.backend_depth(),
                 st.queue.corrupt_bytes(),
+                st.queue.backend_bytes(),
                 channels,
             )
         };
@@ -347,6 +348,7 @@ impl Topic {
             paused: self.is_paused(),
             e2e_processing_latency: samples.report(quantiles),
             backend_corrupt_bytes: corrupt,
+            backend_bytes: disk_bytes,
         })
     }
 }

@@ -92,6 +92,11 @@ async fn graceful_restart_keeps_every_message_once() {
         (5000, 4900),
         "all but --mem-queue-size went to disk"
     );
+    assert!(
+        channel.backend_bytes > 4900 * 8,
+        "disk bytes reported: {}",
+        channel.backend_bytes
+    );
     assert!(d.terminate().success(), "clean exit on SIGTERM");
 
     let d = Daemon::start(&dir, &["--mem-queue-size=100"]);

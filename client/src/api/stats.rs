@@ -34,6 +34,9 @@ pub struct TopicStats {
     /// Bytes of the disk queue skipped as corrupt since start (ours; absent when 0).
     #[serde(skip_serializing_if = "is_zero")]
     pub backend_corrupt_bytes: u64,
+    /// Bytes waiting in the disk queue (ours; absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub backend_bytes: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -59,6 +62,9 @@ pub struct ChannelStats {
     /// Bytes of the disk queue skipped as corrupt since start (ours; absent when 0).
     #[serde(skip_serializing_if = "is_zero")]
     pub backend_corrupt_bytes: u64,
+    /// Bytes waiting in the disk queue (ours; absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub backend_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
