@@ -422,3 +422,22 @@ impl Conn {
         conn
     }
 }
+
+/// An nsqlookupd on loopback, port 0.
+pub async fn start_lookupd() -> nsqlookupd::Lookupd {
+    nsqlookupd::Lookupd::start(nsqlookupd::Options {
+        tcp_address: "127.0.0.1:0".into(),
+        http_address: "127.0.0.1:0".into(),
+        broadcast_address: "127.0.0.1".into(),
+        ..nsqlookupd::Options::default()
+    })
+    .await
+    .expect("nsqlookupd starts")
+}
+
+/// Options for a test nsqd that registers with `lookupds`.
+pub fn options_with_lookupds(lookupds: &[&nsqlookupd::Lookupd]) -> Options {
+    let mut opts = test_options();
+    opts.lookupd_tcp_addresses = lookupds.iter().map(|l| l.tcp_addr().to_string()).collect();
+    opts
+}

@@ -8,23 +8,6 @@ use nsq_e2e::*;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-async fn start_lookupd() -> nsqlookupd::Lookupd {
-    nsqlookupd::Lookupd::start(nsqlookupd::Options {
-        tcp_address: "127.0.0.1:0".into(),
-        http_address: "127.0.0.1:0".into(),
-        broadcast_address: "127.0.0.1".into(),
-        ..nsqlookupd::Options::default()
-    })
-    .await
-    .expect("lookupd starts")
-}
-
-fn nsqd_options(lookupds: &[&nsqlookupd::Lookupd]) -> Options {
-    let mut opts = test_options();
-    opts.lookupd_tcp_addresses = lookupds.iter().map(|l| l.tcp_addr().to_string()).collect();
-    opts
-}
-
 /// A consumer of topic `t`, channel `c`, that discovers nsqds via lookupd.
 struct DiscoveringConsumer {
     lookupds: Vec<String>,
@@ -118,7 +101,7 @@ async fn consumers_find_every_nsqd_through_redundant_lookupds() {
     let (l1, l2) = (start_lookupd().await, start_lookupd().await);
     let mut nsqds = Vec::new();
     for _ in 0..3 {
-        nsqds.push(start_nsqd(nsqd_options(&[&l1, &l2])).await);
+        nsqds.push(start_nsqd(options_with_lookupds(&[&l1, &l2])).await);
     }
     let mut consumer = DiscoveringConsumer::new(&[&l1, &l2]);
     let mut want = Vec::new();
@@ -129,14 +112,14 @@ async fn consumers_find_every_nsqd_through_redundant_lookupds() {
     assert_eq!(consumer.conns.len(), 3);
 
     // A new nsqd joins and is picked up.
-    nsqds.push(start_nsqd(nsqd_options(&[&l1, &l2])).await);
+    nsqds.push(start_nsqd(options_with_lookupds(&[&l1, &l2])).await);
     let fourth = publish(&nsqds[3], "from-new").await;
     consumer.receive(&[fourth]).await;
     assert_eq!(consumer.conns.len(), 4);
 
     // One lookupd dies: discovery goes on through the other.
     l1.shutdown().await;
-    nsqds.push(start_nsqd(nsqd_options(&[&l2])).await);
+    nsqds.push(start_nsqd(options_with_lookupds(&[&l2])).await);
     let fifth = publish(&nsqds[4], "after-lookupd-loss").await;
     consumer.receive(&[fifth]).await;
     assert_eq!(consumer.conns.len(), 5);
@@ -150,7 +133,7 @@ async fn consumers_find_every_nsqd_through_redundant_lookupds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_nsqd_registers_again_and_keeps_its_messages() {
     let lookupd = start_lookupd().await;
-    let opts = nsqd_options(&[&lookupd]);
+    let opts = options_with_lookupds(&[&lookupd]);
     let nsqd = start_nsqd(opts.clone()).await;
     let (tcp, http) = (nsqd.tcp_addr(), nsqd.http_addr().unwrap());
     let before = publish(&nsqd, "before-restart").await;
@@ -198,7 +181,7 @@ async fn the_nsq_consumer_discovers_through_lookupd() {
     let (l1, l2) = (start_lookupd().await, start_lookupd().await);
     let mut nsqds = Vec::new();
     for _ in 0..3 {
-        nsqds.push(start_nsqd(nsqd_options(&[&l1, &l2])).await);
+        nsqds.push(start_nsqd(options_with_lookupds(&[&l1, &l2])).await);
     }
     for (i, nsqd) in nsqds.iter().enumerate() {
         publish(nsqd, &format!("n{i}")).await;
@@ -233,7 +216,7 @@ async fn the_nsq_consumer_discovers_through_lookupd() {
             .unwrap();
         assert!(got.insert(body), "delivered twice");
     }
-    nsqds.push(start_nsqd(nsqd_options(&[&l1, &l2])).await);
+    nsqds.push(start_nsqd(options_with_lookupds(&[&l1, &l2])).await);
     publish(&nsqds[3], "newcomer").await;
     let body = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await

@@ -247,16 +247,8 @@ async fn pynsq_reader_receives_what_our_raw_publisher_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_reader_discovers_nsqd_through_our_lookupd() {
     let Some(python) = python() else { return };
-    let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
-        tcp_address: "127.0.0.1:0".into(),
-        http_address: "127.0.0.1:0".into(),
-        broadcast_address: "127.0.0.1".into(),
-        ..nsqlookupd::Options::default()
-    })
-    .await
-    .expect("lookupd starts");
-    let mut opts = nsq_e2e::test_options();
-    opts.lookupd_tcp_addresses = vec![lookupd.tcp_addr().to_string()];
+    let lookupd = nsq_e2e::start_lookupd().await;
+    let opts = nsq_e2e::options_with_lookupds(&[&lookupd]);
     let nsqd = nsq_e2e::start_nsqd(opts).await;
     let (topic, channel) = ("pynsq_lookupd", "py");
     let mut publisher = Conn::connect(&nsqd).await;

@@ -463,16 +463,8 @@ async fn requeued_message_is_redelivered_with_attempt_two() {
 /// A tokio-nsq consumer given only our nsqlookupd finds our nsqd there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_discovers_nsqd_through_our_lookupd() {
-    let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
-        tcp_address: "127.0.0.1:0".into(),
-        http_address: "127.0.0.1:0".into(),
-        broadcast_address: "127.0.0.1".into(),
-        ..nsqlookupd::Options::default()
-    })
-    .await
-    .expect("lookupd starts");
-    let mut opts = nsq_e2e::test_options();
-    opts.lookupd_tcp_addresses = vec![lookupd.tcp_addr().to_string()];
+    let lookupd = nsq_e2e::start_lookupd().await;
+    let opts = nsq_e2e::options_with_lookupds(&[&lookupd]);
     let nsqd = nsq_e2e::start_nsqd(opts).await;
     let mut raw = nsq_e2e::Conn::connect(&nsqd).await;
     raw.publish("via_lookupd", b"found me").await;

@@ -528,17 +528,9 @@ async fn nsqd_metrics_scrape_many_channels() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nsqlookupd_metrics_agree_with_nodes_and_lookup() {
-    let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
-        tcp_address: "127.0.0.1:0".into(),
-        http_address: "127.0.0.1:0".into(),
-        broadcast_address: "127.0.0.1".into(),
-        ..nsqlookupd::Options::default()
-    })
-    .await
-    .expect("nsqlookupd starts");
+    let lookupd = nsq_e2e::start_lookupd().await;
     let base = format!("http://{}", lookupd.http_addr());
-    let mut opts = test_options();
-    opts.lookupd_tcp_addresses = vec![lookupd.tcp_addr().to_string()];
+    let opts = nsq_e2e::options_with_lookupds(&[&lookupd]);
     let nsqd = start_nsqd(opts).await;
     let _sub = consumer(&nsqd, "t", "c", 0).await;
     let _ = reqwest::Client::new()
