@@ -34,6 +34,18 @@ impl FrameReader {
         &self.addr
     }
 
+    /// A frame already received and not yet taken, without waiting. (With
+    /// compression, frames are decoded by [`FrameReader::read_frame`].)
+    pub(crate) fn buffered_frame(&mut self) -> Result<Option<Frame>> {
+        if self.decoder.is_some() {
+            return Ok(None);
+        }
+        decode_frame(&mut self.plain, self.max_frame).map_err(|source| Error::Frame {
+            addr: self.addr.clone(),
+            source: source.into(),
+        })
+    }
+
     /// The next frame. Cancel-safe: all progress is kept in `self`.
     pub(crate) async fn read_frame(&mut self) -> Result<Frame> {
         loop {
@@ -76,17 +88,8 @@ impl FrameReader {
     /// The next frame within `limit`. A frame already buffered is returned
     /// without arming a timer, which matters at a million messages a second.
     pub(crate) async fn read_frame_within(&mut self, limit: Duration) -> Result<Frame> {
-        if self.decoder.is_none() {
-            match decode_frame(&mut self.plain, self.max_frame) {
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => {}
-                Err(source) => {
-                    return Err(Error::Frame {
-                        addr: self.addr.clone(),
-                        source: source.into(),
-                    });
-                }
-            }
+        if let Some(frame) = self.buffered_frame()? {
+            return Ok(frame);
         }
         match tokio::time::timeout(limit, self.read_frame()).await {
             Ok(result) => result,

@@ -1,5 +1,9 @@
 //! Helpers shared by the command-line tools.
 //!
+//! * [`stat`]: `nsq_stat`'s per-channel totals and row format.
+//! * [`throttle`]: `to_nsq --rate`.
+//! * [`Progress`]: a live count on a terminal.
+//!
 //! The benchmark programs (`bench_writer`, `bench_reader`) measure nsqd, so the
 //! client side here stays lean: one buffered read half per connection decoded
 //! in place with the `nsq` crate's codec, commands encoded once or in batches,
@@ -20,8 +24,33 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+pub mod stat;
+pub mod throttle;
+
 /// Version reported in `user_agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What `--version` prints, in upstream's form plus where it comes from; the
+/// version is the NSQ release we are compatible with, as the daemons report.
+pub fn version_line(program: &str) -> String {
+    format!("{program} v{} (rust)", nsqd::VERSION)
+}
+
+/// The `user_agent` a tool identifies itself with to nsqd.
+pub fn user_agent(program: &str) -> String {
+    format!("{program}/{VERSION} nsq-rs/{VERSION}")
+}
+
+/// Upstream's tools take either nsqd or lookupd addresses, never both.
+pub fn check_sources(nsqd_flag: &str, nsqds: &[String], lookupds: &[String]) -> Result<(), String> {
+    match (nsqds.is_empty(), lookupds.is_empty()) {
+        (true, true) => Err(format!("{nsqd_flag} or --lookupd-http-address required")),
+        (false, false) => Err(format!(
+            "use {nsqd_flag} or --lookupd-http-address not both"
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// How long a read polls before it parks.
 const SPIN: Duration = Duration::from_micros(50);

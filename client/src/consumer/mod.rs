@@ -444,41 +444,61 @@ impl Inner {
         let result = loop {
             tokio::select! {
                 frame = reader.read_frame_within(self.config.read_timeout) => {
-                    let frame = match frame {
-                        Ok(frame) => frame,
-                        Err(e) => break Err(e),
-                    };
-                    match frame.frame_type {
-                        FrameType::Response if frame.data == HEARTBEAT => {
-                            let _ = commands.send(Command::Nop);
-                        }
-                        FrameType::Response if frame.data == CLOSE_WAIT => {
-                            close_wait = true;
-                            if link.in_flight.load(Ordering::SeqCst) == 0 {
-                                break Ok(());
+                    // Handle every frame already buffered before selecting
+                    // again: re-arming the select per frame costs more than
+                    // the frame itself at high rates.
+                    let mut next = Some(frame);
+                    let mut outcome = None;
+                    let mut delivered = false;
+                    while let Some(frame) = next.take() {
+                        let frame = match frame {
+                            Ok(frame) => frame,
+                            Err(e) => {
+                                outcome = Some(Err(e));
+                                break;
+                            }
+                        };
+                        match frame.frame_type {
+                            FrameType::Response if frame.data == HEARTBEAT => {
+                                let _ = commands.send(Command::Nop);
+                            }
+                            FrameType::Response if frame.data == CLOSE_WAIT => {
+                                close_wait = true;
+                                if link.in_flight.load(Ordering::SeqCst) == 0 {
+                                    outcome = Some(Ok(()));
+                                    break;
+                                }
+                            }
+                            FrameType::Response => {}
+                            FrameType::Error => {
+                                let e = ProtocolError::parse(&frame.data);
+                                if e.is_fatal() {
+                                    outcome = Some(Err(e.into()));
+                                    break;
+                                }
+                                tracing::warn!(addr, error = %e, "nsqd refused a message answer");
+                            }
+                            FrameType::Message => {
+                                let msg = match protocol::Message::decode(frame.data) {
+                                    Ok(msg) => msg,
+                                    Err(e) => {
+                                        outcome = Some(Err(Error::Unexpected { addr: addr.to_string(), what: e.to_string() }));
+                                        break;
+                                    }
+                                };
+                                link.in_flight.fetch_add(1, Ordering::SeqCst);
+                                self.received.fetch_add(1, Ordering::Relaxed);
+                                delivered = true;
+                                let _ = queue.send(Message::new(msg, link.clone(), self.me.clone()));
                             }
                         }
-                        FrameType::Response => {}
-                        FrameType::Error => {
-                            let e = ProtocolError::parse(&frame.data);
-                            if e.is_fatal() {
-                                break Err(e.into());
-                            }
-                            tracing::warn!(addr, error = %e, "nsqd refused a message answer");
-                        }
-                        FrameType::Message => {
-                            let msg = match protocol::Message::decode(frame.data) {
-                                Ok(msg) => msg,
-                                Err(e) => break Err(Error::Unexpected {
-                                    addr: addr.to_string(),
-                                    what: e.to_string(),
-                                }),
-                            };
-                            link.in_flight.fetch_add(1, Ordering::SeqCst);
-                            *link.last_message.lock().expect("link lock") = Instant::now();
-                            self.received.fetch_add(1, Ordering::Relaxed);
-                            let _ = queue.send(Message::new(msg, link.clone(), self.me.clone()));
-                        }
+                        next = reader.buffered_frame().transpose();
+                    }
+                    if delivered {
+                        *link.last_message.lock().expect("link lock") = Instant::now();
+                    }
+                    if let Some(result) = outcome {
+                        break result;
                     }
                 }
                 _ = cancel.cancelled(), if !cls_sent => {

@@ -1,0 +1,445 @@
+//! The bundled tools run as users run them: the built binaries against
+//! in-process daemons on loopback.
+
+use nsq_e2e::*;
+use std::io::Write;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TOOL_PATIENCE: Duration = Duration::from_secs(15);
+
+fn tool(name: &str) -> Command {
+    let mut command = Command::new(workspace_binary(name));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Waits (without blocking the runtime) for the child to exit; kills it and
+/// fails if it takes longer than `TOOL_PATIENCE`.
+async fn finish(mut child: Child) -> Output {
+    let deadline = Instant::now() + TOOL_PATIENCE;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "tool did not exit; stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}; stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Number of channels `topic` has on `nsqd`.
+async fn channel_count(nsqd: &Nsqd, topic: &str) -> usize {
+    stats(nsqd)
+        .await
+        .topics
+        .unwrap_or_default()
+        .iter()
+        .find(|t| t.topic_name == topic)
+        .map_or(0, |t| t.channels.len())
+}
+
+async fn topic_message_count(nsqd: &Nsqd, topic: &str) -> u64 {
+    stats(nsqd)
+        .await
+        .topics
+        .unwrap_or_default()
+        .iter()
+        .find(|t| t.topic_name == topic)
+        .map_or(0, |t| t.message_count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsq_tail_prints_exactly_n_messages_then_exits() {
+    let nsqd = start_default_nsqd().await;
+    let child = tool("nsq_tail")
+        .arg(format!("--nsqd-tcp-address={}", nsqd.tcp_addr()))
+        .args(["-topic=tail_direct", "-n", "5"])
+        .spawn()
+        .expect("spawn nsq_tail");
+    eventually("nsq_tail's channel", || async {
+        channel_count(&nsqd, "tail_direct").await == 1
+    })
+    .await;
+    let mut conn = Conn::connect(&nsqd).await;
+    for i in 0..10 {
+        conn.publish("tail_direct", format!("message {i}").as_bytes())
+            .await;
+    }
+    let out = finish(child).await;
+    assert_success(&out);
+    let expected: Vec<String> = (0..5).map(|i| format!("message {i}")).collect();
+    assert_eq!(lines(&out), expected);
+    // The channel it made was ephemeral and went away with it.
+    eventually("the ephemeral channel to go", || async {
+        channel_count(&nsqd, "tail_direct").await == 0
+    })
+    .await;
+    nsqd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsq_tail_follows_several_topics_through_lookupd() {
+    let lookupd = start_lookupd().await;
+    let nsqd = start_nsqd(options_with_lookupds(&[&lookupd])).await;
+    // Registered topics, so that lookupd's first answer names this nsqd.
+    let mut conn = Conn::connect(&nsqd).await;
+    for topic in ["tail_a", "tail_b"] {
+        conn.publish(topic, b"first").await;
+    }
+    let lookup = format!("http://{}/lookup?topic=tail_b", lookupd.http_addr());
+    eventually("tail_b registered", || async {
+        let answer: nsq::api::LookupResponse = reqwest::get(&lookup)
+            .await
+            .expect("GET /lookup")
+            .json()
+            .await
+            .unwrap_or_default();
+        !answer.producers.is_empty()
+    })
+    .await;
+
+    let child = tool("nsq_tail")
+        .arg(format!("--lookupd-http-address={}", lookupd.http_addr()))
+        .args([
+            "--topic=tail_a",
+            "--topic=tail_b",
+            "--print-topic",
+            "-n",
+            "4",
+        ])
+        .spawn()
+        .expect("spawn nsq_tail");
+    // Each topic's waiting message reaches the new channel; one more each.
+    eventually("both channels", || async {
+        channel_count(&nsqd, "tail_a").await == 1 && channel_count(&nsqd, "tail_b").await == 1
+    })
+    .await;
+    for topic in ["tail_a", "tail_b"] {
+        conn.publish(topic, b"second").await;
+    }
+    let out = finish(child).await;
+    assert_success(&out);
+    let mut got = lines(&out);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "tail_a | first",
+            "tail_a | second",
+            "tail_b | first",
+            "tail_b | second"
+        ]
+    );
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+}
+
+/// Runs to_nsq with `input` on stdin and waits for it.
+async fn to_nsq(args: &[String], input: &[u8]) -> Output {
+    let mut child = tool("to_nsq")
+        .args(args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn to_nsq");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    // A writer thread, so that a full pipe never blocks the test.
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    finish(child).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_nsq_publishes_every_line_to_every_nsqd() {
+    let first = start_default_nsqd().await;
+    let second = start_default_nsqd().await;
+    let args = vec![
+        "--topic=lines".to_string(),
+        format!("--nsqd-tcp-address={}", first.tcp_addr()),
+        format!("-nsqd-tcp-address={}", second.tcp_addr()),
+    ];
+    // Empty lines are skipped; the last line needs no newline.
+    let out = to_nsq(&args, b"alpha\nbeta\n\ngamma").await;
+    assert_success(&out);
+    for nsqd in [&first, &second] {
+        assert_eq!(topic_message_count(nsqd, "lines").await, 3);
+        let mut conn = consumer(nsqd, "lines", "check", 10).await;
+        for body in ["alpha", "beta", "gamma"] {
+            let msg = conn.expect_message().await;
+            assert_eq!(&msg.body[..], body.as_bytes());
+            conn.fin(msg.id).await;
+        }
+    }
+
+    let args = vec![
+        "--topic=pieces".to_string(),
+        "--delimiter=,".to_string(),
+        format!("--nsqd-tcp-address={}", first.tcp_addr()),
+    ];
+    let out = to_nsq(&args, b"x,y,z,").await;
+    assert_success(&out);
+    assert_eq!(topic_message_count(&first, "pieces").await, 3);
+
+    let out = to_nsq(&["--topic=t".into(), "--delimiter=ab".into()], b"").await;
+    assert!(!out.status.success(), "a two-byte delimiter is refused");
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_nsq_rate_limits_publishing() {
+    let nsqd = start_default_nsqd().await;
+    let args = vec![
+        "--topic=slow".to_string(),
+        "--rate=20".to_string(),
+        format!("--nsqd-tcp-address={}", nsqd.tcp_addr()),
+    ];
+    let input: String = (0..30).map(|i| format!("m{i}\n")).collect();
+    let start = Instant::now();
+    let out = to_nsq(&args, input.as_bytes()).await;
+    let took = start.elapsed();
+    assert_success(&out);
+    assert_eq!(topic_message_count(&nsqd, "slow").await, 30);
+    // The first goes at once, then one every 50ms: 1.45s at 20/s.
+    assert!(took >= Duration::from_millis(1300), "took {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    nsqd.shutdown().await;
+}
+
+/// The figures of an nsq_stat row (everything after the rates), from the
+/// nsqds' `/stats` summed as nsq_stat sums them.
+async fn expected_row(nsqds: &[&Nsqd], topic: &str, channel: &str) -> Vec<i64> {
+    let mut sum = vec![0i64; 9];
+    for nsqd in nsqds {
+        let stats = stats(nsqd).await;
+        let c = stats
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| t.topic_name == topic)
+            .and_then(|t| t.channels.into_iter().find(|c| c.channel_name == channel))
+            .expect("channel in stats");
+        let figures = [
+            c.depth,
+            c.depth - c.backend_depth,
+            c.backend_depth,
+            c.in_flight_count,
+            c.deferred_count,
+            c.requeue_count as i64,
+            c.timeout_count as i64,
+            c.message_count as i64,
+            c.client_count,
+        ];
+        for (s, f) in sum.iter_mut().zip(figures) {
+            *s += f;
+        }
+    }
+    sum
+}
+
+/// Splits a row `ingress egress | total mem disk inflt def | req t-o msgs clients`.
+fn row_numbers(line: &str) -> Vec<i64> {
+    line.split_whitespace()
+        .filter(|w| *w != "|")
+        .map(|w| w.parse().expect("a number"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsq_stat_rows_match_stats() {
+    let lookupd = start_lookupd().await;
+    let first = start_nsqd(options_with_lookupds(&[&lookupd])).await;
+    let second = start_nsqd(options_with_lookupds(&[&lookupd])).await;
+    // first: 5 published, 2 in flight to a client; second: 3 waiting, 1 deferred.
+    let mut reader = consumer(&first, "stat", "ch", 0).await;
+    let mut conn = Conn::connect(&first).await;
+    for i in 0..5 {
+        conn.publish("stat", format!("{i}").as_bytes()).await;
+    }
+    reader.rdy(2).await;
+    reader.expect_message().await;
+    reader.expect_message().await;
+    let _idle = consumer(&second, "stat", "ch", 0).await;
+    let mut conn = Conn::connect(&second).await;
+    for i in 0..3 {
+        conn.publish("stat", format!("{i}").as_bytes()).await;
+    }
+    conn.send(nsq::protocol::Command::Dpub {
+        topic: "stat".into(),
+        delay: Duration::from_secs(60),
+        body: "later".into(),
+    })
+    .await;
+    conn.expect_response("OK").await;
+    let lookup = format!("http://{}/lookup?topic=stat", lookupd.http_addr());
+    eventually("both nsqds registered", || async {
+        let answer: nsq::api::LookupResponse = reqwest::get(&lookup)
+            .await
+            .expect("GET /lookup")
+            .json()
+            .await
+            .unwrap_or_default();
+        answer.producers.len() == 2
+    })
+    .await;
+    let expected = expected_row(&[&first, &second], "stat", "ch").await;
+    assert_eq!(expected, [6, 6, 0, 2, 1, 0, 0, 9, 2]);
+
+    let direct = vec![
+        format!("--nsqd-http-address={}", first.http_addr().unwrap()),
+        format!("--nsqd-http-address={}", second.http_addr().unwrap()),
+    ];
+    let via_lookupd = vec![format!("--lookupd-http-address={}", lookupd.http_addr())];
+    for sources in [direct, via_lookupd] {
+        let child = tool("nsq_stat")
+            .args(&sources)
+            .args([
+                "--topic=stat",
+                "--channel=ch",
+                "--interval=100ms",
+                "--count=2",
+            ])
+            .spawn()
+            .expect("spawn nsq_stat");
+        let out = finish(child).await;
+        assert_success(&out);
+        let got = lines(&out);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[0].starts_with("------rate------+"), "{got:?}");
+        assert!(got[1].starts_with("ingress  egress |   total"), "{got:?}");
+        for row in &got[2..] {
+            let numbers = row_numbers(row);
+            // Nothing moves meanwhile: both rates are 0.
+            assert_eq!(numbers[..2], [0, 0], "{row}");
+            assert_eq!(numbers[2..], expected[..], "{row}");
+        }
+    }
+
+    let child = tool("nsq_stat")
+        .arg(format!(
+            "--nsqd-http-address={}",
+            first.http_addr().unwrap()
+        ))
+        .args(["--topic=stat", "--channel=nope", "--count=1"])
+        .spawn()
+        .expect("spawn nsq_stat");
+    let out = finish(child).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed to find channel(nope)"));
+    first.shutdown().await;
+    second.shutdown().await;
+    lookupd.shutdown().await;
+}
+
+/// A base port N with N, N+1, N+10, N+11 and N+21 free just now.
+fn free_port_base() -> u16 {
+    for attempt in 0..200u16 {
+        let base = 20_000 + (std::process::id() as u16 % 200) * 150 + attempt * 37 % 10_000;
+        let all_free = [0, 1, 10, 11, 21]
+            .iter()
+            .map(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)))
+            .collect::<Result<Vec<_>, _>>()
+            .is_ok();
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free port range found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsq_local_runs_a_cluster_and_stops_on_sigterm() {
+    let base = free_port_base();
+    let dir = temp_dir("nsq_local");
+    let child = tool("nsq_local")
+        .arg(format!("--ports-from={base}"))
+        .current_dir(&dir)
+        .spawn()
+        .expect("spawn nsq_local");
+    let (lookupd_http, nsqd_tcp, nsqd_http) = (base + 1, base + 10, base + 11);
+    let http = reqwest::Client::new();
+    for port in [lookupd_http, nsqd_http] {
+        let url = format!("http://127.0.0.1:{port}/ping");
+        eventually("/ping answers", || async {
+            match http.get(&url).send().await {
+                Ok(r) => r.text().await.is_ok_and(|t| t == "OK"),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+    let published = http
+        .post(format!("http://127.0.0.1:{nsqd_http}/pub?topic=local"))
+        .body("hello world")
+        .send()
+        .await
+        .expect("POST /pub");
+    assert_eq!(published.status(), 200);
+    let lookup = format!("http://127.0.0.1:{lookupd_http}/lookup?topic=local");
+    eventually("nsqd registered in lookupd", || async {
+        let Ok(answer) = http.get(&lookup).send().await else {
+            return false;
+        };
+        let answer: nsq::api::LookupResponse = answer.json().await.unwrap_or_default();
+        answer
+            .producers
+            .iter()
+            .any(|p| p.tcp_port == nsqd_tcp && p.http_port == nsqd_http)
+    })
+    .await;
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = finish(child).await;
+    assert_success(&out);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&format!("http://127.0.0.1:{nsqd_http}/pub?topic=test")));
+    assert!(printed.contains(&format!("TCP 127.0.0.1:{nsqd_tcp}")));
+    assert!(printed.contains("nsqadmin: not yet available"));
+    // The message was saved in the data directory under the working directory.
+    let data = dir.join("nsq-data");
+    assert!(data.join("nsqd.dat").exists());
+    let metadata = std::fs::read_to_string(data.join("nsqd.dat")).expect("nsqd.dat");
+    assert!(metadata.contains("\"local\""), "{metadata}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_print_their_version() {
+    for name in ["nsq_local", "nsq_tail", "to_nsq", "nsq_stat"] {
+        let out = finish(tool(name).arg("-version").spawn().expect("spawn")).await;
+        assert_success(&out);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{name} v1.3.0 (rust)")
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! A whole NSQ cluster for development in one process: nsqlookupd, and nsqd
+//! registered with it, on the usual ports with data under the working
+//! directory. Ctrl-C (or SIGTERM) stops both cleanly, nsqd first so that it
+//! saves its queues and leaves lookupd before lookupd goes.
+
+use clap::Parser;
+use nsq::daemon::{wait_for_signal, LogFormat, Logging};
+use nsq::flags::{parse_bool, parse_log_level, ConfigKeys, LogLevel};
+use nsq_tools::version_line;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nsq_local",
+    about = "Runs nsqlookupd and nsqd in one process for local development"
+)]
+struct Opts {
+    /// first of the ports to use: lookupd N (TCP) and N+1 (HTTP), nsqd N+10
+    /// and N+11 (nsqadmin will take N+21); default: the usual ports
+    /// (lookupd 4160/4161, nsqd 4150/4151)
+    #[arg(long)]
+    ports_from: Option<u16>,
+    /// directory for nsqd's queues and metadata
+    #[arg(long, default_value = "nsq-data")]
+    data_path: PathBuf,
+    /// address to listen on; other machines can reach the cluster only if
+    /// this is not loopback
+    #[arg(long, default_value = "127.0.0.1")]
+    listen_address: String,
+    /// log level: debug, info, warn, error or fatal
+    #[arg(long, default_value = "info", value_parser = parse_log_level)]
+    log_level: LogLevel,
+    /// print version string
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    version: bool,
+}
+
+/// The four listening ports.
+struct Ports {
+    lookupd_tcp: u16,
+    lookupd_http: u16,
+    nsqd_tcp: u16,
+    nsqd_http: u16,
+}
+
+impl Ports {
+    fn new(from: Option<u16>) -> Result<Ports, String> {
+        let Some(n) = from else {
+            return Ok(Ports {
+                lookupd_tcp: 4160,
+                lookupd_http: 4161,
+                nsqd_tcp: 4150,
+                nsqd_http: 4151,
+            });
+        };
+        let at = |offset: u16| {
+            n.checked_add(offset)
+                .ok_or_else(|| format!("--ports-from={n} leaves no room for port N+{offset}"))
+        };
+        Ok(Ports {
+            lookupd_tcp: at(0)?,
+            lookupd_http: at(1)?,
+            nsqd_tcp: at(10)?,
+            nsqd_http: at(11)?,
+        })
+    }
+}
+
+fn main() {
+    let (opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    if opts.version {
+        println!("{}", version_line("nsq_local"));
+        return;
+    }
+    let ports = Ports::new(opts.ports_from).unwrap_or_else(|e| {
+        eprintln!("nsq_local: {e}");
+        std::process::exit(2)
+    });
+    let _logging = Logging::init(opts.log_level, "[nsq_local] ", LogFormat::Text);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(run(opts, ports));
+    std::process::exit(code);
+}
+
+async fn run(opts: Opts, ports: Ports) -> i32 {
+    let host = opts.listen_address.as_str();
+    let listen = |port: u16| match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    };
+    // Announce an address that consumers can dial: the listen address
+    // itself, unless it is a wildcard.
+    let broadcast = match host {
+        "0.0.0.0" | "::" | "" => nsq::flags::hostname(),
+        _ => host.to_string(),
+    };
+    let lookupd = match nsqlookupd::Lookupd::start(nsqlookupd::Options {
+        log_level: opts.log_level,
+        tcp_address: listen(ports.lookupd_tcp),
+        http_address: listen(ports.lookupd_http),
+        broadcast_address: broadcast.clone(),
+        ..nsqlookupd::Options::default()
+    })
+    .await
+    {
+        Ok(lookupd) => lookupd,
+        Err(e) => {
+            tracing::error!(error = %e, "nsqlookupd failed to start");
+            return 1;
+        }
+    };
+    let nsqd = match nsqd::Nsqd::start(nsqd::Options {
+        log_level: opts.log_level,
+        tcp_address: listen(ports.nsqd_tcp),
+        http_address: listen(ports.nsqd_http),
+        broadcast_address: broadcast,
+        lookupd_tcp_addresses: vec![lookupd.tcp_addr().to_string()],
+        data_path: opts.data_path.clone(),
+        ..nsqd::Options::default()
+    })
+    .await
+    {
+        Ok(nsqd) => nsqd,
+        Err(e) => {
+            tracing::error!(error = %e, "nsqd failed to start");
+            lookupd.shutdown().await;
+            return 1;
+        }
+    };
+    let nsqd_http = nsqd.http_addr().expect("nsqd HTTP is enabled");
+    println!(
+        "{}",
+        banner(
+            nsqd.tcp_addr(),
+            nsqd_http,
+            lookupd.tcp_addr(),
+            lookupd.http_addr(),
+            &std::path::absolute(&opts.data_path).unwrap_or(opts.data_path),
+        )
+    );
+
+    wait_for_signal().await;
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+    0
+}
+
+/// What a newcomer needs: where everything is and how to try it.
+fn banner(
+    nsqd_tcp: SocketAddr,
+    nsqd_http: SocketAddr,
+    lookupd_tcp: SocketAddr,
+    lookupd_http: SocketAddr,
+    data: &std::path::Path,
+) -> String {
+    format!(
+        "\
+NSQ is running (nsqlookupd and nsqd in this process).
+
+  nsqd        TCP {nsqd_tcp}  HTTP http://{nsqd_http}
+  nsqlookupd  TCP {lookupd_tcp}  HTTP http://{lookupd_http}
+  nsqadmin: not yet available
+  data        {data}
+
+Publish a message:
+  curl -d 'hello world' 'http://{nsqd_http}/pub?topic=test'
+Read it back:
+  nsq_tail --lookupd-http-address={lookupd_http} --topic=test
+
+Ctrl-C stops the cluster.",
+        data = data.display()
+    )
+}

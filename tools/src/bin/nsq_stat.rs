@@ -1,0 +1,206 @@
+//! Polls `/stats` of every nsqd that has a topic and prints one channel's
+//! figures summed across them, every `--interval`, as upstream's `nsq_stat`.
+//! The first poll is the baseline for the rates, so `--count=N` polls N+1
+//! times and prints N rows.
+
+use clap::Parser;
+use nsq::api::{LookupResponse, Stats};
+use nsq::daemon::wait_for_signal;
+use nsq::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq_tools::stat::{header, row, ChannelTotals, HEADER_EVERY};
+use nsq_tools::{check_sources, fatal, version_line};
+use std::time::Duration;
+
+const PREFIX: &str = "[nsq_stat] ";
+
+#[derive(Debug, Parser)]
+#[command(name = "nsq_stat", about = "Prints a channel's stats across nsqds")]
+struct Opts {
+    /// NSQ topic
+    #[arg(long, default_value = "")]
+    topic: String,
+    /// NSQ channel
+    #[arg(long, default_value = "")]
+    channel: String,
+    /// duration of time between polling/printing output
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    interval: Duration,
+    /// number of reports (default: forever)
+    #[arg(long)]
+    count: Option<i32>,
+    /// nsqd HTTP address (may be given multiple times)
+    #[arg(long)]
+    nsqd_http_address: Vec<String>,
+    /// lookupd HTTP address (may be given multiple times)
+    #[arg(long)]
+    lookupd_http_address: Vec<String>,
+    /// timeout for HTTP connect
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    http_client_connect_timeout: Duration,
+    /// timeout for HTTP request
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    http_client_request_timeout: Duration,
+    /// print version
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    version: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let (opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    if opts.version {
+        println!("{}", version_line("nsq_stat"));
+        return;
+    }
+    if let Err(e) = validate(&opts) {
+        fatal(PREFIX, e);
+    }
+    let client = reqwest::Client::builder()
+        .connect_timeout(opts.http_client_connect_timeout)
+        .timeout(opts.http_client_request_timeout)
+        .build()
+        .unwrap_or_else(|e| fatal(PREFIX, e));
+    tokio::select! {
+        _ = stat_loop(&client, &opts) => {}
+        _ = wait_for_signal() => {}
+    }
+}
+
+fn validate(opts: &Opts) -> Result<(), String> {
+    if opts.topic.is_empty() || opts.channel.is_empty() {
+        return Err("--topic and --channel are required".into());
+    }
+    if opts.interval.is_zero() {
+        return Err("--interval should be positive".into());
+    }
+    if opts.http_client_connect_timeout.is_zero() {
+        return Err("--http-client-connect-timeout should be positive".into());
+    }
+    if opts.http_client_request_timeout.is_zero() {
+        return Err("--http-client-request-timeout should be positive".into());
+    }
+    if opts.count.is_some_and(|n| n <= 0) {
+        return Err("--count should be positive".into());
+    }
+    check_sources(
+        "--nsqd-http-address",
+        &opts.nsqd_http_address,
+        &opts.lookupd_http_address,
+    )?;
+    for (flag, addrs) in [
+        ("--nsqd-http-address", &opts.nsqd_http_address),
+        ("--lookupd-http-address", &opts.lookupd_http_address),
+    ] {
+        if addrs.iter().any(|a| a.starts_with("http")) {
+            return Err(format!("{flag} error - address should not contain scheme"));
+        }
+    }
+    Ok(())
+}
+
+async fn stat_loop(client: &reqwest::Client, opts: &Opts) {
+    let mut previous: Option<ChannelTotals> = None;
+    let mut i: u64 = 0;
+    loop {
+        let nsqds = match opts.lookupd_http_address.is_empty() {
+            true => opts.nsqd_http_address.clone(),
+            false => lookup_producers(client, &opts.lookupd_http_address, &opts.topic)
+                .await
+                .unwrap_or_else(|e| {
+                    fatal(
+                        PREFIX,
+                        format_args!("ERROR: failed to get topic producers - {e}"),
+                    )
+                }),
+        };
+        let totals = channel_totals(client, &nsqds, &opts.topic, &opts.channel)
+            .await
+            .unwrap_or_else(|e| fatal(PREFIX, e));
+        if i % HEADER_EVERY == 0 {
+            println!("{}", header());
+        }
+        if let Some(previous) = &previous {
+            println!("{}", row(previous, &totals, opts.interval));
+        }
+        previous = Some(totals);
+        if opts.count.is_some_and(|n| i >= n as u64) {
+            return;
+        }
+        i += 1;
+        tokio::time::sleep(opts.interval).await;
+    }
+}
+
+/// The HTTP addresses of the nsqds that lookupd says have `topic`.
+async fn lookup_producers(
+    client: &reqwest::Client,
+    lookupds: &[String],
+    topic: &str,
+) -> Result<Vec<String>, String> {
+    let mut nsqds = Vec::new();
+    let mut errors = Vec::new();
+    for lookupd in lookupds {
+        let answer: Result<LookupResponse, reqwest::Error> = async {
+            client
+                .get(format!("http://{lookupd}/lookup"))
+                .query(&[("topic", topic)])
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await
+        }
+        .await;
+        match answer {
+            Ok(answer) => {
+                for p in answer.producers {
+                    let addr = match p.broadcast_address.contains(':') {
+                        true => format!("[{}]:{}", p.broadcast_address, p.http_port),
+                        false => format!("{}:{}", p.broadcast_address, p.http_port),
+                    };
+                    if !nsqds.contains(&addr) {
+                        nsqds.push(addr);
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("{lookupd}: {e}")),
+        }
+    }
+    // As upstream, a lookupd that fails is tolerated while another answers.
+    if errors.len() == lookupds.len() {
+        return Err(errors.join("; "));
+    }
+    Ok(nsqds)
+}
+
+/// The channel summed over `nsqds`; an error if none of them has it.
+async fn channel_totals(
+    client: &reqwest::Client,
+    nsqds: &[String],
+    topic: &str,
+    channel: &str,
+) -> Result<ChannelTotals, String> {
+    let mut totals = ChannelTotals::default();
+    let mut found = false;
+    for nsqd in nsqds {
+        let stats: Stats = async {
+            client
+                .get(format!("http://{nsqd}/stats"))
+                .query(&[("format", "json"), ("topic", topic), ("channel", channel)])
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await
+        }
+        .await
+        .map_err(|e: reqwest::Error| format!("ERROR: failed to get nsqd stats - {nsqd}: {e}"))?;
+        found |= totals.add(&stats, topic, channel);
+    }
+    if !found {
+        return Err(format!(
+            "ERROR: failed to find channel({channel}) in stats metadata for topic({topic})"
+        ));
+    }
+    Ok(totals)
+}
