@@ -136,6 +136,134 @@ fn within(
 const MS: Duration = Duration::from_millis(1);
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// The options [`Config::set`] knows, by go-nsq's names.
+#[cfg(feature = "flags")]
+const OPTION_NAMES: &[&str] = &[
+    "dial_timeout",
+    "read_timeout",
+    "write_timeout",
+    "heartbeat_interval",
+    "output_buffer_size",
+    "output_buffer_timeout",
+    "msg_timeout",
+    "sample_rate",
+    "user_agent",
+    "client_id",
+    "hostname",
+    "snappy",
+    "deflate",
+    "deflate_level",
+    "max_msg_size",
+    "max_in_flight",
+    "max_attempts",
+    "default_requeue_delay",
+    "max_requeue_delay",
+    "backoff_multiplier",
+    "max_backoff_duration",
+    "lookupd_poll_interval",
+    "lookupd_poll_jitter",
+    "lookupd_poll_timeout",
+    "rdy_redistribute_interval",
+    "low_rdy_idle_timeout",
+    "low_rdy_timeout",
+];
+
+#[cfg(feature = "flags")]
+impl Config {
+    /// Sets an option by go-nsq's name from text, as the tools'
+    /// `--consumer-opt=name,value` and `--producer-opt=name,value` do.
+    /// Durations are Go durations (`500ms`, `1m`); `-1` turns off the options
+    /// that can be off (heartbeat, output buffering, msg_timeout).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        use crate::flags::{parse_bool, parse_duration};
+        fn bad(field: &'static str, e: impl std::fmt::Display) -> ConfigError {
+            ConfigError {
+                field,
+                problem: e.to_string(),
+            }
+        }
+        let field: &'static str = OPTION_NAMES
+            .iter()
+            .find(|option| **option == name)
+            .ok_or_else(|| ConfigError {
+                field: "option",
+                problem: format!("{name:?} is not an option"),
+            })?;
+        let duration = || parse_duration(value).map_err(|e| bad(field, e));
+        let optional = || {
+            if value == "-1" {
+                Ok(None)
+            } else {
+                duration().map(Some)
+            }
+        };
+        let number = |v: &str| v.parse::<u64>().map_err(|e| bad(field, e));
+        match field {
+            "dial_timeout" => self.dial_timeout = duration()?,
+            "read_timeout" => self.read_timeout = duration()?,
+            "write_timeout" => self.write_timeout = duration()?,
+            "heartbeat_interval" => self.heartbeat_interval = optional()?,
+            "output_buffer_timeout" => self.output_buffer_timeout = optional()?,
+            "msg_timeout" => self.msg_timeout = optional()?,
+            "output_buffer_size" => {
+                self.output_buffer_size = if value == "-1" {
+                    None
+                } else {
+                    Some(u32::try_from(number(value)?).map_err(|e| bad(field, e))?)
+                }
+            }
+            "sample_rate" => {
+                self.sample_rate = u8::try_from(number(value)?).map_err(|e| bad(field, e))?
+            }
+            "user_agent" => self.user_agent = value.to_string(),
+            "client_id" => self.client_id = value.to_string(),
+            "hostname" => self.hostname = value.to_string(),
+            "snappy" => self.snappy = parse_bool(value).map_err(|e| bad(field, e))?,
+            "deflate" => self.deflate = parse_bool(value).map_err(|e| bad(field, e))?,
+            "deflate_level" => {
+                self.deflate_level = u8::try_from(number(value)?).map_err(|e| bad(field, e))?
+            }
+            "max_msg_size" => {
+                self.max_msg_size = u32::try_from(number(value)?).map_err(|e| bad(field, e))?
+            }
+            "max_in_flight" => {
+                self.max_in_flight = u32::try_from(number(value)?).map_err(|e| bad(field, e))?
+            }
+            "max_attempts" => {
+                self.max_attempts = u16::try_from(number(value)?).map_err(|e| bad(field, e))?
+            }
+            "default_requeue_delay" => self.default_requeue_delay = duration()?,
+            "max_requeue_delay" => self.max_requeue_delay = duration()?,
+            "backoff_multiplier" => self.backoff_multiplier = duration()?,
+            "max_backoff_duration" => self.max_backoff_duration = duration()?,
+            "lookupd_poll_interval" => self.lookupd_poll_interval = duration()?,
+            "lookupd_poll_jitter" => {
+                self.lookupd_poll_jitter = value.parse().map_err(|e| bad(field, e))?
+            }
+            "lookupd_poll_timeout" => self.lookupd_poll_timeout = duration()?,
+            "rdy_redistribute_interval" => self.rdy_redistribute_interval = duration()?,
+            "low_rdy_idle_timeout" => self.low_rdy_idle_timeout = duration()?,
+            _ => self.low_rdy_timeout = duration()?,
+        }
+        Ok(())
+    }
+
+    /// Applies `name,value` pairs (the tools' repeatable `--consumer-opt`).
+    pub fn apply_options<'a>(
+        &mut self,
+        pairs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ConfigError> {
+        for pair in pairs {
+            let (name, value) = pair.split_once(',').ok_or_else(|| ConfigError {
+                field: "option",
+                problem: format!("{pair:?} is not name,value"),
+            })?;
+            self.set(name, value)?;
+        }
+        self.validate()
+    }
+}
+
 impl Config {
     /// Checks every field against go-nsq's ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -322,5 +450,30 @@ mod tests {
         assert_eq!(c.requeue_delay(100), Duration::from_secs(900));
         assert_eq!(c.backoff_duration(1), Duration::from_secs(2));
         assert_eq!(c.backoff_duration(3), Duration::from_secs(8));
+    }
+}
+
+#[cfg(all(test, feature = "flags"))]
+mod option_tests {
+    use super::*;
+
+    #[test]
+    fn go_nsq_option_strings() {
+        let mut c = Config::default();
+        c.apply_options([
+            "max_in_flight,50",
+            "lookupd_poll_interval,15s",
+            "heartbeat_interval,-1",
+            "snappy,true",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.max_in_flight, c.lookupd_poll_interval),
+            (50, Duration::from_secs(15))
+        );
+        assert_eq!((c.heartbeat_interval, c.snappy), (None, true));
+        assert!(c.apply_options(["no_such_option,1"]).is_err());
+        assert!(c.apply_options(["max_in_flight"]).is_err());
+        assert!(c.apply_options(["max_in_flight,lots"]).is_err());
     }
 }

@@ -443,3 +443,50 @@ async fn tools_print_their_version() {
         );
     }
 }
+
+/// `--consumer-opt` and `--producer-opt` take go-nsq's options as name,value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_take_go_nsq_options() {
+    let nsqd = start_default_nsqd().await;
+    let addr = format!("--nsqd-tcp-address={}", nsqd.tcp_addr());
+    // A good producer option is used; a bad one is refused up front.
+    let out = to_nsq(
+        &[
+            addr.clone(),
+            "--topic=opts".into(),
+            "--producer-opt=user_agent,custom-agent".into(),
+        ],
+        b"one\n",
+    )
+    .await;
+    assert_success(&out);
+    assert_eq!(topic_message_count(&nsqd, "opts").await, 1);
+    let out = to_nsq(
+        &[
+            addr.clone(),
+            "--topic=opts".into(),
+            "--producer-opt=no_such_option,1".into(),
+        ],
+        b"two\n",
+    )
+    .await;
+    assert!(!out.status.success(), "a bad option must fail");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_option"));
+
+    let child = tool("nsq_tail")
+        .arg(&addr)
+        .args([
+            "--topic=opts",
+            "-n",
+            "1",
+            "--consumer-opt=max_in_flight,7",
+            "--consumer-opt=heartbeat_interval,5s",
+        ])
+        .spawn()
+        .expect("spawn nsq_tail");
+    // Its channel is the topic's first, so it gets the waiting "one" and exits.
+    let out = finish(child).await;
+    assert_success(&out);
+    assert_eq!(lines(&out), vec!["one".to_string()]);
+    nsqd.shutdown().await;
+}

@@ -38,6 +38,9 @@ struct Opts {
     /// lookupd HTTP address (may be given multiple times)
     #[arg(long)]
     lookupd_http_address: Vec<String>,
+    /// option to pass to the consumer as name,value, by go-nsq's names (may be given multiple times)
+    #[arg(long)]
+    consumer_opt: Vec<String>,
     /// print version string
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     version: bool,
@@ -109,11 +112,14 @@ async fn main() {
     if opts.n > 0 && opts.n < u64::from(opts.max_in_flight) {
         opts.max_in_flight = opts.n as u32;
     }
-    let config = nsq::Config {
+    let mut config = nsq::Config {
         max_in_flight: opts.max_in_flight,
         user_agent: user_agent("nsq_tail"),
         ..nsq::Config::default()
     };
+    if let Err(e) = config.apply_options(opts.consumer_opt.iter().map(String::as_str)) {
+        fatal(PREFIX, format_args!("failed to parse --consumer-opt - {e}"));
+    }
     let printer = Arc::new(Printer {
         limit: opts.n,
         print_topic: opts.print_topic,

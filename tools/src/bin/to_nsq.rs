@@ -30,6 +30,9 @@ struct Opts {
     /// Throttle messages to n/second. 0 to disable
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// option to pass to the producer as name,value, by go-nsq's names (may be given multiple times)
+    #[arg(long)]
+    producer_opt: Vec<String>,
     /// print version string
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     version: bool,
@@ -52,10 +55,13 @@ async fn main() {
         fatal(PREFIX, "--nsqd-tcp-address required");
     }
     let _logging = Logging::init(LogLevel::Info, PREFIX, LogFormat::Text);
-    let config = nsq::Config {
+    let mut config = nsq::Config {
         user_agent: user_agent("to_nsq"),
         ..nsq::Config::default()
     };
+    if let Err(e) = config.apply_options(opts.producer_opt.iter().map(String::as_str)) {
+        fatal(PREFIX, format_args!("failed to parse --producer-opt - {e}"));
+    }
     let producers: Vec<nsq::Producer> = opts
         .nsqd_tcp_address
         .iter()
