@@ -89,6 +89,14 @@ pub enum Error {
     Usage(&'static str),
     #[error("lookupd {addr}: {message}")]
     Lookupd { addr: String, message: String },
+    /// An HTTP API call failed: the daemon's status and its `{"message":...}`
+    /// (e.g. 404 `TOPIC_NOT_FOUND`), or no status when the request itself failed.
+    #[error("{url}: {message}")]
+    Http {
+        url: String,
+        status: Option<u16>,
+        message: String,
+    },
 }
 
 impl Error {

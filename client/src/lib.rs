@@ -72,10 +72,12 @@ pub mod error;
 pub mod flags;
 #[cfg(feature = "server")]
 pub mod http_api;
+pub mod http_client;
 pub mod producer;
 pub mod protocol;
 
 pub use config::{Config, ConfigError};
 pub use consumer::{Consumer, ConsumerStats, Handler, Message};
 pub use error::{Error, ProtocolError, Result};
+pub use http_client::{LookupdHttp, NsqdHttp, TopicAction};
 pub use producer::Producer;
