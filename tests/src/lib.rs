@@ -441,3 +441,57 @@ pub fn options_with_lookupds(lookupds: &[&nsqlookupd::Lookupd]) -> Options {
     opts.lookupd_tcp_addresses = lookupds.iter().map(|l| l.tcp_addr().to_string()).collect();
     opts
 }
+
+/// An HTTP answer: status, headers (names lower-cased) and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: not JSON: {:?}", self.body))
+    }
+}
+
+/// One HTTP request to `base` (`http://host:port`), not following redirects,
+/// so that tests see exactly what the daemon answered.
+pub async fn http_request(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: bytes::Bytes,
+) -> Reply {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client");
+    let response = client
+        .request(method, format!("{base}{path}"))
+        .body(body)
+        .send()
+        .await
+        .expect("HTTP request");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.to_str().expect("ASCII").into()))
+        .collect();
+    let body = response.text().await.expect("body");
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

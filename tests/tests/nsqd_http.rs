@@ -15,51 +15,8 @@ const NSQ_HEADER_VALUE: &str = "nsq; version=1.0";
 const JSON: &str = "application/json; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// A status, headers (names lower-cased) and body, from reqwest or a raw socket.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: not JSON: {:?}", self.body))
-    }
-}
-
 async fn send(nsqd: &Nsqd, method: reqwest::Method, path: &str, body: impl Into<Bytes>) -> Reply {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("HTTP client");
-    let response = client
-        .request(method, format!("{}{path}", http_url(nsqd)))
-        .body(body.into())
-        .send()
-        .await
-        .expect("HTTP request");
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| (n.as_str().to_string(), v.to_str().expect("ASCII").into()))
-        .collect();
-    let body = response.text().await.expect("body");
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    http_request(&http_url(nsqd), method, path, body.into()).await
 }
 
 async fn get(nsqd: &Nsqd, path: &str) -> Reply {

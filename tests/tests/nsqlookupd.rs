@@ -3,6 +3,7 @@
 //! captures where there is one), inactivity, tombstones and ephemeral names.
 
 use nsq::protocol::lookup::{LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1};
+use nsq_e2e::{eventually, http_request, Reply};
 use nsqlookupd::{Lookupd, Options};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -126,27 +127,12 @@ impl Peer {
     }
 }
 
-/// A status, headers (names lower-cased) and body.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+/// The V1 error check, on the harness's [`Reply`].
+trait AssertError {
+    fn assert_error(&self, status: u16, message: &str);
 }
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: not JSON: {:?}", self.body))
-    }
-
+impl AssertError for Reply {
     /// A V1 error answer: status, `{"message": ...}` and the V1 header.
     fn assert_error(&self, status: u16, message: &str) {
         assert_eq!(
@@ -159,27 +145,13 @@ impl Reply {
 }
 
 async fn http(lookupd: &Lookupd, method: reqwest::Method, path: &str) -> Reply {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("HTTP client");
-    let response = client
-        .request(method, format!("http://{}{path}", lookupd.http_addr()))
-        .send()
-        .await
-        .expect("HTTP request");
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| (n.as_str().to_string(), v.to_str().expect("ASCII").into()))
-        .collect();
-    let body = response.text().await.expect("body");
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    http_request(
+        &format!("http://{}", lookupd.http_addr()),
+        method,
+        path,
+        bytes::Bytes::new(),
+    )
+    .await
 }
 
 async fn get(lookupd: &Lookupd, path: &str) -> Reply {
@@ -226,22 +198,6 @@ async fn topics(lookupd: &Lookupd) -> Vec<String> {
 async fn channels(lookupd: &Lookupd, topic: &str) -> Vec<String> {
     let path = format!("/channels?topic={}", topic.replace('#', "%23"));
     strings(&get(lookupd, &path).await.json()["channels"])
-}
-
-/// Waits until `check` holds, polling; panics after `PATIENCE`.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// One upstream capture: status, headers (names lower-cased) and body.
