@@ -49,6 +49,8 @@ pub struct Node {
     channel_config: ChannelConfig,
     /// The last disk write error, until a write succeeds again.
     backend_error: Mutex<Option<String>>,
+    /// Whether `backend_error` is set: publishes check this, not the lock.
+    unhealthy: std::sync::atomic::AtomicBool,
     metadata_changed: Notify,
     /// The lookupds this nsqd registers with.
     pub lookup: Lookup,
@@ -144,8 +146,13 @@ impl Node {
             Err(PutError::Backend(e)) => {
                 tracing::error!(topic, error = %e, "publish failed: disk write error");
                 *self.backend_error.lock() = Some(e.to_string());
+                self.unhealthy.store(true, Ordering::Release);
             }
-            Ok(()) if self.backend_error.lock().is_some() => *self.backend_error.lock() = None,
+            // Healthy publishes stay off the node-wide lock.
+            Ok(()) if self.unhealthy.load(Ordering::Acquire) => {
+                *self.backend_error.lock() = None;
+                self.unhealthy.store(false, Ordering::Release);
+            }
             _ => {}
         }
         result
@@ -507,6 +514,7 @@ impl Nsqd {
             log_level_hook,
             channel_config,
             backend_error: Mutex::new(None),
+            unhealthy: std::sync::atomic::AtomicBool::new(false),
             metadata_changed: Notify::new(),
             shutdown: CancellationToken::new(),
             data_dir: data_dir.clone(),
