@@ -10,11 +10,9 @@ use nsq::protocol::lookup::{encode_response, LookupdIdentity, PeerIdentity, MAGI
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 /// Longer than any valid command line (two names of at most 64 bytes).
 const MAX_LINE: usize = 4096;
@@ -22,26 +20,11 @@ const MAX_LINE: usize = 4096;
 const MAX_IDENTIFY_BODY: i32 = 1024 * 1024;
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(handle(state.clone(), stream, addr));
-                }
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!(error = %e, "TCP: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
+    let shutdown = state.shutdown.clone();
+    nsq::daemon::serve_tcp(listener, shutdown, move |stream, addr| {
+        handle(state.clone(), stream, addr)
+    })
+    .await
 }
 
 /// A protocol error: the answer sent before the connection closes.
