@@ -2,6 +2,7 @@
 //! with go-nsq's names, defaults and ranges.
 
 use crate::protocol::IdentifyRequest;
+use crate::tls::TlsClientOptions;
 use std::time::Duration;
 
 /// How a producer or consumer talks to nsqd. Build one with `Config::default()`,
@@ -36,6 +37,15 @@ pub struct Config {
     pub deflate_level: u8,
     /// Largest frame accepted from nsqd in bytes; 0 = no client-side limit.
     pub max_msg_size: u32,
+    /// Ask nsqd to upgrade the connection to TLS (`tls_v1`). nsqd decides:
+    /// without a certificate it stays plain.
+    pub tls_v1: bool,
+    /// How nsqd's certificate is checked and which client certificate is
+    /// shown (`tls_root_ca_file`, `tls_cert`, `tls_key`,
+    /// `tls_insecure_skip_verify`, `tls_min_version`).
+    pub tls: TlsClientOptions,
+    /// Sent with AUTH when nsqd requires it (`auth_secret`).
+    pub auth_secret: Option<Secret>,
 
     /// Messages a consumer has in flight at once, across all its connections.
     pub max_in_flight: u32,
@@ -50,6 +60,8 @@ pub struct Config {
     pub backoff_multiplier: Duration,
     /// ...capped at this.
     pub max_backoff_duration: Duration,
+    /// Whether backoff waits exactly that long or a random part of it.
+    pub backoff_strategy: BackoffStrategy,
     /// How often lookupd is polled (and the slowest reconnect to an nsqd).
     pub lookupd_poll_interval: Duration,
     /// Fraction (0-1) of the poll interval used as random delay before the first poll.
@@ -85,12 +97,16 @@ impl Default for Config {
             deflate: false,
             deflate_level: 6,
             max_msg_size: 0,
+            tls_v1: false,
+            tls: TlsClientOptions::default(),
+            auth_secret: None,
             max_in_flight: 1,
             max_attempts: 5,
             default_requeue_delay: Duration::from_secs(90),
             max_requeue_delay: Duration::from_secs(15 * 60),
             backoff_multiplier: Duration::from_secs(1),
             max_backoff_duration: Duration::from_secs(2 * 60),
+            backoff_strategy: BackoffStrategy::Exponential,
             lookupd_poll_interval: Duration::from_secs(60),
             lookupd_poll_jitter: 0.3,
             lookupd_poll_timeout: Duration::from_secs(60),
@@ -98,6 +114,54 @@ impl Default for Config {
             low_rdy_idle_timeout: Duration::from_secs(10),
             low_rdy_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// How long a consumer backs off at each level (go-nsq's `backoff_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackoffStrategy {
+    /// `backoff_multiplier × 2^level` (`exponential`).
+    #[default]
+    Exponential,
+    /// A random wait below `backoff_multiplier × 2^level` (`full_jitter`), so
+    /// that consumers which failed together do not all retry together.
+    FullJitter,
+}
+
+impl std::str::FromStr for BackoffStrategy {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "" | "exponential" => Ok(BackoffStrategy::Exponential),
+            "full_jitter" => Ok(BackoffStrategy::FullJitter),
+            other => Err(ConfigError {
+                field: "backoff_strategy",
+                problem: format!("{other:?} is not exponential or full_jitter"),
+            }),
+        }
+    }
+}
+
+/// An AUTH secret; `Debug` never shows it, so configs can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(secret: &str) -> Secret {
+        Secret(secret.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Secret {
+        Secret(secret)
     }
 }
 
@@ -154,12 +218,21 @@ const OPTION_NAMES: &[&str] = &[
     "deflate",
     "deflate_level",
     "max_msg_size",
+    "tls_v1",
+    "tls_root_ca_file",
+    "tls_cert",
+    "tls_key",
+    "tls_insecure_skip_verify",
+    "tls_min_version",
+    "tls_server_name",
+    "auth_secret",
     "max_in_flight",
     "max_attempts",
     "default_requeue_delay",
     "max_requeue_delay",
     "backoff_multiplier",
     "max_backoff_duration",
+    "backoff_strategy",
     "lookupd_poll_interval",
     "lookupd_poll_jitter",
     "lookupd_poll_timeout",
@@ -226,6 +299,19 @@ impl Config {
             "max_msg_size" => {
                 self.max_msg_size = u32::try_from(number(value)?).map_err(|e| bad(field, e))?
             }
+            "tls_v1" => self.tls_v1 = parse_bool(value).map_err(|e| bad(field, e))?,
+            "tls_root_ca_file" => self.tls.root_ca_file = Some(value.into()),
+            "tls_cert" => self.tls.cert = Some(value.into()),
+            "tls_key" => self.tls.key = Some(value.into()),
+            "tls_insecure_skip_verify" => {
+                self.tls.insecure_skip_verify = parse_bool(value).map_err(|e| bad(field, e))?
+            }
+            "tls_min_version" => {
+                self.tls.min_version =
+                    crate::tls::TlsVersion::parse(value).map_err(|e| bad(field, e))?
+            }
+            "tls_server_name" => self.tls.server_name = Some(value.to_string()),
+            "auth_secret" => self.auth_secret = Some(value.into()),
             "max_in_flight" => {
                 self.max_in_flight = u32::try_from(number(value)?).map_err(|e| bad(field, e))?
             }
@@ -236,6 +322,7 @@ impl Config {
             "max_requeue_delay" => self.max_requeue_delay = duration()?,
             "backoff_multiplier" => self.backoff_multiplier = duration()?,
             "max_backoff_duration" => self.max_backoff_duration = duration()?,
+            "backoff_strategy" => self.backoff_strategy = value.parse()?,
             "lookupd_poll_interval" => self.lookupd_poll_interval = duration()?,
             "lookupd_poll_jitter" => {
                 self.lookupd_poll_jitter = value.parse().map_err(|e| bad(field, e))?
@@ -342,6 +429,13 @@ impl Config {
             "low_rdy_idle_timeout",
         )?;
         within(self.low_rdy_timeout, MS, 5 * MINUTE, "low_rdy_timeout")?;
+        if self.tls_v1 {
+            // Loads the files now, so that a bad path fails here, not at connect.
+            self.tls.client_config().map_err(|e| ConfigError {
+                field: "tls",
+                problem: e.to_string(),
+            })?;
+        }
         Ok(())
     }
 
@@ -356,7 +450,7 @@ impl Config {
             heartbeat_interval: ms(self.heartbeat_interval),
             output_buffer_size: self.output_buffer_size.map_or(-1, i64::from),
             output_buffer_timeout: ms(self.output_buffer_timeout),
-            tls_v1: false,
+            tls_v1: self.tls_v1,
             snappy: self.snappy,
             deflate: self.deflate,
             deflate_level: self.deflate_level.into(),
@@ -377,6 +471,19 @@ impl Config {
     pub(crate) fn backoff_duration(&self, level: u32) -> Duration {
         self.backoff_multiplier
             .saturating_mul(1u32.checked_shl(level).unwrap_or(u32::MAX))
+    }
+
+    /// How long to back off at `level`: the backoff duration capped at
+    /// `max_backoff_duration`, or with `full_jitter` a random wait below that.
+    pub(crate) fn backoff_wait(&self, level: u32) -> Duration {
+        let ceiling = self.backoff_duration(level).min(self.max_backoff_duration);
+        match self.backoff_strategy {
+            BackoffStrategy::Exponential => ceiling,
+            BackoffStrategy::FullJitter => {
+                let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+                Duration::from_nanos(rand::random_range(0..nanos.max(1)))
+            }
+        }
     }
 }
 
@@ -450,6 +557,29 @@ mod tests {
         assert_eq!(c.requeue_delay(100), Duration::from_secs(900));
         assert_eq!(c.backoff_duration(1), Duration::from_secs(2));
         assert_eq!(c.backoff_duration(3), Duration::from_secs(8));
+        assert_eq!(c.backoff_wait(3), Duration::from_secs(8));
+        assert_eq!(c.backoff_wait(10), Duration::from_secs(120), "capped");
+    }
+
+    #[test]
+    fn full_jitter_waits_a_random_part_of_the_backoff() {
+        let c = Config {
+            backoff_strategy: BackoffStrategy::FullJitter,
+            ..Config::default()
+        };
+        for (level, ceiling) in [(1, 2), (3, 8), (10, 120)] {
+            let ceiling = Duration::from_secs(ceiling);
+            let waits: Vec<Duration> = (0..1000).map(|_| c.backoff_wait(level)).collect();
+            assert!(waits.iter().all(|w| *w < ceiling), "level {level}");
+            // Spread over the whole range, not stuck at one end.
+            assert!(waits.iter().any(|w| *w < ceiling / 4), "level {level}");
+            assert!(waits.iter().any(|w| *w > ceiling * 3 / 4), "level {level}");
+        }
+        let none = Config {
+            backoff_multiplier: Duration::ZERO,
+            ..c
+        };
+        assert_eq!(none.backoff_wait(2), Duration::ZERO);
     }
 }
 
@@ -465,6 +595,7 @@ mod option_tests {
             "lookupd_poll_interval,15s",
             "heartbeat_interval,-1",
             "snappy,true",
+            "backoff_strategy,full_jitter",
         ])
         .unwrap();
         assert_eq!(
@@ -472,7 +603,35 @@ mod option_tests {
             (50, Duration::from_secs(15))
         );
         assert_eq!((c.heartbeat_interval, c.snappy), (None, true));
+        assert_eq!(c.backoff_strategy, BackoffStrategy::FullJitter);
+        c.set("backoff_strategy", "exponential").unwrap();
+        assert_eq!(c.backoff_strategy, BackoffStrategy::Exponential);
+        let err = c.set("backoff_strategy", "linear").unwrap_err();
+        assert_eq!(err.field, "backoff_strategy");
         assert!(c.apply_options(["no_such_option,1"]).is_err());
+        let mut c = Config::default();
+        c.apply_options([
+            "tls_v1,true",
+            "tls_insecure_skip_verify,true",
+            "tls_min_version,tls1.3",
+            "auth_secret,hunter2",
+        ])
+        .unwrap();
+        assert!(c.tls_v1 && c.tls.insecure_skip_verify && c.identify().tls_v1);
+        assert_eq!(c.tls.min_version, crate::tls::TlsVersion::Tls13);
+        assert_eq!(c.auth_secret, Some(Secret("hunter2".into())));
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "secrets stay out of logs"
+        );
+        assert!(c.apply_options(["tls_min_version,tls9"]).is_err());
+        let err = c
+            .apply_options([
+                "tls_root_ca_file,/nonexistent/ca.pem",
+                "tls_insecure_skip_verify,false",
+            ])
+            .unwrap_err();
+        assert_eq!(err.field, "tls");
         assert!(c.apply_options(["max_in_flight"]).is_err());
         assert!(c.apply_options(["max_in_flight,lots"]).is_err());
     }

@@ -1,6 +1,6 @@
 //! One TCP connection to nsqd: the handshake (magic, IDENTIFY with feature
-//! negotiation, compression upgrades) and the two halves that read frames and
-//! write commands, each through the negotiated compression layer.
+//! negotiation, the TLS upgrade, compression on top, AUTH) and the two halves
+//! that read frames and write commands, each through the negotiated layers.
 
 use crate::config::Config;
 use crate::error::{Error, ProtocolError, Result};
@@ -14,13 +14,60 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// The read half: plain TCP, or TLS after IDENTIFY's upgrade. An enum keeps
+/// the plain path as direct as before (one branch per read).
+enum ReadStream {
+    Plain(OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<TlsStream>),
+}
+
+impl ReadStream {
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            ReadStream::Plain(r) => r.read_buf(buf).await,
+            ReadStream::Tls(r) => r.read_buf(buf).await,
+        }
+    }
+}
+
+enum WriteStream {
+    Plain(OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<TlsStream>),
+}
+
+impl WriteStream {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            WriteStream::Plain(w) => w.write_all(bytes).await,
+            // rustls may hold records back until flushed.
+            WriteStream::Tls(w) => {
+                w.write_all(bytes).await?;
+                w.flush().await
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            WriteStream::Plain(w) => w.shutdown().await,
+            WriteStream::Tls(w) => w.shutdown().await,
+        }
+    }
+}
+
 /// How much plain text one decompression step may produce before we look for a frame.
 const DECODE_STEP: usize = 256 * 1024;
+/// The read buffer's size. Frames share it until they are dropped, and once
+/// it is full the next one is this size again: at high rates a read brings
+/// hundreds of frames.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Reads frames, decompressing if negotiated.
 pub(crate) struct FrameReader {
     addr: String,
-    stream: OwnedReadHalf,
+    stream: ReadStream,
     /// Compressed bytes not yet decoded (only with a decoder).
     raw: BytesMut,
     /// Plain bytes not yet framed.
@@ -111,7 +158,7 @@ impl FrameReader {
 /// Buffers commands and writes them, compressed if negotiated.
 pub(crate) struct FrameWriter {
     addr: String,
-    stream: OwnedWriteHalf,
+    stream: WriteStream,
     plain: BytesMut,
     wire: BytesMut,
     encoder: Option<Encoder>,
@@ -124,8 +171,9 @@ impl FrameWriter {
         cmd.encode(&mut self.plain);
     }
 
-    pub(crate) fn has_pending(&self) -> bool {
-        !self.plain.is_empty()
+    /// Adds commands encoded elsewhere to the next flush.
+    pub(crate) fn push_encoded(&mut self, commands: &[u8]) {
+        self.plain.extend_from_slice(commands);
     }
 
     /// Writes everything pushed so far.
@@ -193,9 +241,9 @@ impl Connection {
         let mut conn = Connection {
             reader: FrameReader {
                 addr: addr.to_string(),
-                stream: read,
+                stream: ReadStream::Plain(read),
                 raw: BytesMut::new(),
-                plain: BytesMut::with_capacity(16 * 1024),
+                plain: BytesMut::with_capacity(READ_CHUNK),
                 decoder: None,
                 max_frame: match config.max_msg_size {
                     0 => usize::MAX,
@@ -204,7 +252,7 @@ impl Connection {
             },
             writer: FrameWriter {
                 addr: addr.to_string(),
-                stream: write,
+                stream: WriteStream::Plain(write),
                 plain: BytesMut::with_capacity(16 * 1024),
                 wire: BytesMut::new(),
                 encoder: None,
@@ -224,13 +272,19 @@ impl Connection {
                 what: format!("IDENTIFY response is not JSON: {e}"),
             })?;
         }
-        if conn.identity.auth_required {
-            return Err(Error::Usage(
-                "nsqd requires AUTH, which this client does not support yet",
-            ));
+        if config.tls_v1 {
+            if !conn.identity.tls_v1 {
+                // go-nsq would carry on in plain text; we do not downgrade silently.
+                return Err(Error::Tls {
+                    addr: addr.to_string(),
+                    message: "nsqd did not agree to TLS (does it have a certificate?)".into(),
+                });
+            }
+            conn = conn.upgrade_tls(config).await?;
+            conn.expect_ok(config).await?;
         }
-        // nsqd switches its side right after the IDENTIFY response, so the
-        // OK that confirms an upgrade already comes compressed.
+        // nsqd switches its side right after the IDENTIFY response (or the
+        // TLS OK), so the OK that confirms compression already comes compressed.
         if conn.identity.snappy {
             conn.reader.decompress(Decoder::snappy());
             conn.writer.encoder = Some(Encoder::snappy());
@@ -241,7 +295,96 @@ impl Connection {
             conn.writer.encoder = Some(Encoder::deflate(level));
             conn.expect_ok(config).await?;
         }
+        if conn.identity.auth_required {
+            conn.auth(config).await?;
+        }
         Ok(conn)
+    }
+
+    /// The client side of the TLS handshake, right after the IDENTIFY answer.
+    async fn upgrade_tls(self, config: &Config) -> Result<Connection> {
+        let Connection {
+            reader,
+            writer,
+            identity,
+        } = self;
+        let addr = reader.addr.clone();
+        let failed = |message: String| Error::Tls {
+            addr: addr.clone(),
+            message,
+        };
+        if !reader.plain.is_empty() {
+            return Err(failed("nsqd sent data before the TLS handshake".into()));
+        }
+        let (ReadStream::Plain(read), WriteStream::Plain(write)) = (reader.stream, writer.stream)
+        else {
+            return Err(failed("connection is already TLS".into()));
+        };
+        let tcp = read.reunite(write).map_err(|e| failed(e.to_string()))?;
+        let tls_config = config
+            .tls
+            .client_config()
+            .map_err(|e| failed(e.to_string()))?;
+        let name = config
+            .tls
+            .server_name_for(&addr)
+            .map_err(|e| failed(e.to_string()))?;
+        let handshake = tokio_rustls::TlsConnector::from(tls_config).connect(name, tcp);
+        let stream = match tokio::time::timeout(config.read_timeout, handshake).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(failed(e.to_string())),
+            Err(_) => {
+                return Err(Error::Timeout {
+                    addr,
+                    what: "TLS handshake",
+                })
+            }
+        };
+        let (read, write) = tokio::io::split(stream);
+        Ok(Connection {
+            reader: FrameReader {
+                stream: ReadStream::Tls(read),
+                ..reader
+            },
+            writer: FrameWriter {
+                stream: WriteStream::Tls(write),
+                ..writer
+            },
+            identity,
+        })
+    }
+
+    /// AUTH with the configured secret; nsqd answers with who we are to it.
+    async fn auth(&mut self, config: &Config) -> Result<()> {
+        let Some(secret) = &config.auth_secret else {
+            return Err(Error::Usage(
+                "nsqd requires AUTH: set Config::auth_secret (auth_secret)",
+            ));
+        };
+        self.writer
+            .send(&Command::Auth(Bytes::copy_from_slice(secret.0.as_bytes())))
+            .await?;
+        let answer = self.expect_response(config).await?;
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct AuthResponse {
+            identity: String,
+            identity_url: String,
+            permission_count: i64,
+        }
+        let granted: AuthResponse =
+            serde_json::from_slice(&answer).map_err(|e| Error::Unexpected {
+                addr: self.reader.addr.clone(),
+                what: format!("AUTH response is not JSON: {e}"),
+            })?;
+        tracing::debug!(
+            addr = %self.reader.addr,
+            identity = %granted.identity,
+            identity_url = %granted.identity_url,
+            permissions = granted.permission_count,
+            "AUTH accepted"
+        );
+        Ok(())
     }
 
     /// Sends SUB and waits for its OK.

@@ -95,28 +95,88 @@ impl Write for Prefixed {
     }
 }
 
+/// Connections the kernel may queue for `accept`; Linux caps it at
+/// `net.core.somaxconn`, as Go's listeners use.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener on `addr` (`host:port`) with a deep accept queue.
+/// Rust's standard library asks for 128: a burst of connects past that, say
+/// from a crowd of hostile clients, has SYNs dropped and the good clients
+/// behind them retried a second or more later.
+pub async fn listen_tcp(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As std does on Unix: a restarted daemon can bind at once.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "address resolved to nothing",
+        )
+    }))
+}
+
 /// Accepts TCP connections until `shutdown`, running `handle` on each (with
 /// Nagle off), then waits for the connections still open to finish.
+///
+/// With `max_connections` above 0, a connection that would exceed that many
+/// open ones is closed as soon as it is accepted, before a byte is read, so
+/// a flood of idle or hostile peers cannot exhaust file descriptors or memory.
+/// One warning says so, then at most one per [`WARN_INTERVAL`] while refusals go on.
 pub async fn serve_tcp<F, Fut>(
     listener: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
+    max_connections: usize,
     handle: F,
 ) where
     F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let slots = (max_connections > 0)
+        .then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections)));
+    let mut refusals = Throttle::default();
+    let mut failures = Throttle::default();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(handle(stream, peer));
+                    let slot = slots.as_ref().map(|s| s.clone().try_acquire_owned().ok());
+                    if let Some(None) = slot {
+                        drop(stream);
+                        if let Some(refused) = refusals.tick() {
+                            tracing::warn!(
+                                max_connections,
+                                refused,
+                                client = %peer,
+                                "TCP: connection limit reached (--max-tcp-connections); closing new connections until open ones close"
+                            );
+                        }
+                    } else {
+                        let _ = stream.set_nodelay(true);
+                        let connection = handle(stream, peer);
+                        connections.spawn(async move {
+                            connection.await;
+                            drop(slot);
+                        });
+                    }
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!(error = %e, "TCP: accept failed");
+                    if let Some(failed) = failures.tick() {
+                        tracing::warn!(error = %e, failed, "TCP: accept failed");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -125,4 +185,94 @@ pub async fn serve_tcp<F, Fut>(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// The shortest time between two warnings about the same recurring event.
+pub const WARN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Counts a recurring event and says when it deserves a log line again.
+#[derive(Default)]
+struct Throttle {
+    last: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl Throttle {
+    /// Records one event; returns how many happened since the last line
+    /// (this one included) when a new line is due.
+    fn tick(&mut self) -> Option<u64> {
+        self.count += 1;
+        if self.last.is_some_and(|last| last.elapsed() < WARN_INTERVAL) {
+            return None;
+        }
+        self.last = Some(std::time::Instant::now());
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// An echo server limited to two connections.
+    async fn limited_echo() -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(serve_tcp(
+            listener,
+            shutdown.clone(),
+            2,
+            |mut s, _| async move {
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    let _ = s.write_all(&buf[..n]).await;
+                }
+            },
+        ));
+        (addr, shutdown)
+    }
+
+    async fn echoes(conn: &mut TcpStream) -> bool {
+        if conn.write_all(b"x").await.is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        matches!(conn.read(&mut byte).await, Ok(1))
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_until_one_leaves() {
+        let (addr, shutdown) = limited_echo().await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        assert!(echoes(&mut first).await && echoes(&mut second).await);
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert!(!echoes(&mut third).await, "a third connection is closed");
+        drop(first);
+        // The slot frees once the server has seen the close.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mut again = TcpStream::connect(addr).await.unwrap();
+            if echoes(&mut again).await {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "slot never freed");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(echoes(&mut second).await);
+        shutdown.cancel();
+    }
+
+    #[test]
+    fn throttle_reports_once_per_interval_with_the_count() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.tick(), Some(1));
+        assert_eq!(throttle.tick(), None);
+        assert_eq!(throttle.tick(), None);
+        throttle.last = Some(std::time::Instant::now() - WARN_INTERVAL);
+        assert_eq!(throttle.tick(), Some(3));
+    }
 }

@@ -72,6 +72,9 @@ pub enum Error {
     /// nsqd broke the protocol in a way that is not a malformed frame.
     #[error("{addr}: unexpected response: {what}")]
     Unexpected { addr: String, what: String },
+    /// The TLS upgrade failed: a bad setting, or the handshake itself.
+    #[error("TLS with {addr}: {message}")]
+    Tls { addr: String, message: String },
     #[error("{what} to {addr} timed out")]
     Timeout { addr: String, what: &'static str },
     /// The connection closed before nsqd answered.

@@ -370,7 +370,7 @@ pub async fn read_limited(mut body: Body, limit: usize) -> Result<bytes::Bytes, 
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))?;
         if let Ok(data) = frame.into_data() {
-            let room = limit + 1 - buf.len();
+            let room = limit.saturating_add(1) - buf.len();
             buf.extend_from_slice(&data[..data.len().min(room)]);
             if buf.len() > limit {
                 break;

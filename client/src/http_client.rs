@@ -20,19 +20,62 @@ struct Http {
     client: reqwest::Client,
 }
 
+/// Connections and timeouts shared by any number of typed clients: one pool
+/// serves every nsqd and nsqlookupd a program talks to. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct HttpPool(reqwest::Client);
+
+impl HttpPool {
+    /// `connect` bounds establishing a connection, `request` the whole exchange
+    /// (upstream's `--http-client-connect-timeout` and `--http-client-request-timeout`).
+    pub fn new(connect: Duration, request: Duration) -> HttpPool {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .timeout(request)
+            .build()
+            .expect("HTTP client");
+        HttpPool(client)
+    }
+}
+
+impl HttpPool {
+    /// As [`HttpPool::new`], for `https://` servers signed by a custom CA or
+    /// that ask for a client certificate.
+    pub fn with_tls(
+        connect: Duration,
+        request: Duration,
+        tls: &crate::tls::TlsClientOptions,
+    ) -> std::result::Result<HttpPool, crate::tls::TlsError> {
+        let config = tls.client_config()?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .timeout(request)
+            .use_preconfigured_tls((*config).clone())
+            .build()
+            .map_err(|e| crate::tls::TlsError(format!("HTTP client: {e}")))?;
+        Ok(HttpPool(client))
+    }
+}
+
+impl Default for HttpPool {
+    /// Upstream's defaults: 2 s to connect, 5 s per request.
+    fn default() -> HttpPool {
+        HttpPool::new(Duration::from_secs(2), Duration::from_secs(5))
+    }
+}
+
 impl Http {
     /// `addr` is `host:port` or a full `http(s)://` URL.
-    fn new(addr: &str, timeout: Duration) -> Http {
+    fn new(addr: &str, pool: &HttpPool) -> Http {
         let base = if addr.contains("://") {
             addr.trim_end_matches('/').to_string()
         } else {
             format!("http://{addr}")
         };
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .expect("HTTP client");
-        Http { base, client }
+        Http {
+            base,
+            client: pool.0.clone(),
+        }
     }
 
     async fn send(
@@ -42,15 +85,47 @@ impl Http {
         query: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> Result<Bytes> {
-        let url = format!("{}{path}", self.base);
+        let mut url = format!("{}{path}", self.base);
+        let (mut status, mut bytes) = self
+            .exchange(method.clone(), &url, query, body.clone())
+            .await?;
+        // nsqd with `--tls-required` refuses plain HTTP and names its HTTPS
+        // port; upstream's clients retry there, and so do we.
+        if let Some(https) = tls_required_redirect(&url, status, &bytes) {
+            url = https;
+            (status, bytes) = self.exchange(method, &url, query, body).await?;
+        }
         let failed = |status: Option<u16>, message: String| Error::Http {
             url: url.clone(),
             status,
             message,
         };
+        if !status.is_success() {
+            // Upstream's errors are `{"message":"TOPIC_NOT_FOUND"}`.
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(failed(Some(status.as_u16()), message));
+        }
+        Ok(bytes)
+    }
+
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<(reqwest::StatusCode, Bytes)> {
+        let failed = |status: Option<u16>, message: String| Error::Http {
+            url: url.to_string(),
+            status,
+            message,
+        };
         let mut request = self
             .client
-            .request(method, &url)
+            .request(method, url)
             .query(query)
             .header("Accept", ACCEPT_V1);
         if let Some(body) = body {
@@ -65,15 +140,7 @@ impl Http {
             .bytes()
             .await
             .map_err(|e| failed(Some(status.as_u16()), e.to_string()))?;
-        if !status.is_success() {
-            // Upstream's errors are `{"message":"TOPIC_NOT_FOUND"}`.
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(failed(Some(status.as_u16()), message));
-        }
-        Ok(bytes)
+        Ok((status, bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
@@ -92,6 +159,28 @@ impl Http {
     }
 }
 
+/// The `https://` form of `url` when a plain-HTTP answer is nsqd's 403
+/// `{"message": "TLS_REQUIRED", "https_port": N}`.
+fn tls_required_redirect(url: &str, status: reqwest::StatusCode, body: &[u8]) -> Option<String> {
+    if status != reqwest::StatusCode::FORBIDDEN {
+        return None;
+    }
+    let rest = url.strip_prefix("http://")?;
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if answer["message"] != "TLS_REQUIRED" {
+        return None;
+    }
+    let port = answer["https_port"]
+        .as_u64()
+        .filter(|p| (1..=65535).contains(p))?;
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = match authority.rsplit_once(':') {
+        Some((host, _)) => host,
+        None => authority,
+    };
+    Some(format!("https://{host}:{port}{tail}"))
+}
+
 /// nsqd's HTTP API (default port 4151).
 #[derive(Debug, Clone)]
 pub struct NsqdHttp(Http);
@@ -99,7 +188,17 @@ pub struct NsqdHttp(Http);
 impl NsqdHttp {
     /// `addr` is `host:port` or a URL; requests time out after five seconds.
     pub fn new(addr: &str) -> NsqdHttp {
-        NsqdHttp(Http::new(addr, Duration::from_secs(5)))
+        NsqdHttp::with_pool(addr, &HttpPool::default())
+    }
+
+    /// A client that shares `pool`'s connections and timeouts.
+    pub fn with_pool(addr: &str, pool: &HttpPool) -> NsqdHttp {
+        NsqdHttp(Http::new(addr, pool))
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.0.base
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -233,7 +332,22 @@ pub struct LookupdHttp(Http);
 impl LookupdHttp {
     /// `addr` is `host:port` or a URL; requests time out after five seconds.
     pub fn new(addr: &str) -> LookupdHttp {
-        LookupdHttp(Http::new(addr, Duration::from_secs(5)))
+        LookupdHttp::with_pool(addr, &HttpPool::default())
+    }
+
+    /// A client that shares `pool`'s connections and timeouts.
+    pub fn with_pool(addr: &str, pool: &HttpPool) -> LookupdHttp {
+        LookupdHttp(Http::new(addr, pool))
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.0.base
+    }
+
+    /// nsqlookupd's `/info` (its version).
+    pub async fn info(&self) -> Result<crate::api::LookupdInfo> {
+        self.0.get("/info", &[]).await
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -264,6 +378,13 @@ impl LookupdHttp {
 
     pub async fn nodes(&self) -> Result<NodesResponse> {
         self.0.get("/nodes", &[]).await
+    }
+
+    /// `/debug`: every registration and its producers, keyed `category:key:subkey`.
+    pub async fn debug(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<crate::api::DebugPeer>>> {
+        self.0.get("/debug", &[]).await
     }
 
     pub async fn create_topic(&self, topic: &str) -> Result<()> {
@@ -307,5 +428,46 @@ impl LookupdHttp {
                 None,
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_tls_required_to_the_https_port() {
+        let forbidden = reqwest::StatusCode::FORBIDDEN;
+        let body = br#"{"message": "TLS_REQUIRED", "https_port": 4152}"#;
+        assert_eq!(
+            tls_required_redirect("http://10.0.0.7:4151/stats", forbidden, body).as_deref(),
+            Some("https://10.0.0.7:4152/stats")
+        );
+        assert_eq!(
+            tls_required_redirect("http://[::1]:4151/pub", forbidden, body).as_deref(),
+            Some("https://[::1]:4152/pub")
+        );
+        // Only that answer, only from plain HTTP, only with a usable port.
+        for (url, status, body) in [
+            ("https://h:4152/stats", forbidden, &body[..]),
+            ("http://h:4151/stats", reqwest::StatusCode::OK, &body[..]),
+            (
+                "http://h:4151/stats",
+                forbidden,
+                br#"{"message":"FORBIDDEN"}"#,
+            ),
+            (
+                "http://h:4151/stats",
+                forbidden,
+                br#"{"message":"TLS_REQUIRED","https_port":0}"#,
+            ),
+            ("http://h:4151/stats", forbidden, b"not json"),
+        ] {
+            assert_eq!(
+                tls_required_redirect(url, status, body),
+                None,
+                "{url} {status}"
+            );
+        }
     }
 }

@@ -75,9 +75,10 @@ pub mod http_api;
 pub mod http_client;
 pub mod producer;
 pub mod protocol;
+pub mod tls;
 
 pub use config::{Config, ConfigError};
 pub use consumer::{Consumer, ConsumerStats, Handler, Message};
 pub use error::{Error, ProtocolError, Result};
-pub use http_client::{LookupdHttp, NsqdHttp, TopicAction};
+pub use http_client::{HttpPool, LookupdHttp, NsqdHttp, TopicAction};
 pub use producer::Producer;

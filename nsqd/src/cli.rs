@@ -1,7 +1,7 @@
 //! nsqd's command line: upstream's flag names and defaults, Go syntax
 //! (`-flag=value`, `--flag`, durations like `1m30s`) and a TOML `--config`.
 
-use crate::options::{LogLevel, Options};
+use crate::options::{LogLevel, Options, TlsRequired, TlsVersion};
 use clap::Parser;
 use nsq::flags::{parse_bool, parse_duration, parse_log_level, ConfigKeys};
 use std::ffi::OsString;
@@ -54,6 +54,51 @@ pub struct Args {
     /// nsqlookupd TCP address to register with; repeatable.
     #[arg(long = "lookupd-tcp-address")]
     pub lookupd_tcp_addresses: Vec<String>,
+    /// <addr>:<port> to listen on for HTTPS clients (only with --tls-cert).
+    #[arg(long, default_value = "0.0.0.0:4152")]
+    pub https_address: String,
+
+    /// Auth server to ask about AUTH secrets: <addr>:<port> or a full URL; repeatable.
+    #[arg(long = "auth-http-address")]
+    pub auth_http_addresses: Vec<String>,
+    /// Timeout for connecting to auth servers and lookupds' HTTP APIs.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub http_client_connect_timeout: Duration,
+    /// Timeout for a whole request to auth servers and lookupds' HTTP APIs.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub http_client_request_timeout: Duration,
+
+    /// Path to the PEM certificate of the TLS side of TCP and HTTPS.
+    #[arg(long, default_value = "")]
+    pub tls_cert: String,
+    /// Path to the PEM private key of --tls-cert.
+    #[arg(long, default_value = "")]
+    pub tls_key: String,
+    /// Client certificate policy: require or require-verify (implies --tls-required).
+    #[arg(long, default_value = "")]
+    pub tls_client_auth_policy: String,
+    /// Path to PEM CA certificates that verify client certificates and auth servers.
+    #[arg(long, default_value = "")]
+    pub tls_root_ca_file: String,
+    /// Require TLS of TCP clients (true), of TCP clients only (tcp-https), or not (false).
+    #[arg(long, value_parser = TlsRequired::parse, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub tls_required: TlsRequired,
+    /// Lowest TLS version: tls1.0, tls1.1, tls1.2 or tls1.3 (below tls1.2 means tls1.2).
+    #[arg(long, default_value = "tls1.0", value_parser = parse_tls_version)]
+    pub tls_min_version: TlsVersion,
+
+    /// Connect to every lookupd with TLS (ours; nsqlookupd's --tcp-tls-address).
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub lookupd_tls: bool,
+    /// Path to PEM CA certificates that verify lookupds (default: the system's).
+    #[arg(long, default_value = "")]
+    pub lookupd_tls_root_ca_file: String,
+    /// Path to a PEM client certificate shown to lookupds that require one.
+    #[arg(long, default_value = "")]
+    pub lookupd_tls_cert: String,
+    /// Path to the PEM private key of --lookupd-tls-cert.
+    #[arg(long, default_value = "")]
+    pub lookupd_tls_key: String,
 
     /// Directory for disk queues and metadata (default: the working directory).
     #[arg(long, default_value = "")]
@@ -113,6 +158,9 @@ pub struct Args {
     /// Most consumers per channel; 0 means no limit.
     #[arg(long, default_value_t = 0)]
     pub max_channel_consumers: i64,
+    /// Most open TCP connections; more are closed at once. 0 means no limit.
+    #[arg(long, default_value_t = 0)]
+    pub max_tcp_connections: usize,
 
     /// Latency quantile to report, in (0,1]; repeatable or comma-separated.
     #[arg(long = "e2e-processing-latency-percentile", value_delimiter = ',')]
@@ -160,6 +208,7 @@ pub const CONFIG_KEYS: ConfigKeys<'static> = ConfigKeys {
             "e2e-processing-latency-percentile",
         ),
         ("nsqlookupd_tcp_addresses", "lookupd-tcp-address"),
+        ("auth_http_addresses", "auth-http-address"),
     ],
     durations: &[
         "sync-timeout",
@@ -172,8 +221,14 @@ pub const CONFIG_KEYS: ConfigKeys<'static> = ConfigKeys {
         "output-buffer-timeout",
         "e2e-processing-latency-window-time",
         "statsd-interval",
+        "http-client-connect-timeout",
+        "http-client-request-timeout",
     ],
 };
+
+fn parse_tls_version(text: &str) -> Result<TlsVersion, String> {
+    TlsVersion::parse(text).map_err(|e| e.to_string())
+}
 
 impl Args {
     /// Parses a command line (with the program name first).
@@ -200,6 +255,20 @@ impl Args {
             broadcast_tcp_port: self.broadcast_tcp_port,
             broadcast_http_port: self.broadcast_http_port,
             lookupd_tcp_addresses: self.lookupd_tcp_addresses,
+            https_address: self.https_address,
+            auth_http_addresses: self.auth_http_addresses,
+            http_client_connect_timeout: self.http_client_connect_timeout,
+            http_client_request_timeout: self.http_client_request_timeout,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_client_auth_policy: self.tls_client_auth_policy,
+            tls_root_ca_file: self.tls_root_ca_file,
+            tls_required: self.tls_required,
+            tls_min_version: self.tls_min_version,
+            lookupd_tls: self.lookupd_tls,
+            lookupd_tls_root_ca_file: self.lookupd_tls_root_ca_file,
+            lookupd_tls_cert: self.lookupd_tls_cert,
+            lookupd_tls_key: self.lookupd_tls_key,
             data_path: self.data_path.into(),
             mem_queue_size: self.mem_queue_size,
             max_bytes_per_file: self.max_bytes_per_file,
@@ -217,6 +286,7 @@ impl Args {
             min_output_buffer_timeout: self.min_output_buffer_timeout,
             output_buffer_timeout: self.output_buffer_timeout,
             max_channel_consumers: self.max_channel_consumers,
+            max_tcp_connections: self.max_tcp_connections,
             e2e_processing_latency_percentiles: self.e2e_processing_latency_percentiles,
             e2e_processing_latency_window_time: self.e2e_processing_latency_window_time,
             statsd_address: self.statsd_address,
@@ -275,7 +345,7 @@ mod tests {
         let path = dir.join("nsqd.cfg");
         std::fs::write(
             &path,
-            "mem_queue_size = 5\nmsg_timeout = \"2s\"\nmax_req_timeout = 1500\ntcp_address = \"127.0.0.1:1\"\nid = 9\ne2e_processing_latency_percentiles = [0.5, 0.9]\nstatsd_prefix = \"x\"\nstatsd_interval = \"5s\"\ntls_cert = \"c.pem\"\n",
+            "mem_queue_size = 5\nmsg_timeout = \"2s\"\nmax_req_timeout = 1500\ntcp_address = \"127.0.0.1:1\"\nid = 9\ne2e_processing_latency_percentiles = [0.5, 0.9]\nstatsd_prefix = \"x\"\nstatsd_interval = \"5s\"\ntls_cert = \"c.pem\"\ntls_required = \"tcp-https\"\ntls_min_version = \"tls1.2\"\nauth_http_addresses = [\"a:1\", \"b:2\"]\nno_such_key = 1\n",
         )
         .unwrap();
         let argv = [
@@ -293,7 +363,41 @@ mod tests {
         assert_eq!(opts.e2e_processing_latency_percentiles, vec![0.5, 0.9]);
         assert_eq!(opts.statsd_prefix, "x");
         assert_eq!(opts.statsd_interval, Duration::from_secs(5));
-        assert_eq!(ignored, vec!["tls_cert".to_string()]);
+        assert_eq!(opts.tls_cert, "c.pem");
+        assert_eq!(opts.tls_required, TlsRequired::ExceptHttp);
+        assert_eq!(opts.tls_min_version, TlsVersion::Tls12);
+        assert_eq!(opts.auth_http_addresses, ["a:1", "b:2"]);
+        assert_eq!(ignored, vec!["no_such_key".to_string()]);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn tls_and_auth_flags_as_upstream_spells_them() {
+        let opts = parse(&[
+            "--tls-required",
+            "--tls-min-version=TLS1.3",
+            "-auth-http-address=127.0.0.1:4181",
+            "--auth-http-address=https://auth.internal/auth",
+            "--http-client-request-timeout=3s",
+        ]);
+        assert_eq!(opts.tls_required, TlsRequired::Yes);
+        assert_eq!(opts.tls_min_version, TlsVersion::Tls13);
+        assert_eq!(
+            opts.auth_http_addresses,
+            ["127.0.0.1:4181", "https://auth.internal/auth"]
+        );
+        assert_eq!(opts.http_client_request_timeout, Duration::from_secs(3));
+        assert_eq!(
+            parse(&["-tls-required=tcp-https"]).tls_required,
+            TlsRequired::ExceptHttp
+        );
+        assert_eq!(parse(&["--tls-required=0"]).tls_required, TlsRequired::No);
+        let defaults = parse(&[]);
+        assert_eq!(defaults.tls_min_version.go_number(), 769);
+        assert_eq!(defaults.https_address, "0.0.0.0:4152");
+        let refused =
+            |arg: &str| Args::parse_from_os(["nsqd", arg].iter().map(OsString::from)).is_err();
+        assert!(refused("--tls-min-version=tls2.0"));
+        assert!(refused("--tls-required=sometimes"));
     }
 }

@@ -1,9 +1,12 @@
 //! What nsqd knows about one TCP connection, shared between its reader, its
 //! message pump, its channel and `/stats`.
 
+use crate::auth::AuthState;
 use nsq::api::{ClientStats, PubCount};
+use nsq::tls::SessionInfo;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +51,10 @@ pub struct Client {
     pub wake: Notify,
     /// Fires when the connection must close (shutdown, channel deleted).
     pub close: CancellationToken,
+    /// The TLS session, once IDENTIFY has upgraded the connection.
+    pub tls: OnceLock<SessionInfo>,
+    /// What the auth server allows, after AUTH (refreshed when it expires).
+    pub auth: Mutex<Option<Arc<AuthState>>>,
 }
 
 impl Client {
@@ -66,6 +73,8 @@ impl Client {
             pub_counts: Mutex::new(Vec::new()),
             wake: Notify::new(),
             close: CancellationToken::new(),
+            tls: OnceLock::new(),
+            auth: Mutex::new(None),
         }
     }
 
@@ -113,6 +122,8 @@ impl Client {
             .filter(|c| topic_filter.is_empty() || c.topic == topic_filter)
             .cloned()
             .collect();
+        let auth = self.auth.lock().clone();
+        let tls = self.tls.get().cloned().unwrap_or_default();
         ClientStats {
             client_id: s.client_id,
             hostname: s.hostname,
@@ -130,7 +141,19 @@ impl Client {
             snappy: s.snappy,
             user_agent: s.user_agent,
             pub_counts,
-            ..ClientStats::default()
+            authed: auth.as_ref().is_some_and(|a| a.has_authorizations()),
+            auth_identity: auth
+                .as_ref()
+                .map(|a| a.identity.clone())
+                .unwrap_or_default(),
+            auth_identity_url: auth.map(|a| a.identity_url.clone()).unwrap_or_default(),
+            tls: self.tls.get().is_some(),
+            tls_cipher_suite: tls.cipher_suite,
+            tls_version: tls.version,
+            tls_negotiated_protocol: tls.negotiated_protocol,
+            // Go reports true for every TLS connection (the field is deprecated there).
+            tls_negotiated_protocol_is_mutual: self.tls.get().is_some(),
+            tls_client_cert_common_name: tls.peer_common_name,
         }
     }
 }

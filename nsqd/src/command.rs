@@ -219,7 +219,7 @@ pub fn parse(
                 return Err(bad_body(format!("MPUB invalid message count {count}")));
             }
             if buf.len() < body_at + 4 + len as usize {
-                buf.reserve(body_at + 4 + len as usize - buf.len());
+                reserve_toward(buf, body_at + 4 + len as usize);
                 return Ok(None);
             }
             check_mpub_records(&buf[body_at + 8..body_at + 4 + len as usize], count, limits)?;
@@ -319,12 +319,19 @@ fn peek_len(buf: &BytesMut, at: usize) -> Option<i32> {
 fn take_body(buf: &mut BytesMut, body_at: usize, len: i32) -> Option<Bytes> {
     let end = body_at + 4 + len as usize;
     if buf.len() < end {
-        buf.reserve(end - buf.len());
+        reserve_toward(buf, end);
         return None;
     }
     let body = Bytes::copy_from_slice(&buf[body_at + 4..end]);
     buf.advance(end);
     Some(body)
+}
+
+/// Makes room for a body still arriving, at most doubling the buffer: memory
+/// follows the bytes a client has sent, not the size it claims (a valid
+/// 5 MiB MPUB header alone must not cost 5 MiB per connection).
+fn reserve_toward(buf: &mut BytesMut, end: usize) {
+    buf.reserve((end - buf.len()).min(buf.len().max(16 * 1024)));
 }
 
 /// Upstream's digits-only number parser: no sign, no spaces; an empty string

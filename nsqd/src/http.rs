@@ -3,7 +3,7 @@
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
 use crate::node::{Node, VERSION};
-use crate::options::LogLevel;
+use crate::options::{LogLevel, TlsRequired};
 use crate::queue::Item;
 use crate::stats;
 use axum::body::{Body, Bytes};
@@ -20,14 +20,56 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
-    let app = Router::new().fallback(route).with_state(node.clone());
+    serve_on(node, listener, false).await
+}
+
+/// The same API over TLS (`--https-address`).
+pub async fn serve_https(node: Arc<Node>, listener: nsq::tls::HttpsListener) {
+    serve_on(node, listener, true).await
+}
+
+/// What a request handler knows: the node, and whether it came over HTTPS.
+#[derive(Clone)]
+struct Served {
+    node: Arc<Node>,
+    https: bool,
+}
+
+async fn serve_on<L>(node: Arc<Node>, listener: L, https: bool)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let app = Router::new().fallback(route).with_state(Served {
+        node: node.clone(),
+        https,
+    });
     let shutdown = node.shutdown.clone();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
     {
-        tracing::error!(error = %e, "HTTP server failed");
+        tracing::error!(error = %e, https, "HTTP server failed");
     }
+}
+
+/// With `--tls-required=true`, plain HTTP refuses every request and points
+/// at the HTTPS port, in upstream's words and spacing.
+fn tls_required(node: &Node) -> Response {
+    let port = node.https_addr.map_or(0, |a| a.port());
+    let body = format!(r#"{{"message": "TLS_REQUIRED", "https_port": {port}}}"#);
+    (
+        StatusCode::FORBIDDEN,
+        [
+            (nsq::api::CONTENT_TYPE_HEADER, nsq::api::CONTENT_TYPE_VALUE),
+            (
+                header::CONTENT_TYPE.as_str(),
+                "application/json; charset=utf-8",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 const ROUTES: &[Route] = &[
@@ -51,7 +93,11 @@ const ROUTES: &[Route] = &[
 ];
 const CONFIG: &str = "/config/";
 
-async fn route(State(node): State<Arc<Node>>, req: Request) -> Response {
+async fn route(State(served): State<Served>, req: Request) -> Response {
+    let node = served.node;
+    if !served.https && node.opts.tls_required == TlsRequired::Yes {
+        return tls_required(&node);
+    }
     let method = req.method().clone();
     let query = req.uri().query().unwrap_or("").to_string();
     let path = match resolve(ROUTES, &method, req.uri().path(), &query) {

@@ -1,6 +1,7 @@
 //! nsqd as a library: [`Nsqd::start`] binds the listeners and serves until
 //! [`Nsqd::shutdown`]. The binary and the end-to-end tests both use it.
 
+pub mod auth;
 pub mod channel;
 pub mod cli;
 pub mod client;
@@ -21,7 +22,9 @@ pub mod pump;
 pub mod queue;
 pub mod stats;
 pub mod statsd;
+pub mod stream;
 pub mod tcp;
+pub mod tls;
 pub mod topic;
 
 pub use node::{Nsqd, StartError, VERSION};

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -139,10 +139,27 @@ async fn session(
     http: &Mutex<Option<String>>,
     registered: &mut bool,
 ) -> io::Result<()> {
-    let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+    let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn Io> = match &node.lookupd_tls {
+        None => Box::new(tcp),
+        Some(tls) => {
+            let name = tls
+                .options
+                .server_name_for(addr)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let handshake = tls.connector.connect(name, tcp);
+            Box::new(
+                tokio::time::timeout(IO_TIMEOUT, handshake)
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??,
+            )
+        }
+    };
     let mut conn = Conn {
         stream,
         buf: BytesMut::new(),
@@ -205,37 +222,38 @@ async fn register_everything(node: &Node, conn: &mut Conn) -> io::Result<()> {
     Ok(())
 }
 
+/// A lookupd connection: plain TCP, or TLS with `--lookupd-tls` (ours).
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: BytesMut,
 }
 
 impl Conn {
-    /// Completes when lookupd closes the connection (or sends what it never should).
+    /// Completes when lookupd closes the connection (or sends what it never
+    /// should). Cancel-safe: a read either completes or takes nothing.
     async fn closed(&mut self) -> io::Result<()> {
-        loop {
-            self.stream.readable().await?;
-            match self.stream.try_read_buf(&mut self.buf) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "lookupd closed the connection",
-                    ))
-                }
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "unexpected data from lookupd",
-                    ))
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+        match self.stream.read_buf(&mut self.buf).await? {
+            0 => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "lookupd closed the connection",
+            )),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unexpected data from lookupd",
+            )),
         }
     }
 
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        tokio::time::timeout(IO_TIMEOUT, self.stream.write_all(bytes))
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            // TLS holds records until flushed.
+            self.stream.flush().await
+        };
+        tokio::time::timeout(IO_TIMEOUT, write)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timed out"))?
     }
@@ -276,10 +294,7 @@ impl Conn {
 /// The channels the lookupds know for `topic`, so that a topic created here
 /// gets them before its first message flows (none of them misses it).
 pub async fn channels_known_to_lookupds(node: &Node, topic: &str) -> Vec<String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("HTTP client");
+    let client = &node.http_client;
     let mut channels = Vec::new();
     for addr in node.lookup.http_addresses() {
         let url = format!("http://{addr}/channels?topic={topic}");

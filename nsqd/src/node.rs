@@ -7,7 +7,7 @@ use crate::diskqueue::DiskConfig;
 use crate::guid::IdGenerator;
 use crate::lookup::{self, Lookup};
 use crate::metadata::{self, ChannelMeta, Metadata, TopicMeta};
-use crate::options::{LogLevel, Options};
+use crate::options::{LogLevel, Options, TlsRequired};
 use crate::queue::Item;
 use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
@@ -21,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +39,15 @@ pub struct Node {
     started_at: std::time::Instant,
     pub tcp_addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    /// Upgrades connections that ask for TLS; `None` without `--tls-cert`.
+    pub tls: Option<nsq::tls::TlsAcceptor>,
+    /// The auth servers; `None` when AUTH is disabled.
+    pub auth: Option<crate::auth::Authorizer>,
+    /// For lookupds' HTTP APIs (and, inside `auth`, auth servers).
+    pub http_client: reqwest::Client,
+    /// `--lookupd-tls`: how lookupds are dialled.
+    pub lookupd_tls: Option<crate::tls::LookupdTls>,
     pub data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     clients: Mutex<FxHashMap<u64, Arc<Client>>>,
@@ -427,6 +435,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("failed to build TLS config - {0}")]
+    Tls(#[from] nsq::tls::TlsError),
 }
 
 impl Nsqd {
@@ -440,8 +450,15 @@ impl Nsqd {
         log_level_hook: Option<LogLevelHook>,
     ) -> Result<Nsqd, StartError> {
         opts.validate().map_err(StartError::Options)?;
+        // As upstream: asking for client certificates makes TLS required.
+        if !opts.tls_client_auth_policy.is_empty() && opts.tls_required == TlsRequired::No {
+            opts.tls_required = TlsRequired::Yes;
+        }
+        let tls = crate::tls::acceptor(&opts)?;
+        let lookupd_tls = crate::tls::lookupd(&opts)?;
+        let http_client = crate::tls::http_client(&opts)?;
         let listen = |addr: String| async move {
-            TcpListener::bind(&addr)
+            nsq::daemon::listen_tcp(&addr)
                 .await
                 .map_err(|source| StartError::Listen { addr, source })
         };
@@ -449,6 +466,10 @@ impl Nsqd {
         let http = match opts.http_address.as_str() {
             "" => None,
             addr => Some(listen(addr.to_string()).await?),
+        };
+        let https = match (&tls, opts.https_address.as_str()) {
+            (Some(_), addr) if !addr.is_empty() => Some(listen(addr.to_string()).await?),
+            _ => None,
         };
         // Upstream expands the statsd prefix once, and `/config` shows it so.
         let http_port = match (opts.broadcast_http_port, &http) {
@@ -507,6 +528,15 @@ impl Nsqd {
             http_addr: http
                 .as_ref()
                 .map(|l| l.local_addr().expect("bound socket has an address")),
+            https_addr: https
+                .as_ref()
+                .map(|l| l.local_addr().expect("bound socket has an address")),
+            auth: (!opts.auth_http_addresses.is_empty()).then(|| {
+                crate::auth::Authorizer::new(opts.auth_http_addresses.clone(), http_client.clone())
+            }),
+            http_client,
+            lookupd_tls,
+            tls,
             topics: RwLock::new(BTreeMap::new()),
             clients: Mutex::new(FxHashMap::default()),
             next_client_id: AtomicU64::new(0),
@@ -536,6 +566,11 @@ impl Nsqd {
             tracing::info!(address = %http.local_addr().expect("bound"), "HTTP: listening");
             tasks.spawn(crate::http::serve(node.clone(), http));
         }
+        if let (Some(https), Some(tls)) = (https, node.tls.clone()) {
+            tracing::info!(address = %https.local_addr().expect("bound"), "HTTPS: listening");
+            let listener = nsq::tls::HttpsListener::new(https, tls);
+            tasks.spawn(crate::http::serve_https(node.clone(), listener));
+        }
         Ok(Nsqd { node, tasks })
     }
 
@@ -545,6 +580,10 @@ impl Nsqd {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.node.http_addr
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.node.https_addr
     }
 
     pub fn node(&self) -> &Arc<Node> {

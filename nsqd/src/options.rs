@@ -1,6 +1,7 @@
 //! Every nsqd setting in one place, with upstream's defaults beside it.
 
 pub use nsq::flags::{hostname, LogLevel};
+pub use nsq::tls::{ClientAuthPolicy, TlsVersion};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,35 @@ pub struct Options {
     pub broadcast_tcp_port: u16,
     pub broadcast_http_port: u16,
     pub lookupd_tcp_addresses: Vec<String>,
+    /// `host:port` of the HTTPS listener; it listens only when a certificate is given.
+    pub https_address: String,
+
+    /// Auth servers (`host:port`, or a URL) asked about every AUTH; empty disables auth.
+    pub auth_http_addresses: Vec<String>,
+    /// Time allowed to connect to an auth server (and a lookupd's HTTP API).
+    pub http_client_connect_timeout: Duration,
+    /// Time allowed for a whole request to an auth server (and a lookupd's HTTP API).
+    pub http_client_request_timeout: Duration,
+
+    /// PEM certificate and key of the TLS side of the TCP and HTTPS listeners;
+    /// empty (both) disables TLS.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// `""`, `require` or `require-verify`: whether clients must present a certificate.
+    pub tls_client_auth_policy: String,
+    /// CA certificates that verify client certificates and the auth servers' ones.
+    pub tls_root_ca_file: String,
+    pub tls_required: TlsRequired,
+    pub tls_min_version: TlsVersion,
+
+    /// Ours (upstream has no TLS to lookupd): connect to every lookupd with TLS,
+    /// to the `--tcp-tls-address` of an nsqlookupd of ours.
+    pub lookupd_tls: bool,
+    /// CA certificates that verify the lookupds' certificates; empty trusts the system's.
+    pub lookupd_tls_root_ca_file: String,
+    /// Client certificate and key shown to lookupds that ask for one.
+    pub lookupd_tls_cert: String,
+    pub lookupd_tls_key: String,
 
     /// Where disk queues and `nsqd.dat` live.
     pub data_path: PathBuf,
@@ -44,6 +74,9 @@ pub struct Options {
     pub output_buffer_timeout: Duration,
     /// 0 means unlimited.
     pub max_channel_consumers: i64,
+    /// Open TCP connections beyond which new ones are closed at once; 0
+    /// means unlimited (as upstream, which has no such limit).
+    pub max_tcp_connections: usize,
 
     /// Quantiles in (0, 1] to report; empty disables the measurement.
     pub e2e_processing_latency_percentiles: Vec<f64>,
@@ -67,6 +100,30 @@ pub struct Options {
     pub snappy: bool,
 }
 
+/// `--tls-required`: whether clients must upgrade to TLS before anything but IDENTIFY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsRequired {
+    #[default]
+    No = 0,
+    /// `tcp-https`: TCP clients must upgrade; plain HTTP stays open.
+    ExceptHttp = 1,
+    /// `true`: TCP clients must upgrade and plain HTTP answers 403.
+    Yes = 2,
+}
+
+impl TlsRequired {
+    /// Upstream's values: a Go boolean or `tcp-https`.
+    pub fn parse(text: &str) -> Result<TlsRequired, String> {
+        if text.eq_ignore_ascii_case("tcp-https") {
+            return Ok(TlsRequired::ExceptHttp);
+        }
+        match nsq::flags::parse_bool(&text.to_ascii_lowercase())? {
+            true => Ok(TlsRequired::Yes),
+            false => Ok(TlsRequired::No),
+        }
+    }
+}
+
 /// Heartbeats default to half of upstream's fixed 60 s client timeout.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// A connection must send the protocol magic within this time.
@@ -86,6 +143,20 @@ impl Default for Options {
             broadcast_tcp_port: 0,
             broadcast_http_port: 0,
             lookupd_tcp_addresses: Vec::new(),
+            https_address: "0.0.0.0:4152".into(),
+            auth_http_addresses: Vec::new(),
+            http_client_connect_timeout: Duration::from_secs(2),
+            http_client_request_timeout: Duration::from_secs(5),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_auth_policy: String::new(),
+            tls_root_ca_file: String::new(),
+            tls_required: TlsRequired::No,
+            tls_min_version: TlsVersion::Tls10,
+            lookupd_tls: false,
+            lookupd_tls_root_ca_file: String::new(),
+            lookupd_tls_cert: String::new(),
+            lookupd_tls_key: String::new(),
             data_path: PathBuf::new(),
             mem_queue_size: 10_000,
             max_bytes_per_file: 100 * 1024 * 1024,
@@ -103,6 +174,7 @@ impl Default for Options {
             min_output_buffer_timeout: Duration::from_millis(25),
             output_buffer_timeout: Duration::from_millis(250),
             max_channel_consumers: 0,
+            max_tcp_connections: 0,
             e2e_processing_latency_percentiles: Vec::new(),
             e2e_processing_latency_window_time: Duration::from_secs(600),
             statsd_address: String::new(),
@@ -151,6 +223,18 @@ impl Options {
         }
         if self.statsd_interval.is_zero() || self.statsd_udp_packet_size <= 0 {
             return Err("--statsd-interval and --statsd-udp-packet-size must be positive".into());
+        }
+        ClientAuthPolicy::parse(&self.tls_client_auth_policy).map_err(|e| e.to_string())?;
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err("--tls-cert and --tls-key must be given together".into());
+        }
+        if self.tls_cert.is_empty()
+            && (self.tls_required != TlsRequired::No || !self.tls_client_auth_policy.is_empty())
+        {
+            return Err("cannot require TLS client connections without TLS key and cert".into());
+        }
+        if self.lookupd_tls_cert.is_empty() != self.lookupd_tls_key.is_empty() {
+            return Err("--lookupd-tls-cert and --lookupd-tls-key must be given together".into());
         }
         Ok(())
     }
@@ -216,6 +300,29 @@ impl Options {
                 "statsd_exclude_ephemeral",
                 json!(self.statsd_exclude_ephemeral),
             ),
+            ("https_address", json!(self.https_address)),
+            ("auth_http_addresses", json!(self.auth_http_addresses)),
+            (
+                "http_client_connect_timeout",
+                ns(self.http_client_connect_timeout),
+            ),
+            (
+                "http_client_request_timeout",
+                ns(self.http_client_request_timeout),
+            ),
+            ("tls_cert", json!(self.tls_cert)),
+            ("tls_key", json!(self.tls_key)),
+            ("tls_client_auth_policy", json!(self.tls_client_auth_policy)),
+            ("tls_root_ca_file", json!(self.tls_root_ca_file)),
+            ("tls_required", json!(self.tls_required as i32)),
+            ("tls_min_version", json!(self.tls_min_version.go_number())),
+            ("lookupd_tls", json!(self.lookupd_tls)),
+            (
+                "lookupd_tls_root_ca_file",
+                json!(self.lookupd_tls_root_ca_file),
+            ),
+            ("lookupd_tls_cert", json!(self.lookupd_tls_cert)),
+            ("lookupd_tls_key", json!(self.lookupd_tls_key)),
             ("deflate", json!(self.deflate)),
             ("max_deflate_level", json!(self.max_deflate_level)),
             ("snappy", json!(self.snappy)),

@@ -1,17 +1,16 @@
 //! The write side of a connection: frames gather in a buffer and go out in
 //! one write, through the negotiated compression layer.
 
+use crate::stream::WriteHalf;
 use bytes::BytesMut;
 use nsq::protocol::compress::Encoder;
 use nsq::protocol::{encode_frame, FrameType};
 use std::io;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Mutex, MutexGuard};
 
 pub struct Writer {
-    sink: OwnedWriteHalf,
+    sink: WriteHalf,
     encoder: Option<Encoder>,
     /// Plain frames not yet written.
     pub pending: BytesMut,
@@ -55,6 +54,15 @@ impl Writer {
     pub fn set_encoder(&mut self, encoder: Encoder) {
         self.encoder = Some(encoder);
     }
+
+    /// Lends the socket to a TLS upgrade; writes fail until it is put back.
+    pub fn take_sink(&mut self) -> WriteHalf {
+        std::mem::replace(&mut self.sink, WriteHalf::Detached)
+    }
+
+    pub fn set_sink(&mut self, sink: WriteHalf) {
+        self.sink = sink;
+    }
 }
 
 /// The writer, shared by the command reader, the message pump and heartbeats.
@@ -63,7 +71,7 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(sink: OwnedWriteHalf, write_timeout: Option<Duration>) -> Self {
+    pub fn new(sink: WriteHalf, write_timeout: Option<Duration>) -> Self {
         Output {
             writer: Mutex::new(Writer {
                 sink,

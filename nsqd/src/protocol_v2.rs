@@ -1,16 +1,20 @@
 //! Protocol V2: one task per connection reads and executes commands; the
 //! message pump and heartbeats write beside it through the shared [`Output`].
 
+use crate::auth::{AuthState, Credentials};
 use crate::channel::{Channel, InFlightError, SubscribeError};
 use crate::client::{Client, ClientSettings, STATE_CLOSING, STATE_INIT, STATE_SUBSCRIBED};
 use crate::command::{self, go_quote, lossy, parse_base10, ClientError, Limits, Request};
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
 use crate::node::{Node, VERSION};
-use crate::options::{CLIENT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_OUTPUT_BUFFER_SIZE};
+use crate::options::{
+    TlsRequired, CLIENT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_OUTPUT_BUFFER_SIZE,
+};
 use crate::output::Output;
 use crate::pump;
 use crate::queue::Item;
+use crate::stream::{self, ReadHalf, WriteHalf};
 use crate::topic::PutError;
 use bytes::{Bytes, BytesMut};
 use nsq::protocol::compress::{Decoder, Encoder};
@@ -24,7 +28,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -54,7 +57,10 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
             }
         }
     }
-    let out = Arc::new(Output::new(writer, Some(DEFAULT_HEARTBEAT_INTERVAL)));
+    let out = Arc::new(Output::new(
+        WriteHalf::Plain(writer),
+        Some(DEFAULT_HEARTBEAT_INTERVAL),
+    ));
     if &magic != MAGIC_V2 {
         tracing::debug!(%peer, ?magic, "bad protocol magic");
         let _ = out.send(FrameType::Error, b"E_BAD_PROTOCOL").await;
@@ -96,9 +102,12 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
             max_body_size: opts.max_body_size,
             max_req_timeout_ms: opts.max_req_timeout.as_millis() as u64,
         },
+        must_upgrade: node.opts.tls_required != TlsRequired::No,
         node: node.clone(),
         client: client.clone(),
-        reader,
+        peer,
+        reader: ReadHalf::Plain(reader),
+        auth_secret: None,
         input: BytesMut::with_capacity(16 * 1024),
         raw: BytesMut::new(),
         decoder: None,
@@ -118,8 +127,13 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
 struct Connection {
     node: Arc<Node>,
     client: Arc<Client>,
+    peer: SocketAddr,
     limits: Limits,
-    reader: OwnedReadHalf,
+    reader: ReadHalf,
+    /// `--tls-required` and not yet upgraded: only IDENTIFY is allowed.
+    must_upgrade: bool,
+    /// The secret of the last AUTH, to ask the auth server again on expiry.
+    auth_secret: Option<String>,
     /// Plain command bytes.
     input: BytesMut,
     /// Compressed bytes not yet decoded (only with a compression layer).
@@ -136,6 +150,19 @@ struct Connection {
 impl Connection {
     async fn run(&mut self) -> Closed {
         loop {
+            if self.must_upgrade {
+                if let Some(name) = next_command_name(&self.input) {
+                    if name != b"IDENTIFY" {
+                        let err = ClientError::invalid(format!(
+                            "cannot {} in current state (TLS required)",
+                            lossy(name)
+                        ));
+                        if let Some(closed) = self.send_error(err).await {
+                            return closed;
+                        }
+                    }
+                }
+            }
             let state_is_init = self.client.state() == STATE_INIT;
             match command::parse(&mut self.input, &self.limits, state_is_init) {
                 Ok(None) => {
@@ -198,7 +225,7 @@ impl Connection {
         // within the spin window) is polled briefly before the task parks:
         // waking a parked thread costs more than the wait itself.
         let mut n = None;
-        if self.last_wait < SPIN_WINDOW {
+        if self.last_wait < SPIN_WINDOW && self.reader.can_poll() {
             let until = Instant::now() + SPIN_WINDOW;
             while Instant::now() < until {
                 match self.reader.try_read_buf(target) {
@@ -266,8 +293,9 @@ impl Connection {
     async fn exec(&mut self, request: Request) -> Result<(), ClientError> {
         match request {
             Request::Identify(body) => self.identify(&body).await,
-            Request::Auth(_) => Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled")),
+            Request::Auth(secret) => self.auth(&secret).await,
             Request::Pub { topic, body } => {
+                self.check_auth("PUB", &topic, "").await?;
                 let item = Item::One(self.new_message(body));
                 self.publish(&topic, item, "E_PUB_FAILED", "PUB").await
             }
@@ -276,6 +304,7 @@ impl Connection {
                 defer_ms,
                 body,
             } => {
+                self.check_auth("DPUB", &topic, "").await?;
                 let msg = self.new_message(body);
                 let item = match defer_ms {
                     0 => Item::One(msg),
@@ -288,6 +317,7 @@ impl Connection {
                 records,
                 count,
             } => {
+                self.check_auth("MPUB", &topic, "").await?;
                 let first_id = self.node.ids.reserve(count as u64);
                 let item = Item::Run(Run::new(records, count, first_id, unix_nanos()));
                 self.publish(&topic, item, "E_MPUB_FAILED", "MPUB").await
@@ -378,23 +408,29 @@ impl Connection {
                 "cannot enable both deflate and snappy compression",
             ));
         }
+        // A connection upgrades once; a repeated IDENTIFY does not ask again.
+        let tls_v1 = req.tls_v1 && self.node.tls.is_some() && self.client.tls.get().is_none();
         let response = IdentifyResponse {
             max_rdy_count: opts.max_rdy_count,
             version: VERSION.into(),
             max_msg_timeout: opts.max_msg_timeout.as_millis() as i64,
             msg_timeout: s.msg_timeout.as_millis() as i64,
-            tls_v1: false,
+            tls_v1,
             deflate,
             deflate_level,
             max_deflate_level: opts.max_deflate_level,
             snappy,
             sample_rate: s.sample_rate as i64,
-            auth_required: false,
+            auth_required: self.node.auth.is_some(),
             output_buffer_size: s.output_buffer_size as i64,
             output_buffer_timeout: s.output_buffer_timeout.map_or(0, |t| t.as_millis() as i64),
         };
         let json = serde_json::to_vec(&response).expect("plain struct serializes");
         self.respond(&json).await?;
+        if tls_v1 {
+            self.upgrade_tls().await?;
+            self.respond(OK).await?;
+        }
         let layers = [
             (snappy, Encoder::snappy(), Decoder::snappy()),
             (
@@ -417,6 +453,147 @@ impl Connection {
         settings.snappy = snappy;
         settings.deflate = deflate;
         Ok(())
+    }
+
+    /// Switches the connection to TLS right after the IDENTIFY answer; the
+    /// client has sent nothing since, as it waits for that answer.
+    async fn upgrade_tls(&mut self) -> Result<(), ClientError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            ClientError::fatal("E_IDENTIFY_FAILED", format!("IDENTIFY failed {e}"))
+        };
+        if !self.input.is_empty() {
+            return Err(failed(&"data arrived before the TLS handshake"));
+        }
+        let Some(acceptor) = self.node.tls.clone() else {
+            return Err(failed(&"TLS is not configured"));
+        };
+        // Holding the writer keeps heartbeats off the socket meanwhile.
+        let mut writer = self.out.lock().await;
+        let read = std::mem::replace(&mut self.reader, ReadHalf::Detached);
+        match stream::upgrade(read, writer.take_sink(), &acceptor).await {
+            Ok((read, write, info)) => {
+                self.reader = read;
+                writer.set_sink(write);
+                tracing::debug!(client = self.client.id, version = %info.version, cipher_suite = %info.cipher_suite, common_name = %info.peer_common_name, "upgraded to TLS");
+                let _ = self.client.tls.set(info);
+                self.must_upgrade = false;
+                Ok(())
+            }
+            Err(upgrade) => {
+                if let Some((read, write)) = upgrade.halves {
+                    self.reader = read;
+                    writer.set_sink(write);
+                }
+                Err(failed(&upgrade.error))
+            }
+        }
+    }
+
+    /// AUTH: asks the auth server what `secret` allows. Upstream reads the
+    /// body before its checks, as the parser has.
+    async fn auth(&mut self, secret: &[u8]) -> Result<(), ClientError> {
+        let authed = self
+            .client
+            .auth
+            .lock()
+            .as_ref()
+            .is_some_and(|a| a.has_authorizations());
+        if authed {
+            return Err(ClientError::invalid("AUTH already set"));
+        }
+        if self.node.auth.is_none() {
+            return Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled"));
+        }
+        let secret = String::from_utf8_lossy(secret).into_owned();
+        let state = self.query_auth(&secret).await?;
+        self.auth_secret = Some(secret);
+        if !state.has_authorizations() {
+            return Err(ClientError::fatal(
+                "E_UNAUTHORIZED",
+                "AUTH no authorizations found",
+            ));
+        }
+        #[derive(serde::Serialize)]
+        struct AuthResponse<'a> {
+            identity: &'a str,
+            identity_url: &'a str,
+            permission_count: usize,
+        }
+        let json = serde_json::to_vec(&AuthResponse {
+            identity: &state.identity,
+            identity_url: &state.identity_url,
+            permission_count: state.authorizations.len(),
+        })
+        .expect("plain struct serializes");
+        self.respond(&json)
+            .await
+            .map_err(|_| ClientError::fatal("E_AUTH_ERROR", "AUTH error write failed"))
+    }
+
+    /// Asks the auth servers and keeps the answer on the client. Why it
+    /// failed is logged; the client only learns that it did.
+    async fn query_auth(&self, secret: &str) -> Result<Arc<AuthState>, ClientError> {
+        let authorizer = self
+            .node
+            .auth
+            .as_ref()
+            .ok_or_else(|| ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled"))?;
+        let tls = self.client.tls.get();
+        let remote_ip = self.peer.ip().to_string();
+        let credentials = Credentials {
+            remote_ip: &remote_ip,
+            tls: tls.is_some(),
+            common_name: tls.map_or("", |t| t.peer_common_name.as_str()),
+            secret,
+        };
+        match authorizer.query(&credentials).await {
+            Ok(state) => {
+                let state = Arc::new(state);
+                *self.client.auth.lock() = Some(state.clone());
+                Ok(state)
+            }
+            Err(e) => {
+                tracing::warn!(client = self.client.id, error = %e, "AUTH failed");
+                Err(ClientError::fatal("E_AUTH_FAILED", "AUTH failed"))
+            }
+        }
+    }
+
+    /// With auth enabled, whether this client may `cmd` the topic (and
+    /// channel; empty for publishes), asking the auth server again once the
+    /// last answer's TTL has passed.
+    async fn check_auth(&self, cmd: &str, topic: &str, channel: &str) -> Result<(), ClientError> {
+        if self.node.auth.is_none() {
+            return Ok(());
+        }
+        let state = self.client.auth.lock().clone();
+        let state = match state {
+            Some(state) if state.has_authorizations() => state,
+            _ => {
+                return Err(ClientError::fatal(
+                    "E_AUTH_FIRST",
+                    format!("AUTH required before {cmd}"),
+                ))
+            }
+        };
+        let state = if state.is_expired() {
+            let secret = self.auth_secret.clone().unwrap_or_default();
+            self.query_auth(&secret).await?
+        } else {
+            state
+        };
+        if state.allows(topic, channel) {
+            Ok(())
+        } else {
+            Err(ClientError::fatal(
+                "E_UNAUTHORIZED",
+                format!(
+                    "AUTH failed for {cmd} on {} {}",
+                    go_quote(topic.as_bytes()),
+                    go_quote(channel.as_bytes())
+                ),
+            ))
+        }
     }
 
     async fn sub(&mut self, params: &[&[u8]]) -> Result<(), ClientError> {
@@ -449,6 +626,7 @@ impl Connection {
                     format!("SUB channel name {} is not valid", go_quote(params[2])),
                 )
             })?;
+        self.check_auth("SUB", topic_name, channel_name).await?;
         // An ephemeral topic or channel may be going away just now: retry once.
         let mut channel = None;
         for attempt in 0..2 {
@@ -626,6 +804,13 @@ impl Connection {
         self.node.remove_client(self.client.id);
         tracing::debug!(client = self.client.id, "client disconnected");
     }
+}
+
+/// The name of the command at the start of `input`, once its line is complete.
+fn next_command_name(input: &[u8]) -> Option<&[u8]> {
+    let line = &input[..input.iter().position(|&b| b == b'\n')?];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.split(|&b| b == b' ').next()
 }
 
 /// Applies IDENTIFY's requests in upstream's order, with its messages.

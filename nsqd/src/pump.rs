@@ -11,12 +11,20 @@ use std::time::Duration;
 /// Messages taken per lock of the channel, so publishers are never held long.
 const TAKE_BATCH: usize = 128;
 
+/// Output buffers' worth of messages taken before a flush: with large messages
+/// the batch shrinks, so a client that does not read holds a few buffers, not
+/// `TAKE_BATCH` messages of up to `--max-msg-size` each.
+const BUFFERS_PER_BATCH: usize = 8;
+
 /// Delivers while `in_flight < RDY` and the channel is not paused. Output is
 /// flushed when the buffer fills or when there is nothing more to send right
 /// now, so a busy consumer gets large writes and an idle one no delay.
 pub async fn message_pump(client: Arc<Client>, channel: Arc<Channel>, out: Arc<Output>) {
     let settings = client.settings.lock().clone();
     let flush_at = settings.output_buffer_size.max(1);
+    // Bytes per message of the last batch; until one is seen, assume a
+    // message fills the buffer.
+    let mut message_bytes = flush_at;
     loop {
         let woken = client.wake.notified();
         let available = channel.available();
@@ -24,7 +32,9 @@ pub async fn message_pump(client: Arc<Client>, channel: Arc<Channel>, out: Arc<O
         available.as_mut().enable();
 
         let mut writer = out.lock().await;
-        let room = client.capacity().clamp(0, TAKE_BATCH as i64) as usize;
+        let by_size = (BUFFERS_PER_BATCH * flush_at / message_bytes).clamp(1, TAKE_BATCH);
+        let room = client.capacity().clamp(0, by_size as i64) as usize;
+        let before = writer.pending.len();
         let taken = if room > 0 && client.state() == STATE_SUBSCRIBED {
             let pending = &mut writer.pending;
             channel.take(
@@ -37,6 +47,9 @@ pub async fn message_pump(client: Arc<Client>, channel: Arc<Channel>, out: Arc<O
         } else {
             0
         };
+        if let Some(per_message) = (writer.pending.len() - before).checked_div(taken) {
+            message_bytes = per_message.max(1);
+        }
         let must_flush =
             writer.pending.len() >= flush_at || (taken == 0 && !writer.pending.is_empty());
         if must_flush && writer.flush().await.is_err() {

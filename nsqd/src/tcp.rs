@@ -6,7 +6,8 @@ use tokio::net::TcpListener;
 
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     let shutdown = node.shutdown.clone();
-    nsq::daemon::serve_tcp(listener, shutdown, move |stream, peer| {
+    let max_connections = node.opts.max_tcp_connections;
+    nsq::daemon::serve_tcp(listener, shutdown, max_connections, move |stream, peer| {
         crate::protocol_v2::serve_connection(node.clone(), stream, peer)
     })
     .await

@@ -1,7 +1,7 @@
 //! nsqlookupd's command line: upstream's flag names and defaults, Go syntax
 //! (`-flag=value`, `--flag`, durations like `1m30s`) and a TOML `--config`.
 
-use crate::options::{LogLevel, Options};
+use crate::options::{LogLevel, Options, TlsVersion};
 use clap::Parser;
 use nsq::flags::{parse_bool, parse_duration, parse_log_level, ConfigKeys};
 use std::ffi::OsString;
@@ -39,6 +39,27 @@ pub struct Args {
     /// <addr>:<port> to listen on for HTTP clients.
     #[arg(long, default_value = "0.0.0.0:4161")]
     pub http_address: String,
+    /// <addr>:<port> to listen on for nsqd over TLS (ours; nsqd's --lookupd-tls).
+    #[arg(long, default_value = "")]
+    pub tcp_tls_address: String,
+    /// <addr>:<port> to listen on for HTTPS clients (ours).
+    #[arg(long, default_value = "")]
+    pub https_address: String,
+    /// Path to the PEM certificate of --tcp-tls-address and --https-address.
+    #[arg(long, default_value = "")]
+    pub tls_cert: String,
+    /// Path to the PEM private key of --tls-cert.
+    #[arg(long, default_value = "")]
+    pub tls_key: String,
+    /// Client certificate policy: require or require-verify.
+    #[arg(long, default_value = "")]
+    pub tls_client_auth_policy: String,
+    /// Path to PEM CA certificates that verify client certificates.
+    #[arg(long, default_value = "")]
+    pub tls_root_ca_file: String,
+    /// Lowest TLS version: tls1.2 or tls1.3 (lower values mean tls1.2).
+    #[arg(long, default_value = "tls1.2", value_parser = parse_tls_version)]
+    pub tls_min_version: TlsVersion,
     /// Address of this lookupd, told to nsqd (default: the hostname).
     #[arg(long)]
     pub broadcast_address: Option<String>,
@@ -49,6 +70,9 @@ pub struct Args {
     /// How long a tombstone hides a producer that is still registered.
     #[arg(long, default_value = "45s", value_parser = parse_duration)]
     pub tombstone_lifetime: Duration,
+    /// Most open TCP connections; more are closed at once. 0 means no limit.
+    #[arg(long, default_value_t = 0)]
+    pub max_tcp_connections: usize,
 }
 
 /// Upstream's config keys are the flag names with `_`; only durations need telling.
@@ -56,6 +80,10 @@ pub const CONFIG_KEYS: ConfigKeys<'static> = ConfigKeys {
     aliases: &[],
     durations: &["inactive-producer-timeout", "tombstone-lifetime"],
 };
+
+fn parse_tls_version(text: &str) -> Result<TlsVersion, String> {
+    TlsVersion::parse(text).map_err(|e| e.to_string())
+}
 
 impl Args {
     /// Parses a command line (with the program name first). Also returns the
@@ -74,9 +102,18 @@ impl Args {
             log_prefix: self.log_prefix,
             tcp_address: self.tcp_address,
             http_address: self.http_address,
+            tcp_tls_address: self.tcp_tls_address,
+            https_address: self.https_address,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_client_auth_policy: self.tls_client_auth_policy,
+            tls_root_ca_file: self.tls_root_ca_file,
+            tls_min_version: self.tls_min_version,
             broadcast_address: self.broadcast_address.unwrap_or(defaults.broadcast_address),
             inactive_producer_timeout: self.inactive_producer_timeout,
             tombstone_lifetime: self.tombstone_lifetime,
+            max_tcp_connections: self.max_tcp_connections,
+            client_timeout: defaults.client_timeout,
         }
     }
 }
@@ -153,5 +190,27 @@ mod tests {
         assert_eq!(opts.log_prefix, "[x] ");
         assert_eq!(ignored, vec!["statsd_prefix".to_string()]);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn tls_listeners_are_off_unless_asked_for() {
+        let opts = parse(&[]);
+        assert_eq!(
+            (opts.tcp_tls_address.as_str(), opts.https_address.as_str()),
+            ("", "")
+        );
+        assert_eq!(opts.server_tls(), Ok(None));
+        let opts = parse(&["--tcp-tls-address=127.0.0.1:4163"]);
+        assert!(opts.server_tls().unwrap_err().contains("--tls-cert"));
+        let opts = parse(&[
+            "-https-address=127.0.0.1:4162",
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--tls-client-auth-policy=require-verify",
+            "--tls-min-version=tls1.3",
+        ]);
+        let tls = opts.server_tls().unwrap().unwrap();
+        assert_eq!(tls.client_auth, nsq::tls::ClientAuthPolicy::RequireVerify);
+        assert_eq!(tls.min_version, TlsVersion::Tls13);
     }
 }

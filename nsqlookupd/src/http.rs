@@ -20,6 +20,19 @@ use tokio::net::TcpListener;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
+    serve_on(state, listener).await
+}
+
+/// The same API over TLS (`--https-address`, ours).
+pub async fn serve_https(state: Arc<State>, listener: nsq::tls::HttpsListener) {
+    serve_on(state, listener).await
+}
+
+async fn serve_on<L>(state: Arc<State>, listener: L)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let app = Router::new().fallback(route).with_state(state.clone());
     let shutdown = state.shutdown.clone();
     let server = axum::serve(listener, app)

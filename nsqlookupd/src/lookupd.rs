@@ -5,7 +5,6 @@ use crate::options::Options;
 use crate::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +17,9 @@ pub struct State {
     pub registry: Registry,
     pub tcp_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The TLS listeners (ours), when configured.
+    pub tcp_tls_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
     /// Cancelled on shutdown: listeners stop and connections close.
     pub shutdown: CancellationToken,
 }
@@ -35,26 +37,46 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl Lookupd {
     /// Binds both listeners and starts serving.
     pub async fn start(opts: Options) -> Result<Lookupd, StartError> {
         let listen = |addr: String| async move {
-            let listener = TcpListener::bind(&addr)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: addr.clone(),
-                    source,
-                })?;
+            let listener =
+                nsq::daemon::listen_tcp(&addr)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        addr: addr.clone(),
+                        source,
+                    })?;
             let local = listener
                 .local_addr()
                 .map_err(|source| StartError::Listen { addr, source })?;
             Ok::<_, StartError>((listener, local))
         };
+        let tls = match opts.server_tls().map_err(StartError::Tls)? {
+            Some(tls) => Some(nsq::tls::TlsAcceptor::from(
+                tls.server_config()
+                    .map_err(|e| StartError::Tls(e.to_string()))?,
+            )),
+            None => None,
+        };
         let (tcp, tcp_addr) = listen(opts.tcp_address.clone()).await?;
         let (http, http_addr) = listen(opts.http_address.clone()).await?;
+        let tcp_tls = match opts.tcp_tls_address.as_str() {
+            "" => None,
+            addr => Some(listen(addr.to_string()).await?),
+        };
+        let https = match opts.https_address.as_str() {
+            "" => None,
+            addr => Some(listen(addr.to_string()).await?),
+        };
         let state = Arc::new(State {
+            tcp_tls_addr: tcp_tls.as_ref().map(|(_, addr)| *addr),
+            https_addr: https.as_ref().map(|(_, addr)| *addr),
             registry: Registry::new(opts.inactive_producer_timeout, opts.tombstone_lifetime),
             opts,
             tcp_addr,
@@ -66,6 +88,15 @@ impl Lookupd {
         tasks.spawn(crate::tcp::serve(state.clone(), tcp));
         tracing::info!(address = %http_addr, "HTTP: listening");
         tasks.spawn(crate::http::serve(state.clone(), http));
+        if let (Some((listener, addr)), Some(tls)) = (tcp_tls, tls.clone()) {
+            tracing::info!(address = %addr, "TCP (TLS): listening");
+            tasks.spawn(crate::tcp::serve_tls(state.clone(), listener, tls));
+        }
+        if let (Some((listener, addr)), Some(tls)) = (https, tls) {
+            tracing::info!(address = %addr, "HTTPS: listening");
+            let listener = nsq::tls::HttpsListener::new(listener, tls);
+            tasks.spawn(crate::http::serve_https(state.clone(), listener));
+        }
         Ok(Lookupd { state, tasks })
     }
 
@@ -75,6 +106,14 @@ impl Lookupd {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.state.http_addr
+    }
+
+    pub fn tcp_tls_addr(&self) -> Option<SocketAddr> {
+        self.state.tcp_tls_addr
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.state.https_addr
     }
 
     /// Stops accepting, closes every connection and waits for both servers.

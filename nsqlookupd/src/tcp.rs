@@ -10,8 +10,7 @@ use nsq::protocol::lookup::{encode_response, LookupdIdentity, PeerIdentity, MAGI
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Longer than any valid command line (two names of at most 64 bytes).
@@ -21,8 +20,31 @@ const MAX_IDENTIFY_BODY: i32 = 1024 * 1024;
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
     let shutdown = state.shutdown.clone();
-    nsq::daemon::serve_tcp(listener, shutdown, move |stream, addr| {
+    let max_connections = state.opts.max_tcp_connections;
+    nsq::daemon::serve_tcp(listener, shutdown, max_connections, move |stream, addr| {
         handle(state.clone(), stream, addr)
+    })
+    .await
+}
+
+/// The same protocol inside TLS from the first byte (`--tcp-tls-address`,
+/// ours: upstream has no TLS between nsqd and nsqlookupd).
+pub async fn serve_tls(state: Arc<State>, listener: TcpListener, tls: nsq::tls::TlsAcceptor) {
+    let shutdown = state.shutdown.clone();
+    let max_connections = state.opts.max_tcp_connections;
+    nsq::daemon::serve_tcp(listener, shutdown, max_connections, move |stream, addr| {
+        let (state, tls) = (state.clone(), tls.clone());
+        async move {
+            let limit = state.opts.client_timeout;
+            match tokio::time::timeout(limit, tls.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let (reader, writer) = tokio::io::split(stream);
+                    session(state, reader, writer, addr).await
+                }
+                Ok(Err(e)) => tracing::warn!(client = %addr, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::warn!(client = %addr, "TLS handshake timed out"),
+            }
+        }
     })
     .await
 }
@@ -82,8 +104,16 @@ impl<'a> Command<'a> {
 }
 
 async fn handle(state: Arc<State>, stream: TcpStream, addr: SocketAddr) {
-    tracing::info!(client = %addr, "TCP: new client");
     let (reader, writer) = stream.into_split();
+    session(state, reader, writer, addr).await
+}
+
+async fn session<R, W>(state: Arc<State>, reader: R, writer: W, addr: SocketAddr)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    tracing::info!(client = %addr, "TCP: new client");
     let mut session = Session {
         state: state.clone(),
         addr,
@@ -103,19 +133,20 @@ async fn handle(state: Arc<State>, stream: TcpStream, addr: SocketAddr) {
     tracing::info!(client = %addr, "client closing");
 }
 
-struct Session {
+struct Session<R, W> {
     state: Arc<State>,
     addr: SocketAddr,
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<R>,
+    writer: W,
     /// Set by IDENTIFY; required by REGISTER and UNREGISTER.
     peer: Option<Arc<Peer>>,
 }
 
-impl Session {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
     async fn run(&mut self) {
         let mut magic = [0u8; 4];
-        if let Err(e) = self.reader.read_exact(&mut magic).await {
+        let limit = self.state.opts.client_timeout;
+        if let Err(e) = timed(limit, self.reader.read_exact(&mut magic)).await {
             tracing::debug!(client = %self.addr, error = %e, "failed to read protocol version");
             return;
         }
@@ -143,10 +174,9 @@ impl Session {
         let mut line = Vec::with_capacity(128);
         loop {
             line.clear();
-            let n = (&mut self.reader)
-                .take(MAX_LINE as u64)
-                .read_until(b'\n', &mut line)
-                .await?;
+            let mut limited = (&mut self.reader).take(MAX_LINE as u64);
+            let read = limited.read_until(b'\n', &mut line);
+            let n = timed(self.state.opts.client_timeout, read).await?;
             if line.last() != Some(&b'\n') {
                 if n == MAX_LINE {
                     return Err(ProtocolError::Invalid("command line too long".into()).into());
@@ -169,7 +199,9 @@ impl Session {
     async fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
         let mut buf = BytesMut::with_capacity(4 + data.len());
         encode_response(&mut buf, data);
-        self.writer.write_all(&buf).await
+        self.writer.write_all(&buf).await?;
+        // TLS holds records until flushed.
+        self.writer.flush().await
     }
 
     /// Keeps an identified peer in `/lookup` and `/nodes`.
@@ -187,19 +219,20 @@ impl Session {
             return Err(ProtocolError::Invalid("cannot IDENTIFY again".into()).into());
         }
         let bad_body = |what: &str| ProtocolError::BadBody(format!("IDENTIFY {what}"));
-        let size = self
-            .reader
-            .read_i32()
+        let size = timed(self.state.opts.client_timeout, self.reader.read_i32())
             .await
             .map_err(|_| bad_body("failed to read body size"))?;
         if !(0..=MAX_IDENTIFY_BODY).contains(&size) {
             return Err(bad_body(&format!("invalid body size {size}")).into());
         }
-        let mut body = vec![0; size as usize];
-        self.reader
-            .read_exact(&mut body)
-            .await
-            .map_err(|_| bad_body("failed to read body"))?;
+        // Filled as bytes arrive: a claimed size costs nothing until sent.
+        let mut body = Vec::new();
+        let mut limited = (&mut self.reader).take(size as u64);
+        let read = limited.read_to_end(&mut body);
+        match timed(self.state.opts.client_timeout, read).await {
+            Ok(n) if n == size as usize => {}
+            _ => return Err(bad_body("failed to read body").into()),
+        }
         let identity: PeerIdentity =
             serde_json::from_slice(&body).map_err(|_| bad_body("failed to decode JSON body"))?;
         if identity.broadcast_address.is_empty()
@@ -269,6 +302,19 @@ impl Session {
             .as_ref()
             .ok_or_else(|| ProtocolError::Invalid("client must IDENTIFY".into()))
     }
+}
+
+/// `read`, cut off after `limit` ([`Options::client_timeout`]): nsqd PINGs
+/// every 15 s, so only a stalled or hostile peer is dropped.
+///
+/// [`Options::client_timeout`]: crate::options::Options::client_timeout
+async fn timed<T>(
+    limit: std::time::Duration,
+    read: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// The topic and optional channel of REGISTER and UNREGISTER; an empty

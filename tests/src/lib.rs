@@ -495,3 +495,226 @@ pub async fn http_request(
         body,
     }
 }
+
+/// A tool of this workspace running as a child process. Its output is
+/// collected as it comes, so that a chatty tool never blocks on a full pipe,
+/// and it is killed if the test ends without stopping it.
+pub struct ToolProcess {
+    child: Option<std::process::Child>,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How a tool ended.
+#[derive(Debug)]
+pub struct ToolExit {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ToolProcess {
+    /// Starts `name` (see [`workspace_binary`]) with `args` and no stdin.
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> ToolProcess {
+        use std::io::Read;
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(workspace_binary(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let collect = |mut pipe: Box<dyn Read + Send>| {
+            let sink = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let into = sink.clone();
+            let reader = std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    into.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+            (sink, reader)
+        };
+        let (stdout, out_reader) = collect(Box::new(child.stdout.take().expect("piped stdout")));
+        let (stderr, err_reader) = collect(Box::new(child.stderr.take().expect("piped stderr")));
+        ToolProcess {
+            child: Some(child),
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        }
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Everything it has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (without blocking the runtime) for it to exit; kills it and
+    /// fails if that takes longer than `limit`.
+    pub async fn wait(mut self, limit: Duration) -> ToolExit {
+        let mut child = self.child.take().expect("running");
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tool did not exit in {limit:?}; stderr:\n{}", self.stderr());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // The pipes reach EOF with the exit: the readers have everything.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        ToolExit {
+            status,
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for ToolProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("tool stderr:\n{}", self.stderr());
+            }
+        }
+    }
+}
+
+/// Every JSON object key in document order (`"name":`), to compare field order.
+pub fn keys_in_order(json: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut rest = json;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        let tail = &after[end + 1..];
+        if tail.starts_with(':') {
+            keys.push(after[..end].to_string());
+        }
+        rest = tail;
+    }
+    keys
+}
+
+/// A certificate authority and certificates made at test time (rcgen), as
+/// PEM files in a fresh directory: a server certificate for `127.0.0.1` and
+/// `localhost`, a client certificate (CN `test-client`) from the same CA, and
+/// a self-signed client certificate (CN `rogue`) that the CA never signed.
+pub struct TestPki {
+    pub dir: PathBuf,
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub rogue_cert: PathBuf,
+    pub rogue_key: PathBuf,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DistinguishedName, DnType,
+            ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+        };
+        let dir = temp_dir("pki");
+        let named = |sans: &[&str], cn: &str| {
+            let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+            let mut params = CertificateParams::new(sans).expect("certificate params");
+            params.distinguished_name = DistinguishedName::new();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            params
+        };
+        let write = |name: &str, pem: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write PEM");
+            path
+        };
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = named(&[], "nsq test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca.self_signed(&ca_key).expect("CA certificate");
+        let leaf = |sans: &[&str], cn: &str, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().expect("key");
+            let mut params = named(sans, cn);
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &ca, &ca_key).expect("certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server, server_key) = leaf(
+            &["127.0.0.1", "localhost"],
+            "nsqd",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client, client_key) = leaf(&[], "test-client", ExtendedKeyUsagePurpose::ClientAuth);
+        let rogue_key = KeyPair::generate().expect("key");
+        let rogue = named(&[], "rogue").self_signed(&rogue_key).expect("rogue");
+        TestPki {
+            ca_cert: write("ca.pem", ca.pem()),
+            server_cert: write("server.pem", server),
+            server_key: write("server.key", server_key),
+            client_cert: write("client.pem", client),
+            client_key: write("client.key", client_key),
+            rogue_cert: write("rogue.pem", rogue.pem()),
+            rogue_key: write("rogue.key", rogue_key.serialize_pem()),
+            dir,
+        }
+    }
+
+    /// Trusts the test CA; with `cert`, shows the client certificate.
+    pub fn client_tls(&self, cert: bool) -> nsq::tls::TlsClientOptions {
+        nsq::tls::TlsClientOptions {
+            root_ca_file: Some(self.ca_cert.clone()),
+            cert: cert.then(|| self.client_cert.clone()),
+            key: cert.then(|| self.client_key.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Options for a test nsqd with this PKI's server certificate and an
+    /// HTTPS listener on loopback port 0.
+    pub fn nsqd_options(&self) -> Options {
+        Options {
+            tls_cert: self.server_cert.display().to_string(),
+            tls_key: self.server_key.display().to_string(),
+            https_address: "127.0.0.1:0".into(),
+            ..test_options()
+        }
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        TestPki::new()
+    }
+}
+
+/// The base URL of an nsqd's HTTPS API.
+pub fn https_url(nsqd: &Nsqd) -> String {
+    format!("https://{}", nsqd.https_addr().expect("HTTPS enabled"))
+}

@@ -1,5 +1,6 @@
 //! The `nsq` crate's Producer and Consumer against our nsqd.
 
+use nsq::config::BackoffStrategy;
 use nsq::{Config, Consumer, Message, Producer};
 use nsq_e2e::{eventually, start_default_nsqd, stats, Nsqd, PATIENCE};
 use std::collections::HashMap;
@@ -386,6 +387,15 @@ async fn max_attempts_hands_the_message_to_the_failure_hook() {
 
 #[tokio::test]
 async fn backoff_is_entered_and_left() {
+    backoff_entered_and_left(BackoffStrategy::Exponential).await;
+}
+
+#[tokio::test]
+async fn full_jitter_backoff_is_entered_and_left() {
+    backoff_entered_and_left(BackoffStrategy::FullJitter).await;
+}
+
+async fn backoff_entered_and_left(backoff_strategy: BackoffStrategy) {
     let nsqd = start_default_nsqd().await;
     let consumer = Consumer::new(
         "backoff",
@@ -395,6 +405,7 @@ async fn backoff_is_entered_and_left() {
             default_requeue_delay: Duration::ZERO,
             backoff_multiplier: Duration::from_millis(50),
             max_backoff_duration: Duration::from_millis(400),
+            backoff_strategy,
             ..config()
         },
     )

@@ -285,3 +285,29 @@ async fn pynsq_reader_discovers_nsqd_through_our_lookupd() {
     nsqd.shutdown().await;
     lookupd.shutdown().await;
 }
+
+/// nsq.Writer and nsq.Reader over TLS (`tls_v1`, verifying nsqd against the
+/// test CA), then with deflate on top of TLS, against an nsqd that requires
+/// TLS on TCP (`tcp-https`, so the checks below can read plain `/stats`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pynsq_over_tls() {
+    let Some(python) = python() else { return };
+    let pki = nsq_e2e::TestPki::new();
+    let nsqd = nsq_e2e::start_nsqd(nsqd::Options {
+        tls_required: nsqd::options::TlsRequired::ExceptHttp,
+        ..pki.nsqd_options()
+    })
+    .await;
+    let address = nsqd.tcp_addr().to_string();
+    let ca = pki.ca_cert.display().to_string();
+    for (topic, deflate) in [("pynsq_tls", false), ("pynsq_tls_deflate", true)] {
+        let mut args = vec![address.as_str(), topic, "--ca", &ca, "--count", "20"];
+        if deflate {
+            args.push("--deflate");
+        }
+        let outcome = Script::start(&python, "pynsq_tls.py", &args).finish().await;
+        assert_succeeded(&outcome);
+        assert_drained(&nsqd, topic, "py", 20).await;
+    }
+    nsqd.shutdown().await;
+}

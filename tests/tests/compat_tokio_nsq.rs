@@ -495,3 +495,47 @@ async fn consumer_discovers_nsqd_through_our_lookupd() {
     nsqd.shutdown().await;
     lookupd.shutdown().await;
 }
+
+/// tokio-nsq over TLS (without a rustls config of its own it accepts any
+/// certificate), with snappy and then deflate on top of TLS, against an nsqd
+/// that requires TLS on TCP (`tcp-https`, so that plain `/stats` still answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_compression_round_trip() {
+    let pki = nsq_e2e::TestPki::new();
+    let nsqd = nsq_e2e::start_nsqd(nsqd::Options {
+        tls_required: nsqd::options::TlsRequired::ExceptHttp,
+        ..pki.nsqd_options()
+    })
+    .await;
+    let level = NSQDeflateLevel::new(6).expect("valid level");
+    for (name, compression) in [
+        ("tokio_tls_snappy", NSQConfigSharedCompression::Snappy),
+        (
+            "tokio_tls_deflate",
+            NSQConfigSharedCompression::Deflate(level),
+        ),
+    ] {
+        let shared = NSQConfigShared::new()
+            .set_tls(tokio_nsq::NSQConfigSharedTLS::new("localhost"))
+            .set_compression(compression);
+        let mut consumer = subscribed_consumer(&nsqd, name, 4, shared.clone()).await;
+        let mut producer = healthy_producer(&nsqd, shared).await;
+        let bodies = compressible_bodies();
+        for body in &bodies {
+            producer
+                .publish(&topic(name), body.clone())
+                .await
+                .expect("queue PUB");
+        }
+        expect_acks(&mut producer, bodies.len()).await;
+        let seen = receive_and_finish(&mut consumer, bodies.len()).await;
+        assert_each_once(&seen, &bodies);
+        let client = only_client(&settled(&nsqd, name, bodies.len() as u64).await);
+        assert!(
+            client.tls && (client.snappy || client.deflate),
+            "{client:?}"
+        );
+        drop((consumer, producer));
+    }
+    nsqd.shutdown().await;
+}

@@ -5,6 +5,8 @@ use bytes::BytesMut;
 use nsq::protocol::lookup::{encode_response, PeerIdentity};
 use nsq_e2e::*;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -213,9 +215,12 @@ async fn registers_everything_and_every_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_topics_get_the_channels_lookupd_knows_before_messages_flow() {
     // lookupd's HTTP side: /channels?topic=new lists "pre" and an ephemeral one.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
     let app = axum::Router::new().route(
         "/channels",
-        axum::routing::get(|| async {
+        axum::routing::get(move || async move {
+            count.fetch_add(1, Ordering::SeqCst);
             (
                 [("X-NSQ-Content-Type", "nsq; version=1.0")],
                 r#"{"channels":["pre","tail#ephemeral"]}"#,
@@ -228,8 +233,19 @@ async fn new_topics_get_the_channels_lookupd_knows_before_messages_flow() {
     let (lookupd, mut seen, _drop) = fake_lookupd(http_port).await;
     let nsqd = start_nsqd(with_lookupd(&[lookupd])).await;
     expect_identify(&mut seen).await;
+    // nsqd learns lookupd's HTTP port from the IDENTIFY answer; until then a
+    // new topic has no one to ask. Create throwaway topics until it asks.
+    let mut producer = Conn::connect(&nsqd).await;
+    for n in 0.. {
+        assert!(n < 100, "nsqd never asked lookupd for channels");
+        producer.publish(&format!("warmup{n}"), b"x").await;
+        if asked.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
-    Conn::connect(&nsqd).await.publish("new", b"first").await;
+    producer.publish("new", b"first").await;
     eventually("channel pre-created from lookupd", || async {
         let topics = stats(&nsqd).await.topics.unwrap_or_default();
         topics.iter().any(|t| {

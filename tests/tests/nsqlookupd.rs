@@ -3,7 +3,7 @@
 //! captures where there is one), inactivity, tombstones and ephemeral names.
 
 use nsq::protocol::lookup::{LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1};
-use nsq_e2e::{eventually, http_request, Reply};
+use nsq_e2e::{eventually, http_request, keys_in_order, Reply};
 use nsqlookupd::{Lookupd, Options};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -256,22 +256,6 @@ impl Capture {
         self.assert_head(ours);
         assert_eq!(ours.body, self.body);
     }
-}
-
-/// Every JSON object key in document order (`"name":`), to compare field order.
-fn keys_in_order(json: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut rest = json;
-    while let Some(start) = rest.find('"') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('"') else { break };
-        let tail = &after[end + 1..];
-        if tail.starts_with(':') {
-            keys.push(after[..end].to_string());
-        }
-        rest = tail;
-    }
-    keys
 }
 
 /// The registrations of the captures: one nsqd with `test/samplech` and `test2/ch2`.

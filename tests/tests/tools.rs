@@ -382,9 +382,10 @@ async fn nsq_local_runs_a_cluster_and_stops_on_sigterm() {
         .current_dir(&dir)
         .spawn()
         .expect("spawn nsq_local");
-    let (lookupd_http, nsqd_tcp, nsqd_http) = (base + 1, base + 10, base + 11);
+    let (lookupd_http, nsqd_tcp, nsqd_http, admin_http) =
+        (base + 1, base + 10, base + 11, base + 21);
     let http = reqwest::Client::new();
-    for port in [lookupd_http, nsqd_http] {
+    for port in [lookupd_http, nsqd_http, admin_http] {
         let url = format!("http://127.0.0.1:{port}/ping");
         eventually("/ping answers", || async {
             match http.get(&url).send().await {
@@ -413,6 +414,16 @@ async fn nsq_local_runs_a_cluster_and_stops_on_sigterm() {
             .any(|p| p.tcp_port == nsqd_tcp && p.http_port == nsqd_http)
     })
     .await;
+    // nsqadmin sees the topic through lookupd.
+    let topics = format!("http://127.0.0.1:{admin_http}/api/topics");
+    eventually("nsqadmin lists the topic", || async {
+        let Ok(answer) = http.get(&topics).send().await else {
+            return false;
+        };
+        let answer: serde_json::Value = answer.json().await.unwrap_or_default();
+        answer["topics"] == serde_json::json!(["local"])
+    })
+    .await;
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -424,7 +435,7 @@ async fn nsq_local_runs_a_cluster_and_stops_on_sigterm() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains(&format!("http://127.0.0.1:{nsqd_http}/pub?topic=test")));
     assert!(printed.contains(&format!("TCP 127.0.0.1:{nsqd_tcp}")));
-    assert!(printed.contains("nsqadmin: not yet available"));
+    assert!(printed.contains(&format!("nsqadmin    http://127.0.0.1:{admin_http}")));
     // The message was saved in the data directory under the working directory.
     let data = dir.join("nsq-data");
     assert!(data.join("nsqd.dat").exists());

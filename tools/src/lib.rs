@@ -24,8 +24,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+pub mod archive;
+pub mod consume;
+pub mod hostpool;
+pub mod json_filter;
 pub mod stat;
+pub mod strftime;
 pub mod throttle;
+pub mod timer_metrics;
 
 /// Version reported in `user_agent`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

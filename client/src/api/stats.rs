@@ -101,6 +101,9 @@ pub struct ClientStats {
     pub tls_version: String,
     pub tls_negotiated_protocol: String,
     pub tls_negotiated_protocol_is_mutual: bool,
+    /// Subject common name of the client's certificate (ours; absent without one).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_client_cert_common_name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,10 +1,13 @@
-//! What the application plugs into a consumer.
+//! What the application plugs into a consumer, and the workers that run it.
 
-use super::Message;
+use super::{Inner, Message};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio::task::JoinHandle;
 
 /// The error a handler returns; the message is then requeued.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,35 +46,72 @@ where
     }
 }
 
-pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+/// Starts a consumer's handler workers. Made where the handler's type is
+/// known, so that workers call it directly: no boxed future per message.
+pub(crate) type SpawnWorkers = Arc<dyn Fn(&Arc<Inner>) -> Vec<JoinHandle<()>> + Send + Sync>;
 
-/// [`Handler`] made object-safe, so that the consumer is not generic.
-pub(crate) trait DynHandler: Send + Sync {
-    fn handle(&self, message: Message) -> HandlerFuture<'_>;
-    fn failed(&self, message: &Message);
+pub(crate) fn spawner<H: Handler>(handler: H, concurrency: usize) -> SpawnWorkers {
+    let handler = Arc::new(handler);
+    Arc::new(move |inner: &Arc<Inner>| {
+        (0..concurrency)
+            .map(|_| tokio::spawn(work(inner.clone(), handler.clone(), concurrency)))
+            .collect()
+    })
 }
 
-impl<H: Handler> DynHandler for H {
-    fn handle(&self, message: Message) -> HandlerFuture<'_> {
-        Box::pin(Handler::handle(self, message))
-    }
-
-    fn failed(&self, message: &Message) {
-        Handler::failed(self, message)
+/// One handler worker: takes messages off the queue until it ends. A lone
+/// worker takes all that are waiting; with several, each takes one at a
+/// time so that a slow handler never sits on messages another worker could
+/// be handling.
+async fn work<H: Handler>(inner: Arc<Inner>, handler: Arc<H>, concurrency: usize) {
+    let max = if concurrency == 1 { usize::MAX } else { 1 };
+    while let Some(batch) = inner.queue.take(max).await {
+        let mut done = None;
+        for message in batch.messages {
+            let msg = Message::reuse(done.take(), message, &batch.link);
+            handle(&inner, handler.as_ref(), &msg).await;
+            done = Some(msg);
+        }
     }
 }
+
+async fn handle<H: Handler>(inner: &Inner, handler: &H, msg: &Message) {
+    let max_attempts = inner.config.max_attempts;
+    if max_attempts > 0 && msg.attempts() > max_attempts {
+        inner.tally.given_up.fetch_add(1, Ordering::Relaxed);
+        handler.failed(msg);
+        msg.finish();
+        return;
+    }
+    // A closure handler runs its synchronous part when called: catch there too.
+    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(msg.clone()))) {
+        Ok(future) => CatchUnwind(std::pin::pin!(future)).await,
+        Err(_) => Err(PANICKED.into()),
+    };
+    if !msg.is_auto_response_enabled() {
+        return;
+    }
+    match result {
+        Ok(()) => msg.finish(),
+        Err(e) => {
+            tracing::warn!(id = %msg.id(), attempts = msg.attempts(), error = %e, "handler failed; requeueing");
+            msg.requeue(None);
+        }
+    }
+}
+
+const PANICKED: &str = "handler panicked";
 
 /// Turns a panic inside a handler into an error, so that the message is
 /// requeued and the worker lives on.
-pub(crate) struct CatchUnwind<'a>(pub(crate) HandlerFuture<'a>);
+struct CatchUnwind<F>(F);
 
-impl Future for CatchUnwind<'_> {
+impl<F: Future<Output = Result<(), BoxError>> + Unpin> Future for CatchUnwind<F> {
     type Output = Result<(), BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(_) => Poll::Ready(Err("handler panicked".into())),
-        }
+        let inner = &mut self.0;
+        std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx)))
+            .unwrap_or_else(|_| Poll::Ready(Err(PANICKED.into())))
     }
 }

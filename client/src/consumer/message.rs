@@ -1,10 +1,10 @@
 //! A delivered message and the ways to answer it.
 
-use super::{Inner, Link, Signal};
+use super::{Link, Signal};
 use crate::protocol::{self, Command, MessageId};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A message delivered to a [`Handler`](super::Handler).
@@ -21,20 +21,42 @@ pub struct Message(Arc<Delivery>);
 struct Delivery {
     message: protocol::Message,
     link: Arc<Link>,
-    consumer: Weak<Inner>,
     responded: AtomicBool,
     auto_response: AtomicBool,
 }
 
 impl Message {
-    pub(crate) fn new(message: protocol::Message, link: Arc<Link>, consumer: Weak<Inner>) -> Self {
+    pub(crate) fn new(message: protocol::Message, link: Arc<Link>) -> Self {
         Message(Arc::new(Delivery {
             message,
             link,
-            consumer,
             responded: AtomicBool::new(false),
             auto_response: AtomicBool::new(true),
         }))
+    }
+
+    /// A message for the next delivery, made in the allocation of `done`
+    /// when that one was answered and nothing else holds it: a busy worker
+    /// then allocates once per batch rather than once per message.
+    pub(crate) fn reuse(
+        done: Option<Message>,
+        message: protocol::Message,
+        link: &Arc<Link>,
+    ) -> Self {
+        if let Some(mut done) = done {
+            if let Some(delivery) = Arc::get_mut(&mut done.0) {
+                if *delivery.responded.get_mut() {
+                    delivery.message = message;
+                    if !Arc::ptr_eq(&delivery.link, link) {
+                        delivery.link = link.clone();
+                    }
+                    *delivery.responded.get_mut() = false;
+                    *delivery.auto_response.get_mut() = true;
+                    return done;
+                }
+            }
+        }
+        Message::new(message, link.clone())
     }
 
     pub fn id(&self) -> MessageId {
@@ -93,14 +115,14 @@ impl Message {
     /// Resets the message's timeout in nsqd (TOUCH), for long work.
     pub fn touch(&self) {
         if !self.has_responded() {
-            let _ = self.0.link.commands.send(Command::Touch(self.id()));
+            self.0.link.send(&Command::Touch(self.id()));
         }
     }
 }
 
 impl Delivery {
     fn requeue(&self, delay: Option<Duration>, signal: Signal) {
-        let delay = match (delay, self.consumer.upgrade()) {
+        let delay = match (delay, self.link.consumer()) {
             (Some(delay), _) => delay,
             (None, Some(consumer)) => consumer.config.requeue_delay(self.message.attempts),
             (None, None) => Duration::ZERO,
@@ -110,15 +132,8 @@ impl Delivery {
     }
 
     fn respond(&self, cmd: Command, signal: Signal) {
-        if self.responded.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let finished = matches!(cmd, Command::Fin(_));
-        // If the connection is gone nsqd requeues the message itself.
-        let _ = self.link.commands.send(cmd);
-        self.link.message_done();
-        if let Some(consumer) = self.consumer.upgrade() {
-            consumer.message_answered(finished, signal);
+        if !self.responded.swap(true, Ordering::SeqCst) {
+            self.link.answered(&cmd, signal);
         }
     }
 }

@@ -1,28 +1,33 @@
 //! Consuming a topic's channel from one or more nsqd.
 //!
 //! Each nsqd connection runs in its own task: it reads frames, answers
-//! heartbeats and queues messages for a pool of handler workers; answers go
-//! back through the connection's writer task. Flow control (RDY and backoff)
-//! is shared by all connections and lives in [`rdy`].
+//! heartbeats and queues messages for a pool of handler workers ([`queue`]);
+//! answers go back through the connection's outbox and writer task
+//! ([`link`]). Flow control (RDY and backoff) is shared by all connections
+//! and lives in [`rdy`].
 
 mod handler;
+mod link;
 mod message;
+mod queue;
 mod rdy;
 
 pub use handler::{BoxError, Handler};
 pub use message::Message;
 
 use crate::config::{Config, ConfigError};
-use crate::conn::{Connection, FrameWriter};
+use crate::conn::Connection;
 use crate::error::{Error, ProtocolError, Result};
 use crate::protocol::{self, Command, FrameType, CLOSE_WAIT, HEARTBEAT};
-use handler::{CatchUnwind, DynHandler};
+use handler::SpawnWorkers;
+use link::Link;
+use queue::{Batch, Queue};
 use rdy::{FlowState, Signal};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify};
+use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -58,9 +63,8 @@ pub(crate) struct Inner {
     pub(crate) topic: String,
     pub(crate) channel: String,
     pub(crate) config: Config,
-    handler: Mutex<Option<(Arc<dyn DynHandler>, usize)>>,
-    queue: Mutex<Option<mpsc::UnboundedSender<Message>>>,
-    queue_rx: Mutex<Option<mpsc::UnboundedReceiver<Message>>>,
+    handler: Mutex<Option<SpawnWorkers>>,
+    queue: Queue,
     workers: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) flow: Mutex<FlowState>,
     targets: Mutex<HashMap<String, Target>>,
@@ -68,10 +72,7 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     started: AtomicBool,
     next_conn_id: AtomicU64,
-    received: AtomicU64,
-    finished: AtomicU64,
-    requeued: AtomicU64,
-    given_up: AtomicU64,
+    tally: Arc<Tally>,
     pub(crate) lookupds: Mutex<Vec<String>>,
     pub(crate) repoll: Notify,
 }
@@ -82,27 +83,17 @@ struct Target {
     from_lookupd: bool,
 }
 
-/// A live connection as messages see it: where their answers go.
-pub(crate) struct Link {
-    pub(crate) id: u64,
-    pub(crate) addr: String,
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
-    in_flight: AtomicUsize,
-    last_message: Mutex<Instant>,
-    drained: Notify,
-}
-
-impl Link {
-    /// One in-flight message was answered.
-    pub(crate) fn message_done(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.drained.notify_one();
-        }
-    }
-
-    pub(crate) fn last_message(&self) -> Instant {
-        *self.last_message.lock().expect("link lock")
-    }
+/// The counters, and the backoff level as answering a message needs it:
+/// shared with every link so that the common answer takes no lock.
+#[derive(Default)]
+pub(crate) struct Tally {
+    received: AtomicU64,
+    finished: AtomicU64,
+    requeued: AtomicU64,
+    given_up: AtomicU64,
+    /// Mirrors `FlowState::backoff_level`. While it is 0 a success or a
+    /// requeue without backoff cannot change flow control.
+    backoff_level: AtomicU32,
 }
 
 impl Consumer {
@@ -124,7 +115,6 @@ impl Consumer {
             }
             .into());
         }
-        let (queue, queue_rx) = mpsc::unbounded_channel();
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             topic: topic.to_string(),
@@ -135,18 +125,14 @@ impl Consumer {
             }),
             config,
             handler: Mutex::new(None),
-            queue: Mutex::new(Some(queue)),
-            queue_rx: Mutex::new(Some(queue_rx)),
+            queue: Queue::new(),
             workers: Mutex::new(Vec::new()),
             targets: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
-            received: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
-            requeued: AtomicU64::new(0),
-            given_up: AtomicU64::new(0),
+            tally: Arc::default(),
             lookupds: Mutex::new(Vec::new()),
             repoll: Notify::new(),
         });
@@ -164,7 +150,7 @@ impl Consumer {
             return Err(Error::Usage("add handlers before connecting"));
         }
         *self.inner.handler.lock().expect("handler lock") =
-            Some((Arc::new(handler), concurrency.max(1)));
+            Some(handler::spawner(handler, concurrency.max(1)));
         Ok(())
     }
 
@@ -237,13 +223,13 @@ impl Consumer {
     }
 
     pub fn stats(&self) -> ConsumerStats {
-        let inner = &self.inner;
-        let flow = inner.flow.lock().expect("flow lock");
+        let tally = &self.inner.tally;
+        let flow = self.inner.flow.lock().expect("flow lock");
         ConsumerStats {
-            messages_received: inner.received.load(Ordering::Relaxed),
-            messages_finished: inner.finished.load(Ordering::Relaxed),
-            messages_requeued: inner.requeued.load(Ordering::Relaxed),
-            messages_given_up: inner.given_up.load(Ordering::Relaxed),
+            messages_received: tally.received.load(Ordering::Relaxed),
+            messages_finished: tally.finished.load(Ordering::Relaxed),
+            messages_requeued: tally.requeued.load(Ordering::Relaxed),
+            messages_given_up: tally.given_up.load(Ordering::Relaxed),
             connections: flow.conns.len(),
             backoff_level: flow.backoff_level,
         }
@@ -263,7 +249,7 @@ impl Consumer {
                 let _ = task.await;
             }
         }
-        inner.queue.lock().expect("queue lock").take();
+        inner.queue.close();
         let workers = std::mem::take(&mut *inner.workers.lock().expect("workers lock"));
         for worker in workers {
             let _ = worker.await;
@@ -274,7 +260,7 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.inner.shutdown.cancel();
-        self.inner.queue.lock().expect("queue lock").take();
+        self.inner.queue.close();
     }
 }
 
@@ -284,26 +270,14 @@ impl Inner {
         if self.shutdown.is_cancelled() {
             return Err(Error::Stopped);
         }
-        let Some((handler, concurrency)) = self.handler.lock().expect("handler lock").clone()
-        else {
+        let Some(spawn_workers) = self.handler.lock().expect("handler lock").clone() else {
             return Err(Error::Usage("add a handler before connecting"));
         };
         if self.started.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
         let me = self.me.upgrade().expect("consumer alive");
-        let queue = self.queue_rx.lock().expect("queue lock").take();
-        let queue = Arc::new(tokio::sync::Mutex::new(queue.expect("started once")));
-        let mut workers = self.workers.lock().expect("workers lock");
-        let batch_size = if concurrency == 1 { 64 } else { 1 };
-        for _ in 0..concurrency {
-            workers.push(tokio::spawn(work(
-                me.clone(),
-                handler.clone(),
-                queue.clone(),
-                batch_size,
-            )));
-        }
+        *self.workers.lock().expect("workers lock") = spawn_workers(&me);
         let task = tokio::spawn(redistribute_loop(me));
         self.tasks.lock().expect("tasks lock").push(task);
         Ok(())
@@ -371,13 +345,8 @@ impl Inner {
         }
     }
 
-    /// Accounts for an answered message and applies its backoff signal.
-    pub(crate) fn message_answered(&self, finished: bool, signal: Signal) {
-        if finished {
-            self.finished.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.requeued.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Applies the backoff signal of an answered message.
+    pub(crate) fn apply_signal(&self, signal: Signal) {
         let wait = self.flow.lock().expect("flow lock").signal(signal, self);
         if let Some(wait) = wait {
             self.start_backoff_timer(wait);
@@ -413,7 +382,7 @@ impl Inner {
     /// Runs one live connection until it fails or, once `cancel` fires, until
     /// it has been closed cleanly (CLS, CLOSE_WAIT, in-flight messages answered).
     async fn serve(&self, addr: &str, conn: Connection, cancel: &CancellationToken) -> Result<()> {
-        let Some(queue) = self.queue.lock().expect("queue lock").clone() else {
+        let Some(queue) = self.queue.feeder() else {
             return Err(Error::Stopped);
         };
         let Connection {
@@ -421,17 +390,14 @@ impl Inner {
             writer,
             identity,
         } = conn;
-        let (commands, outgoing) = mpsc::unbounded_channel();
-        let link = Arc::new(Link {
-            id: self.next_conn_id.fetch_add(1, Ordering::Relaxed),
-            addr: addr.to_string(),
-            commands: commands.clone(),
-            in_flight: AtomicUsize::new(0),
-            last_message: Mutex::new(Instant::now()),
-            drained: Notify::new(),
-        });
+        let link = Arc::new(Link::new(
+            self.next_conn_id.fetch_add(1, Ordering::Relaxed),
+            addr,
+            self.tally.clone(),
+            self.me.clone(),
+        ));
         let dead = CancellationToken::new();
-        let writer = tokio::spawn(write_loop(writer, outgoing, dead.clone()));
+        let writer = tokio::spawn(link::write_loop(writer, link.clone(), dead.clone()));
         self.flow
             .lock()
             .expect("flow lock")
@@ -441,6 +407,8 @@ impl Inner {
         let mut close_wait = false;
         let close_by = tokio::time::sleep(Duration::MAX);
         tokio::pin!(close_by);
+        // The messages of one read, handed to the workers together.
+        let mut messages = VecDeque::new();
         let result = loop {
             tokio::select! {
                 frame = reader.read_frame_within(self.config.read_timeout) => {
@@ -449,7 +417,6 @@ impl Inner {
                     // the frame itself at high rates.
                     let mut next = Some(frame);
                     let mut outcome = None;
-                    let mut delivered = false;
                     while let Some(frame) = next.take() {
                         let frame = match frame {
                             Ok(frame) => frame,
@@ -460,11 +427,11 @@ impl Inner {
                         };
                         match frame.frame_type {
                             FrameType::Response if frame.data == HEARTBEAT => {
-                                let _ = commands.send(Command::Nop);
+                                link.send(&Command::Nop);
                             }
                             FrameType::Response if frame.data == CLOSE_WAIT => {
                                 close_wait = true;
-                                if link.in_flight.load(Ordering::SeqCst) == 0 {
+                                if link.in_flight.load(Ordering::SeqCst) == 0 && messages.is_empty() {
                                     outcome = Some(Ok(()));
                                     break;
                                 }
@@ -486,16 +453,16 @@ impl Inner {
                                         break;
                                     }
                                 };
-                                link.in_flight.fetch_add(1, Ordering::SeqCst);
-                                self.received.fetch_add(1, Ordering::Relaxed);
-                                delivered = true;
-                                let _ = queue.send(Message::new(msg, link.clone(), self.me.clone()));
+                                messages.push_back(msg);
                             }
                         }
                         next = reader.buffered_frame().transpose();
                     }
-                    if delivered {
-                        *link.last_message.lock().expect("link lock") = Instant::now();
+                    if !messages.is_empty() {
+                        link.delivered(messages.len());
+                        let next = VecDeque::with_capacity(messages.len());
+                        let messages = std::mem::replace(&mut messages, next);
+                        queue.push(Batch { link: link.clone(), messages });
                     }
                     if let Some(result) = outcome {
                         break result;
@@ -503,7 +470,7 @@ impl Inner {
                 }
                 _ = cancel.cancelled(), if !cls_sent => {
                     cls_sent = true;
-                    let _ = commands.send(Command::Cls);
+                    link.send(&Command::Cls);
                     close_by.as_mut().reset(tokio::time::Instant::now() + CLOSE_TIMEOUT);
                 }
                 _ = link.drained.notified(), if close_wait => {
@@ -564,83 +531,6 @@ async fn keep_connected(
     let mut targets = inner.targets.lock().expect("targets lock");
     if targets.get(&addr).is_some_and(|t| t.cancel.is_cancelled()) {
         targets.remove(&addr);
-    }
-}
-
-/// Writes the commands of one connection in batches. When `dead` fires it
-/// writes what is still queued (the last FINs) and closes its side.
-async fn write_loop(
-    mut writer: FrameWriter,
-    mut outgoing: mpsc::UnboundedReceiver<Command>,
-    dead: CancellationToken,
-) {
-    let mut batch = Vec::with_capacity(256);
-    loop {
-        let closing = tokio::select! {
-            n = outgoing.recv_many(&mut batch, 256) => n == 0,
-            _ = dead.cancelled() => true,
-        };
-        if closing {
-            while let Ok(cmd) = outgoing.try_recv() {
-                batch.push(cmd);
-            }
-        }
-        for cmd in batch.drain(..) {
-            writer.push(&cmd);
-        }
-        if writer.has_pending() {
-            if let Err(e) = writer.flush().await {
-                tracing::warn!(error = %e, "write failed");
-                break;
-            }
-        }
-        if closing {
-            break;
-        }
-    }
-    dead.cancel();
-    writer.shutdown().await;
-}
-
-/// One handler worker: takes messages off the shared queue until it closes.
-/// A lone worker takes them in batches, saving a lock per message; with
-/// several, each takes one at a time so that a slow handler never sits on
-/// messages another worker could be handling.
-async fn work(
-    inner: Arc<Inner>,
-    handler: Arc<dyn DynHandler>,
-    queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>>,
-    batch_size: usize,
-) {
-    let mut batch = Vec::with_capacity(batch_size);
-    loop {
-        if queue.lock().await.recv_many(&mut batch, batch_size).await == 0 {
-            break;
-        }
-        for msg in batch.drain(..) {
-            handle(&inner, handler.as_ref(), msg).await;
-        }
-    }
-}
-
-async fn handle(inner: &Inner, handler: &dyn DynHandler, msg: Message) {
-    let max_attempts = inner.config.max_attempts;
-    if max_attempts > 0 && msg.attempts() > max_attempts {
-        inner.given_up.fetch_add(1, Ordering::Relaxed);
-        handler.failed(&msg);
-        msg.finish();
-        return;
-    }
-    let result = CatchUnwind(handler.handle(msg.clone())).await;
-    if !msg.is_auto_response_enabled() {
-        return;
-    }
-    match result {
-        Ok(()) => msg.finish(),
-        Err(e) => {
-            tracing::warn!(id = %msg.id(), attempts = msg.attempts(), error = %e, "handler failed; requeueing");
-            msg.requeue(None);
-        }
     }
 }
 

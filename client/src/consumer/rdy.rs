@@ -9,6 +9,7 @@ use super::{Inner, Link};
 use crate::protocol::Command;
 use rand::seq::IndexedRandom;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,7 +109,7 @@ impl FlowState {
         if count != slot.rdy {
             slot.rdy = count;
             slot.rdy_at = Instant::now();
-            let _ = slot.link.commands.send(Command::Rdy(count));
+            slot.link.send(&Command::Rdy(count));
         }
     }
 
@@ -192,6 +193,8 @@ impl FlowState {
                 self.backoff_level -= 1;
                 changed = true;
             }
+            // The level's ceiling, not a jittered draw, decides whether it
+            // may grow: with full_jitter the level stays bounded too.
             Signal::Backoff
                 if config.backoff_duration(self.backoff_level + 1)
                     <= config.max_backoff_duration =>
@@ -201,6 +204,12 @@ impl FlowState {
             }
             _ => {}
         }
+        if changed {
+            inner
+                .tally
+                .backoff_level
+                .store(self.backoff_level, Ordering::SeqCst);
+        }
         if self.backoff_level == 0 {
             if changed {
                 tracing::info!("backoff over; resuming full RDY");
@@ -208,9 +217,7 @@ impl FlowState {
             }
             return None;
         }
-        let wait = config
-            .backoff_duration(self.backoff_level)
-            .min(config.max_backoff_duration);
+        let wait = config.backoff_wait(self.backoff_level);
         tracing::info!(level = self.backoff_level, ?wait, "backing off");
         self.backoff_timer = true;
         self.set_all(0);

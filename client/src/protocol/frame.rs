@@ -49,7 +49,10 @@ pub fn decode_frame(buf: &mut BytesMut, max_size: usize) -> Result<Option<Frame>
         return Err(FrameError::TooBig(size, max_size));
     }
     if buf.len() < 4 + size as usize {
-        buf.reserve(4 + size as usize - buf.len());
+        // Room grows with what has arrived, never to what the size claims:
+        // with no limit set, four bytes could otherwise reserve 4 GiB.
+        let missing = 4 + size as usize - buf.len();
+        buf.reserve(missing.min(buf.len().max(16 * 1024)));
         return Ok(None);
     }
     buf.advance(4);

@@ -1,7 +1,8 @@
-//! A whole NSQ cluster for development in one process: nsqlookupd, and nsqd
-//! registered with it, on the usual ports with data under the working
-//! directory. Ctrl-C (or SIGTERM) stops both cleanly, nsqd first so that it
-//! saves its queues and leaves lookupd before lookupd goes.
+//! A whole NSQ cluster for development in one process: nsqlookupd, nsqd
+//! registered with it, and nsqadmin watching them, on the usual ports with
+//! data under the working directory. Ctrl-C (or SIGTERM) stops all three
+//! cleanly: nsqadmin, then nsqd (which saves its queues and leaves lookupd),
+//! then lookupd.
 
 use clap::Parser;
 use nsq::daemon::{wait_for_signal, LogFormat, Logging};
@@ -13,12 +14,12 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "nsq_local",
-    about = "Runs nsqlookupd and nsqd in one process for local development"
+    about = "Runs nsqlookupd, nsqd and nsqadmin in one process for local development"
 )]
 struct Opts {
     /// first of the ports to use: lookupd N (TCP) and N+1 (HTTP), nsqd N+10
-    /// and N+11 (nsqadmin will take N+21); default: the usual ports
-    /// (lookupd 4160/4161, nsqd 4150/4151)
+    /// and N+11, nsqadmin N+21; default: the usual ports (lookupd 4160/4161,
+    /// nsqd 4150/4151, nsqadmin 4171)
     #[arg(long)]
     ports_from: Option<u16>,
     /// directory for nsqd's queues and metadata
@@ -36,12 +37,13 @@ struct Opts {
     version: bool,
 }
 
-/// The four listening ports.
+/// The five listening ports.
 struct Ports {
     lookupd_tcp: u16,
     lookupd_http: u16,
     nsqd_tcp: u16,
     nsqd_http: u16,
+    admin_http: u16,
 }
 
 impl Ports {
@@ -52,6 +54,7 @@ impl Ports {
                 lookupd_http: 4161,
                 nsqd_tcp: 4150,
                 nsqd_http: 4151,
+                admin_http: 4171,
             });
         };
         let at = |offset: u16| {
@@ -63,6 +66,7 @@ impl Ports {
             lookupd_http: at(1)?,
             nsqd_tcp: at(10)?,
             nsqd_http: at(11)?,
+            admin_http: at(21)?,
         })
     }
 }
@@ -131,39 +135,69 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
             return 1;
         }
     };
+    let admin = match nsqadmin::NsqAdmin::start(nsqadmin::Options {
+        log_level: opts.log_level,
+        http_address: listen(ports.admin_http),
+        lookupd_http_addresses: vec![lookupd.http_addr().to_string()],
+        ..nsqadmin::Options::default()
+    })
+    .await
+    {
+        Ok(admin) => admin,
+        Err(e) => {
+            tracing::error!(error = %e, "nsqadmin failed to start");
+            nsqd.shutdown().await;
+            lookupd.shutdown().await;
+            return 1;
+        }
+    };
     let nsqd_http = nsqd.http_addr().expect("nsqd HTTP is enabled");
     println!(
         "{}",
         banner(
-            nsqd.tcp_addr(),
-            nsqd_http,
-            lookupd.tcp_addr(),
-            lookupd.http_addr(),
+            Addresses {
+                nsqd_tcp: nsqd.tcp_addr(),
+                nsqd_http,
+                lookupd_tcp: lookupd.tcp_addr(),
+                lookupd_http: lookupd.http_addr(),
+                admin_http: admin.http_addr(),
+            },
             &std::path::absolute(&opts.data_path).unwrap_or(opts.data_path),
         )
     );
 
     wait_for_signal().await;
+    admin.shutdown().await;
     nsqd.shutdown().await;
     lookupd.shutdown().await;
     0
 }
 
-/// What a newcomer needs: where everything is and how to try it.
-fn banner(
+/// Where the three daemons listen.
+struct Addresses {
     nsqd_tcp: SocketAddr,
     nsqd_http: SocketAddr,
     lookupd_tcp: SocketAddr,
     lookupd_http: SocketAddr,
-    data: &std::path::Path,
-) -> String {
+    admin_http: SocketAddr,
+}
+
+/// What a newcomer needs: where everything is and how to try it.
+fn banner(a: Addresses, data: &std::path::Path) -> String {
+    let Addresses {
+        nsqd_tcp,
+        nsqd_http,
+        lookupd_tcp,
+        lookupd_http,
+        admin_http,
+    } = a;
     format!(
         "\
-NSQ is running (nsqlookupd and nsqd in this process).
+NSQ is running (nsqlookupd, nsqd and nsqadmin in this process).
 
   nsqd        TCP {nsqd_tcp}  HTTP http://{nsqd_http}
   nsqlookupd  TCP {lookupd_tcp}  HTTP http://{lookupd_http}
-  nsqadmin: not yet available
+  nsqadmin    http://{admin_http}  (open it in a browser)
   data        {data}
 
 Publish a message:

@@ -1,0 +1,526 @@
+//! nsqadmin's HTTP server: the pages, their assets, upstream's `/api` and
+//! `/config` routes, all under `--base-path`, routed as httprouter does.
+
+use crate::cluster::Cluster;
+use crate::history::History;
+use crate::notify::{Notifier, Requester};
+use crate::options::Options;
+use crate::views::{self, warning_message, Partial};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State as Shared};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use nsq::flags::LogLevel;
+use nsq::http_api::{err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, V1};
+use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
+use nsq::TopicAction;
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Called when `PUT /config/log_level` changes the level.
+pub type LogLevelHook = Box<dyn Fn(LogLevel) + Send + Sync>;
+
+/// What every request handler shares.
+pub struct State {
+    pub opts: Options,
+    pub cluster: Arc<Cluster>,
+    pub history: Arc<History>,
+    pub notifier: Option<Notifier>,
+    pub log_level: Mutex<LogLevel>,
+    pub log_level_hook: Option<LogLevelHook>,
+    pub shutdown: CancellationToken,
+}
+
+const GET_POST_DELETE: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
+const GET_POST: &[Method] = &[Method::GET, Method::POST];
+const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
+
+const ROUTES: &[Route] = &[
+    ("/ping", GET),
+    ("/", GET),
+    ("/topics", GET),
+    ("/topics/:topic", GET),
+    ("/topics/:topic/:channel", GET),
+    ("/nodes", GET),
+    ("/nodes/:node", GET),
+    ("/counter", GET),
+    ("/lookup", GET),
+    ("/static/:asset", GET),
+    ("/render", GET),
+    ("/api/topics", GET_POST),
+    ("/api/topics/:topic", GET_POST_DELETE),
+    ("/api/topics/:topic/:channel", GET_POST_DELETE),
+    ("/api/nodes", GET),
+    ("/api/nodes/:node", GET_DELETE),
+    ("/api/counter", GET),
+    ("/api/graphite", GET),
+    ("/api/peek/:topic", GET),
+    ("/config/:opt", GET_PUT),
+];
+
+/// Largest request body read (upstream's limit for `/config`).
+const BODY_LIMIT: usize = 1024 * 1024;
+
+pub async fn serve(state: Arc<State>, listener: TcpListener) {
+    let app = Router::new().fallback(route).with_state(state.clone());
+    let shutdown = state.shutdown.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    let deadline = async {
+        state.shutdown.cancelled().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    tokio::select! {
+        served = server => if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        },
+        _ = deadline => tracing::warn!("HTTP: requests still open at shutdown; dropped"),
+    }
+}
+
+/// A request, as handlers need it.
+pub struct Ctx {
+    pub state: Arc<State>,
+    pub method: Method,
+    pub params: Vec<String>,
+    pub query: Params,
+    pub headers: HeaderMap,
+    pub remote: SocketAddr,
+    pub url: String,
+    /// Taken by the handlers that read it (a lock keeps `Ctx` shareable).
+    body: Mutex<Option<Body>>,
+}
+
+impl Ctx {
+    /// The user named by the ACL header, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.headers
+            .get(self.state.opts.acl_http_header.as_str())
+            .and_then(|v| v.to_str().ok())
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.state.opts.is_admin(self.user())
+    }
+
+    fn requester(&self) -> Requester {
+        Requester::from_request(&self.headers, self.remote, self.url.clone())
+    }
+
+    fn notify(&self, action: &str, topic: &str, channel: &str, node: &str) {
+        if let Some(n) = &self.state.notifier {
+            n.send(action, topic, channel, node, &self.requester());
+        }
+    }
+
+    /// The request body, read up to [`BODY_LIMIT`].
+    async fn read_body(&self) -> Result<bytes::Bytes, V1> {
+        let body = self.body.lock().take().unwrap_or_default();
+        read_limited(body, BODY_LIMIT).await
+    }
+
+    fn param(&self, i: usize) -> &str {
+        self.params.get(i).map_or("", String::as_str)
+    }
+}
+
+async fn route(
+    Shared(state): Shared<Arc<State>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let method = req.method().clone();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let raw_path = req.uri().path().to_string();
+    let url = req.uri().to_string();
+    let prefix = state.opts.prefix();
+    let Some(path) = raw_path
+        .strip_prefix(prefix)
+        .filter(|p| p.is_empty() || p.starts_with('/'))
+    else {
+        return err(StatusCode::NOT_FOUND, "NOT_FOUND").into_response();
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    let matched = match resolve(ROUTES, &method, path, &query) {
+        Ok(matched) => matched,
+        Err(response) => return *response,
+    };
+    tracing::debug!(%method, path = matched.path, query, "HTTP request");
+    let Some(params) = Params::parse(&query) else {
+        return err(StatusCode::BAD_REQUEST, "INVALID_REQUEST").into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let ctx = Ctx {
+        state,
+        method,
+        params: matched.params,
+        query: params,
+        headers: parts.headers,
+        remote,
+        url,
+        body: Mutex::new(Some(body)),
+    };
+    match matched.pattern {
+        "/ping" => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response(),
+        "/static/:asset" => crate::assets::serve(ctx.param(0)),
+        "/render" => graphite_proxy(&ctx).await,
+        p if p.starts_with("/api/") || p.starts_with("/config/") => {
+            api(ctx, p).await.into_response()
+        }
+        page => crate::pages::render(&ctx, page).await,
+    }
+}
+
+/// A JSON answer with upstream's trailing `message` field.
+#[derive(Serialize)]
+struct WithMessage<T: Serialize> {
+    #[serde(flatten)]
+    data: T,
+    message: String,
+}
+
+fn with_message<T: Serialize>(partial: Partial<T>) -> V1 {
+    V1::json(&WithMessage {
+        message: warning_message(&partial.warnings),
+        data: partial.data,
+    })
+}
+
+/// `{"<name>": ...}` with typed contents (the `json!` macro would sort fields).
+#[derive(Serialize)]
+struct Topics<T: Serialize> {
+    topics: T,
+}
+
+#[derive(Serialize)]
+struct Nodes {
+    nodes: Vec<crate::model::Producer>,
+}
+
+#[derive(Serialize)]
+struct Stats {
+    stats: std::collections::BTreeMap<String, views::Counter>,
+}
+
+#[derive(Serialize)]
+struct Messages {
+    messages: Vec<crate::peek::Peeked>,
+}
+
+fn message_only(warnings: &[String]) -> V1 {
+    V1::json(&serde_json::json!({ "message": warning_message(warnings) }))
+}
+
+/// 502 `UPSTREAM_ERROR: ...` when no node answered.
+pub fn upstream(e: String) -> V1 {
+    tracing::error!(error = %e, "upstream request failed");
+    err(StatusCode::BAD_GATEWAY, format!("UPSTREAM_ERROR: {e}"))
+}
+
+fn log_warnings(warnings: &[String]) {
+    for w in warnings {
+        tracing::warn!(error = %w, "a node did not answer");
+    }
+}
+
+async fn api(ctx: Ctx, pattern: &str) -> Answer {
+    let cluster = ctx.state.cluster.clone();
+    let mutating = ctx.method != Method::GET && !pattern.starts_with("/config/");
+    if mutating && !ctx.is_admin() {
+        return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN"));
+    }
+    let answer = match (pattern, &ctx.method) {
+        ("/api/topics", &Method::GET) => {
+            if ctx.query.get("inactive") == Some("true") {
+                if !cluster.lookupd_mode() {
+                    return Ok(V1::json(&serde_json::json!({"topics": {}, "message": ""})));
+                }
+                views::inactive_topics(&cluster)
+                    .await
+                    .map(|p| with_message(p.map(|topics| Topics { topics })))
+            } else {
+                views::topic_names(&cluster)
+                    .await
+                    .map(|p| with_message(p.map(|topics| Topics { topics })))
+            }
+        }
+        ("/api/topics", &Method::POST) => return create(&ctx).await,
+        ("/api/topics/:topic", &Method::GET) => {
+            views::topic(&cluster, ctx.param(0)).await.map(with_message)
+        }
+        ("/api/topics/:topic/:channel", &Method::GET) => {
+            views::channel(&cluster, ctx.param(0), ctx.param(1))
+                .await
+                .map(with_message)
+        }
+        ("/api/topics/:topic", &Method::POST) | ("/api/topics/:topic/:channel", &Method::POST) => {
+            return act(&ctx).await
+        }
+        ("/api/topics/:topic", &Method::DELETE)
+        | ("/api/topics/:topic/:channel", &Method::DELETE) => {
+            let topic = ctx.param(0).to_string();
+            let channel = ctx.params.get(1).cloned();
+            let failed = cluster
+                .delete(&topic, channel.as_deref())
+                .await
+                .map_err(upstream)?;
+            match &channel {
+                None => ctx.notify("delete_topic", &topic, "", ""),
+                Some(c) => ctx.notify("delete_channel", &topic, c, ""),
+            }
+            log_warnings(&failed);
+            return Ok(message_only(&failed));
+        }
+        ("/api/nodes", _) => views::nodes(&cluster)
+            .await
+            .map(|p| with_message(p.map(|nodes| Nodes { nodes }))),
+        ("/api/nodes/:node", &Method::GET) => {
+            let p = views::node(&cluster, ctx.param(0))
+                .await
+                .map_err(upstream)?;
+            log_warnings(&p.warnings);
+            return match p.data {
+                Some(data) => Ok(with_message(Partial {
+                    data,
+                    warnings: p.warnings,
+                })),
+                None => Err(err(StatusCode::NOT_FOUND, "NODE_NOT_FOUND")),
+            };
+        }
+        ("/api/nodes/:node", &Method::DELETE) => return tombstone(&ctx).await,
+        ("/api/counter", _) => views::counter(&cluster)
+            .await
+            .map(|p| with_message(p.map(|stats| Stats { stats }))),
+        ("/api/graphite", _) => return crate::graphite::rate(&ctx).await,
+        ("/api/peek/:topic", _) => return peek(&ctx).await,
+        ("/config/:opt", _) => return config(&ctx).await,
+        _ => return Err(err(StatusCode::NOT_FOUND, "NOT_FOUND")),
+    };
+    match answer {
+        Ok(v) => Ok(v),
+        Err(e) => Err(upstream(e)),
+    }
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(ctx: &Ctx) -> Result<T, V1> {
+    let bytes = ctx.read_body().await?;
+    serde_json::from_slice(&bytes).map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn create(ctx: &Ctx) -> Answer {
+    #[derive(serde::Deserialize)]
+    struct Create {
+        #[serde(default)]
+        topic: String,
+        #[serde(default)]
+        channel: String,
+    }
+    let body: Create = json_body(ctx).await?;
+    if !is_valid_topic_name(&body.topic) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_TOPIC"));
+    }
+    if !body.channel.is_empty() && !is_valid_channel_name(&body.channel) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_CHANNEL"));
+    }
+    let failed = ctx
+        .state
+        .cluster
+        .create_topic_channel(&body.topic, &body.channel)
+        .await
+        .map_err(upstream)?;
+    ctx.notify("create_topic", &body.topic, "", "");
+    if !body.channel.is_empty() {
+        ctx.notify("create_channel", &body.topic, &body.channel, "");
+    }
+    log_warnings(&failed);
+    Ok(message_only(&failed))
+}
+
+/// `{"action": "pause" | "unpause" | "empty"}` on a topic or channel.
+async fn act(ctx: &Ctx) -> Answer {
+    #[derive(serde::Deserialize)]
+    struct Act {
+        #[serde(default)]
+        action: String,
+    }
+    let body: Act = json_body(ctx).await?;
+    let action = match body.action.as_str() {
+        "pause" => TopicAction::Pause,
+        "unpause" => TopicAction::Unpause,
+        "empty" => TopicAction::Empty,
+        _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_ACTION")),
+    };
+    let topic = ctx.param(0).to_string();
+    let channel = ctx.params.get(1).cloned();
+    let failed = ctx
+        .state
+        .cluster
+        .act(action, &topic, channel.as_deref())
+        .await
+        .map_err(upstream)?;
+    let what = if channel.is_some() {
+        "channel"
+    } else {
+        "topic"
+    };
+    ctx.notify(
+        &format!("{}_{what}", body.action),
+        &topic,
+        channel.as_deref().unwrap_or(""),
+        "",
+    );
+    log_warnings(&failed);
+    Ok(message_only(&failed))
+}
+
+/// `DELETE /api/nodes/:node` with `{"topic"}`: tombstone the node for the topic.
+async fn tombstone(ctx: &Ctx) -> Answer {
+    #[derive(serde::Deserialize)]
+    struct Tombstone {
+        #[serde(default)]
+        topic: String,
+    }
+    let bytes = ctx.read_body().await?;
+    let body: Tombstone =
+        serde_json::from_slice(&bytes).map_err(|_| err(StatusCode::BAD_REQUEST, "INVALID_BODY"))?;
+    if !is_valid_topic_name(&body.topic) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_TOPIC"));
+    }
+    let node = ctx.param(0).to_string();
+    let failed = ctx
+        .state
+        .cluster
+        .tombstone(&body.topic, &node)
+        .await
+        .map_err(upstream)?;
+    ctx.notify("tombstone_topic_producer", &body.topic, "", &node);
+    log_warnings(&failed);
+    Ok(message_only(&failed))
+}
+
+/// Ours: `GET /api/peek/:topic?count=10&timeout=3s`.
+async fn peek(ctx: &Ctx) -> Answer {
+    let topic = ctx.param(0);
+    if !is_valid_topic_name(topic) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_TOPIC"));
+    }
+    let count: usize = match ctx.query.get("count") {
+        None => 10,
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_COUNT"))?,
+    };
+    let wait = match ctx.query.get("timeout") {
+        None => Duration::from_secs(3),
+        Some(t) => nsq::flags::parse_duration(t)
+            .ok()
+            .filter(|d| *d <= Duration::from_secs(30))
+            .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_TIMEOUT"))?,
+    };
+    let view = views::topic(&ctx.state.cluster, topic)
+        .await
+        .map_err(upstream)?;
+    // A topic without channels keeps its messages for the first channel to
+    // come; peeking would take them, so refuse.
+    if view.data.channels.as_ref().is_none_or(Vec::is_empty) {
+        return Err(err(StatusCode::CONFLICT, "TOPIC_HAS_NO_CHANNELS"));
+    }
+    let (producers, mut warnings) = ctx
+        .state
+        .cluster
+        .topic_producers(topic)
+        .await
+        .map_err(upstream)?;
+    warnings.extend(view.warnings);
+    let messages = crate::peek::peek(&producers, topic, count, wait)
+        .await
+        .map_err(upstream)?;
+    Ok(with_message(Partial {
+        data: Messages { messages },
+        warnings,
+    }))
+}
+
+/// `GET/PUT /config/:opt`, only from `--allow-config-from-cidr`.
+async fn config(ctx: &Ctx) -> Answer {
+    let state = ctx.state.clone();
+    let opts = &state.opts;
+    if let Some(cidr) = crate::cidr::Cidr::parse(&opts.allow_config_from_cidr) {
+        if !cidr.contains(ctx.remote.ip()) {
+            return Err(err(StatusCode::FORBIDDEN, "FORBIDDEN"));
+        }
+    }
+    let opt = ctx.param(0).to_string();
+    if ctx.method == Method::PUT {
+        let value = ctx.read_body().await?;
+        if value.is_empty() || value.len() >= BODY_LIMIT {
+            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "INVALID_VALUE"));
+        }
+        match opt.as_str() {
+            "nsqlookupd_http_addresses" => {
+                let addrs: Vec<String> = serde_json::from_slice(&value)
+                    .map_err(|_| err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
+                state.cluster.set_lookupds(addrs);
+            }
+            "log_level" => {
+                let level = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(LogLevel::parse)
+                    .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
+                *state.log_level.lock() = level;
+                if let Some(hook) = &state.log_level_hook {
+                    hook(level);
+                }
+            }
+            _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
+        }
+    }
+    let value = match opt.as_str() {
+        "nsqlookupd_http_addresses" => serde_json::json!(state.cluster.lookupds()),
+        "nsqd_http_addresses" => serde_json::json!(state.cluster.nsqds()),
+        "log_level" => serde_json::json!(*state.log_level.lock() as i32),
+        "log_prefix" => serde_json::json!(opts.log_prefix),
+        "http_address" => serde_json::json!(opts.http_address),
+        "base_path" => serde_json::json!(opts.base_path),
+        "graphite_url" => serde_json::json!(opts.graphite_url),
+        "proxy_graphite" => serde_json::json!(opts.proxy_graphite),
+        "statsd_prefix" => serde_json::json!(opts.statsd_prefix),
+        "statsd_counter_format" => serde_json::json!(opts.statsd_counter_format),
+        "statsd_gauge_format" => serde_json::json!(opts.statsd_gauge_format),
+        "statsd_interval" => serde_json::json!(opts.statsd_interval.as_nanos() as u64),
+        "notification_http_endpoint" => serde_json::json!(opts.notification_http_endpoint),
+        "http_client_connect_timeout" => {
+            serde_json::json!(opts.http_client_connect_timeout.as_nanos() as u64)
+        }
+        "http_client_request_timeout" => {
+            serde_json::json!(opts.http_client_request_timeout.as_nanos() as u64)
+        }
+        "allow_config_from_cidr" => serde_json::json!(opts.allow_config_from_cidr),
+        "acl_http_header" => serde_json::json!(opts.acl_http_header),
+        "admin_users" => serde_json::json!(opts.admin_users),
+        _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
+    };
+    Ok(match value {
+        serde_json::Value::String(text) => V1::Text(text),
+        value => V1::json(&value),
+    })
+}
+
+/// `/render`, proxied to graphite with the URL's basic auth (`--proxy-graphite`).
+async fn graphite_proxy(ctx: &Ctx) -> Response {
+    if !ctx.state.opts.proxy_graphite {
+        return err(StatusCode::NOT_FOUND, "NOT_FOUND").into_response();
+    }
+    crate::graphite::proxy(ctx).await
+}

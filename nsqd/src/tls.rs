@@ -1,0 +1,69 @@
+//! nsqd's TLS options as rustls configurations: the server side of TCP
+//! upgrades and HTTPS, TLS to lookupds, and the HTTP client of auth servers
+//! and lookupds' HTTP APIs.
+
+use crate::options::{ClientAuthPolicy, Options, TlsVersion};
+use nsq::tls::{ServerTlsOptions, TlsAcceptor, TlsClientOptions, TlsConnector, TlsError};
+use std::path::PathBuf;
+
+fn path(text: &str) -> Option<PathBuf> {
+    (!text.is_empty()).then(|| PathBuf::from(text))
+}
+
+/// The acceptor of TCP upgrades and HTTPS; `None` without `--tls-cert`.
+pub fn acceptor(opts: &Options) -> Result<Option<TlsAcceptor>, TlsError> {
+    if opts.tls_cert.is_empty() {
+        return Ok(None);
+    }
+    let config = ServerTlsOptions {
+        cert: opts.tls_cert.clone().into(),
+        key: opts.tls_key.clone().into(),
+        root_ca_file: path(&opts.tls_root_ca_file),
+        client_auth: ClientAuthPolicy::parse(&opts.tls_client_auth_policy)?,
+        min_version: opts.tls_min_version,
+    }
+    .server_config()?;
+    Ok(Some(TlsAcceptor::from(config)))
+}
+
+/// How nsqd dials lookupds with `--lookupd-tls`.
+#[derive(Clone)]
+pub struct LookupdTls {
+    pub connector: TlsConnector,
+    pub options: TlsClientOptions,
+}
+
+pub fn lookupd(opts: &Options) -> Result<Option<LookupdTls>, TlsError> {
+    if !opts.lookupd_tls {
+        return Ok(None);
+    }
+    let options = TlsClientOptions {
+        root_ca_file: path(&opts.lookupd_tls_root_ca_file),
+        cert: path(&opts.lookupd_tls_cert),
+        key: path(&opts.lookupd_tls_key),
+        min_version: TlsVersion::Tls12,
+        ..TlsClientOptions::default()
+    };
+    let connector = TlsConnector::from(options.client_config()?);
+    Ok(Some(LookupdTls { connector, options }))
+}
+
+/// The HTTP client of auth servers and lookupds: upstream's timeouts, and
+/// `--tls-root-ca-file` to trust for `https://` auth servers.
+pub fn http_client(opts: &Options) -> Result<reqwest::Client, TlsError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(opts.http_client_connect_timeout)
+        .timeout(opts.http_client_request_timeout);
+    if let Some(ca) = path(&opts.tls_root_ca_file) {
+        let config = TlsClientOptions {
+            root_ca_file: Some(ca),
+            min_version: opts.tls_min_version,
+            ..TlsClientOptions::default()
+        }
+        .client_config()?;
+        builder = builder.use_preconfigured_tls((*config).clone());
+    }
+    builder
+        .build()
+        .map_err(|e| TlsError(format!("HTTP client: {e}")))
+}

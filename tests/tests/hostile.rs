@@ -1,0 +1,483 @@
+//! Hostile clients: thousands of connections that send garbage, half a
+//! command, a huge size field or nothing at all, beside well-behaved clients
+//! that must not notice; a consumer that never reads; and the
+//! `--max-tcp-connections` limit of both daemons.
+
+use nsq::protocol::lookup::{decode_response, LookupCommand, PeerIdentity, MAGIC_V1};
+use nsq::protocol::{decode_frame, Command, FrameType, MAGIC_V2};
+use nsq_e2e::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Counts the bytes allocated and not yet freed in this process, so the
+/// tests can tell what the in-process daemons hold for hostile peers.
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        System.dealloc(p, layout);
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let q = System.realloc(p, layout, new_size);
+        if !q.is_null() {
+            LIVE_BYTES.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> isize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Raises this process's open-file limit to its hard limit; fails the test
+/// if that is still less than `needed` (both ends of every connection live
+/// in this process).
+fn ensure_fd_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < needed {
+            limit.rlim_cur = limit.rlim_max;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= needed,
+        "this test needs {needed} open files; the hard limit is {}",
+        limit.rlim_max
+    );
+}
+
+/// Opens `count` connections to `addr`, `batch` at a time, each sending
+/// what `hello` gives for its index, and keeps them open.
+async fn open_many(
+    addr: std::net::SocketAddr,
+    count: usize,
+    hello: impl Fn(usize) -> Vec<u8>,
+) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(count);
+    for start in (0..count).step_by(200) {
+        let mut batch = tokio::task::JoinSet::new();
+        for i in start..(start + 200).min(count) {
+            let bytes = hello(i);
+            batch.spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.expect("connect");
+                if !bytes.is_empty() {
+                    // A peer that already answered and closed may refuse it.
+                    let _ = stream.write_all(&bytes).await;
+                }
+                stream
+            });
+        }
+        while let Some(stream) = batch.join_next().await {
+            streams.push(stream.expect("connect task"));
+        }
+    }
+    streams
+}
+
+/// What each kind of hostile V2 client sends, by index.
+fn hostile_v2(i: usize) -> Vec<u8> {
+    let with_magic = |rest: &[u8]| [&MAGIC_V2[..], rest].concat();
+    match i % 6 {
+        // Garbage instead of the magic, and garbage after it.
+        0 => b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        1 => with_magic(b"\x00\xff\x13 garbage without end"),
+        // Half a command: the size of a body that never comes.
+        2 => with_magic(b"PUB hostile\n\x00\x00"),
+        // A valid, maximal MPUB size (5 MiB) with no body behind it.
+        3 => with_magic(b"MPUB hostile\n\x00\x50\x00\x00\x00\x00\x00\x01"),
+        // A size far past every limit.
+        4 => with_magic(b"PUB hostile\n\x7f\xff\xff\xff"),
+        // Nothing at all.
+        _ => Vec::new(),
+    }
+}
+
+/// A consumer that subscribes with a large RDY and then never reads its
+/// socket, though it keeps the connection alive with NOPs.
+async fn never_reading_consumer(nsqd: &Nsqd, topic: &str, channel: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut stream = socket.connect(nsqd.tcp_addr()).await.expect("connect");
+    let mut hello = MAGIC_V2.to_vec();
+    let identify = br#"{"heartbeat_interval":1000}"#;
+    for cmd in [
+        Command::Identify(identify.to_vec().into()),
+        Command::Sub {
+            topic: topic.into(),
+            channel: channel.into(),
+        },
+        Command::Rdy(2500),
+    ] {
+        hello.extend_from_slice(&cmd.to_bytes());
+    }
+    stream.write_all(&hello).await.expect("subscribe");
+    stream
+}
+
+async fn channel_clients(nsqd: &Nsqd, topic: &str, channel: &str) -> i64 {
+    stats(nsqd)
+        .await
+        .topics
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t.topic_name == topic)
+        .flat_map(|t| &t.channels)
+        .filter(|c| c.channel_name == channel)
+        .map(|c| c.client_count)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_hostile_connections_leave_good_clients_unaffected() {
+    const HOSTILE: usize = 2000;
+    const MESSAGES: usize = 2000;
+    // Both ends of the crowd, of one churning batch, and some to spare.
+    ensure_fd_limit(2 * (HOSTILE as u64 + 200) + 1024);
+    let nsqd = start_default_nsqd().await;
+    let mut consumer = consumer(&nsqd, "good", "c", 100).await;
+    let mut producer = Conn::connect(&nsqd).await;
+    producer.publish("good", b"first").await;
+    assert_eq!(&consumer.expect_message().await.body[..], b"first");
+    let baseline = live_bytes();
+
+    // The hostile crowd is there before the good clients start, and more
+    // come and go while they work.
+    let addr = nsqd.tcp_addr();
+    let hostile = open_many(addr, HOSTILE, hostile_v2).await;
+    let churn = async {
+        for round in 0..10 {
+            let offset = round * 7;
+            drop(open_many(addr, 200, move |i| hostile_v2(i + offset)).await);
+        }
+    };
+    let mut slow = never_reading_consumer(&nsqd, "good", "slow").await;
+    // 8 MiB in all: more than the kernel buffers for a peer that never reads.
+    let body = vec![b'x'; 4096];
+    let publishing = async {
+        let mut worst = Duration::ZERO;
+        for i in 0..MESSAGES {
+            let mut msg = format!("{i:06}").into_bytes();
+            msg.extend_from_slice(&body);
+            let started = Instant::now();
+            producer.publish("good", &msg).await;
+            worst = worst.max(started.elapsed());
+            if i % 50 == 0 {
+                let _ = slow.write_all(b"NOP\n").await;
+            }
+        }
+        worst
+    };
+    let consuming = async {
+        let mut seen = vec![false; MESSAGES];
+        for _ in 0..MESSAGES {
+            let msg = consumer.expect_message().await;
+            let i: usize = std::str::from_utf8(&msg.body[..6])
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(!seen[i], "message {i} delivered twice");
+            seen[i] = true;
+            consumer.fin(msg.id).await;
+        }
+        seen.iter().all(|s| *s)
+    };
+    let (worst, all_seen, ()) = tokio::join!(publishing, consuming, churn);
+    assert!(all_seen, "every message reached the good consumer");
+    assert!(
+        worst < Duration::from_secs(2),
+        "a publish took {worst:?} among the hostile connections"
+    );
+
+    // Each hostile connection costs nsqd a few buffers, not the 5 MiB its
+    // MPUB header claims (that alone would be over 1.6 GiB here).
+    let per_connection = (live_bytes() - baseline) / HOSTILE as isize;
+    assert!(
+        per_connection < 128 * 1024,
+        "{per_connection} bytes held per hostile connection"
+    );
+
+    // The consumer that never reads was cut off by the write timeout (its
+    // heartbeat interval), not buffered for without end.
+    let deadline = Instant::now() + PATIENCE;
+    while channel_clients(&nsqd, "good", "slow").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer that never reads is still connected"
+        );
+        let _ = slow.write_all(b"NOP\n").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(channel_clients(&nsqd, "good", "c").await, 1);
+
+    drop(hostile);
+    producer.publish("good", b"last").await;
+    assert_eq!(&consumer.expect_message().await.body[..], b"last");
+    nsqd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_after_two_heartbeat_intervals() {
+    let nsqd = start_default_nsqd().await;
+    let mut idle = Conn::connect(&nsqd).await;
+    let mut half = Conn::connect(&nsqd).await;
+    for conn in [&mut idle, &mut half] {
+        conn.send(Command::Identify(
+            br#"{"heartbeat_interval":1000}"#.to_vec().into(),
+        ))
+        .await;
+        conn.expect_response("OK").await;
+    }
+    half.send_raw(b"PUB t\n\x00\x00\x00\x10part").await;
+    let started = Instant::now();
+    idle.expect_closed().await;
+    half.expect_closed().await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(4),
+        "closed after {waited:?}, expected about 2 s"
+    );
+    nsqd.shutdown().await;
+}
+
+/// True if the server closes `stream` without answering.
+async fn closed_at_once(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(PATIENCE, stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// A fresh connection that publishes and is answered `OK`; false if refused.
+async fn can_publish(addr: std::net::SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let mut hello = MAGIC_V2.to_vec();
+    let publish = Command::Pub {
+        topic: "t".into(),
+        body: b"x".to_vec().into(),
+    };
+    hello.extend_from_slice(&publish.to_bytes());
+    if stream.write_all(&hello).await.is_err() {
+        return false;
+    }
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match decode_frame(&mut buf, 1024) {
+            Ok(Some(f)) => return f.frame_type == FrameType::Response && &f.data[..] == b"OK",
+            Ok(None) => {}
+            Err(_) => return false,
+        }
+        match tokio::time::timeout(PATIENCE, stream.read_buf(&mut buf)).await {
+            Ok(Ok(1..)) => {}
+            _ => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_closes_the_excess_and_recovers() {
+    let dir = temp_dir("hostile-limit");
+    let d = Daemon::start(&dir, &["--max-tcp-connections=50"]);
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let mut conn = Conn::connect_addr(d.tcp).await;
+        conn.publish("t", b"held").await;
+        held.push(conn);
+    }
+    let mut excess = open_many(d.tcp, 30, |_| MAGIC_V2.to_vec()).await;
+    for stream in &mut excess {
+        assert!(
+            closed_at_once(stream).await,
+            "a connection past the limit stays open"
+        );
+    }
+    // HTTP is not counted: the node stays observable.
+    let ping = reqwest::get(format!("{}/ping", d.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200);
+    let warnings = |log: &str| log.matches("connection limit reached").count();
+    eventually("the limit is logged", || async { warnings(&d.log()) == 1 }).await;
+
+    drop(excess);
+    drop(held);
+    eventually("new connections are accepted again", || can_publish(d.tcp)).await;
+    assert_eq!(
+        warnings(&d.log()),
+        1,
+        "one line, not one per refusal:\n{}",
+        d.log()
+    );
+    assert!(d.terminate().success());
+}
+
+fn peer_identity() -> PeerIdentity {
+    PeerIdentity {
+        broadcast_address: "127.0.0.1".into(),
+        hostname: "good".into(),
+        tcp_port: 4150,
+        http_port: 4151,
+        version: "1.3.0".into(),
+    }
+}
+
+/// Sends V1 commands on `stream` and reads one answer per command.
+async fn v1_exchange(stream: &mut TcpStream, cmds: &[LookupCommand]) -> Vec<String> {
+    let mut bytes = Vec::new();
+    for cmd in cmds {
+        bytes.extend_from_slice(&cmd.to_bytes());
+    }
+    stream.write_all(&bytes).await.expect("write");
+    let mut buf = bytes::BytesMut::new();
+    let mut answers = Vec::new();
+    while answers.len() < cmds.len() {
+        if let Some(answer) = decode_response(&mut buf, 1 << 16).expect("well-formed answer") {
+            answers.push(String::from_utf8_lossy(&answer).into_owned());
+            continue;
+        }
+        let read = tokio::time::timeout(PATIENCE, stream.read_buf(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(1..))), "lookupd stopped answering");
+    }
+    answers
+}
+
+/// What each kind of hostile V1 client sends, by index.
+fn hostile_v1(i: usize) -> Vec<u8> {
+    let with_magic = |rest: &[u8]| [&MAGIC_V1[..], rest].concat();
+    match i % 5 {
+        0 => b"\x16\x03\x01 not V1".to_vec(),
+        1 => with_magic(b"REGISTER half-a-line"),
+        // IDENTIFY claiming its largest body (1 MiB) and sending none.
+        2 => with_magic(b"IDENTIFY\n\x00\x10\x00\x00{"),
+        3 => with_magic(&[b'x'; 5000]),
+        _ => Vec::new(),
+    }
+}
+
+async fn start_lookupd_with(
+    max_tcp_connections: usize,
+    client_timeout: Duration,
+) -> nsqlookupd::Lookupd {
+    nsqlookupd::Lookupd::start(nsqlookupd::Options {
+        tcp_address: "127.0.0.1:0".into(),
+        http_address: "127.0.0.1:0".into(),
+        broadcast_address: "127.0.0.1".into(),
+        max_tcp_connections,
+        client_timeout,
+        ..nsqlookupd::Options::default()
+    })
+    .await
+    .expect("nsqlookupd starts")
+}
+
+/// A V1 connection past the magic.
+async fn v1_connect(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(MAGIC_V1).await.expect("magic");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookupd_serves_its_peers_among_hostile_connections() {
+    const HOSTILE: usize = 1000;
+    ensure_fd_limit(2 * HOSTILE as u64 + 512);
+    let lookupd = start_lookupd_with(0, Duration::from_secs(60)).await;
+    let addr = lookupd.tcp_addr();
+    let baseline = live_bytes();
+    let hostile = open_many(addr, HOSTILE, hostile_v1).await;
+
+    let mut peer = v1_connect(addr).await;
+    let register = LookupCommand::Register {
+        topic: "good".into(),
+        channel: Some("c".into()),
+    };
+    let answers = v1_exchange(
+        &mut peer,
+        &[
+            LookupCommand::Identify(peer_identity()),
+            register,
+            LookupCommand::Ping,
+        ],
+    )
+    .await;
+    assert_eq!(&answers[1..], ["OK", "OK"]);
+    let http = nsq::LookupdHttp::new(&lookupd.http_addr().to_string());
+    assert_eq!(http.lookup("good").await.unwrap().producers.len(), 1);
+    // An IDENTIFY that claims 1 MiB costs nothing until the bytes come.
+    let per_connection = (live_bytes() - baseline) / HOSTILE as isize;
+    assert!(
+        per_connection < 64 * 1024,
+        "{per_connection} bytes held per hostile connection"
+    );
+    drop(hostile);
+    assert_eq!(v1_exchange(&mut peer, &[LookupCommand::Ping]).await, ["OK"]);
+    lookupd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookupd_limits_connections_and_closes_silent_ones() {
+    let lookupd = start_lookupd_with(20, Duration::from_secs(1)).await;
+    let addr = lookupd.tcp_addr();
+    let mut silent = open_many(addr, 20, |_| Vec::new()).await;
+    let mut past = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_at_once(&mut past).await,
+        "a connection past the limit stays open"
+    );
+    // Silent connections are closed after the client timeout (1 s here),
+    // which frees their slots.
+    let started = Instant::now();
+    for stream in &mut silent {
+        assert!(
+            closed_at_once(stream).await,
+            "a silent connection stays open"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let mut again = v1_connect(addr).await;
+    assert_eq!(
+        v1_exchange(&mut again, &[LookupCommand::Ping]).await,
+        ["OK"]
+    );
+    lookupd.shutdown().await;
+}

@@ -1,0 +1,809 @@
+//! nsqadmin against a live cluster started in the test: upstream's `/api`
+//! shapes (compared with NSQ v1.3.0's captures), every page, the actions
+//! and their effect on nsqd, notifications, the ACL, a node that is down,
+//! `/config`, peek, history charts and `--base-path`.
+
+use axum::routing::post;
+use nsq_e2e::{
+    eventually, http_request, keys_in_order, options_with_lookupds, sample_path, start_lookupd,
+    start_nsqd, stats, test_options, Conn, Nsqd, Reply,
+};
+use nsqadmin::{NsqAdmin, Options as AdminOptions};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// nsqlookupd, one nsqd registered with it, and nsqadmin in lookupd mode.
+struct Cluster {
+    lookupd: nsqlookupd::Lookupd,
+    nsqd: Nsqd,
+    admin: NsqAdmin,
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions {
+        http_address: "127.0.0.1:0".into(),
+        history_interval: Duration::from_millis(200),
+        ..AdminOptions::default()
+    }
+}
+
+impl Cluster {
+    async fn start(configure: impl FnOnce(&mut AdminOptions)) -> Cluster {
+        let lookupd = start_lookupd().await;
+        let nsqd = start_nsqd(options_with_lookupds(&[&lookupd])).await;
+        let mut opts = admin_options();
+        opts.lookupd_http_addresses = vec![lookupd.http_addr().to_string()];
+        configure(&mut opts);
+        let admin = NsqAdmin::start(opts).await.expect("nsqadmin starts");
+        Cluster {
+            lookupd,
+            nsqd,
+            admin,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.admin.http_addr())
+    }
+
+    fn node(&self) -> String {
+        self.nsqd.http_addr().expect("HTTP").to_string()
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        http_request(&self.url(), Method::GET, path, bytes::Bytes::new()).await
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Value) -> Reply {
+        http_request(&self.url(), method, path, body.to_string().into()).await
+    }
+
+    /// Publishes `n` messages to `topic` and waits until lookupd knows it.
+    async fn publish(&self, topic: &str, n: usize) {
+        let mut conn = Conn::connect(&self.nsqd).await;
+        for i in 0..n {
+            conn.publish(topic, format!("message {i}").as_bytes()).await;
+        }
+        let lookupd = nsq::LookupdHttp::new(&self.lookupd.http_addr().to_string());
+        eventually("lookupd knows the topic", || async {
+            lookupd
+                .lookup(topic)
+                .await
+                .is_ok_and(|l| !l.producers.is_empty())
+        })
+        .await;
+    }
+
+    async fn create_channel(&self, topic: &str, channel: &str) {
+        let api = nsq::NsqdHttp::new(&self.node());
+        api.topic_action(nsq::TopicAction::Create, topic)
+            .await
+            .expect("topic created");
+        api.channel_action(nsq::TopicAction::Create, topic, channel)
+            .await
+            .expect("channel created");
+    }
+}
+
+fn channel_stats<'a>(
+    stats: &'a nsq::api::Stats,
+    topic: &str,
+    channel: &str,
+) -> &'a nsq::api::ChannelStats {
+    stats
+        .topics
+        .iter()
+        .flatten()
+        .find(|t| t.topic_name == topic)
+        .and_then(|t| t.channels.iter().find(|c| c.channel_name == channel))
+        .unwrap_or_else(|| panic!("{topic}/{channel} in stats"))
+}
+
+fn sample_body(name: &str) -> String {
+    std::fs::read_to_string(sample_path(&format!("nsqadmin/{name}.body"))).expect("sample")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_in_upstreams_shapes() {
+    let c = Cluster::start(|_| {}).await;
+    c.create_channel("test", "samplech").await;
+    c.publish("test", 3).await;
+    c.create_channel("test2", "ch2").await;
+    c.publish("test2", 1).await;
+    // A subscribed client, so that client stats exist.
+    let mut consumer = nsq_e2e::consumer(&c.nsqd, "test", "samplech", 1).await;
+    let m = consumer.expect_message().await;
+    consumer.fin(m.id).await;
+
+    let topics = c.get("/api/topics").await;
+    assert_eq!(topics.status, 200);
+    assert_eq!(
+        topics.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        topics.header("x-nsq-content-type"),
+        Some("nsq; version=1.0")
+    );
+    assert_eq!(
+        topics.json(),
+        json!({"topics": ["test", "test2"], "message": ""})
+    );
+
+    let topic = c.get("/api/topics/test").await;
+    assert_eq!(
+        keys_in_order(&topic.body),
+        keys_in_order(&sample_body("api_topic"))
+    );
+    let t = topic.json();
+    assert_eq!(t["node"], "*");
+    assert_eq!(t["message_count"], 3);
+    assert_eq!(t["nodes"][0]["node"], c.node().as_str());
+    assert_eq!(t["channels"][0]["channel_name"], "samplech");
+    assert_eq!(t["e2e_processing_latency"]["host"], "*");
+
+    let channel = c.get("/api/topics/test/samplech").await;
+    assert_eq!(
+        keys_in_order(&channel.body),
+        keys_in_order(&sample_body("api_channel"))
+    );
+    let ch = channel.json();
+    assert_eq!(ch["depth"], 1, "3 published, 1 finished, 1 in flight");
+    assert_eq!(ch["in_flight_count"], 1);
+    assert_eq!(ch["client_count"], 1);
+    assert_eq!(ch["clients"][0]["node"], c.node().as_str());
+    assert_eq!(ch["clients"][0]["ready_count"], 1);
+
+    let nodes = c.get("/api/nodes").await;
+    assert_eq!(
+        keys_in_order(&nodes.body),
+        keys_in_order(&sample_body("api_nodes"))
+    );
+    let n = nodes.json();
+    let remote = n["nodes"][0]["remote_addresses"][0].as_str().unwrap();
+    assert!(
+        remote.starts_with(&format!("{}/127.0.0.1:", c.lookupd.http_addr())),
+        "{remote}"
+    );
+
+    let node = c.get(&format!("/api/nodes/{}", c.node())).await;
+    assert_eq!(
+        keys_in_order(&node.body),
+        keys_in_order(&sample_body("api_node"))
+    );
+    assert_eq!(node.json()["total_messages"], 4);
+    assert_eq!(node.json()["total_clients"], 1);
+    let missing = c.get("/api/nodes/127.0.0.1:1").await;
+    assert_eq!(
+        (missing.status, missing.json()),
+        (404, json!({"message": "NODE_NOT_FOUND"}))
+    );
+
+    let counter = c.get("/api/counter").await;
+    assert_eq!(keys_in_order(&counter.body), {
+        let mut keys = keys_in_order(&sample_body("api_counter"));
+        // The capture's node is 127.0.0.1:4151; the keys embed ours.
+        keys.iter_mut()
+            .for_each(|k| *k = k.replace("127.0.0.1:4151", &c.node()));
+        keys
+    });
+
+    let config = c.get("/config/nsqlookupd_http_addresses").await;
+    assert_eq!(config.json(), json!([c.lookupd.http_addr().to_string()]));
+    let ping = c.get("/ping").await;
+    assert_eq!((ping.status, ping.body.as_str()), (200, "OK"));
+    assert_eq!(
+        ping.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+
+    let unknown = c.get("/api/topics/nope").await;
+    assert_eq!(unknown.status, 502);
+    assert!(unknown.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("UPSTREAM_ERROR: "));
+    let wrong = c.send(Method::PUT, "/api/topics", json!({})).await;
+    assert_eq!(wrong.status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_the_cluster() {
+    let c = Cluster::start(|_| {}).await;
+    c.create_channel("orders", "billing").await;
+    c.publish("orders", 5).await;
+    let _consumer = nsq_e2e::consumer(&c.nsqd, "orders", "billing", 0).await;
+    let lookupd = nsq::LookupdHttp::new(&c.lookupd.http_addr().to_string());
+    lookupd.create_topic("planned").await.unwrap();
+
+    let topics = c.get("/topics").await;
+    assert_eq!(topics.status, 200);
+    assert!(topics
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        topics.body.contains(r#"<tr data-topic="orders">"#),
+        "{}",
+        topics.body
+    );
+    assert!(topics
+        .body
+        .contains(r#"<td class="n channel-depth">5</td>"#));
+    assert_eq!(c.get("/").await.body.matches("data-topic=").count(), 2);
+
+    let topic = c.get("/topics/orders").await;
+    assert!(topic.body.contains(r#"data-channel="billing""#));
+    assert!(topic.body.contains(&format!(r#"data-node="{}""#, c.node())));
+    assert!(topic.body.contains(r#"data-url="/api/topics/orders""#));
+
+    let channel = c.get("/topics/orders/billing").await;
+    assert!(channel.body.contains("<h2>Clients</h2>"));
+    assert!(
+        channel.body.contains("data-client=\"127.0.0.1:"),
+        "a client row"
+    );
+    assert!(channel.body.contains(r#"<td class="n depth">5</td>"#));
+
+    let nodes = c.get("/nodes").await;
+    assert!(nodes.body.contains(&format!(r#"data-node="{}""#, c.node())));
+    assert!(nodes.body.contains(" ago</td>"), "last ping shown");
+    let node = c.get(&format!("/nodes/{}", c.node())).await;
+    assert!(node.body.contains("5</strong> messages"), "{}", node.body);
+
+    let lookup = c.get("/lookup").await;
+    assert!(lookup.body.contains(r#"<tr data-topic="planned">"#));
+    assert!(lookup.body.contains("inactive"));
+    assert!(c.get("/counter").await.body.contains(r#"id="counter""#));
+
+    let js = c.get("/static/app.js").await;
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(c
+        .get("/static/style.css")
+        .await
+        .body
+        .contains("table.stats"));
+    assert_eq!(c.get("/static/nope.js").await.status, 404);
+    assert_eq!(c.get("/nothing/here").await.status, 404);
+
+    // A channel no nsqd has is a page that says so, not an error.
+    let gone = c.get("/topics/orders/nope").await;
+    assert!(gone.body.contains("No nsqd has this channel."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_reach_nsqd_and_notify() {
+    let events = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let sink = events.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        post(move |body: bytes::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let event: Value = serde_json::from_slice(&body).expect("JSON notification");
+                sink.lock().unwrap().push(event);
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let c = Cluster::start(|o| o.notification_http_endpoint = endpoint).await;
+    c.create_channel("jobs", "workers").await;
+    c.publish("jobs", 4).await;
+
+    let pause = c
+        .send(
+            Method::POST,
+            "/api/topics/jobs/workers",
+            json!({"action": "pause"}),
+        )
+        .await;
+    assert_eq!((pause.status, pause.json()), (200, json!({"message": ""})));
+    // Upstream's handler waits for nsqd, so the effect is there at once.
+    assert!(channel_stats(&stats(&c.nsqd).await, "jobs", "workers").paused);
+    c.send(
+        Method::POST,
+        "/api/topics/jobs/workers",
+        json!({"action": "unpause"}),
+    )
+    .await;
+    assert!(!channel_stats(&stats(&c.nsqd).await, "jobs", "workers").paused);
+    c.send(
+        Method::POST,
+        "/api/topics/jobs/workers",
+        json!({"action": "empty"}),
+    )
+    .await;
+    assert_eq!(
+        channel_stats(&stats(&c.nsqd).await, "jobs", "workers").depth,
+        0
+    );
+    c.send(Method::POST, "/api/topics/jobs", json!({"action": "pause"}))
+        .await;
+    let s = stats(&c.nsqd).await;
+    assert!(s
+        .topics
+        .unwrap()
+        .iter()
+        .any(|t| t.topic_name == "jobs" && t.paused));
+    let bad = c
+        .send(
+            Method::POST,
+            "/api/topics/jobs",
+            json!({"action": "explode"}),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.json()),
+        (400, json!({"message": "INVALID_ACTION"}))
+    );
+
+    let created = c
+        .send(
+            Method::POST,
+            "/api/topics",
+            json!({"topic": "jobs", "channel": "audit"}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    channel_stats(&stats(&c.nsqd).await, "jobs", "audit");
+    let lookupd = nsq::LookupdHttp::new(&c.lookupd.http_addr().to_string());
+    assert!(lookupd
+        .channels("jobs")
+        .await
+        .unwrap()
+        .contains(&"audit".to_string()));
+    let invalid = c
+        .send(Method::POST, "/api/topics", json!({"topic": "bad topic!"}))
+        .await;
+    assert_eq!(
+        (invalid.status, invalid.json()),
+        (400, json!({"message": "INVALID_TOPIC"}))
+    );
+
+    let deleted = c
+        .send(Method::DELETE, "/api/topics/jobs/audit", json!({}))
+        .await;
+    assert_eq!(deleted.status, 200);
+    let s = stats(&c.nsqd).await;
+    let jobs = s
+        .topics
+        .unwrap()
+        .into_iter()
+        .find(|t| t.topic_name == "jobs")
+        .unwrap();
+    assert!(jobs.channels.iter().all(|ch| ch.channel_name != "audit"));
+
+    let tombstone = c
+        .send(
+            Method::DELETE,
+            &format!("/api/nodes/{}", c.node()),
+            json!({"topic": "jobs"}),
+        )
+        .await;
+    assert_eq!(tombstone.status, 200, "{}", tombstone.body);
+    let debug = lookupd.debug().await.unwrap();
+    assert!(debug
+        .get("topic:jobs:")
+        .is_none_or(|peers| peers.iter().all(|p| p.tombstoned)));
+    let s = stats(&c.nsqd).await;
+    assert!(
+        s.topics
+            .unwrap_or_default()
+            .iter()
+            .all(|t| t.topic_name != "jobs"),
+        "deleted on the node"
+    );
+
+    eventually("notifications arrive", || async {
+        events.lock().unwrap().len() >= 8
+    })
+    .await;
+    let events = events.lock().unwrap().clone();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "pause_channel",
+        "unpause_channel",
+        "empty_channel",
+        "pause_topic",
+        "create_topic",
+        "create_channel",
+        "delete_channel",
+        "tombstone_topic_producer",
+    ] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    let pause = events
+        .iter()
+        .find(|e| e["action"] == "pause_channel")
+        .unwrap();
+    assert_eq!(pause["topic"], "jobs");
+    assert_eq!(pause["channel"], "workers");
+    assert_eq!(pause["remote_ip"], "127.0.0.1");
+    assert_eq!(pause["url"], "/api/topics/jobs/workers");
+    assert!(pause["timestamp"].as_i64().unwrap() > 1_600_000_000);
+    assert!(pause["via"].as_str().is_some_and(|v| !v.is_empty()));
+    let tomb = events
+        .iter()
+        .find(|e| e["action"] == "tombstone_topic_producer")
+        .unwrap();
+    assert_eq!(tomb["node"], c.node().as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admin_users_may_act() {
+    let c = Cluster::start(|o| o.admin_users = vec!["alice".into()]).await;
+    c.create_channel("t", "c").await;
+    c.publish("t", 1).await;
+    let base = c.url();
+    let client = reqwest::Client::new();
+    let act = |user: Option<&'static str>| {
+        let mut r = client
+            .post(format!("{base}/api/topics/t/c"))
+            .body(json!({"action": "pause"}).to_string());
+        if let Some(u) = user {
+            r = r.header("X-Forwarded-User", u);
+        }
+        r.send()
+    };
+    let anonymous = act(None).await.unwrap();
+    assert_eq!(anonymous.status(), 403);
+    assert_eq!(
+        anonymous.json::<Value>().await.unwrap(),
+        json!({"message": "FORBIDDEN"})
+    );
+    assert_eq!(act(Some("mallory")).await.unwrap().status(), 403);
+    assert!(!channel_stats(&stats(&c.nsqd).await, "t", "c").paused);
+    assert_eq!(act(Some("alice")).await.unwrap().status(), 200);
+    assert!(channel_stats(&stats(&c.nsqd).await, "t", "c").paused);
+    let forbidden_delete = c.send(Method::DELETE, "/api/topics/t", json!({})).await;
+    assert_eq!(forbidden_delete.status, 403);
+
+    // Reading stays open; the buttons show for admins only.
+    assert_eq!(c.get("/api/topics/t/c").await.status, 200);
+    let page = c.get("/topics/t/c").await;
+    assert!(!page.body.contains(r#"class="action""#));
+    let admin_page = client
+        .get(format!("{base}/topics/t/c"))
+        .header("X-Forwarded-User", "alice")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(admin_page.contains(r#"class="action""#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_down_is_named_and_the_rest_shown() {
+    let nsqd = start_nsqd(test_options()).await;
+    let mut conn = Conn::connect(&nsqd).await;
+    conn.publish("alive", b"x").await;
+    // A port with nothing listening: bound, then closed.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut opts = admin_options();
+    opts.nsqd_http_addresses = vec![nsqd.http_addr().unwrap().to_string(), dead.clone()];
+    let admin = NsqAdmin::start(opts).await.unwrap();
+    let url = format!("http://{}", admin.http_addr());
+
+    let topics = http_request(&url, Method::GET, "/api/topics", bytes::Bytes::new()).await;
+    assert_eq!(topics.status, 200);
+    let body = topics.json();
+    assert_eq!(body["topics"], json!(["alive"]));
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("WARNING: ") && message.contains(&dead),
+        "{message}"
+    );
+    let page = http_request(&url, Method::GET, "/topics", bytes::Bytes::new()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Some nodes did not answer"));
+    assert!(page.body.contains(&dead));
+    assert!(page.body.contains(r#"data-topic="alive""#));
+    let nodes = http_request(&url, Method::GET, "/api/nodes", bytes::Bytes::new()).await;
+    assert_eq!(nodes.json()["nodes"].as_array().unwrap().len(), 1);
+
+    // Nobody answers: an upstream error.
+    let mut opts = admin_options();
+    opts.nsqd_http_addresses = vec![dead.clone()];
+    let lonely = NsqAdmin::start(opts).await.unwrap();
+    let url = format!("http://{}", lonely.http_addr());
+    let r = http_request(&url, Method::GET, "/api/topics", bytes::Bytes::new()).await;
+    assert_eq!(r.status, 502);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("UPSTREAM_ERROR: Failed to query any nsqd"));
+    let page = http_request(&url, Method::GET, "/topics", bytes::Bytes::new()).await;
+    assert_eq!(page.status, 502);
+    assert!(page.body.contains("No node answered"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_is_read_and_changed_from_allowed_addresses_only() {
+    let c = Cluster::start(|_| {}).await;
+    let put = http_request(
+        &c.url(),
+        Method::PUT,
+        "/config/nsqlookupd_http_addresses",
+        r#"["127.0.0.1:1","127.0.0.1:2"]"#.into(),
+    )
+    .await;
+    assert_eq!(put.json(), json!(["127.0.0.1:1", "127.0.0.1:2"]));
+    let level = http_request(&c.url(), Method::PUT, "/config/log_level", "debug".into()).await;
+    assert_eq!(level.status, 200);
+    let bad = http_request(&c.url(), Method::PUT, "/config/log_level", "loud".into()).await;
+    assert_eq!(
+        (bad.status, bad.json()),
+        (400, json!({"message": "INVALID_VALUE"}))
+    );
+    let unknown = c.get("/config/nope").await;
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (400, json!({"message": "INVALID_OPTION"}))
+    );
+    let header = c.get("/config/acl_http_header").await;
+    assert_eq!(header.body, "X-Forwarded-User");
+
+    let far = Cluster::start(|o| o.allow_config_from_cidr = "10.0.0.0/8".into()).await;
+    let denied = far.get("/config/nsqlookupd_http_addresses").await;
+    assert_eq!(
+        (denied.status, denied.json()),
+        (403, json!({"message": "FORBIDDEN"}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_shows_new_messages_without_taking_them() {
+    let c = Cluster::start(|_| {}).await;
+    c.create_channel("feed", "main").await;
+    c.publish("feed", 1).await;
+    let url = c.url();
+    let peek = tokio::spawn(async move {
+        http_request(
+            &url,
+            Method::GET,
+            "/api/peek/feed?count=3&timeout=5s",
+            bytes::Bytes::new(),
+        )
+        .await
+    });
+    // Wait for the peek's ephemeral channel, then publish.
+    let nsqd = &c.nsqd;
+    eventually("peek channel subscribed", || async {
+        let s = stats(nsqd).await;
+        s.topics.unwrap_or_default().iter().any(|t| {
+            t.channels
+                .iter()
+                .any(|ch| ch.channel_name.starts_with("nsqadmin_peek_") && ch.client_count == 1)
+        })
+    })
+    .await;
+    let mut conn = Conn::connect(&c.nsqd).await;
+    for body in ["one", "two", "three"] {
+        conn.publish("feed", body.as_bytes()).await;
+    }
+    let answer = peek.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bodies: Vec<String> = answer.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bodies, ["one", "two", "three"]);
+    // The real channel still has everything, and the peek channel is gone.
+    let s = stats(&c.nsqd).await;
+    assert_eq!(channel_stats(&s, "feed", "main").depth, 4);
+    eventually("ephemeral peek channel removed", || async {
+        let s = stats(nsqd).await;
+        s.topics.unwrap_or_default().iter().all(|t| {
+            t.channels
+                .iter()
+                .all(|ch| !ch.channel_name.starts_with("nsqadmin_peek_"))
+        })
+    })
+    .await;
+
+    // A topic without channels keeps its backlog: no peek.
+    c.publish("lonely", 2).await;
+    let refused = c.get("/api/peek/lonely").await;
+    assert_eq!(
+        (refused.status, refused.json()),
+        (409, json!({"message": "TOPIC_HAS_NO_CHANNELS"}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_draws_charts_and_base_path_prefixes_everything() {
+    let c = Cluster::start(|o| o.base_path = "/admin/".into()).await;
+    c.create_channel("metrics", "sink").await;
+    c.publish("metrics", 10).await;
+    eventually("a chart has data", || async {
+        c.get("/admin/topics/metrics")
+            .await
+            .body
+            .contains(r#"class="line s0""#)
+    })
+    .await;
+    let page = c.get("/admin/topics/metrics/sink").await;
+    assert!(page.body.contains(r#"href="/admin/static/style.css""#));
+    assert!(page.body.contains(r#"data-base="/admin""#));
+    assert!(page.body.contains(r#"href="/admin/topics/metrics""#));
+    let api = c.get("/admin/api/topics").await;
+    assert_eq!(api.json()["topics"], json!(["metrics"]));
+    assert_eq!(c.get("/api/topics").await.status, 404);
+    assert_eq!(c.get("/admin/ping").await.body, "OK");
+    // The topics page has a sparkline once two samples exist.
+    eventually("sparkline drawn", || async {
+        c.get("/admin/topics")
+            .await
+            .body
+            .contains(r#"<svg class="spark""#)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_topics_list_in_full() {
+    let nsqd = start_nsqd(test_options()).await;
+    let api = nsq::NsqdHttp::new(&nsqd.http_addr().unwrap().to_string());
+    for start in (0..1000).step_by(100) {
+        let creates = (start..start + 100).map(|i| {
+            let api = api.clone();
+            async move {
+                api.topic_action(nsq::TopicAction::Create, &format!("topic{i:04}"))
+                    .await
+            }
+        });
+        for r in tokio::task::JoinSet::from_iter(creates).join_all().await {
+            r.expect("topic created");
+        }
+    }
+    let mut opts = admin_options();
+    opts.nsqd_http_addresses = vec![nsqd.http_addr().unwrap().to_string()];
+    let admin = NsqAdmin::start(opts).await.unwrap();
+    let url = format!("http://{}", admin.http_addr());
+    let page = http_request(&url, Method::GET, "/topics", bytes::Bytes::new()).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body.matches("<tr data-topic=").count(), 1000);
+    assert!(page.body.contains(r#"data-topic="topic0999""#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphite_rates_and_proxy() {
+    // A stand-in graphite: /render answers one datapoint, or null for "gone".
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/render",
+        axum::routing::get(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+                let log = log.clone();
+                async move {
+                    let query = uri.query().unwrap_or("").to_string();
+                    let auth = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or_default();
+                    log.lock().unwrap().push(format!("{query} {auth}"));
+                    let value = if query.contains("gone") {
+                        "null"
+                    } else {
+                        "120.0"
+                    };
+                    format!(r#"[{{"target":"t","datapoints":[[{value},1795311805]]}}]"#)
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let graphite = format!("http://user:pw@{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let c = Cluster::start(|o| {
+        o.graphite_url = graphite;
+        o.proxy_graphite = true;
+    })
+    .await;
+
+    let rate = c
+        .get("/api/graphite?metric=rate&target=sumSeries(nsq.*.topic.t.message_count)")
+        .await;
+    assert_eq!(
+        rate.json(),
+        json!({"rate": "2.00"}),
+        "120 per 60 s interval"
+    );
+    let gone = c.get("/api/graphite?metric=rate&target=gone").await;
+    assert_eq!(gone.json(), json!({"rate": "N/A"}));
+    let bad = c.get("/api/graphite?metric=depth&target=x").await;
+    assert_eq!(
+        (bad.status, bad.json()),
+        (400, json!({"message": "INVALID_ARG_METRIC"}))
+    );
+    let query = seen.lock().unwrap()[0].clone();
+    assert!(
+        query.contains("from=-120sec")
+            && query.contains("until=-60sec")
+            && query.contains("format=json"),
+        "{query}"
+    );
+
+    let proxied = c.get("/render?target=x&format=json").await;
+    assert_eq!(proxied.status, 200);
+    assert!(proxied.body.contains("datapoints"));
+    let last = seen.lock().unwrap().last().unwrap().clone();
+    // Basic auth from --graphite-url: "user:pw".
+    assert!(last.ends_with("Basic dXNlcjpwdw=="), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_nodes_with_a_private_ca_and_client_certificates() {
+    // nsqd serves HTTPS only to clients with a certificate from the test CA.
+    let pki = nsq_e2e::TestPki::new();
+    let nsqd = start_nsqd(nsq_e2e::Options {
+        tls_client_auth_policy: "require-verify".into(),
+        tls_root_ca_file: pki.ca_cert.display().to_string(),
+        ..pki.nsqd_options()
+    })
+    .await;
+    let https = nsq_e2e::https_url(&nsqd);
+    let tls = nsq::tls::TlsClientOptions {
+        root_ca_file: Some(pki.ca_cert.clone()),
+        cert: Some(pki.client_cert.clone()),
+        key: Some(pki.client_key.clone()),
+        ..Default::default()
+    };
+    let pool =
+        nsq::HttpPool::with_tls(Duration::from_secs(2), Duration::from_secs(5), &tls).unwrap();
+    nsq::NsqdHttp::with_pool(&https, &pool)
+        .publish("secure", "x")
+        .await
+        .expect("published over HTTPS");
+    let admin_with = |cert: bool| {
+        let mut opts = admin_options();
+        opts.nsqd_http_addresses = vec![https.clone()];
+        opts.http_client_tls_root_ca_file = Some(pki.ca_cert.clone());
+        if cert {
+            opts.http_client_tls_cert = Some(pki.client_cert.clone());
+            opts.http_client_tls_key = Some(pki.client_key.clone());
+        }
+        NsqAdmin::start(opts)
+    };
+    let admin = admin_with(true).await.expect("nsqadmin starts");
+    let url = format!("http://{}", admin.http_addr());
+    let topics = http_request(&url, Method::GET, "/api/topics", bytes::Bytes::new()).await;
+    assert_eq!(topics.json(), json!({"topics": ["secure"], "message": ""}));
+    let page = http_request(&url, Method::GET, "/topics/secure", bytes::Bytes::new()).await;
+    assert!(
+        page.body.contains(r#"<td class="n depth">1</td>"#),
+        "{}",
+        page.body
+    );
+
+    // Without a client certificate nsqd refuses the handshake: an upstream error.
+    let refused = admin_with(false).await.expect("nsqadmin starts");
+    let url = format!("http://{}", refused.http_addr());
+    let topics = http_request(&url, Method::GET, "/api/topics", bytes::Bytes::new()).await;
+    assert_eq!(topics.status, 502);
+
+    // A key without its certificate is refused at start.
+    let mut half = admin_options();
+    half.nsqd_http_addresses = vec![https];
+    half.http_client_tls_key = Some(pki.client_key.clone());
+    assert!(NsqAdmin::start(half).await.is_err());
+}

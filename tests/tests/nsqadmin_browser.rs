@@ -1,0 +1,237 @@
+//! nsqadmin in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver) watches a topic's depth grow as messages are published,
+//! opens the channel, presses Pause, confirms, and nsqd's `/stats` shows the
+//! channel paused. Screenshots go to `<target>/tmp/nsqadmin-browser/`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (tests/run-all.sh installs
+//! them); without them the test fails rather than skip.
+
+use fantoccini::elements::Element;
+use fantoccini::error::{CmdError, ErrorStatus};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use nsq_e2e::{
+    eventually, options_with_lookupds, start_lookupd, start_nsqd, stats, temp_dir, Conn,
+};
+use nsqadmin::{NsqAdmin, Options as AdminOptions};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// chromedriver on a free loopback port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        for tool in [CHROMEDRIVER, CHROMIUM] {
+            assert!(
+                std::path::Path::new(tool).exists(),
+                "{tool} is missing: install Debian's chromium and chromium-driver (tests/run-all.sh does)"
+            );
+        }
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let status = format!("{url}/status");
+        eventually("chromedriver ready", || async {
+            reqwest::get(&status)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        Driver { child, url }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The page replaces its content on every refresh, so an element found a
+/// moment ago may be gone: find it again and retry, a few times.
+async fn with_fresh<T, F, Fut>(
+    browser: &Client,
+    locator: Locator<'_>,
+    act: F,
+) -> Result<T, CmdError>
+where
+    F: Fn(Element) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CmdError>>,
+{
+    let mut tries = 0;
+    loop {
+        let element = browser.wait().for_element(locator).await?;
+        match act(element).await {
+            Err(CmdError::Standard(e))
+                if e.error == ErrorStatus::StaleElementReference && tries < 10 =>
+            {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn output_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nsqadmin-browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_watches_depth_and_pauses_a_channel() {
+    let lookupd = start_lookupd().await;
+    let nsqd = start_nsqd(options_with_lookupds(&[&lookupd])).await;
+    let api = nsq::NsqdHttp::new(&nsqd.http_addr().unwrap().to_string());
+    api.topic_action(nsq::TopicAction::Create, "clicks")
+        .await
+        .unwrap();
+    api.channel_action(nsq::TopicAction::Create, "clicks", "archive")
+        .await
+        .unwrap();
+    let mut producer = Conn::connect(&nsqd).await;
+    for i in 0..5 {
+        producer
+            .publish("clicks", format!("click {i}").as_bytes())
+            .await;
+    }
+    let admin = NsqAdmin::start(AdminOptions {
+        http_address: "127.0.0.1:0".into(),
+        lookupd_http_addresses: vec![lookupd.http_addr().to_string()],
+        history_interval: Duration::from_secs(1),
+        ..AdminOptions::default()
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", admin.http_addr());
+    let lookup = nsq::LookupdHttp::new(&lookupd.http_addr().to_string());
+    eventually("nsqd registered the topic", || async {
+        lookup
+            .lookup("clicks")
+            .await
+            .is_ok_and(|l| !l.producers.is_empty())
+    })
+    .await;
+
+    let driver = Driver::start().await;
+    let profile = temp_dir("chromium-profile");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let browser = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session");
+    let outcome = async {
+        // The topics page lists the topic with its channel's depth...
+        browser.goto(&format!("{base}/topics")).await?;
+        let depth = r#"tr[data-topic="clicks"] td.channel-depth"#;
+        let text = with_fresh(
+            &browser,
+            Locator::Css(depth),
+            |e| async move { e.text().await },
+        )
+        .await?;
+        assert_eq!(text, "5");
+        // ...and the number grows on its own as messages arrive.
+        for i in 5..25 {
+            producer
+                .publish("clicks", format!("click {i}").as_bytes())
+                .await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = with_fresh(
+                &browser,
+                Locator::Css(depth),
+                |e| async move { e.text().await },
+            )
+            .await?;
+            if text == "25" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "depth stayed at {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // Into the topic, then its channel.
+        let click = |e: Element| async move { e.click().await };
+        with_fresh(
+            &browser,
+            Locator::Css(r#"tr[data-topic="clicks"] a"#),
+            click,
+        )
+        .await?;
+        browser
+            .wait()
+            .for_element(Locator::Css(r#"tr[data-channel="archive"] a"#))
+            .await?;
+        // Let the charts collect a few samples for the screenshot.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        browser.refresh().await?;
+        let shot = browser.screenshot().await?;
+        std::fs::write(output_dir().join("topic.png"), shot).unwrap();
+        with_fresh(
+            &browser,
+            Locator::Css(r#"tr[data-channel="archive"] a"#),
+            click,
+        )
+        .await?;
+        let pause = r#"//button[@class="action" and text()="Pause"]"#;
+        with_fresh(&browser, Locator::XPath(pause), click).await?;
+        // The confirmation dialog names the channel; accept it.
+        let question = browser.get_alert_text().await?;
+        assert!(question.contains("archive"), "{question}");
+        browser.accept_alert().await?;
+        browser.wait().for_element(Locator::Css("#paused")).await?;
+        let shot = browser.screenshot().await?;
+        std::fs::write(output_dir().join("channel-paused.png"), shot).unwrap();
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    outcome.expect("the browser session");
+
+    let stats = stats(&nsqd).await;
+    let channel = stats
+        .topics
+        .unwrap()
+        .into_iter()
+        .find(|t| t.topic_name == "clicks")
+        .and_then(|t| t.channels.into_iter().find(|c| c.channel_name == "archive"))
+        .expect("the channel");
+    assert!(channel.paused, "nsqd has the channel paused");
+    assert_eq!(channel.depth, 25);
+    let _ = std::fs::remove_dir_all(profile);
+}
