@@ -10,16 +10,23 @@ use std::time::Duration;
 /// Asks lookupd for its versioned JSON (without the old `data` envelope).
 const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";
 
+/// The client that polls lookupds. `https://` lookupds are verified with
+/// the consumer's TLS options (its CA, its client certificate) when any are
+/// set, else with the system's roots.
 pub(crate) fn http_client(config: &Config) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+    let failed = |message: String| Error::Lookupd {
+        addr: String::new(),
+        message,
+    };
+    let mut builder = reqwest::Client::builder()
         .timeout(config.lookupd_poll_timeout)
         .connect_timeout(config.dial_timeout)
-        .user_agent(config.user_agent.clone())
-        .build()
-        .map_err(|e| Error::Lookupd {
-            addr: String::new(),
-            message: e.to_string(),
-        })
+        .user_agent(config.user_agent.clone());
+    if config.tls != crate::tls::TlsClientOptions::default() {
+        let tls = config.tls.client_config().map_err(|e| failed(e.0))?;
+        builder = builder.use_preconfigured_tls((*tls).clone());
+    }
+    builder.build().map_err(|e| failed(e.to_string()))
 }
 
 /// `http://host:port/lookup` for an address given with or without scheme.

@@ -807,3 +807,119 @@ async fn https_nodes_with_a_private_ca_and_client_certificates() {
     half.http_client_tls_key = Some(pki.client_key.clone());
     assert!(NsqAdmin::start(half).await.is_err());
 }
+
+/// Upstream's nsqlookupd and nsqd, as captured from NSQ v1.3.0: one server
+/// answers their HTTP APIs with the captured bodies (its own port put in
+/// place of 4151), and nsqadmin is pointed at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_against_upstream_daemons_answers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let captured = move |name: &str| {
+        let body = std::fs::read_to_string(sample_path(&format!("{name}.body"))).unwrap();
+        body.replace("\"http_port\":4151", &format!("\"http_port\":{port}"))
+    };
+    let routes = [
+        ("/topics", "nsqlookupd/topics"),
+        ("/nodes", "nsqlookupd/nodes"),
+        ("/lookup", "nsqlookupd/lookup"),
+        ("/channels", "nsqlookupd/channels"),
+        ("/info", "nsqd/info"),
+    ];
+    let mut app = axum::Router::new();
+    for (path, name) in routes {
+        let body = captured(name);
+        app = app.route(
+            path,
+            axum::routing::get(move || async move {
+                (
+                    [
+                        ("Content-Type", "application/json; charset=utf-8"),
+                        ("X-Nsq-Content-Type", "nsq; version=1.0"),
+                    ],
+                    body,
+                )
+            }),
+        );
+    }
+    // nsqd leaves clients out when asked to, as nsqadmin asks for topic pages.
+    let (full, bare) = (
+        captured("nsqd/stats_json"),
+        captured("nsqd/stats_json_noclients"),
+    );
+    app = app.route(
+        "/stats",
+        axum::routing::get(move |uri: axum::http::Uri| async move {
+            let body = if uri.query().unwrap_or("").contains("include_clients=false") {
+                bare
+            } else {
+                full
+            };
+            ([("X-Nsq-Content-Type", "nsq; version=1.0")], body)
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut opts = admin_options();
+    opts.lookupd_http_addresses = vec![format!("127.0.0.1:{port}")];
+    let admin = NsqAdmin::start(opts).await.unwrap();
+    let url = format!("http://{}", admin.http_addr());
+    let get = |path: &'static str| {
+        let url = url.clone();
+        async move { http_request(&url, Method::GET, path, bytes::Bytes::new()).await }
+    };
+
+    let node = format!("127.0.0.1:{port}");
+    let upstream_stats: Value = serde_json::from_str(&captured("nsqd/stats_json")).unwrap();
+    let samplech = &upstream_stats["topics"][0]["channels"][0];
+    let topic = get("/api/topics/test").await;
+    assert_eq!(
+        keys_in_order(&topic.body),
+        keys_in_order(&sample_body("api_topic"))
+    );
+    let t = topic.json();
+    assert_eq!(t["nodes"][0]["node"], node.as_str());
+    assert_eq!(
+        t["message_count"],
+        upstream_stats["topics"][0]["message_count"]
+    );
+    let channel = get("/api/topics/test/samplech").await;
+    assert_eq!(
+        keys_in_order(&channel.body),
+        keys_in_order(&sample_body("api_channel"))
+    );
+    let c = channel.json();
+    for field in [
+        "in_flight_count",
+        "deferred_count",
+        "message_count",
+        "client_count",
+    ] {
+        assert_eq!(c[field], samplech[field], "{field}");
+    }
+    assert_eq!(c["clients"][0]["user_agent"], "nsq_tail/1.3.0 go-nsq/1.1.0");
+    let nodes = get("/api/nodes").await;
+    assert_eq!(
+        keys_in_order(&nodes.body),
+        keys_in_order(&sample_body("api_nodes"))
+    );
+    assert_eq!(
+        nodes.json()["nodes"][0]["topics"],
+        json!([{"topic": "test", "tombstoned": false}, {"topic": "test2", "tombstoned": false}])
+    );
+    let counter = get("/api/counter").await;
+    assert_eq!(
+        counter.json()["stats"][format!("test:samplech:{node}")]["message_count"],
+        samplech["message_count"]
+    );
+    for page in [
+        "/topics",
+        "/topics/test",
+        "/topics/test/samplech",
+        "/nodes",
+        "/lookup",
+    ] {
+        let r = get(page).await;
+        assert_eq!(r.status, 200, "{page}");
+        assert!(!r.body.contains("did not answer"), "{page}");
+    }
+}

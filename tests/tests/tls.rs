@@ -411,6 +411,44 @@ async fn nsqd_registers_with_lookupd_over_tls() {
         ports.contains(&secure.tcp_addr().port()) && ports.contains(&plain.tcp_addr().port())
     })
     .await;
+    // A consumer discovers through lookupd's HTTPS with its own CA and
+    // client certificate, and gets both nsqds' messages.
+    let consumer = nsq::Consumer::new(
+        "secured",
+        "c",
+        nsq::Config {
+            tls: pki.client_tls(true),
+            max_in_flight: 10,
+            lookupd_poll_interval: Duration::from_millis(200),
+            ..nsq::Config::default()
+        },
+    )
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    consumer
+        .add_handler(move |m: nsq::Message| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(m.body().clone());
+                Ok::<(), std::convert::Infallible>(())
+            }
+        })
+        .unwrap();
+    consumer
+        .connect_to_lookupd(&format!("https://{}", lookupd.https_addr().unwrap()))
+        .await
+        .expect("discovery over HTTPS");
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let body = tokio::time::timeout(PATIENCE, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no message; consumer: {:?}", consumer.stats()))
+            .unwrap();
+        bodies.push(String::from_utf8(body.to_vec()).unwrap());
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["x", "y"]);
+    consumer.stop().await;
     // The TLS listener requires a certificate from the CA: without one, the
     // handshake or the first answer fails.
     let anonymous = pki.client_tls(false);
