@@ -66,14 +66,37 @@ fn level_filter(level: LogLevel) -> LevelFilter {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment this is made: a stop
+/// asked for while the program is still starting is kept for [`recv`]
+/// instead of killing it. Make it first thing inside the runtime.
+///
+/// [`recv`]: StopSignals::recv
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            interrupt: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            terminate: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        }
     }
+
+    /// Completes at the first SIGINT or SIGTERM (at once if one came already).
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM received from now on.
+pub async fn wait_for_signal() {
+    StopSignals::install().recv().await
 }
 
 /// Writes each log line to stderr behind `--log-prefix`, as upstream does.

@@ -1,4 +1,4 @@
-use nsq::daemon::{wait_for_signal, Logging};
+use nsq::daemon::{Logging, StopSignals};
 use nsqadmin::cli::Args;
 use nsqadmin::{NsqAdmin, VERSION};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let code = runtime.block_on(async move {
+        let mut stop = StopSignals::install();
         let hook_logging = logging.clone();
         let hook = Box::new(move |level| hook_logging.set_level(level));
         let admin = match NsqAdmin::start_with_log_hook(opts, Some(hook)).await {
@@ -34,7 +35,7 @@ fn main() {
                 return 1;
             }
         };
-        wait_for_signal().await;
+        stop.recv().await;
         admin.shutdown().await;
         0
     });

@@ -1,4 +1,4 @@
-use nsq::daemon::{wait_for_signal, Logging};
+use nsq::daemon::{Logging, StopSignals};
 use nsqd::cli::Args;
 use nsqd::{LogLevel, Nsqd, VERSION};
 
@@ -21,6 +21,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let code = runtime.block_on(async move {
+        let mut stop = StopSignals::install();
         let nsqd = match Nsqd::start_with_log_hook(opts, Some(hook)).await {
             Ok(nsqd) => nsqd,
             Err(e) => {
@@ -28,7 +29,7 @@ fn main() {
                 return 1;
             }
         };
-        wait_for_signal().await;
+        stop.recv().await;
         nsqd.shutdown().await;
         0
     });

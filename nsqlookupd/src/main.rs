@@ -1,4 +1,4 @@
-use nsq::daemon::{wait_for_signal, Logging};
+use nsq::daemon::{Logging, StopSignals};
 use nsqlookupd::cli::Args;
 use nsqlookupd::{Lookupd, VERSION};
 
@@ -20,6 +20,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let code = runtime.block_on(async move {
+        let mut stop = StopSignals::install();
         let lookupd = match Lookupd::start(opts).await {
             Ok(lookupd) => lookupd,
             Err(e) => {
@@ -27,7 +28,7 @@ fn main() {
                 return 1;
             }
         };
-        wait_for_signal().await;
+        stop.recv().await;
         lookupd.shutdown().await;
         0
     });

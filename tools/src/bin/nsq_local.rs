@@ -5,7 +5,7 @@
 //! then lookupd.
 
 use clap::Parser;
-use nsq::daemon::{wait_for_signal, LogFormat, Logging};
+use nsq::daemon::{LogFormat, Logging, StopSignals};
 use nsq::flags::{parse_bool, parse_log_level, ConfigKeys, LogLevel};
 use nsq_tools::version_line;
 use std::net::SocketAddr;
@@ -91,6 +91,7 @@ fn main() {
 }
 
 async fn run(opts: Opts, ports: Ports) -> i32 {
+    let mut stop = StopSignals::install();
     let host = opts.listen_address.as_str();
     let listen = |port: u16| match host.contains(':') {
         true => format!("[{host}]:{port}"),
@@ -166,7 +167,7 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
         )
     );
 
-    wait_for_signal().await;
+    stop.recv().await;
     admin.shutdown().await;
     nsqd.shutdown().await;
     lookupd.shutdown().await;
