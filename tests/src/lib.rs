@@ -214,8 +214,23 @@ pub async fn consumer(nsqd: &Nsqd, topic: &str, channel: &str, rdy: u32) -> Conn
 }
 
 /// GET an nsqd HTTP path and decode the JSON.
+/// One HTTP client for the helpers: building one loads the system's
+/// certificates, too slow to do for every poll of `/stats`. It keeps no idle
+/// connections, so it serves any test's runtime.
+pub fn http_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("HTTP client")
+    })
+}
+
 pub async fn get_json(nsqd: &Nsqd, path: &str) -> serde_json::Value {
-    reqwest::get(format!("{}{path}", http_url(nsqd)))
+    http_client()
+        .get(format!("{}{path}", http_url(nsqd)))
+        .send()
         .await
         .expect("GET")
         .json()
@@ -225,7 +240,9 @@ pub async fn get_json(nsqd: &Nsqd, path: &str) -> serde_json::Value {
 
 /// `/stats?format=json` as our typed view.
 pub async fn stats(nsqd: &Nsqd) -> nsq::api::Stats {
-    let body = reqwest::get(format!("{}/stats?format=json", http_url(nsqd)))
+    let body = http_client()
+        .get(format!("{}/stats?format=json", http_url(nsqd)))
+        .send()
         .await
         .expect("GET /stats")
         .text()

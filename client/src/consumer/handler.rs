@@ -1,6 +1,8 @@
 //! What the application plugs into a consumer, and the workers that run it.
 
+use super::link::Finishes;
 use super::{Inner, Message};
+use bytes::BytesMut;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -65,34 +67,51 @@ pub(crate) fn spawner<H: Handler>(handler: H, concurrency: usize) -> SpawnWorker
 /// be handling.
 async fn work<H: Handler>(inner: Arc<Inner>, handler: Arc<H>, concurrency: usize) {
     let max = if concurrency == 1 { usize::MAX } else { 1 };
+    let mut fins = BytesMut::new();
     while let Some(batch) = inner.queue.take(max).await {
+        let mut finishes = Finishes::new(&batch.link, &mut fins);
         let mut done = None;
         for message in batch.messages {
             let msg = Message::reuse(done.take(), message, &batch.link);
-            handle(&inner, handler.as_ref(), &msg).await;
+            handle(&inner, handler.as_ref(), &msg, &mut finishes).await;
             done = Some(msg);
         }
     }
 }
 
-async fn handle<H: Handler>(inner: &Inner, handler: &H, msg: &Message) {
+async fn handle<H: Handler>(
+    inner: &Inner,
+    handler: &H,
+    msg: &Message,
+    finishes: &mut Finishes<'_>,
+) {
     let max_attempts = inner.config.max_attempts;
     if max_attempts > 0 && msg.attempts() > max_attempts {
         inner.tally.given_up.fetch_add(1, Ordering::Relaxed);
         handler.failed(msg);
-        msg.finish();
+        msg.finish_into(finishes);
         return;
     }
     // A closure handler runs its synchronous part when called: catch there too.
     let result = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(msg.clone()))) {
-        Ok(future) => CatchUnwind(std::pin::pin!(future)).await,
+        Ok(future) => {
+            let mut future = CatchUnwind(std::pin::pin!(future));
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut future).poll(cx))).await {
+                Poll::Ready(result) => result,
+                Poll::Pending => {
+                    // The handler waits: the FINs gathered so far should not.
+                    finishes.send();
+                    future.await
+                }
+            }
+        }
         Err(_) => Err(PANICKED.into()),
     };
     if !msg.is_auto_response_enabled() {
         return;
     }
     match result {
-        Ok(()) => msg.finish(),
+        Ok(()) => msg.finish_into(finishes),
         Err(e) => {
             tracing::warn!(id = %msg.id(), attempts = msg.attempts(), error = %e, "handler failed; requeueing");
             msg.requeue(None);

@@ -1,5 +1,6 @@
 //! A delivered message and the ways to answer it.
 
+use super::link::Finishes;
 use super::{Link, Signal};
 use crate::protocol::{self, Command, MessageId};
 use bytes::Bytes;
@@ -98,6 +99,17 @@ impl Message {
     /// Tells nsqd the message is done (FIN). Counts as a success for backoff.
     pub fn finish(&self) {
         self.0.respond(Command::Fin(self.id()), Signal::Resume);
+    }
+
+    /// [`Message::finish`] with the FIN gathered into the worker's
+    /// `finishes`, which belong to this message's link.
+    pub(crate) fn finish_into(&self, finishes: &mut Finishes<'_>) {
+        debug_assert!(std::ptr::eq(finishes.link(), &*self.0.link));
+        if finishes.link().backing_off() {
+            self.finish();
+        } else if !self.0.responded.swap(true, Ordering::SeqCst) {
+            finishes.add(self.id());
+        }
     }
 
     /// Puts the message back (REQ) after `delay`, or after the configured
