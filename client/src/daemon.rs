@@ -94,6 +94,38 @@ impl StopSignals {
     }
 }
 
+/// A daemon's whole life in a fresh multi-threaded runtime: `start` it, wait
+/// for SIGINT or SIGTERM (caught from the first moment), then `stop` it. The
+/// process exits 0, or 1 when it could not start (the error is logged).
+pub fn run_until_stopped<T, E, Start, Stop>(
+    start: impl FnOnce() -> Start,
+    stop: impl FnOnce(T) -> Stop,
+) -> !
+where
+    Start: std::future::Future<Output = Result<T, E>>,
+    Stop: std::future::Future<Output = ()>,
+    E: std::fmt::Display,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(async move {
+        let mut signals = StopSignals::install();
+        let daemon = match start().await {
+            Ok(daemon) => daemon,
+            Err(e) => {
+                tracing::error!(error = %e, "failed to start");
+                return 1;
+            }
+        };
+        signals.recv().await;
+        stop(daemon).await;
+        0
+    });
+    std::process::exit(code)
+}
+
 /// Completes on SIGINT (Ctrl-C) or SIGTERM received from now on.
 pub async fn wait_for_signal() {
     StopSignals::install().recv().await

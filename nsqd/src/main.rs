@@ -1,4 +1,4 @@
-use nsq::daemon::{Logging, StopSignals};
+use nsq::daemon::{run_until_stopped, Logging};
 use nsqd::cli::Args;
 use nsqd::{LogLevel, Nsqd, VERSION};
 
@@ -16,22 +16,8 @@ fn main() {
         tracing::warn!(key, "config file key not recognised; ignored");
     }
     let hook = Box::new(move |level: LogLevel| logging.set_level(level));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let code = runtime.block_on(async move {
-        let mut stop = StopSignals::install();
-        let nsqd = match Nsqd::start_with_log_hook(opts, Some(hook)).await {
-            Ok(nsqd) => nsqd,
-            Err(e) => {
-                tracing::error!(error = %e, "failed to start");
-                return 1;
-            }
-        };
-        stop.recv().await;
-        nsqd.shutdown().await;
-        0
-    });
-    std::process::exit(code);
+    run_until_stopped(
+        || Nsqd::start_with_log_hook(opts, Some(hook)),
+        Nsqd::shutdown,
+    )
 }

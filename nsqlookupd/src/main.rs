@@ -1,4 +1,4 @@
-use nsq::daemon::{Logging, StopSignals};
+use nsq::daemon::{run_until_stopped, Logging};
 use nsqlookupd::cli::Args;
 use nsqlookupd::{Lookupd, VERSION};
 
@@ -15,22 +15,5 @@ fn main() {
     for key in ignored_keys {
         tracing::warn!(key, "config file key not recognised; ignored");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let code = runtime.block_on(async move {
-        let mut stop = StopSignals::install();
-        let lookupd = match Lookupd::start(opts).await {
-            Ok(lookupd) => lookupd,
-            Err(e) => {
-                tracing::error!(error = %e, "failed to start");
-                return 1;
-            }
-        };
-        stop.recv().await;
-        lookupd.shutdown().await;
-        0
-    });
-    std::process::exit(code);
+    run_until_stopped(|| Lookupd::start(opts), Lookupd::shutdown)
 }
