@@ -251,6 +251,36 @@ pub async fn stats(nsqd: &Nsqd) -> nsq::api::Stats {
     serde_json::from_str(&body).expect("stats JSON")
 }
 
+/// `topic` as `nsqd` reports it now, if it exists.
+pub async fn topic_stats(nsqd: &Nsqd, topic: &str) -> Option<nsq::api::TopicStats> {
+    stats(nsqd)
+        .await
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .find(|t| t.topic_name == topic)
+}
+
+/// Messages `topic` has taken on `nsqd` (0 if it does not exist).
+pub async fn topic_message_count(nsqd: &Nsqd, topic: &str) -> u64 {
+    topic_stats(nsqd, topic)
+        .await
+        .map_or(0, |t| t.message_count)
+}
+
+/// `topic/channel` as `nsqd` reports it now, if it exists.
+pub async fn channel_stats(
+    nsqd: &Nsqd,
+    topic: &str,
+    channel: &str,
+) -> Option<nsq::api::ChannelStats> {
+    topic_stats(nsqd, topic)
+        .await?
+        .channels
+        .into_iter()
+        .find(|c| c.channel_name == channel)
+}
+
 /// Waits until `check` holds, polling; panics after `PATIENCE`.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

@@ -54,15 +54,7 @@ async fn recv(rx: &mut mpsc::UnboundedReceiver<Message>) -> Message {
 }
 
 async fn channel_stats(nsqd: &Nsqd, topic: &str) -> Option<nsq::api::ChannelStats> {
-    stats(nsqd)
-        .await
-        .topics
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.topic_name == topic)?
-        .channels
-        .into_iter()
-        .find(|c| c.channel_name == "ch")
+    nsq_e2e::channel_stats(nsqd, topic, "ch").await
 }
 
 #[tokio::test]

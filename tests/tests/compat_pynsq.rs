@@ -6,9 +6,8 @@
 //! Each script checks exactly-once delivery itself and exits non-zero otherwise;
 //! these tests assert its exit status and then nsqd's own account in `/stats`.
 
-use nsq::api::ChannelStats;
 use nsq::protocol::Command;
-use nsq_e2e::{eventually, start_default_nsqd, stats, Conn, Nsqd};
+use nsq_e2e::{channel_stats, eventually, start_default_nsqd, stats, Conn, Nsqd};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
@@ -122,18 +121,6 @@ fn assert_succeeded(outcome: &Outcome) {
         outcome.stdout,
         outcome.stderr
     );
-}
-
-async fn channel_stats(nsqd: &Nsqd, topic: &str, channel: &str) -> Option<ChannelStats> {
-    stats(nsqd)
-        .await
-        .topics
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.topic_name == topic)?
-        .channels
-        .into_iter()
-        .find(|c| c.channel_name == channel)
 }
 
 /// Waits until the channel is drained and nothing is left in flight, then checks

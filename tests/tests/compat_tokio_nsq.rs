@@ -95,15 +95,7 @@ fn assert_each_once(seen: &HashMap<Vec<u8>, usize>, expected: &[Vec<u8>]) {
 }
 
 async fn channel_stats(nsqd: &Nsqd, topic_name: &str) -> Option<ChannelStats> {
-    stats(nsqd)
-        .await
-        .topics
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.topic_name == topic_name)?
-        .channels
-        .into_iter()
-        .find(|c| c.channel_name == CHANNEL)
+    nsq_e2e::channel_stats(nsqd, topic_name, CHANNEL).await
 }
 
 fn channel_clients(channel: &ChannelStats) -> Vec<ClientStats> {

@@ -54,23 +54,9 @@ fn assert_success(out: &Output) {
 
 /// Number of channels `topic` has on `nsqd`.
 async fn channel_count(nsqd: &Nsqd, topic: &str) -> usize {
-    stats(nsqd)
+    topic_stats(nsqd, topic)
         .await
-        .topics
-        .unwrap_or_default()
-        .iter()
-        .find(|t| t.topic_name == topic)
         .map_or(0, |t| t.channels.len())
-}
-
-async fn topic_message_count(nsqd: &Nsqd, topic: &str) -> u64 {
-    stats(nsqd)
-        .await
-        .topics
-        .unwrap_or_default()
-        .iter()
-        .find(|t| t.topic_name == topic)
-        .map_or(0, |t| t.message_count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,6 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use nsq::api::ChannelStats;
 use nsq::protocol::Command;
 use nsq_e2e::*;
 use std::collections::HashMap;
@@ -16,26 +15,13 @@ use std::time::Duration;
 
 const EXIT_PATIENCE: Duration = Duration::from_secs(20);
 
-/// The channel's figures on `nsqd`, if it exists.
-async fn channel(nsqd: &Nsqd, topic: &str, channel: &str) -> Option<ChannelStats> {
-    stats(nsqd)
-        .await
-        .topics
-        .unwrap_or_default()
-        .into_iter()
-        .find(|t| t.topic_name == topic)?
-        .channels
-        .into_iter()
-        .find(|c| c.channel_name == channel)
-}
-
 /// Waits until `count` messages went through the channel and every one of
 /// them was finished: nothing waiting, nothing in flight.
 async fn all_finished(nsqd: &Nsqd, topic: &str, name: &str, count: u64) {
     eventually(
         &format!("{count} messages finished on {topic}/{name}"),
         || async {
-            channel(nsqd, topic, name).await.is_some_and(|c| {
+            channel_stats(nsqd, topic, name).await.is_some_and(|c| {
                 c.message_count >= count
                     && c.depth == 0
                     && c.in_flight_count == 0
@@ -137,13 +123,15 @@ async fn nsq_to_file_writes_every_message_once_and_stops_cleanly_on_sigterm() {
     // Everything has reached the tool (some may still be in flight) when
     // SIGTERM arrives; it must sync and finish all of it before exiting.
     eventually("everything delivered", || async {
-        channel(&nsqd, "archive", "nsq_to_file")
+        channel_stats(&nsqd, "archive", "nsq_to_file")
             .await
             .is_some_and(|c| c.message_count == 2000 && c.depth == 0)
     })
     .await;
     stop(tool).await;
-    let c = channel(&nsqd, "archive", "nsq_to_file").await.unwrap();
+    let c = channel_stats(&nsqd, "archive", "nsq_to_file")
+        .await
+        .unwrap();
     assert_eq!((c.depth, c.in_flight_count, c.requeue_count), (0, 0, 0));
     let mut expected: Vec<String> = before.into_iter().chain(after).collect();
     expected.sort();
@@ -351,7 +339,9 @@ async fn nsq_to_file_topic_pattern_picks_up_new_topics_through_lookupd() {
         std::fs::read_to_string(dir.join("pat_late.log")).unwrap(),
         "late\n"
     );
-    assert!(channel(&nsqd, "other_late", "nsq_to_file").await.is_none());
+    assert!(channel_stats(&nsqd, "other_late", "nsq_to_file")
+        .await
+        .is_none());
     nsqd.shutdown().await;
     lookupd.shutdown().await;
 }
@@ -573,7 +563,7 @@ async fn nsq_to_http_requeues_on_5xx_and_delivers_later() {
     })
     .await;
     all_finished(&nsqd, "flaky", "nsq_to_http", 1).await;
-    let c = channel(&nsqd, "flaky", "nsq_to_http").await.unwrap();
+    let c = channel_stats(&nsqd, "flaky", "nsq_to_http").await.unwrap();
     assert_eq!(c.requeue_count, 2, "each 503 is a requeue in nsqd");
     let exit = stop(tool).await;
     assert!(
@@ -644,16 +634,6 @@ async fn read_messages(nsqd: &Nsqd, topic: &str, count: usize) -> Vec<String> {
     bodies
 }
 
-async fn topic_message_count(nsqd: &Nsqd, topic: &str) -> u64 {
-    stats(nsqd)
-        .await
-        .topics
-        .unwrap_or_default()
-        .iter()
-        .find(|t| t.topic_name == topic)
-        .map_or(0, |t| t.message_count)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nsq_to_nsq_copies_with_json_filters_round_robin() {
     let source = start_default_nsqd().await;
@@ -682,7 +662,9 @@ async fn nsq_to_nsq_copies_with_json_filters_round_robin() {
     );
     all_finished(&source, "events", "nsq_to_nsq", 8).await;
     stop(tool).await;
-    let c = channel(&source, "events", "nsq_to_nsq").await.unwrap();
+    let c = channel_stats(&source, "events", "nsq_to_nsq")
+        .await
+        .unwrap();
     assert_eq!((c.in_flight_count, c.depth, c.requeue_count), (0, 0, 0));
     // Six kept, trimmed to the listed fields, three to each destination.
     assert_eq!(topic_message_count(&first, "copied").await, 3);
@@ -726,7 +708,7 @@ async fn nsq_to_nsq_requeues_what_a_destination_refuses() {
     .await;
     all_finished(&source, "relay", "nsq_to_nsq", 20).await;
     stop(tool).await;
-    let c = channel(&source, "relay", "nsq_to_nsq").await.unwrap();
+    let c = channel_stats(&source, "relay", "nsq_to_nsq").await.unwrap();
     assert!(c.requeue_count >= 1, "the failed publish was requeued");
     assert_eq!(read_messages(&live, "relay", 20).await, messages);
     source.shutdown().await;
