@@ -64,14 +64,8 @@ pub mod api;
 pub mod config;
 mod conn;
 pub mod consumer;
-#[cfg(feature = "daemon")]
-pub mod daemon;
 mod discovery;
 pub mod error;
-#[cfg(feature = "flags")]
-pub mod flags;
-#[cfg(feature = "server")]
-pub mod http_api;
 pub mod http_client;
 pub mod producer;
 pub mod protocol;

@@ -3,9 +3,7 @@
 //! before the bytes behind it have arrived. Valid encodings round-trip.
 
 use bytes::{Bytes, BytesMut};
-use nsq::http_api::{read_limited, resolve, Params, Route, GET, GET_PUT, POST};
 use nsq::protocol::compress::{Decoder, Encoder};
-use nsq::protocol::lookup::{decode_response, encode_response, PeerIdentity};
 use nsq::protocol::message::encode_message_frame;
 use nsq::protocol::{
     decode_frame, encode_frame, FrameError, FrameType, IdentifyRequest, Message, MessageId,
@@ -156,54 +154,6 @@ proptest! {
             Err(short) => prop_assert!(short.0 < 26),
         }
         let _ = MessageId::from_slice(&data).map(|id| id.to_u64());
-    }
-
-    #[test]
-    fn lookup_answers_never_panic_or_preallocate(
-        bytes in prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..32),
-            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..4)
-                .prop_map(|answers| {
-                    let mut buf = BytesMut::new();
-                    for a in answers { encode_response(&mut buf, &a); }
-                    buf.to_vec()
-                })
-                .prop_flat_map(mutated),
-        ],
-        max in prop_oneof![Just(usize::MAX), 0usize..64],
-    ) {
-        let received = bytes.len();
-        let mut buf = BytesMut::from(&bytes[..]);
-        while let Ok(Some(answer)) = decode_response(&mut buf, max) {
-            prop_assert!(answer.len() <= max);
-        }
-        prop_assert!(bounded_growth(&buf, received));
-    }
-
-    #[test]
-    fn lookup_answers_round_trip(answers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..5)) {
-        let mut buf = BytesMut::new();
-        for a in &answers {
-            encode_response(&mut buf, a);
-        }
-        let mut got = Vec::new();
-        while let Some(a) = decode_response(&mut buf, 100).unwrap() {
-            got.push(a.to_vec());
-        }
-        prop_assert_eq!(got, answers);
-    }
-
-    #[test]
-    fn peer_identity_json_round_trips(
-        broadcast_address in ".{0,20}",
-        hostname in ".{0,20}",
-        tcp_port in any::<u16>(),
-        http_port in any::<u16>(),
-        version in "[0-9.]{0,8}",
-    ) {
-        let identity = PeerIdentity { broadcast_address, hostname, tcp_port, http_port, version };
-        let json = serde_json::to_vec(&identity).unwrap();
-        prop_assert_eq!(serde_json::from_slice::<PeerIdentity>(&json).unwrap(), identity);
     }
 
     #[test]
@@ -364,130 +314,4 @@ fn a_huge_frame_size_with_no_limit_reserves_nothing_like_it() {
     let mut buf = BytesMut::from(&b"\xff\xff\xff\xff\x00\x00\x00\x00ab"[..]);
     assert_eq!(decode_frame(&mut buf, usize::MAX), Ok(None));
     assert!(buf.capacity() < 1 << 20, "reserved {}", buf.capacity());
-}
-
-const ROUTES: &[Route] = &[
-    ("/ping", GET),
-    ("/pub", POST),
-    ("/topic/create", POST),
-    ("/config/:opt", GET_PUT),
-    ("/api/topics/:topic/:channel", GET),
-];
-
-fn method() -> impl Strategy<Value = axum::http::Method> {
-    use axum::http::Method;
-    prop_oneof![
-        Just(Method::GET),
-        Just(Method::POST),
-        Just(Method::PUT),
-        Just(Method::DELETE),
-        Just(Method::OPTIONS),
-        "[A-Z]{1,7}".prop_map(|m| Method::from_bytes(m.as_bytes()).unwrap()),
-    ]
-}
-
-/// Paths built from route pieces, escapes (good and bad), dots and slashes.
-fn path() -> impl Strategy<Value = String> {
-    let piece = prop_oneof![
-        Just("ping"),
-        Just("pub"),
-        Just("PUB"),
-        Just("topic"),
-        Just("create"),
-        Just("config"),
-        Just("api"),
-        Just("topics"),
-        Just(""),
-        Just("."),
-        Just(".."),
-        Just("%2F"),
-        Just("%zz"),
-        Just("%"),
-        Just("%e2%82"),
-        Just("é"),
-        Just("a b"),
-    ];
-    prop_oneof![
-        proptest::collection::vec(piece, 0..6).prop_map(|p| format!("/{}", p.join("/"))),
-        ".{0,40}",
-    ]
-}
-
-proptest! {
-    #![proptest_config(config(512))]
-
-    #[test]
-    fn routing_answers_every_request(method in method(), path in path(), query in ".{0,20}") {
-        match resolve(ROUTES, &method, &path, &query) {
-            Ok(matched) => prop_assert!(ROUTES.iter().any(|(p, _)| *p == matched.pattern)),
-            Err(response) => prop_assert!(!response.status().is_server_error()),
-        }
-    }
-
-    #[test]
-    fn any_query_parses_or_is_refused(query in prop_oneof![
-        ".{0,60}",
-        proptest::collection::vec(prop_oneof![Just("="), Just("&"), Just("%"), Just("%4"), Just("%41"), Just("+"), Just(";"), Just("k"), Just("é")], 0..12)
-            .prop_map(|p| p.concat()),
-    ]) {
-        if let Some(params) = Params::parse(&query) {
-            let _ = (params.get("k"), params.get_all("k"), params.flag("k", true));
-        }
-    }
-
-    #[test]
-    fn escaped_queries_round_trip(pairs in proptest::collection::vec(("[a-z]{1,4}", ".{0,12}"), 0..5)) {
-        let query = pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", escape(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let params = Params::parse(&query).unwrap();
-        for (k, _) in &pairs {
-            let first = pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-            prop_assert_eq!(params.get(k), first);
-        }
-    }
-
-    #[test]
-    fn bodies_are_read_up_to_one_byte_past_the_limit(
-        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..50), 0..6),
-        limit in prop_oneof![0usize..200, Just(usize::MAX)],
-    ) {
-        let all = chunks.concat();
-        let body = axum::body::Body::new(Chunks(chunks.into_iter().map(Bytes::from).collect()));
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let read = runtime.block_on(read_limited(body, limit)).ok().unwrap();
-        let expected = &all[..all.len().min(limit.saturating_add(1))];
-        prop_assert_eq!(&read[..], expected);
-    }
-}
-
-/// Go's `url.QueryEscape` closely enough for a round trip.
-fn escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A request body that arrives in the given pieces.
-struct Chunks(std::collections::VecDeque<Bytes>);
-
-impl axum::body::HttpBody for Chunks {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
-    }
 }

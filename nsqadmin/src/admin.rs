@@ -65,7 +65,7 @@ impl NsqAdmin {
         let history = Arc::new(History::new(opts.history_interval, opts.history_retention));
         let notifier = Notifier::new(
             &opts.notification_http_endpoint,
-            nsq::flags::hostname(),
+            nsq_daemon::flags::hostname(),
             opts.http_client_request_timeout,
         );
         let state = Arc::new(State {

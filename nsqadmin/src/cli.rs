@@ -3,7 +3,8 @@
 
 use crate::options::{LogLevel, Options};
 use clap::Parser;
-use nsq::flags::{parse_bool, parse_duration, parse_log_level, ConfigKeys};
+use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq_daemon::logging::parse_log_level;
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ pub struct Args {
     pub log_prefix: String,
     /// Log line format: text (upstream's) or json (one object per line).
     #[arg(long, value_enum, default_value = "text")]
-    pub log_format: nsq::daemon::LogFormat,
+    pub log_format: nsq_daemon::logging::LogFormat,
 
     /// <addr>:<port> to listen on for HTTP clients.
     #[arg(long, default_value = "0.0.0.0:4171")]
@@ -124,7 +125,7 @@ impl Args {
     pub fn parse_from_os(
         args: impl IntoIterator<Item = OsString>,
     ) -> Result<(Args, Vec<String>), clap::Error> {
-        let (args, parsed) = nsq::flags::try_parse::<Args>(args, &CONFIG_KEYS)?;
+        let (args, parsed) = nsq_daemon::flags::try_parse::<Args>(args, &CONFIG_KEYS)?;
         Ok((args, parsed.ignored_config_keys))
     }
 

@@ -5,7 +5,7 @@
 use crate::server::Ctx;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nsq::http_api::{err, Answer, V1};
+use nsq_daemon::http_api::{err, Answer, V1};
 
 fn graphite_base(ctx: &Ctx) -> String {
     ctx.state

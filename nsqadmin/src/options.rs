@@ -1,6 +1,6 @@
 //! Every nsqadmin setting in one place, with upstream's defaults beside it.
 
-pub use nsq::flags::LogLevel;
+pub use nsq_daemon::logging::LogLevel;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]

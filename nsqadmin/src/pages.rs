@@ -175,8 +175,8 @@ fn layout(ctx: &Ctx, title: &str, warnings: &[String], body: Markup) -> Markup {
                 }
                 footer {
                     "nsqadmin v" (crate::VERSION) " (rust) · history: every "
-                    (nsq::flags::format_duration(ctx.state.history.interval))
-                    " for " (nsq::flags::format_duration(opts.history_retention))
+                    (nsq_daemon::flags::format_duration(ctx.state.history.interval))
+                    " for " (nsq_daemon::flags::format_duration(opts.history_retention))
                 }
             }
         }

@@ -11,10 +11,10 @@ use axum::extract::{ConnectInfo, Request, State as Shared};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use nsq::flags::LogLevel;
-use nsq::http_api::{err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, V1};
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq::TopicAction;
+use nsq_daemon::http_api::{err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, V1};
+use nsq_daemon::logging::LogLevel;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -423,7 +423,7 @@ async fn peek(ctx: &Ctx) -> Answer {
     };
     let wait = match ctx.query.get("timeout") {
         None => Duration::from_secs(3),
-        Some(t) => nsq::flags::parse_duration(t)
+        Some(t) => nsq_daemon::flags::parse_duration(t)
             .ok()
             .filter(|d| *d <= Duration::from_secs(30))
             .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_TIMEOUT"))?,

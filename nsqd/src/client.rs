@@ -3,7 +3,7 @@
 
 use crate::auth::AuthState;
 use nsq::api::{ClientStats, PubCount};
-use nsq::tls::SessionInfo;
+use nsq_daemon::tls::SessionInfo;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::{BufMut, BytesMut};
 use nsq::api::NsqdInfo;
-use nsq::http_api::{err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1};
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
+use nsq_daemon::http_api::{
+    err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -24,7 +26,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
 }
 
 /// The same API over TLS (`--https-address`).
-pub async fn serve_https(node: Arc<Node>, listener: nsq::tls::HttpsListener) {
+pub async fn serve_https(node: Arc<Node>, listener: nsq_daemon::tls::HttpsListener) {
     serve_on(node, listener, true).await
 }
 

@@ -7,7 +7,7 @@
 use crate::node::{Node, VERSION};
 use bytes::BytesMut;
 use nsq::api::ChannelsResponse;
-use nsq::protocol::lookup::{
+use nsq_daemon::lookup_protocol::{
     decode_response, LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1,
 };
 use parking_lot::Mutex;

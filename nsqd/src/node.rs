@@ -11,7 +11,7 @@ use crate::options::{LogLevel, Options, TlsRequired};
 use crate::queue::Item;
 use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
-use nsq::protocol::lookup::LookupCommand;
+use nsq_daemon::lookup_protocol::LookupCommand;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ pub struct Node {
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
     /// Upgrades connections that ask for TLS; `None` without `--tls-cert`.
-    pub tls: Option<nsq::tls::TlsAcceptor>,
+    pub tls: Option<nsq_daemon::tls::TlsAcceptor>,
     /// The auth servers; `None` when AUTH is disabled.
     pub auth: Option<crate::auth::Authorizer>,
     /// For lookupds' HTTP APIs (and, inside `auth`, auth servers).
@@ -123,7 +123,7 @@ impl Node {
     }
 
     /// What this nsqd tells lookupd about itself.
-    pub fn peer_identity(&self) -> nsq::protocol::lookup::PeerIdentity {
+    pub fn peer_identity(&self) -> nsq_daemon::lookup_protocol::PeerIdentity {
         lookup::identity(self)
     }
 
@@ -458,7 +458,7 @@ impl Nsqd {
         let lookupd_tls = crate::tls::lookupd(&opts)?;
         let http_client = crate::tls::http_client(&opts)?;
         let listen = |addr: String| async move {
-            nsq::daemon::listen_tcp(&addr)
+            nsq_daemon::tcp::listen_tcp(&addr)
                 .await
                 .map_err(|source| StartError::Listen { addr, source })
         };
@@ -568,7 +568,7 @@ impl Nsqd {
         }
         if let (Some(https), Some(tls)) = (https, node.tls.clone()) {
             tracing::info!(address = %https.local_addr().expect("bound"), "HTTPS: listening");
-            let listener = nsq::tls::HttpsListener::new(https, tls);
+            let listener = nsq_daemon::tls::HttpsListener::new(https, tls);
             tasks.spawn(crate::http::serve_https(node.clone(), listener));
         }
         Ok(Nsqd { node, tasks })

@@ -1,7 +1,9 @@
 //! Every nsqd setting in one place, with upstream's defaults beside it.
 
-pub use nsq::flags::{hostname, LogLevel};
-pub use nsq::tls::{ClientAuthPolicy, TlsVersion};
+pub use nsq::tls::TlsVersion;
+pub use nsq_daemon::flags::hostname;
+pub use nsq_daemon::logging::LogLevel;
+pub use nsq_daemon::tls::ClientAuthPolicy;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -117,7 +119,7 @@ impl TlsRequired {
         if text.eq_ignore_ascii_case("tcp-https") {
             return Ok(TlsRequired::ExceptHttp);
         }
-        match nsq::flags::parse_bool(&text.to_ascii_lowercase())? {
+        match nsq_daemon::flags::parse_bool(&text.to_ascii_lowercase())? {
             true => Ok(TlsRequired::Yes),
             false => Ok(TlsRequired::No),
         }

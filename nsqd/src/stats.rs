@@ -1,7 +1,7 @@
 //! The human-readable `/stats` text, and process memory figures.
 
 use nsq::api::{ClientStats, E2eProcessingLatency, MemStats, Stats};
-use nsq::flags::format_duration;
+use nsq_daemon::flags::format_duration;
 use std::fmt::Write as _;
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! as direct as it was: one predictable branch per read or write.
 
 use bytes::BytesMut;
-use nsq::tls::{SessionInfo, TlsAcceptor};
+use nsq_daemon::tls::{SessionInfo, TlsAcceptor};
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

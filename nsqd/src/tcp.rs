@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     let shutdown = node.shutdown.clone();
     let max_connections = node.opts.max_tcp_connections;
-    nsq::daemon::serve_tcp(listener, shutdown, max_connections, move |stream, peer| {
+    nsq_daemon::tcp::serve_tcp(listener, shutdown, max_connections, move |stream, peer| {
         crate::protocol_v2::serve_connection(node.clone(), stream, peer)
     })
     .await

@@ -3,8 +3,10 @@
 //! and lookupds' HTTP APIs.
 
 use crate::options::{ClientAuthPolicy, Options, TlsVersion};
-use nsq::tls::{ServerTlsOptions, TlsAcceptor, TlsClientOptions, TlsConnector, TlsError};
+use nsq::tls::{TlsClientOptions, TlsError};
+use nsq_daemon::tls::{ServerTlsOptions, TlsAcceptor};
 use std::path::PathBuf;
+use tokio_rustls::TlsConnector;
 
 fn path(text: &str) -> Option<PathBuf> {
     (!text.is_empty()).then(|| PathBuf::from(text))

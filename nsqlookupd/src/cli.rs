@@ -3,7 +3,8 @@
 
 use crate::options::{LogLevel, Options, TlsVersion};
 use clap::Parser;
-use nsq::flags::{parse_bool, parse_duration, parse_log_level, ConfigKeys};
+use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq_daemon::logging::parse_log_level;
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ pub struct Args {
     pub log_prefix: String,
     /// Log line format: text (upstream's) or json (one object per line).
     #[arg(long, value_enum, default_value = "text")]
-    pub log_format: nsq::daemon::LogFormat,
+    pub log_format: nsq_daemon::logging::LogFormat,
     /// Deprecated and without effect, as upstream; use --log-level.
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub verbose: bool,
@@ -91,7 +92,7 @@ impl Args {
     pub fn parse_from_os(
         args: impl IntoIterator<Item = OsString>,
     ) -> Result<(Args, Vec<String>), clap::Error> {
-        let (args, parsed) = nsq::flags::try_parse::<Args>(args, &CONFIG_KEYS)?;
+        let (args, parsed) = nsq_daemon::flags::try_parse::<Args>(args, &CONFIG_KEYS)?;
         Ok((args, parsed.ignored_config_keys))
     }
 
@@ -210,7 +211,10 @@ mod tests {
             "--tls-min-version=tls1.3",
         ]);
         let tls = opts.server_tls().unwrap().unwrap();
-        assert_eq!(tls.client_auth, nsq::tls::ClientAuthPolicy::RequireVerify);
+        assert_eq!(
+            tls.client_auth,
+            nsq_daemon::tls::ClientAuthPolicy::RequireVerify
+        );
         assert_eq!(tls.min_version, TlsVersion::Tls13);
     }
 }

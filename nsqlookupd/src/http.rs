@@ -9,8 +9,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use nsq::api::{ChannelsResponse, LookupdInfo, TopicsResponse};
-use nsq::http_api::{err, resolve, Answer, Params, Route, GET, POST, V1};
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
+use nsq_daemon::http_api::{err, resolve, Answer, Params, Route, GET, POST, V1};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -24,7 +24,7 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
 }
 
 /// The same API over TLS (`--https-address`, ours).
-pub async fn serve_https(state: Arc<State>, listener: nsq::tls::HttpsListener) {
+pub async fn serve_https(state: Arc<State>, listener: nsq_daemon::tls::HttpsListener) {
     serve_on(state, listener).await
 }
 

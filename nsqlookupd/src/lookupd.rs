@@ -46,7 +46,7 @@ impl Lookupd {
     pub async fn start(opts: Options) -> Result<Lookupd, StartError> {
         let listen = |addr: String| async move {
             let listener =
-                nsq::daemon::listen_tcp(&addr)
+                nsq_daemon::tcp::listen_tcp(&addr)
                     .await
                     .map_err(|source| StartError::Listen {
                         addr: addr.clone(),
@@ -58,7 +58,7 @@ impl Lookupd {
             Ok::<_, StartError>((listener, local))
         };
         let tls = match opts.server_tls().map_err(StartError::Tls)? {
-            Some(tls) => Some(nsq::tls::TlsAcceptor::from(
+            Some(tls) => Some(nsq_daemon::tls::TlsAcceptor::from(
                 tls.server_config()
                     .map_err(|e| StartError::Tls(e.to_string()))?,
             )),
@@ -94,7 +94,7 @@ impl Lookupd {
         }
         if let (Some((listener, addr)), Some(tls)) = (https, tls) {
             tracing::info!(address = %addr, "HTTPS: listening");
-            let listener = nsq::tls::HttpsListener::new(listener, tls);
+            let listener = nsq_daemon::tls::HttpsListener::new(listener, tls);
             tasks.spawn(crate::http::serve_https(state.clone(), listener));
         }
         Ok(Lookupd { state, tasks })

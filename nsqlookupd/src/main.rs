@@ -1,4 +1,5 @@
-use nsq::daemon::{run_until_stopped, Logging};
+use nsq_daemon::logging::Logging;
+use nsq_daemon::signals::run_until_stopped;
 use nsqlookupd::cli::Args;
 use nsqlookupd::{Lookupd, VERSION};
 

@@ -1,7 +1,8 @@
 //! Every nsqlookupd setting in one place, with upstream's defaults beside it.
 
-pub use nsq::flags::{hostname, LogLevel};
 pub use nsq::tls::TlsVersion;
+pub use nsq_daemon::flags::hostname;
+pub use nsq_daemon::logging::LogLevel;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -67,7 +68,7 @@ impl Default for Options {
 
 impl Options {
     /// The TLS side of both listeners; `None` when neither is asked for.
-    pub fn server_tls(&self) -> Result<Option<nsq::tls::ServerTlsOptions>, String> {
+    pub fn server_tls(&self) -> Result<Option<nsq_daemon::tls::ServerTlsOptions>, String> {
         if self.tcp_tls_address.is_empty() && self.https_address.is_empty() {
             return Ok(None);
         }
@@ -77,11 +78,11 @@ impl Options {
             );
         }
         let path = |p: &str| (!p.is_empty()).then(|| std::path::PathBuf::from(p));
-        Ok(Some(nsq::tls::ServerTlsOptions {
+        Ok(Some(nsq_daemon::tls::ServerTlsOptions {
             cert: self.tls_cert.clone().into(),
             key: self.tls_key.clone().into(),
             root_ca_file: path(&self.tls_root_ca_file),
-            client_auth: nsq::tls::ClientAuthPolicy::parse(&self.tls_client_auth_policy)
+            client_auth: nsq_daemon::tls::ClientAuthPolicy::parse(&self.tls_client_auth_policy)
                 .map_err(|e| e.to_string())?,
             min_version: self.tls_min_version,
         }))

@@ -8,7 +8,7 @@
 
 use nsq::api::{DebugPeer, LookupResponse, Node, NodesResponse, Producer as PeerInfo};
 use nsq::protocol::is_ephemeral;
-use nsq::protocol::lookup::PeerIdentity;
+use nsq_daemon::lookup_protocol::PeerIdentity;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -6,8 +6,8 @@
 use crate::lookupd::{State, VERSION};
 use crate::registry::{Category, Peer, Registration};
 use bytes::BytesMut;
-use nsq::protocol::lookup::{encode_response, LookupdIdentity, PeerIdentity, MAGIC_V1};
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
+use nsq_daemon::lookup_protocol::{encode_response, LookupdIdentity, PeerIdentity, MAGIC_V1};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -21,7 +21,7 @@ const MAX_IDENTIFY_BODY: i32 = 1024 * 1024;
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
     let shutdown = state.shutdown.clone();
     let max_connections = state.opts.max_tcp_connections;
-    nsq::daemon::serve_tcp(listener, shutdown, max_connections, move |stream, addr| {
+    nsq_daemon::tcp::serve_tcp(listener, shutdown, max_connections, move |stream, addr| {
         handle(state.clone(), stream, addr)
     })
     .await
@@ -29,10 +29,14 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
 
 /// The same protocol inside TLS from the first byte (`--tcp-tls-address`,
 /// ours: upstream has no TLS between nsqd and nsqlookupd).
-pub async fn serve_tls(state: Arc<State>, listener: TcpListener, tls: nsq::tls::TlsAcceptor) {
+pub async fn serve_tls(
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: nsq_daemon::tls::TlsAcceptor,
+) {
     let shutdown = state.shutdown.clone();
     let max_connections = state.opts.max_tcp_connections;
-    nsq::daemon::serve_tcp(listener, shutdown, max_connections, move |stream, addr| {
+    nsq_daemon::tcp::serve_tcp(listener, shutdown, max_connections, move |stream, addr| {
         let (state, tls) = (state.clone(), tls.clone());
         async move {
             let limit = state.opts.client_timeout;

@@ -4,7 +4,7 @@
 //! sequences are answered and registered as sent.
 
 use bytes::{Bytes, BytesMut};
-use nsq::protocol::lookup::{decode_response, LookupCommand, PeerIdentity, MAGIC_V1};
+use nsq_daemon::lookup_protocol::{decode_response, LookupCommand, PeerIdentity, MAGIC_V1};
 use nsqlookupd::{Lookupd, Options};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -3,8 +3,8 @@
 //! that must not notice; a consumer that never reads; and the
 //! `--max-tcp-connections` limit of both daemons.
 
-use nsq::protocol::lookup::{decode_response, LookupCommand, PeerIdentity, MAGIC_V1};
 use nsq::protocol::{decode_frame, Command, FrameType, MAGIC_V2};
+use nsq_daemon::lookup_protocol::{decode_response, LookupCommand, PeerIdentity, MAGIC_V1};
 use nsq_e2e::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};

@@ -2,7 +2,7 @@
 //! command: registration, changes, reconnects, channel pre-creation.
 
 use bytes::BytesMut;
-use nsq::protocol::lookup::{encode_response, PeerIdentity};
+use nsq_daemon::lookup_protocol::{encode_response, PeerIdentity};
 use nsq_e2e::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

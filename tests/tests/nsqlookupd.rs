@@ -2,7 +2,7 @@
 //! nsqd speaks them, every HTTP endpoint (compared with upstream v1.3.0's
 //! captures where there is one), inactivity, tombstones and ephemeral names.
 
-use nsq::protocol::lookup::{LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1};
+use nsq_daemon::lookup_protocol::{LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1};
 use nsq_e2e::{eventually, http_request, keys_in_order, Reply};
 use nsqlookupd::{Lookupd, Options};
 use serde_json::Value;

@@ -10,11 +10,11 @@
 //! and nothing else on the path.
 
 use bytes::BytesMut;
-use nsq::flags::format_duration;
 use nsq::protocol::message::ShortMessage;
 use nsq::protocol::{
     decode_frame, Command, Frame, FrameError, FrameType, IdentifyRequest, HEARTBEAT, MAGIC_V2, OK,
 };
+use nsq_daemon::flags::format_duration;
 use std::fmt;
 use std::io::{self, IsTerminal};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,6 @@ pub mod command;
 pub mod compress;
 pub mod frame;
 pub mod identify;
-pub mod lookup;
 pub mod message;
 pub mod names;
 

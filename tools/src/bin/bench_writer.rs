@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use clap::Parser;
-use nsq::flags::{parse_duration, ConfigKeys};
 use nsq::protocol::Command;
+use nsq_daemon::flags::{parse_duration, ConfigKeys};
 use nsq_tools::{
     fatal, identify, join_all, log, summary, workers, BenchError, Conn, Deadline, Progress,
     MAX_FRAME_SIZE,
@@ -41,7 +41,7 @@ struct Opts {
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
     if let Err(e) = run(opts).await {
         fatal(PREFIX, e);
     }

@@ -5,8 +5,10 @@
 //! then lookupd.
 
 use clap::Parser;
-use nsq::daemon::{LogFormat, Logging, StopSignals};
-use nsq::flags::{parse_bool, parse_log_level, ConfigKeys, LogLevel};
+use nsq_daemon::flags::{parse_bool, ConfigKeys};
+use nsq_daemon::logging::{parse_log_level, LogLevel};
+use nsq_daemon::logging::{LogFormat, Logging};
+use nsq_daemon::signals::StopSignals;
 use nsq_tools::version_line;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,7 +74,7 @@ impl Ports {
 }
 
 fn main() {
-    let (opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
     if opts.version {
         println!("{}", version_line("nsq_local"));
         return;
@@ -100,7 +102,7 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
     // Announce an address that consumers can dial: the listen address
     // itself, unless it is a wildcard.
     let broadcast = match host {
-        "0.0.0.0" | "::" | "" => nsq::flags::hostname(),
+        "0.0.0.0" | "::" | "" => nsq_daemon::flags::hostname(),
         _ => host.to_string(),
     };
     let lookupd = match nsqlookupd::Lookupd::start(nsqlookupd::Options {

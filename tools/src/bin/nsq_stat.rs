@@ -5,8 +5,8 @@
 
 use clap::Parser;
 use nsq::api::{LookupResponse, Stats};
-use nsq::daemon::wait_for_signal;
-use nsq::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq_daemon::signals::wait_for_signal;
 use nsq_tools::stat::{header, row, ChannelTotals, HEADER_EVERY};
 use nsq_tools::{check_sources, fatal, version_line};
 use std::time::Duration;
@@ -47,7 +47,7 @@ struct Opts {
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
     if opts.version {
         println!("{}", version_line("nsq_stat"));
         return;

@@ -4,8 +4,10 @@
 //! other consumers and leaves nothing behind.
 
 use clap::Parser;
-use nsq::daemon::{wait_for_signal, LogFormat, Logging};
-use nsq::flags::{parse_bool, ConfigKeys, LogLevel};
+use nsq_daemon::flags::{parse_bool, ConfigKeys};
+use nsq_daemon::logging::LogLevel;
+use nsq_daemon::logging::{LogFormat, Logging};
+use nsq_daemon::signals::wait_for_signal;
 use nsq_tools::{check_sources, fatal, log, user_agent, version_line};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -88,7 +90,8 @@ impl Printer {
 
 #[tokio::main]
 async fn main() {
-    let (mut opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let (mut opts, _) =
+        nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
     if opts.version {
         println!("{}", version_line("nsq_tail"));
         return;

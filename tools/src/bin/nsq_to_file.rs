@@ -6,8 +6,9 @@
 //! ones); SIGINT/SIGTERM syncs, finishes and closes everything, then exits.
 
 use clap::Parser;
-use nsq::daemon::{LogFormat, Logging};
-use nsq::flags::{parse_bool, parse_duration, parse_log_level, ConfigKeys, LogLevel};
+use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq_daemon::logging::{parse_log_level, LogLevel};
+use nsq_daemon::logging::{LogFormat, Logging};
 use nsq_tools::archive::{filename_template, host_identifier, ArchiveOptions, FileLogger};
 use nsq_tools::consume::{connect, consumer_config, http_client, lookupd_topics};
 use nsq_tools::{check_sources, fatal, version_line, Progress};
@@ -170,7 +171,8 @@ struct Archiver {
 
 #[tokio::main]
 async fn main() {
-    let (mut opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let (mut opts, _) =
+        nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
     if opts.version {
         println!("{}", version_line(PROGRAM));
         return;
@@ -209,7 +211,7 @@ async fn main() {
     let archived = Arc::new(AtomicU64::new(0));
     let progress = Progress::start("[nsq_to_file] ", archived.clone());
     let setup = Setup {
-        host: host_identifier(&opts.host_identifier, &nsq::flags::hostname()),
+        host: host_identifier(&opts.host_identifier, &nsq_daemon::flags::hostname()),
         opts,
         archive,
         pattern,

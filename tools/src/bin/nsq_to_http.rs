@@ -7,8 +7,10 @@
 
 use bytes::Bytes;
 use clap::Parser;
-use nsq::daemon::{wait_for_signal, LogFormat, Logging};
-use nsq::flags::{parse_bool, parse_duration, ConfigKeys, LogLevel};
+use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq_daemon::logging::LogLevel;
+use nsq_daemon::logging::{LogFormat, Logging};
+use nsq_daemon::signals::wait_for_signal;
 use nsq_tools::consume::{connect, consumer_config, http_client};
 use nsq_tools::hostpool::{Balancer, Mode};
 use nsq_tools::timer_metrics::TimerMetrics;
@@ -253,7 +255,7 @@ impl Forwarder {
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
     if opts.version {
         println!("{}", version_line(PROGRAM));
         return;

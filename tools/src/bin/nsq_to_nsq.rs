@@ -6,9 +6,11 @@
 //! message to a task and takes the next one.
 
 use clap::Parser;
-use nsq::daemon::{wait_for_signal, LogFormat, Logging};
-use nsq::flags::{parse_bool, ConfigKeys, LogLevel};
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
+use nsq_daemon::flags::{parse_bool, ConfigKeys};
+use nsq_daemon::logging::LogLevel;
+use nsq_daemon::logging::{LogFormat, Logging};
+use nsq_daemon::signals::wait_for_signal;
 use nsq_tools::consume::{connect, consumer_config, producer_config};
 use nsq_tools::hostpool::{Balancer, Mode};
 use nsq_tools::json_filter::{JsonFilter, Verdict};
@@ -145,7 +147,7 @@ impl Relay {
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
     if opts.version {
         println!("{}", version_line(PROGRAM));
         return;

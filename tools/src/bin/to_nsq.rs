@@ -4,8 +4,10 @@
 
 use bytes::Bytes;
 use clap::Parser;
-use nsq::daemon::{wait_for_signal, LogFormat, Logging};
-use nsq::flags::{parse_bool, ConfigKeys, LogLevel};
+use nsq_daemon::flags::{parse_bool, ConfigKeys};
+use nsq_daemon::logging::LogLevel;
+use nsq_daemon::logging::{LogFormat, Logging};
+use nsq_daemon::signals::wait_for_signal;
 use nsq_tools::throttle::Throttle;
 use nsq_tools::{fatal, log, user_agent, version_line, Progress};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +42,7 @@ struct Opts {
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
     if opts.version {
         println!("{}", version_line("to_nsq"));
         return;

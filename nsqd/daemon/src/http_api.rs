@@ -4,10 +4,10 @@
 //! `url.ParseQuery`, and routing that answers unknown paths, wrong methods,
 //! `OPTIONS`, stray trailing slashes and odd letter case the way httprouter does.
 
-use crate::api::{CONTENT_TYPE_HEADER, CONTENT_TYPE_VALUE};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use nsq::api::{CONTENT_TYPE_HEADER, CONTENT_TYPE_VALUE};
 
 /// A V1 answer: raw text, empty, JSON, or `{"message": ...}` with a status.
 pub enum V1 {

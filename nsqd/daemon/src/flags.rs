@@ -10,44 +10,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use std::ffi::OsString;
 use std::time::Duration;
 
-/// Parses a Go duration: `300ms`, `1.5h`, `2h45m`, `0`. Units: ns, us, µs, ms, s, m, h.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}");
-    let s = text.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() || s.starts_with('-') {
-        return Err(bad());
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total += number * nanos_per_unit;
-    }
-    if total > u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(Duration::from_nanos(total.round() as u64))
-}
+pub use nsq::config::{parse_bool, parse_duration};
 
 /// Writes a duration the way Go prints one (`1m0s`, `250ms`, `1h0m0s`).
 pub fn format_duration(d: Duration) -> String {
@@ -78,46 +41,6 @@ fn trim_float(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// Log verbosity as NSQ's daemons name it, numbered as upstream reports it
-/// through `/config/log_level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    Debug = 1,
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-    Fatal = 5,
-}
-
-impl LogLevel {
-    /// As upstream: case-insensitive, nothing else tolerated.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.to_ascii_lowercase().as_str() {
-            "debug" => Some(LogLevel::Debug),
-            "info" => Some(LogLevel::Info),
-            "warn" => Some(LogLevel::Warn),
-            "error" => Some(LogLevel::Error),
-            "fatal" => Some(LogLevel::Fatal),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-            LogLevel::Fatal => "fatal",
-        }
-    }
-}
-
-/// A clap value parser for `--log-level`.
-pub fn parse_log_level(text: &str) -> Result<LogLevel, String> {
-    LogLevel::parse(text).ok_or_else(|| format!("invalid log level {text:?}"))
-}
-
 /// The machine's hostname, the default `--broadcast-address`.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -126,15 +49,6 @@ pub fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into())
-}
-
-/// Parses a Go boolean flag value.
-pub fn parse_bool(text: &str) -> Result<bool, String> {
-    match text {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean {text:?}")),
-    }
 }
 
 /// Rewrites `-long-name[=v]` to `--long-name[=v]`; single letters (`-n`),
@@ -284,14 +198,6 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("10us"), Ok(Duration::from_micros(10)));
-        for bad in ["", "5", "1x", "-1s", "s", "1..5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
         assert_eq!(format_duration(Duration::from_secs(60)), "1m0s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(format_duration(Duration::from_secs(3600)), "1h0m0s");
