@@ -1,14 +1,11 @@
 //! Finding the nsqd that have a topic by polling nsqlookupd's `/lookup`.
 
-use crate::api::LookupResponse;
+use crate::api::{LookupResponse, ACCEPT_V1};
 use crate::config::Config;
 use crate::consumer::Inner;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Asks lookupd for its versioned JSON (without the old `data` envelope).
-const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";
 
 /// The client that polls lookupds. `https://` lookupds are verified with
 /// the consumer's TLS options (its CA, its client certificate) when any are
@@ -29,16 +26,6 @@ pub(crate) fn http_client(config: &Config) -> Result<reqwest::Client> {
     builder.build().map_err(|e| failed(e.to_string()))
 }
 
-/// `http://host:port/lookup` for an address given with or without scheme.
-fn lookup_url(lookupd: &str) -> String {
-    let base = lookupd.trim_end_matches('/');
-    if base.starts_with("http://") || base.starts_with("https://") {
-        format!("{base}/lookup")
-    } else {
-        format!("http://{base}/lookup")
-    }
-}
-
 /// The TCP addresses (`broadcast_address:tcp_port`) of the nsqd lookupd
 /// reports for `topic`. An unknown topic has none.
 pub(crate) async fn lookup(
@@ -50,9 +37,10 @@ pub(crate) async fn lookup(
         addr: lookupd.to_string(),
         message,
     };
+    let url = crate::http_client::api_url(lookupd, "/lookup", &[("topic", topic)])
+        .map_err(|e| fail(e.to_string()))?;
     let response = client
-        .get(lookup_url(lookupd))
-        .query(&[("topic", topic)])
+        .get(url)
         .header(reqwest::header::ACCEPT, ACCEPT_V1)
         .send()
         .await
@@ -144,8 +132,6 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(lookup_url("127.0.0.1:4161"), "http://127.0.0.1:4161/lookup");
-        assert_eq!(lookup_url("http://h:4161/"), "http://h:4161/lookup");
         assert_eq!(join_host_port("::1", 4150), "[::1]:4150");
         assert_eq!(join_host_port("h", 4150), "h:4150");
     }

@@ -3,17 +3,15 @@
 //! [`crate::api`], errors carry the daemon's status and message.
 
 use crate::api::{
-    ChannelsResponse, LookupResponse, NodesResponse, NsqdInfo, Stats, TopicsResponse,
+    ChannelsResponse, LookupResponse, NodesResponse, NsqdInfo, Stats, TopicsResponse, ACCEPT_V1,
 };
 use crate::{Error, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-/// The Accept header NSQ's clients send, asking for V1 answers.
-const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";
-
-/// Shared plumbing: a base URL and an HTTP client with timeouts.
+/// Shared plumbing: the address of a daemon's HTTP API (`host:port` or a
+/// URL) and an HTTP client with timeouts.
 #[derive(Debug, Clone)]
 struct Http {
     base: String,
@@ -64,16 +62,43 @@ impl Default for HttpPool {
     }
 }
 
+/// The URL of `path` on an HTTP API named by `host:port` or by a URL
+/// (`https://host:port`, perhaps with a path prefix), with `query` escaped
+/// as Go's `url.Values` does. An empty `path` leaves the URL's own path.
+///
+/// ```
+/// let url = nsq::http_client::api_url("127.0.0.1:4161", "/channels", &[("topic", "t#ephemeral")])?;
+/// assert_eq!(url.as_str(), "http://127.0.0.1:4161/channels?topic=t%23ephemeral");
+/// let url = nsq::http_client::api_url("https://nsq.example/lookupd/", "/nodes", &[])?;
+/// assert_eq!(url.as_str(), "https://nsq.example/lookupd/nodes");
+/// # Ok::<(), nsq::Error>(())
+/// ```
+pub fn api_url(addr: &str, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Url> {
+    let parsed = if addr.contains("://") {
+        reqwest::Url::parse(addr)
+    } else {
+        reqwest::Url::parse(&format!("http://{addr}"))
+    };
+    let mut url = parsed.map_err(|e| Error::Http {
+        url: addr.to_string(),
+        status: None,
+        message: format!("not an address or URL: {e}"),
+    })?;
+    if !path.is_empty() {
+        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
 impl Http {
     /// `addr` is `host:port` or a full `http(s)://` URL.
     fn new(addr: &str, pool: &HttpPool) -> Http {
-        let base = if addr.contains("://") {
-            addr.trim_end_matches('/').to_string()
-        } else {
-            format!("http://{addr}")
-        };
         Http {
-            base,
+            base: addr.to_string(),
             client: pool.0.clone(),
         }
     }
@@ -85,28 +110,21 @@ impl Http {
         query: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> Result<Bytes> {
-        let mut url = format!("{}{path}", self.base);
-        let (mut status, mut bytes) = self
-            .exchange(method.clone(), &url, query, body.clone())
-            .await?;
+        let mut url = api_url(&self.base, path, query)?;
+        let (mut status, mut bytes) = self.exchange(method.clone(), &url, body.clone()).await?;
         // nsqd with `--tls-required` refuses plain HTTP and names its HTTPS
         // port; upstream's clients retry there, and so do we.
         if let Some(https) = tls_required_redirect(&url, status, &bytes) {
             url = https;
-            (status, bytes) = self.exchange(method, &url, query, body).await?;
+            (status, bytes) = self.exchange(method, &url, body).await?;
         }
-        let failed = |status: Option<u16>, message: String| Error::Http {
-            url: url.clone(),
-            status,
-            message,
-        };
         if !status.is_success() {
             // Upstream's errors are `{"message":"TOPIC_NOT_FOUND"}`.
             let message = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(failed(Some(status.as_u16()), message));
+            return Err(http_error(&url, Some(status.as_u16()), message));
         }
         Ok(bytes)
     }
@@ -114,19 +132,12 @@ impl Http {
     async fn exchange(
         &self,
         method: reqwest::Method,
-        url: &str,
-        query: &[(&str, &str)],
+        url: &reqwest::Url,
         body: Option<Bytes>,
     ) -> Result<(reqwest::StatusCode, Bytes)> {
-        let failed = |status: Option<u16>, message: String| Error::Http {
-            url: url.to_string(),
-            status,
-            message,
-        };
         let mut request = self
             .client
-            .request(method, url)
-            .query(query)
+            .request(method, url.clone())
             .header("Accept", ACCEPT_V1);
         if let Some(body) = body {
             request = request.body(body);
@@ -134,21 +145,25 @@ impl Http {
         let response = request
             .send()
             .await
-            .map_err(|e| failed(None, e.to_string()))?;
+            .map_err(|e| http_error(url, None, e.to_string()))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| failed(Some(status.as_u16()), e.to_string()))?;
+            .map_err(|e| http_error(url, Some(status.as_u16()), e.to_string()))?;
         Ok((status, bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
         let bytes = self.send(reqwest::Method::GET, path, query, None).await?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Http {
-            url: format!("{}{path}", self.base),
-            status: Some(200),
-            message: format!("unreadable JSON: {e}"),
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let url = api_url(&self.base, path, &[]);
+            let url = url.map_or_else(|_| self.base.clone(), String::from);
+            Error::Http {
+                url,
+                status: Some(200),
+                message: format!("unreadable JSON: {e}"),
+            }
         })
     }
 
@@ -159,13 +174,27 @@ impl Http {
     }
 }
 
+/// A failed call, named by its URL without the query (which may hold secrets).
+fn http_error(url: &reqwest::Url, status: Option<u16>, message: String) -> Error {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    Error::Http {
+        url: shown.into(),
+        status,
+        message,
+    }
+}
+
 /// The `https://` form of `url` when a plain-HTTP answer is nsqd's 403
 /// `{"message": "TLS_REQUIRED", "https_port": N}`.
-fn tls_required_redirect(url: &str, status: reqwest::StatusCode, body: &[u8]) -> Option<String> {
-    if status != reqwest::StatusCode::FORBIDDEN {
+fn tls_required_redirect(
+    url: &reqwest::Url,
+    status: reqwest::StatusCode,
+    body: &[u8],
+) -> Option<reqwest::Url> {
+    if status != reqwest::StatusCode::FORBIDDEN || url.scheme() != "http" {
         return None;
     }
-    let rest = url.strip_prefix("http://")?;
     let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
     if answer["message"] != "TLS_REQUIRED" {
         return None;
@@ -173,12 +202,10 @@ fn tls_required_redirect(url: &str, status: reqwest::StatusCode, body: &[u8]) ->
     let port = answer["https_port"]
         .as_u64()
         .filter(|p| (1..=65535).contains(p))?;
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = match authority.rsplit_once(':') {
-        Some((host, _)) => host,
-        None => authority,
-    };
-    Some(format!("https://{host}:{port}{tail}"))
+    let mut https = url.clone();
+    https.set_scheme("https").ok()?;
+    https.set_port(Some(port as u16)).ok()?;
+    Some(https)
 }
 
 /// nsqd's HTTP API (default port 4151).
@@ -196,7 +223,7 @@ impl NsqdHttp {
         NsqdHttp(Http::new(addr, pool))
     }
 
-    /// The base URL requests go to.
+    /// The address requests go to, as given: `host:port` or a URL.
     pub fn base_url(&self) -> &str {
         &self.0.base
     }
@@ -340,7 +367,7 @@ impl LookupdHttp {
         LookupdHttp(Http::new(addr, pool))
     }
 
-    /// The base URL requests go to.
+    /// The address requests go to, as given: `host:port` or a URL.
     pub fn base_url(&self) -> &str {
         &self.0.base
     }
@@ -436,16 +463,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn urls_of_addresses_and_base_urls() {
+        let url = |addr, path, query| api_url(addr, path, query).unwrap().to_string();
+        assert_eq!(
+            url("127.0.0.1:4161", "/lookup", &[]),
+            "http://127.0.0.1:4161/lookup"
+        );
+        assert_eq!(
+            url("http://h:4161/", "/lookup", &[]),
+            "http://h:4161/lookup"
+        );
+        assert_eq!(
+            url("[::1]:4151", "/pub", &[("topic", "a b&c=#")]),
+            "http://[::1]:4151/pub?topic=a+b%26c%3D%23"
+        );
+        assert_eq!(
+            url("https://auth/check", "", &[("tls", "true")]),
+            "https://auth/check?tls=true"
+        );
+        assert!(api_url("h:port", "/x", &[]).is_err());
+    }
+
+    fn redirect(url: &str, status: reqwest::StatusCode, body: &[u8]) -> Option<String> {
+        let url = reqwest::Url::parse(url).unwrap();
+        tls_required_redirect(&url, status, body).map(String::from)
+    }
+
+    #[test]
     fn follows_tls_required_to_the_https_port() {
         let forbidden = reqwest::StatusCode::FORBIDDEN;
         let body = br#"{"message": "TLS_REQUIRED", "https_port": 4152}"#;
         assert_eq!(
-            tls_required_redirect("http://10.0.0.7:4151/stats", forbidden, body).as_deref(),
+            redirect("http://10.0.0.7:4151/stats", forbidden, body).as_deref(),
             Some("https://10.0.0.7:4152/stats")
         );
         assert_eq!(
-            tls_required_redirect("http://[::1]:4151/pub", forbidden, body).as_deref(),
-            Some("https://[::1]:4152/pub")
+            redirect("http://[::1]:4151/pub?topic=t", forbidden, body).as_deref(),
+            Some("https://[::1]:4152/pub?topic=t")
         );
         // Only that answer, only from plain HTTP, only with a usable port.
         for (url, status, body) in [
@@ -463,11 +517,7 @@ mod tests {
             ),
             ("http://h:4151/stats", forbidden, b"not json"),
         ] {
-            assert_eq!(
-                tls_required_redirect(url, status, body),
-                None,
-                "{url} {status}"
-            );
+            assert_eq!(redirect(url, status, body), None, "{url} {status}");
         }
     }
 }

@@ -7,14 +7,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nsq_daemon::http_api::{err, Answer, V1};
 
-fn graphite_base(ctx: &Ctx) -> String {
-    ctx.state
-        .opts
-        .graphite_url
-        .trim_end_matches('/')
-        .to_string()
-}
-
 /// `GET /api/graphite?metric=rate&target=...`: `{"rate":"12.34"}` or `"N/A"`.
 pub async fn rate(ctx: &Ctx) -> Answer {
     if ctx.query.get("metric") != Some("rate") {
@@ -27,28 +19,25 @@ pub async fn rate(ctx: &Ctx) -> Answer {
     let interval = ctx.state.opts.statsd_interval.as_secs().max(1);
     let from = format!("-{}sec", interval * 2);
     let until = format!("-{interval}sec");
-    let url = format!("{}/render", graphite_base(ctx));
-    tracing::info!(url, target, "GRAPHITE");
     let internal = || err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR");
+    let query = [
+        ("from", from.as_str()),
+        ("until", until.as_str()),
+        ("format", "json"),
+        ("target", target),
+    ];
+    let url = nsq::http_client::api_url(&ctx.state.opts.graphite_url, "/render", &query)
+        .map_err(|_| internal())?;
+    tracing::info!(url = %url, target, "GRAPHITE");
     let client = reqwest::Client::builder()
         .timeout(ctx.state.opts.http_client_request_timeout)
         .connect_timeout(ctx.state.opts.http_client_connect_timeout)
         .build()
         .map_err(|_| internal())?;
-    let response = client
-        .get(&url)
-        .query(&[
-            ("from", from.as_str()),
-            ("until", until.as_str()),
-            ("format", "json"),
-            ("target", target),
-        ])
-        .send()
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "graphite request failed");
-            internal()
-        })?;
+    let response = client.get(url).send().await.map_err(|e| {
+        tracing::error!(error = %e, "graphite request failed");
+        internal()
+    })?;
     #[derive(serde::Deserialize)]
     struct Series {
         datapoints: Vec<Vec<Option<f64>>>,
@@ -70,7 +59,7 @@ pub async fn rate(ctx: &Ctx) -> Answer {
 
 /// `GET /render?...` forwarded to graphite, with the basic auth of `--graphite-url`.
 pub async fn proxy(ctx: &Ctx) -> Response {
-    let Ok(base) = reqwest::Url::parse(&graphite_base(ctx)) else {
+    let Ok(base) = reqwest::Url::parse(&ctx.state.opts.graphite_url) else {
         return err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR").into_response();
     };
     let mut url = base.clone();

@@ -72,21 +72,23 @@ fn basic_auth_user(authorization: &str) -> Option<String> {
 
 #[derive(Clone)]
 pub struct Notifier {
-    endpoint: String,
+    endpoint: reqwest::Url,
     via: String,
     client: reqwest::Client,
 }
 
 impl Notifier {
-    /// `None` when no endpoint is configured.
+    /// `None` when no endpoint is configured, or when it is no URL (logged).
     pub fn new(endpoint: &str, via: String, timeout: std::time::Duration) -> Option<Notifier> {
         if endpoint.is_empty() {
             return None;
         }
-        let endpoint = if endpoint.contains("://") {
-            endpoint.to_string()
-        } else {
-            format!("http://{endpoint}")
+        let endpoint = match nsq::http_client::api_url(endpoint, "", &[]) {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::error!(error = %e, "--notification-http-endpoint unusable; no notifications");
+                return None;
+            }
         };
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -115,14 +117,19 @@ impl Notifier {
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let sent = this.client.post(&this.endpoint).json(&event).send().await;
+            let sent = this
+                .client
+                .post(this.endpoint.clone())
+                .json(&event)
+                .send()
+                .await;
             match sent {
                 Ok(r) if r.status().is_success() => {}
                 Ok(r) => {
-                    tracing::warn!(status = %r.status(), endpoint = this.endpoint, "notification refused")
+                    tracing::warn!(status = %r.status(), endpoint = %this.endpoint, "notification refused")
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, endpoint = this.endpoint, "notification failed")
+                    tracing::warn!(error = %e, endpoint = %this.endpoint, "notification failed")
                 }
             }
         });

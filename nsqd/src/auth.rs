@@ -155,11 +155,6 @@ impl Authorizer {
     }
 
     async fn query_one(&self, addr: &str, c: &Credentials<'_>) -> Result<AuthState, String> {
-        let url = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}/auth")
-        };
         let tls = if c.tls { "true" } else { "false" };
         // In the order of Go's url.Values.Encode: sorted by key.
         let query = [
@@ -168,11 +163,13 @@ impl Authorizer {
             ("secret", c.secret),
             ("tls", tls),
         ];
+        // A URL names the endpoint itself; `host:port` means upstream's `/auth` there.
+        let path = if addr.contains("://") { "" } else { "/auth" };
+        let url = nsq::http_client::api_url(addr, path, &query).map_err(|e| e.to_string())?;
         let mut response = self
             .client
-            .get(&url)
-            .query(&query)
-            .header("Accept", "application/vnd.nsq; version=1.0")
+            .get(url)
+            .header("Accept", nsq::api::ACCEPT_V1)
             .send()
             .await
             .map_err(without_url)?;

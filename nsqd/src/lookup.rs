@@ -6,7 +6,7 @@
 
 use crate::node::{Node, VERSION};
 use bytes::BytesMut;
-use nsq::api::ChannelsResponse;
+use nsq::api::{ChannelsResponse, ACCEPT_V1};
 use nsq_daemon::lookup_protocol::{
     decode_response, LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1,
 };
@@ -297,12 +297,11 @@ pub async fn channels_known_to_lookupds(node: &Node, topic: &str) -> Vec<String>
     let client = &node.http_client;
     let mut channels = Vec::new();
     for addr in node.lookup.http_addresses() {
-        let url = format!("http://{addr}/channels?topic={topic}");
-        let answer = client
-            .get(&url)
-            .header("Accept", "application/vnd.nsq; version=1.0")
-            .send()
-            .await;
+        let Ok(url) = nsq::http_client::api_url(&addr, "/channels", &[("topic", topic)]) else {
+            tracing::warn!(lookupd = %addr, "not an HTTP address; not asking it for channels");
+            continue;
+        };
+        let answer = client.get(url).header("Accept", ACCEPT_V1).send().await;
         match answer {
             Ok(response) if response.status().is_success() => {
                 if let Ok(list) = response.json::<ChannelsResponse>().await {

@@ -244,9 +244,10 @@ async fn pynsq_reader_discovers_nsqd_through_our_lookupd() {
             .publish(topic, format!("found-{i}").as_bytes())
             .await;
     }
-    let lookup = format!("http://{}/lookup?topic={topic}", lookupd.http_addr());
+    let addr = lookupd.http_addr().to_string();
+    let lookup = nsq::http_client::api_url(&addr, "/lookup", &[("topic", topic)]).unwrap();
     eventually("nsqd registered with lookupd", || async {
-        reqwest::get(&lookup)
+        reqwest::get(lookup.clone())
             .await
             .is_ok_and(|r| r.status().is_success())
     })

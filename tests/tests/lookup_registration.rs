@@ -212,29 +212,39 @@ async fn registers_everything_and_every_change() {
     nsqd.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_topics_get_the_channels_lookupd_knows_before_messages_flow() {
-    // lookupd's HTTP side: /channels?topic=new lists "pre" and an ephemeral one.
+/// What nsqd and its scripted lookupd keep alive for a test.
+type Keep = (
+    mpsc::UnboundedReceiver<Seen>,
+    tokio::sync::watch::Sender<bool>,
+);
+
+/// nsqd registered with a scripted lookupd whose `/channels` answers
+/// `channels(topic)` (the topic as lookupd decodes it from the query), and a
+/// producer; returned once nsqd has learnt lookupd's HTTP port from the
+/// IDENTIFY answer (until then a new topic has no one to ask).
+async fn nsqd_asking_lookupd(channels: fn(&str) -> &'static str) -> (Nsqd, Conn, Keep) {
     let asked = Arc::new(AtomicUsize::new(0));
     let count = asked.clone();
     let app = axum::Router::new().route(
         "/channels",
-        axum::routing::get(move || async move {
-            count.fetch_add(1, Ordering::SeqCst);
-            (
-                [("X-NSQ-Content-Type", "nsq; version=1.0")],
-                r#"{"channels":["pre","tail#ephemeral"]}"#,
-            )
-        }),
+        axum::routing::get(
+            move |query: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                let topic = query.get("topic").map_or("", String::as_str);
+                (
+                    [("X-NSQ-Content-Type", "nsq; version=1.0")],
+                    format!(r#"{{"channels":{}}}"#, channels(topic)),
+                )
+            },
+        ),
     );
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_port = http.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(http, app).await });
-    let (lookupd, mut seen, _drop) = fake_lookupd(http_port).await;
+    let (lookupd, mut seen, drop) = fake_lookupd(http_port).await;
     let nsqd = start_nsqd(with_lookupd(&[lookupd])).await;
     expect_identify(&mut seen).await;
-    // nsqd learns lookupd's HTTP port from the IDENTIFY answer; until then a
-    // new topic has no one to ask. Create throwaway topics until it asks.
+    // Create throwaway topics until nsqd asks.
     let mut producer = Conn::connect(&nsqd).await;
     for n in 0.. {
         assert!(n < 100, "nsqd never asked lookupd for channels");
@@ -244,18 +254,48 @@ async fn new_topics_get_the_channels_lookupd_knows_before_messages_flow() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    (nsqd, producer, (seen, drop))
+}
 
-    producer.publish("new", b"first").await;
-    eventually("channel pre-created from lookupd", || async {
-        let topics = stats(&nsqd).await.topics.unwrap_or_default();
+/// Waits until `topic` has exactly the channels `want`.
+async fn expect_channels(nsqd: &Nsqd, topic: &str, want: &[&str]) {
+    eventually("channels pre-created from lookupd", || async {
+        let topics = stats(nsqd).await.topics.unwrap_or_default();
         topics.iter().any(|t| {
-            t.topic_name == "new" && t.channels.len() == 1 && t.channels[0].channel_name == "pre"
+            let names: Vec<&str> = t.channels.iter().map(|c| c.channel_name.as_str()).collect();
+            t.topic_name == topic && names == want
         })
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_topics_get_the_channels_lookupd_knows_before_messages_flow() {
+    let (nsqd, mut producer, _keep) = nsqd_asking_lookupd(|topic| match topic {
+        "new" => r#"["pre","tail#ephemeral"]"#,
+        _ => "[]",
+    })
+    .await;
+    producer.publish("new", b"first").await;
+    expect_channels(&nsqd, "new", &["pre"]).await;
     // The first message went to the pre-created channel, not lost to it.
     let mut c = consumer(&nsqd, "new", "pre", 1).await;
     assert_eq!(&c.expect_message().await.body[..], b"first");
+    nsqd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookupd_is_asked_about_the_topic_itself_even_an_ephemeral_one() {
+    // Unescaped, the `#` of `new#ephemeral` would start a URL fragment and
+    // lookupd would hear (and answer for) the topic `new`.
+    let (nsqd, mut producer, _keep) = nsqd_asking_lookupd(|topic| match topic {
+        "new#ephemeral" => r#"["mine"]"#,
+        "new" => r#"["not_mine"]"#,
+        _ => "[]",
+    })
+    .await;
+    producer.publish("new#ephemeral", b"x").await;
+    expect_channels(&nsqd, "new#ephemeral", &["mine"]).await;
     nsqd.shutdown().await;
 }
 

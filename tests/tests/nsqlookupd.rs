@@ -158,17 +158,20 @@ async fn get(lookupd: &Lookupd, path: &str) -> Reply {
     http(lookupd, reqwest::Method::GET, path).await
 }
 
+/// `GET path?topic=<topic>`, the topic escaped.
+async fn get_for_topic(lookupd: &Lookupd, path: &str, topic: &str) -> Reply {
+    let addr = lookupd.http_addr().to_string();
+    let url = nsq::http_client::api_url(&addr, path, &[("topic", topic)]).unwrap();
+    http_request(url.as_str(), reqwest::Method::GET, "", bytes::Bytes::new()).await
+}
+
 async fn post(lookupd: &Lookupd, path: &str) -> Reply {
     http(lookupd, reqwest::Method::POST, path).await
 }
 
 /// `remote_address` of each producer `/lookup` lists for `topic`.
 async fn producers_of(lookupd: &Lookupd, topic: &str) -> Vec<String> {
-    let reply = get(
-        lookupd,
-        &format!("/lookup?topic={}", topic.replace('#', "%23")),
-    )
-    .await;
+    let reply = get_for_topic(lookupd, "/lookup", topic).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let mut ids: Vec<String> = reply.json()["producers"]
         .as_array()
@@ -196,8 +199,7 @@ async fn topics(lookupd: &Lookupd) -> Vec<String> {
 }
 
 async fn channels(lookupd: &Lookupd, topic: &str) -> Vec<String> {
-    let path = format!("/channels?topic={}", topic.replace('#', "%23"));
-    strings(&get(lookupd, &path).await.json()["channels"])
+    strings(&get_for_topic(lookupd, "/channels", topic).await.json()["channels"])
 }
 
 /// One upstream capture: status, headers (names lower-cased) and body.

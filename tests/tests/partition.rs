@@ -123,8 +123,8 @@ async fn wait_for_log(nsqd: &Daemon, what: &str, times: usize) {
 }
 
 async fn producers(lookupd_http: std::net::SocketAddr, topic: &str) -> Vec<String> {
-    let Ok(answer) = reqwest::get(format!("http://{lookupd_http}/lookup?topic={topic}")).await
-    else {
+    let url = nsq::http_client::api_url(&lookupd_http.to_string(), "/lookup", &[("topic", topic)]);
+    let Ok(answer) = reqwest::get(url.expect("lookupd URL")).await else {
         return vec![];
     };
     let lookup: LookupResponse = answer.json().await.unwrap_or_default();

@@ -63,14 +63,17 @@ pub async fn lookupd_topics(
     let mut topics: Vec<String> = Vec::new();
     let mut errors = Vec::new();
     for lookupd in lookupds {
-        let base = match lookupd.contains("://") {
-            true => lookupd.trim_end_matches('/').to_string(),
-            false => format!("http://{lookupd}"),
+        let url = match nsq::http_client::api_url(lookupd, "/topics", &[]) {
+            Ok(url) => url,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
         };
         let answer: Result<TopicsResponse, reqwest::Error> = async {
             client
-                .get(format!("{base}/topics"))
-                .header("Accept", "application/vnd.nsq; version=1.0")
+                .get(url)
+                .header("Accept", nsq::api::ACCEPT_V1)
                 .send()
                 .await?
                 .error_for_status()?

@@ -21,3 +21,6 @@ pub use stats::{
 /// not see it assume the pre-1.0 `{"status_code","data"}` envelope.
 pub const CONTENT_TYPE_HEADER: &str = "X-NSQ-Content-Type";
 pub const CONTENT_TYPE_VALUE: &str = "nsq; version=1.0";
+
+/// The `Accept` header with which clients ask nsqd and nsqlookupd for V1 answers.
+pub const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";

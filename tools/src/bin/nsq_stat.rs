@@ -5,6 +5,7 @@
 
 use clap::Parser;
 use nsq::api::{LookupResponse, Stats};
+use nsq::http_client::api_url;
 use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
 use nsq_daemon::signals::wait_for_signal;
 use nsq_tools::stat::{header, row, ChannelTotals, HEADER_EVERY};
@@ -140,10 +141,16 @@ async fn lookup_producers(
     let mut nsqds = Vec::new();
     let mut errors = Vec::new();
     for lookupd in lookupds {
+        let url = match api_url(lookupd, "/lookup", &[("topic", topic)]) {
+            Ok(url) => url,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
         let answer: Result<LookupResponse, reqwest::Error> = async {
             client
-                .get(format!("http://{lookupd}/lookup"))
-                .query(&[("topic", topic)])
+                .get(url)
                 .send()
                 .await?
                 .error_for_status()?
@@ -183,10 +190,11 @@ async fn channel_totals(
     let mut totals = ChannelTotals::default();
     let mut found = false;
     for nsqd in nsqds {
+        let query = [("format", "json"), ("topic", topic), ("channel", channel)];
+        let url = api_url(nsqd, "/stats", &query).map_err(|e| format!("ERROR: {e}"))?;
         let stats: Stats = async {
             client
-                .get(format!("http://{nsqd}/stats"))
-                .query(&[("format", "json"), ("topic", topic), ("channel", channel)])
+                .get(url)
                 .send()
                 .await?
                 .error_for_status()?
