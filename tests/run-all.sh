@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a fresh machine: installs what the
-# tests need (a Python venv with pynsq; Debian's Chromium and ChromeDriver for
-# nsqadmin's browser test), checks formatting and lints, runs every test.
+# tests need (a Python venv with pynsq and prometheus_client; Debian's Chromium
+# and ChromeDriver for nsqadmin's browser test), checks formatting and lints,
+# runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,8 @@ venv=tests/.venv
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check "pynsq==0.9.1" "tornado>=6,<7"
+"$venv/bin/pip" install --quiet --disable-pip-version-check "pynsq==0.9.1" "tornado>=6,<7" \
+    "prometheus_client==0.26.0"
 export NSQ_TEST_PYTHON="$PWD/$venv/bin/python"
 
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then

@@ -110,8 +110,9 @@ async fn route(State(served): State<Served>, req: Request) -> Response {
         return ping(&node);
     }
     if path == "/metrics" {
-        let body = crate::metrics::render(&node);
-        return ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response();
+        let format = nsq_daemon::metrics::Format::for_request(req.headers());
+        let body = crate::metrics::render(&node, format);
+        return ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
     }
     let content_length = req
         .headers()

@@ -1,55 +1,14 @@
-//! `GET /metrics`: the figures of `/stats` in the OpenMetrics text format,
-//! for Prometheus. Not in upstream (its users run exporters that poll
-//! `/stats`); the names follow Prometheus conventions, not statsd's keys.
+//! `GET /metrics`: the figures of `/stats` for Prometheus, in the format the
+//! scraper asks for ([`Format`]). Not in upstream (its users run exporters
+//! that poll `/stats`); the names follow Prometheus conventions, not statsd's keys.
 //!
-//! Each scrape encodes one [`Node::stats`] snapshot through a collector: no
-//! metric objects are kept per topic or channel, so deleted ones vanish and
-//! `/metrics` always agrees with `/stats`.
+//! Each scrape writes one [`Node::stats`] snapshot: no metric objects are
+//! kept per topic or channel, so deleted ones vanish and `/metrics` always
+//! agrees with `/stats`.
 
 use crate::node::Node;
-use nsq::api::{ChannelStats, E2eProcessingLatency, Stats, TopicStats};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
-use std::fmt::Error;
-
-/// The content type of what [`render`] writes.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The exposition for the node as it is now.
-pub fn render(node: &Node) -> String {
-    let me = node.peer_identity();
-    let snapshot = Snapshot {
-        stats: node.stats("", "", false),
-        node: format!("{}:{}", me.broadcast_address, me.http_port),
-        resident_bytes: crate::stats::resident_bytes(),
-        open_fds: crate::stats::open_fds(),
-    };
-    let channels: usize = snapshot
-        .stats
-        .topics
-        .iter()
-        .flatten()
-        .map(|t| t.channels.len() + 1)
-        .sum();
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(snapshot));
-    let mut out = String::with_capacity(4096 + channels * 2048);
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
-        tracing::error!(error = %e, "failed to encode /metrics");
-    }
-    out
-}
-
-#[derive(Debug)]
-struct Snapshot {
-    stats: Stats,
-    /// `broadcast_address:http_port`, the `node` label.
-    node: String,
-    resident_bytes: u64,
-    open_fds: u64,
-}
+use nsq::api::{ChannelStats, E2eProcessingLatency, TopicStats};
+use nsq_daemon::metrics::{process_families, Exposition, Format, Kind};
 
 #[derive(Clone, Copy)]
 enum Sample {
@@ -58,33 +17,12 @@ enum Sample {
 }
 
 impl Sample {
-    fn kind(self) -> MetricType {
+    fn kind(self) -> Kind {
         match self {
-            Sample::Counter(_) => MetricType::Counter,
-            Sample::Gauge(_) => MetricType::Gauge,
+            Sample::Counter(_) => Kind::Counter,
+            Sample::Gauge(_) => Kind::Gauge,
         }
     }
-}
-
-/// One metric family: a descriptor, then one sample per label set.
-fn family<'a, L: EncodeLabelSet + 'a>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    samples: impl Iterator<Item = (L, Sample)>,
-) -> Result<(), Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
-    for (labels, sample) in samples {
-        let mut sample_encoder = metric.encode_family(&labels)?;
-        match sample {
-            Sample::Counter(v) => {
-                sample_encoder.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
-            }
-            Sample::Gauge(v) => sample_encoder.encode_gauge(&v)?,
-        }
-    }
-    Ok(())
 }
 
 type TopicMetric = (&'static str, &'static str, fn(&TopicStats) -> Sample);
@@ -184,113 +122,88 @@ const CHANNEL_METRICS: &[ChannelMetric] = &[
     ),
 ];
 
-/// The quantiles of one latency, labelled like the series they belong to.
-fn quantiles<'a, const N: usize>(
-    labels: [(&'static str, &'a str); N],
-    latency: &'a E2eProcessingLatency,
-) -> impl Iterator<Item = (Vec<(&'static str, String)>, f64)> + 'a {
-    latency.percentiles.iter().flatten().map(move |p| {
-        let mut set: Vec<(&'static str, String)> =
-            labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        set.push(("quantile", p.quantile.to_string()));
-        (set, p.value / 1e9)
-    })
+const LATENCY_HELP: &str =
+    "Time from publish to FIN in seconds, by quantile (--e2e-processing-latency-percentile)";
+
+/// One latency's quantiles, labelled like the series they belong to.
+fn quantiles(out: &mut Exposition, labels: &[(&str, &str)], latency: &E2eProcessingLatency) {
+    for p in latency.percentiles.iter().flatten() {
+        let quantile = p.quantile.to_string();
+        let mut set = labels.to_vec();
+        set.push(("quantile", &quantile));
+        out.sample(&set, p.value / 1e9);
+    }
 }
 
-impl Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), Error> {
-        let node = self.node.as_str();
-        let topics = self.stats.topics.as_deref().unwrap_or_default();
-        let channels = || {
-            topics
-                .iter()
-                .flat_map(|t| t.channels.iter().map(move |c| (t.topic_name.as_str(), c)))
-        };
-        let healthy = i64::from(self.stats.health == "OK");
-        let node_only = || [("node", node)];
-        family(
-            &mut encoder,
-            "nsqd_healthy",
-            "1 while nsqd can write to disk (/ping answers OK)",
-            MetricType::Gauge,
-            std::iter::once((node_only(), Sample::Gauge(healthy))),
-        )?;
-        family(
-            &mut encoder,
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes",
-            MetricType::Gauge,
-            std::iter::once((node_only(), Sample::Gauge(self.resident_bytes as i64))),
-        )?;
-        family(
-            &mut encoder,
-            "process_open_fds",
-            "Open file descriptors",
-            MetricType::Gauge,
-            std::iter::once((node_only(), Sample::Gauge(self.open_fds as i64))),
-        )?;
-        family(
-            &mut encoder,
-            "nsqd_topics",
-            "Topics on this nsqd",
-            MetricType::Gauge,
-            std::iter::once((node_only(), Sample::Gauge(topics.len() as i64))),
-        )?;
-        for (name, help, value) in TOPIC_METRICS {
-            let kind = value(&TopicStats::default()).kind();
-            let samples = topics
-                .iter()
-                .map(|t| ([("topic", t.topic_name.as_str()), ("node", node)], value(t)));
-            family(&mut encoder, name, help, kind, samples)?;
+/// The exposition for the node as it is now.
+pub fn render(node: &Node, format: Format) -> String {
+    let me = node.peer_identity();
+    let stats = node.stats("", "", false);
+    let node = format!("{}:{}", me.broadcast_address, me.http_port);
+    let node = node.as_str();
+    let topics = stats.topics.as_deref().unwrap_or_default();
+    let channels = || {
+        topics
+            .iter()
+            .flat_map(|t| t.channels.iter().map(move |c| (t.topic_name.as_str(), c)))
+    };
+    let size = 4096 + topics.iter().map(|t| t.channels.len() + 1).sum::<usize>() * 2048;
+    let mut out = Exposition::new(format, size);
+    let node_only = [("node", node)];
+    out.family(
+        "nsqd_healthy",
+        "1 while nsqd can write to disk (/ping answers OK)",
+        Kind::Gauge,
+    )
+    .sample(&node_only, i64::from(stats.health == "OK"));
+    process_families(&mut out, &node_only);
+    out.family("nsqd_topics", "Topics on this nsqd", Kind::Gauge)
+        .sample(&node_only, topics.len() as u64);
+    for (name, help, value) in TOPIC_METRICS {
+        out.family(name, help, value(&TopicStats::default()).kind());
+        for t in topics {
+            let labels = [("topic", t.topic_name.as_str()), ("node", node)];
+            match value(t) {
+                Sample::Counter(v) => out.sample(&labels, v),
+                Sample::Gauge(v) => out.sample(&labels, v),
+            };
         }
-        for (name, help, value) in CHANNEL_METRICS {
-            let kind = value(&ChannelStats::default()).kind();
-            let samples = channels().map(|(topic, c)| {
-                (
-                    [
-                        ("topic", topic),
-                        ("channel", c.channel_name.as_str()),
-                        ("node", node),
-                    ],
-                    value(c),
-                )
-            });
-            family(&mut encoder, name, help, kind, samples)?;
-        }
-        let latency = |encoder: &mut DescriptorEncoder,
-                       name: &str,
-                       samples: &mut dyn Iterator<Item = (Vec<(&'static str, String)>, f64)>|
-         -> Result<(), Error> {
-            let mut metric = encoder.encode_descriptor(name, "Time from publish to FIN in seconds, by quantile (--e2e-processing-latency-percentile)", None, MetricType::Gauge)?;
-            for (labels, value) in samples {
-                metric.encode_family(&labels)?.encode_gauge(&value)?;
-            }
-            Ok(())
-        };
-        latency(
-            &mut encoder,
-            "nsqd_topic_e2e_processing_latency_seconds",
-            &mut topics.iter().flat_map(|t| {
-                quantiles(
-                    [("topic", t.topic_name.as_str()), ("node", node)],
-                    &t.e2e_processing_latency,
-                )
-            }),
-        )?;
-        latency(
-            &mut encoder,
-            "nsqd_channel_e2e_processing_latency_seconds",
-            &mut channels().flat_map(|(topic, c)| {
-                quantiles(
-                    [
-                        ("topic", topic),
-                        ("channel", c.channel_name.as_str()),
-                        ("node", node),
-                    ],
-                    &c.e2e_processing_latency,
-                )
-            }),
-        )?;
-        Ok(())
     }
+    for (name, help, value) in CHANNEL_METRICS {
+        out.family(name, help, value(&ChannelStats::default()).kind());
+        for (topic, c) in channels() {
+            let labels = [
+                ("topic", topic),
+                ("channel", c.channel_name.as_str()),
+                ("node", node),
+            ];
+            match value(c) {
+                Sample::Counter(v) => out.sample(&labels, v),
+                Sample::Gauge(v) => out.sample(&labels, v),
+            };
+        }
+    }
+    out.family(
+        "nsqd_topic_e2e_processing_latency_seconds",
+        LATENCY_HELP,
+        Kind::Gauge,
+    );
+    for t in topics {
+        let labels = [("topic", t.topic_name.as_str()), ("node", node)];
+        quantiles(&mut out, &labels, &t.e2e_processing_latency);
+    }
+    out.family(
+        "nsqd_channel_e2e_processing_latency_seconds",
+        LATENCY_HELP,
+        Kind::Gauge,
+    );
+    for (topic, c) in channels() {
+        let labels = [
+            ("topic", topic),
+            ("channel", c.channel_name.as_str()),
+            ("node", node),
+        ];
+        quantiles(&mut out, &labels, &c.e2e_processing_latency);
+    }
+    out.finish()
 }

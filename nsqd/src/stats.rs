@@ -9,22 +9,9 @@ use std::time::Duration;
 /// `heap_in_use_bytes` and leave the garbage-collector figures at zero.
 pub fn memory() -> MemStats {
     MemStats {
-        heap_in_use_bytes: resident_bytes(),
+        heap_in_use_bytes: nsq_daemon::metrics::resident_bytes(),
         ..MemStats::default()
     }
-}
-
-/// The process's resident set, from `/proc/self/statm`; 0 where there is none.
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
-/// Open file descriptors, from `/proc/self/fd`; 0 where there is none.
-pub fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count() as u64)
 }
 
 fn human_nanos(v: f64) -> String {

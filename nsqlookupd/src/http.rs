@@ -78,8 +78,9 @@ async fn route(Shared(state): Shared<Arc<State>>, req: Request) -> Response {
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK").into_response();
     }
     if path == "/metrics" {
-        let body = crate::metrics::render(&state.registry);
-        return ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response();
+        let format = nsq_daemon::metrics::Format::for_request(req.headers());
+        let body = crate::metrics::render(&state.registry, format);
+        return ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
     }
     let registry = &state.registry;
     let params = || Params::parse(&query).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_REQUEST"));

@@ -21,6 +21,24 @@ pub fn test_options() -> Options {
     }
 }
 
+/// The Python interpreter named by `NSQ_TEST_PYTHON`, for the tests that
+/// run a third-party Python library (pynsq, prometheus_client): tests/run-all.sh
+/// builds a venv with them and exports it. `None` skips such a test outside
+/// CI; in CI (`CI` set) a missing interpreter fails it.
+pub fn test_python() -> Option<PathBuf> {
+    match std::env::var_os("NSQ_TEST_PYTHON") {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "NSQ_TEST_PYTHON is not set, and CI must run the tests against Python libraries: \
+             run tests/run-all.sh, which creates tests/.venv and exports it"
+        ),
+        _ => {
+            eprintln!("skipped: NSQ_TEST_PYTHON not set");
+            None
+        }
+    }
+}
+
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(prefix: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,36 +1,21 @@
 //! Compatibility with a real third-party client: pynsq 0.9.1 (the official
 //! Python client, on tornado 6) talking to our nsqd over loopback.
 //!
-//! The scripts under `tests/python/` run with the interpreter named by
-//! `NSQ_TEST_PYTHON` (`tests/run-all.sh` builds a venv with pynsq and exports it).
+//! The scripts under `tests/python/` run with the interpreter of
+//! [`test_python`] (`tests/run-all.sh` builds a venv with pynsq and exports it).
 //! Each script checks exactly-once delivery itself and exits non-zero otherwise;
 //! these tests assert its exit status and then nsqd's own account in `/stats`.
 
 use nsq::protocol::Command;
-use nsq_e2e::{channel_stats, eventually, start_default_nsqd, stats, Conn, Nsqd};
+use nsq_e2e::{channel_stats, eventually, start_default_nsqd, stats, test_python, Conn, Nsqd};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A backstop only: every script stops itself after its own 20 s hard timeout.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(30);
-
-/// The Python interpreter to use, or `None` to skip outside CI.
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("NSQ_TEST_PYTHON") {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "NSQ_TEST_PYTHON is not set, and CI must run the pynsq compatibility tests: \
-             run tests/run-all.sh, which creates tests/.venv with pynsq and exports it"
-        ),
-        _ => {
-            eprintln!("skipped: NSQ_TEST_PYTHON not set");
-            None
-        }
-    }
-}
 
 /// A running script whose output is collected in the background, so that a
 /// full pipe never blocks it. Dropping it kills the script.
@@ -154,7 +139,7 @@ async fn assert_drained(nsqd: &Nsqd, topic: &str, channel: &str, count: u64) {
 /// max_in_flight 8 receives and FINs each message exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_writer_and_reader_round_trip() {
-    let Some(python) = python() else { return };
+    let Some(python) = test_python() else { return };
     let nsqd = start_default_nsqd().await;
     let (topic, channel) = ("pynsq_roundtrip", "pynsq");
     let address = nsqd.tcp_addr().to_string();
@@ -190,7 +175,7 @@ async fn pynsq_writer_and_reader_round_trip() {
 /// published with PUB and MPUB while the Reader was subscribed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_reader_receives_what_our_raw_publisher_sent() {
-    let Some(python) = python() else { return };
+    let Some(python) = test_python() else { return };
     let nsqd = start_default_nsqd().await;
     let (topic, channel) = ("pynsq_from_raw", "py");
     let address = nsqd.tcp_addr().to_string();
@@ -233,7 +218,7 @@ async fn pynsq_reader_receives_what_our_raw_publisher_sent() {
 /// An nsq.Reader given only our nsqlookupd finds our nsqd there and consumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_reader_discovers_nsqd_through_our_lookupd() {
-    let Some(python) = python() else { return };
+    let Some(python) = test_python() else { return };
     let lookupd = nsq_e2e::start_lookupd().await;
     let opts = nsq_e2e::options_with_lookupds(&[&lookupd]);
     let nsqd = nsq_e2e::start_nsqd(opts).await;
@@ -279,7 +264,7 @@ async fn pynsq_reader_discovers_nsqd_through_our_lookupd() {
 /// TLS on TCP (`tcp-https`, so the checks below can read plain `/stats`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_over_tls() {
-    let Some(python) = python() else { return };
+    let Some(python) = test_python() else { return };
     let pki = nsq_e2e::TestPki::new();
     let nsqd = nsq_e2e::start_nsqd(nsqd::Options {
         tls_required: nsqd::options::TlsRequired::ExceptHttp,

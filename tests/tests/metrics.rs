@@ -1,9 +1,14 @@
 //! Operations end to end: the statsd push, received by a UDP socket in the
-//! test, and `GET /metrics` on nsqd and nsqlookupd, parsed strictly and
-//! cross-checked with `/stats`, `/nodes` and `/lookup`.
+//! test, and `GET /metrics` on nsqd and nsqlookupd, in both of its formats,
+//! parsed strictly (here and by Python's prometheus_client) and cross-checked
+//! with `/stats`, `/nodes` and `/lookup`.
 
-use nsq_e2e::{consumer, eventually, http_url, start_nsqd, stats, test_options, Conn, Nsqd};
+use nsq_e2e::{
+    consumer, eventually, http_url, start_nsqd, stats, test_options, test_python, Conn, Nsqd,
+};
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
@@ -72,7 +77,16 @@ fn parse_push(prefix: &str, lines: &[String]) -> Push {
 }
 
 async fn get_text(url: String) -> (String, String) {
-    let response = reqwest::get(url).await.expect("GET");
+    get_accepting(url, None).await
+}
+
+/// A GET with the given `Accept` header: the content type and the body.
+async fn get_accepting(url: String, accept: Option<&str>) -> (String, String) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = request.send().await.expect("GET");
     assert!(response.status().is_success());
     let content_type = response
         .headers()
@@ -244,16 +258,32 @@ impl Exposition {
     }
 }
 
-/// A strict parser for the OpenMetrics text format as far as we emit it:
-/// HELP/TYPE before samples, counters suffixed `_total`, quoted and escaped
-/// label values, no duplicate series, and the final `# EOF`.
-fn parse_openmetrics(text: &str) -> Exposition {
+/// The two formats of `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// OpenMetrics 1.0: counter families named without `_total`, `# EOF` last.
+    OpenMetrics,
+    /// Prometheus's text format 0.0.4: every family named as its samples.
+    Text,
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// What Prometheus 2 sends when it scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A strict parser of either format as far as we emit it: HELP/TYPE before
+/// samples, each sample named as its format names its family's (counters
+/// suffixed `_total`), quoted and escaped label values, no duplicate
+/// series, and `# EOF` exactly where OpenMetrics wants it.
+fn parse_exposition(text: &str, format: Format) -> Exposition {
     let mut out = Exposition::default();
     let mut lines = text.lines().peekable();
     let mut eof = false;
     while let Some(line) = lines.next() {
         assert!(!eof, "content after # EOF: {line:?}");
         if line == "# EOF" {
+            assert_eq!(format, Format::OpenMetrics, "# EOF in the text format");
             eof = true;
             continue;
         }
@@ -264,6 +294,9 @@ fn parse_openmetrics(text: &str) -> Exposition {
                 .strip_prefix(&format!("# TYPE {name} "))
                 .unwrap_or_else(|| panic!("TYPE for {name}, got {ty:?}"));
             assert!(["counter", "gauge"].contains(&ty), "type {ty}");
+            if format == Format::Text && ty == "counter" {
+                assert!(name.ends_with("_total"), "0.0.4 counter {name}");
+            }
             assert!(
                 out.types.insert(name.into(), ty.into()).is_none(),
                 "{name} twice"
@@ -282,16 +315,23 @@ fn parse_openmetrics(text: &str) -> Exposition {
         let family = out
             .types
             .iter()
-            .find(|(f, ty)| {
-                name == f.as_str() && *ty == "gauge"
-                    || *ty == "counter" && name.strip_suffix("_total") == Some(f.as_str())
+            .find(|(f, ty)| match format {
+                Format::Text => name == f.as_str(),
+                Format::OpenMetrics => {
+                    name == f.as_str() && *ty == "gauge"
+                        || *ty == "counter" && name.strip_suffix("_total") == Some(f.as_str())
+                }
             })
             .map(|(f, _)| f.clone());
         assert!(family.is_some(), "sample {name} without its family");
         let key = (name.to_string(), labels);
         assert!(out.samples.insert(key, value).is_none(), "{line:?} twice");
     }
-    assert!(eof, "no # EOF");
+    assert_eq!(
+        eof,
+        format == Format::OpenMetrics,
+        "# EOF only in OpenMetrics"
+    );
     out
 }
 
@@ -322,13 +362,140 @@ fn parse_labels(mut rest: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// An OpenMetrics scrape, as Prometheus asks for it.
 async fn scrape(base: &str) -> Exposition {
-    let (content_type, body) = get_text(format!("{base}/metrics")).await;
-    assert_eq!(
-        content_type,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    scrape_as(base, Format::OpenMetrics).await
+}
+
+async fn scrape_as(base: &str, format: Format) -> Exposition {
+    let (accept, content_type) = match format {
+        Format::OpenMetrics => (Some(PROMETHEUS_ACCEPT), OPENMETRICS),
+        Format::Text => (None, TEXT),
+    };
+    let (got, body) = get_accepting(format!("{base}/metrics"), accept).await;
+    assert_eq!(got, content_type);
+    parse_exposition(&body, format)
+}
+
+/// A metric family as Python's prometheus_client read it.
+#[derive(Debug, serde::Deserialize)]
+struct PyFamily {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+/// The families prometheus_client's parser of `format` reads in `body`, or
+/// `None` where there is no Python (outside CI). A refusal fails the test.
+fn python_families(body: &str, format: Format) -> Option<Vec<PyFamily>> {
+    let python = test_python()?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/parse_metrics.py");
+    let name = match format {
+        Format::OpenMetrics => "openmetrics",
+        Format::Text => "text",
+    };
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .arg(name)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write the exposition");
+    let output = child.wait_with_output().expect("parse_metrics.py");
+    assert!(
+        output.status.success(),
+        "prometheus_client refused the {name} format: {}\n{body}",
+        String::from_utf8_lossy(&output.stderr)
     );
-    parse_openmetrics(&body)
+    Some(serde_json::from_slice(&output.stdout).expect("JSON families"))
+}
+
+/// `/metrics` speaks the text format 0.0.4 unless the scraper's `Accept`
+/// prefers OpenMetrics, as the Prometheus client libraries negotiate; both
+/// formats carry the same samples and satisfy prometheus_client's parsers,
+/// the lax 0.0.4 one reading every family typed as we declared it.
+async fn speaks_both_formats(base: &str) {
+    let url = format!("{base}/metrics");
+    for (accept, want) in [
+        (None, TEXT),
+        (Some("*/*"), TEXT),
+        (Some("text/plain"), TEXT),
+        (
+            Some("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"),
+            TEXT,
+        ),
+        (
+            Some("application/openmetrics-text;q=0,text/plain;q=0.1"),
+            TEXT,
+        ),
+        (Some("application/json"), TEXT),
+        (Some("application/openmetrics-text"), OPENMETRICS),
+        (
+            Some("application/openmetrics-text; version=1.0.0"),
+            OPENMETRICS,
+        ),
+        (Some(PROMETHEUS_ACCEPT), OPENMETRICS),
+    ] {
+        assert_eq!(
+            get_accepting(url.clone(), accept).await.0,
+            want,
+            "{accept:?}"
+        );
+    }
+    let (_, text) = get_accepting(url.clone(), None).await;
+    let (_, openmetrics) = get_accepting(url, Some(PROMETHEUS_ACCEPT)).await;
+    // The process figures move between two scrapes; nothing else does here.
+    let steady = |e: Exposition| -> BTreeMap<_, _> {
+        e.samples
+            .into_iter()
+            .filter(|((name, _), _)| !name.starts_with("process_"))
+            .map(|(key, value)| (key, value.to_string()))
+            .collect()
+    };
+    let text_samples = steady(parse_exposition(&text, Format::Text));
+    assert!(!text_samples.is_empty());
+    assert_eq!(
+        text_samples,
+        steady(parse_exposition(&openmetrics, Format::OpenMetrics))
+    );
+    let Some(families) = python_families(&text, Format::Text) else {
+        return;
+    };
+    for family in &families {
+        assert!(
+            ["counter", "gauge"].contains(&family.kind.as_str()),
+            "prometheus_client read {} as {}: {text}",
+            family.name,
+            family.kind
+        );
+        let suffix = if family.kind == "counter" {
+            "_total"
+        } else {
+            ""
+        };
+        for (name, _, _) in &family.samples {
+            assert_eq!(*name, format!("{}{suffix}", family.name));
+        }
+    }
+    let python_samples = |families: Vec<PyFamily>| -> BTreeMap<_, _> {
+        families
+            .into_iter()
+            .flat_map(|f| f.samples)
+            .filter(|(name, _, _)| !name.starts_with("process_"))
+            .map(|(name, labels, value)| ((name, labels), value.to_string()))
+            .collect()
+    };
+    assert_eq!(python_samples(families), text_samples);
+    let families = python_families(&openmetrics, Format::OpenMetrics).expect("Python");
+    assert_eq!(python_samples(families), text_samples);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,6 +738,63 @@ async fn nsqlookupd_metrics_agree_with_nodes_and_lookup() {
     );
     assert!(m.get("process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert!(m.get("process_open_fds", &[]).unwrap() > 0.0);
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqd_metrics_in_the_format_the_scraper_asks_for() {
+    let mut opts = test_options();
+    opts.e2e_processing_latency_percentiles = vec![0.5];
+    let nsqd = start_nsqd(opts).await;
+    let mut publisher = Conn::connect(&nsqd).await;
+    publisher.publish("t", b"one").await;
+    let mut sub = consumer(&nsqd, "t", "c", 1).await;
+    publisher.publish("t", b"two").await;
+    let msg = sub.expect_message().await;
+    sub.fin(msg.id).await;
+    eventually("the FIN to count", || async {
+        let s = stats(&nsqd).await;
+        s.topics.unwrap_or_default()[0].channels[0]
+            .e2e_processing_latency
+            .count
+            > 0
+    })
+    .await;
+    let base = http_url(&nsqd);
+    speaks_both_formats(&base).await;
+    let m = scrape_as(&base, Format::Text).await;
+    let node = format!("127.0.0.1:{}", nsqd.http_addr().unwrap().port());
+    let l = [("topic", "t"), ("node", node.as_str())];
+    assert_eq!(
+        m.types.get("nsqd_topic_messages_total").map(String::as_str),
+        Some("counter")
+    );
+    assert_eq!(m.get("nsqd_topic_messages_total", &l), Some(2.0));
+    assert_eq!(m.get("nsqd_topic_depth", &l), Some(0.0));
+    drop(sub);
+    nsqd.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqlookupd_metrics_in_the_format_the_scraper_asks_for() {
+    let lookupd = nsq_e2e::start_lookupd().await;
+    let base = format!("http://{}", lookupd.http_addr());
+    let nsqd = start_nsqd(nsq_e2e::options_with_lookupds(&[&lookupd])).await;
+    let _sub = consumer(&nsqd, "t", "c", 0).await;
+    eventually("the channel registration", || async {
+        scrape(&base).await.get(
+            "nsqlookupd_channel_producers",
+            &[("topic", "t"), ("channel", "c")],
+        ) == Some(1.0)
+    })
+    .await;
+    speaks_both_formats(&base).await;
+    let m = scrape_as(&base, Format::Text).await;
+    assert_eq!(
+        m.get("nsqlookupd_topic_producers", &[("topic", "t")]),
+        Some(1.0)
+    );
     nsqd.shutdown().await;
     lookupd.shutdown().await;
 }

@@ -6,6 +6,7 @@ pub mod flags;
 pub mod http_api;
 pub mod logging;
 pub mod lookup_protocol;
+pub mod metrics;
 pub mod signals;
 pub mod tcp;
 pub mod tls;
