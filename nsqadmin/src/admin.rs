@@ -59,7 +59,7 @@ impl NsqAdmin {
         let pool = opts.http_pool().map_err(StartError::Options)?;
         let cluster = Arc::new(Cluster::new(
             pool,
-            opts.lookupd_http_addresses.clone(),
+            opts.nsqlookupd_http_addresses.clone(),
             opts.nsqd_http_addresses.clone(),
         ));
         let history = Arc::new(History::new(opts.history_interval, opts.history_retention));

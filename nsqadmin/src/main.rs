@@ -1,17 +1,17 @@
 use nsq_daemon::logging::Logging;
 use nsq_daemon::signals::run_until_stopped;
-use nsqadmin::cli::Args;
+use nsqadmin::cli::CommandLine;
 use nsqadmin::{NsqAdmin, VERSION};
 
 fn main() {
-    let (args, ignored_keys) =
-        Args::parse_from_os(std::env::args_os()).unwrap_or_else(|e| e.exit());
-    if args.version {
+    let (line, ignored_keys) =
+        CommandLine::parse_from_os(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if line.daemon.version {
         println!("nsqadmin v{VERSION} (rust)");
         return;
     }
-    let format = args.log_format;
-    let opts = args.into_options();
+    let format = line.daemon.log_format;
+    let opts = line.options;
     let logging = Logging::init(opts.log_level, &opts.log_prefix, format);
     for key in ignored_keys {
         tracing::warn!(key, "config file key not recognised; ignored");

@@ -1,79 +1,107 @@
-//! Every nsqadmin setting in one place, with upstream's defaults beside it.
+//! Every nsqadmin setting in one place: each field is one option, with its
+//! help (the doc comment), flag, default and parser (clap), and its name in
+//! the config file and `/config` (the field's name, as upstream's `cfg` tag).
 
+use nsq_daemon::flags::{as_nanos, parse_duration};
 pub use nsq_daemon::logging::LogLevel;
+use serde::Serialize;
+use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
 pub struct Options {
+    /// Log level: debug, info, warn, error or fatal.
+    #[arg(long, default_value = "info")]
     pub log_level: LogLevel,
+    /// Prefix of every log line.
+    #[arg(long, default_value = "[nsqadmin] ")]
     pub log_prefix: String,
-    /// `host:port` of the web UI and its `/api`.
+
+    /// <addr>:<port> to listen on for HTTP clients: the web UI and its /api.
+    #[arg(long, default_value = "0.0.0.0:4171")]
     pub http_address: String,
-    /// URL prefix of every page, asset and API route (`/` = none).
+    /// URL prefix of every page, asset and API route, behind a reverse proxy (/ = none).
+    #[arg(long, default_value = "/")]
     pub base_path: String,
-    /// nsqlookupd HTTP addresses to discover the cluster from (lookupd mode).
-    pub lookupd_http_addresses: Vec<String>,
-    /// nsqd HTTP addresses to watch directly (nsqd mode).
+    /// nsqlookupd HTTP address to discover the cluster from; repeatable.
+    #[arg(long = "lookupd-http-address")]
+    pub nsqlookupd_http_addresses: Vec<String>,
+    /// nsqd HTTP address to watch directly; repeatable (instead of --lookupd-http-address).
+    #[arg(long = "nsqd-http-address")]
     pub nsqd_http_addresses: Vec<String>,
-    /// Graphite's base URL; empty turns graphite off.
+
+    /// Graphite HTTP address, for the /api/graphite rates; empty turns graphite off.
+    #[arg(long, default_value = "")]
     pub graphite_url: String,
-    /// Serve `/render` as a proxy to graphite.
+    /// Proxy HTTP requests to graphite as /render.
+    #[arg(long)]
     pub proxy_graphite: bool,
+    /// Prefix used for keys sent to statsd (%s for host replacement; must match nsqd).
+    #[arg(long, default_value = "nsq.%s")]
     pub statsd_prefix: String,
+    /// The counter stats key formatting applied by the implementation of statsd.
+    #[arg(long, default_value = "stats.counters.%s.count")]
     pub statsd_counter_format: String,
+    /// The gauge stats key formatting applied by the implementation of statsd.
+    #[arg(long, default_value = "stats.gauges.%s")]
     pub statsd_gauge_format: String,
+    /// Time interval nsqd is configured to push to statsd (must match nsqd).
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub statsd_interval: Duration,
-    /// Where each admin action is POSTed as JSON; empty turns it off.
+
+    /// HTTP endpoint to which each admin action is POSTed as JSON; empty turns it off.
+    #[arg(long, default_value = "")]
     pub notification_http_endpoint: String,
+    /// Timeout for establishing HTTP connections to nsqd and nsqlookupd.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub http_client_connect_timeout: Duration,
+    /// Timeout for a whole HTTP request to nsqd and nsqlookupd.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub http_client_request_timeout: Duration,
-    /// Accept any certificate from `https://` nsqd and nsqlookupd.
+    /// Accept any certificate from HTTPS nsqd and nsqlookupd.
+    #[arg(long)]
+    #[serde(skip)]
     pub http_client_tls_insecure_skip_verify: bool,
-    /// CA file for `https://` nsqd and nsqlookupd (else the system's roots).
-    pub http_client_tls_root_ca_file: Option<std::path::PathBuf>,
-    /// Client certificate and key, for servers that require one (both or neither).
-    pub http_client_tls_cert: Option<std::path::PathBuf>,
-    pub http_client_tls_key: Option<std::path::PathBuf>,
-    /// Who may `PUT /config/...`, as an IPv4 or IPv6 CIDR.
+    /// CA file for HTTPS nsqd and nsqlookupd (default: the system's roots).
+    #[arg(long)]
+    #[serde(skip)]
+    pub http_client_tls_root_ca_file: Option<PathBuf>,
+    /// Client certificate for HTTPS nsqd and nsqlookupd (with --http-client-tls-key).
+    #[arg(long)]
+    #[serde(skip)]
+    pub http_client_tls_cert: Option<PathBuf>,
+    /// Client key for HTTPS nsqd and nsqlookupd (with --http-client-tls-cert).
+    #[arg(long)]
+    #[serde(skip)]
+    pub http_client_tls_key: Option<PathBuf>,
+
+    /// CIDR (IPv4 or IPv6) from which /config may be read and changed.
+    #[arg(long, default_value = "127.0.0.1/8")]
     pub allow_config_from_cidr: String,
-    /// The request header that names the user (set by an auth proxy).
+    /// HTTP header that carries the user name, as set by an auth proxy.
+    #[arg(long, default_value = "X-Forwarded-User")]
     pub acl_http_header: String,
-    /// Users allowed to act; empty means everyone is.
+    /// A user allowed to act on the cluster; repeatable (none: everyone may).
+    #[arg(long = "admin-user")]
     pub admin_users: Vec<String>,
-    /// How often the stats history is sampled (ours).
+
+    /// How often to sample the cluster for the charts (ours).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(skip)]
     pub history_interval: Duration,
-    /// How far back the history reaches (ours).
+    /// How much chart history to keep (ours).
+    #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
+    #[serde(skip)]
     pub history_retention: Duration,
 }
 
 impl Default for Options {
+    /// The defaults the flags declare.
     fn default() -> Self {
-        Options {
-            log_level: LogLevel::Info,
-            log_prefix: "[nsqadmin] ".into(),
-            http_address: "0.0.0.0:4171".into(),
-            base_path: "/".into(),
-            lookupd_http_addresses: Vec::new(),
-            nsqd_http_addresses: Vec::new(),
-            graphite_url: String::new(),
-            proxy_graphite: false,
-            statsd_prefix: "nsq.%s".into(),
-            statsd_counter_format: "stats.counters.%s.count".into(),
-            statsd_gauge_format: "stats.gauges.%s".into(),
-            statsd_interval: Duration::from_secs(60),
-            notification_http_endpoint: String::new(),
-            http_client_connect_timeout: Duration::from_secs(2),
-            http_client_request_timeout: Duration::from_secs(5),
-            http_client_tls_insecure_skip_verify: false,
-            http_client_tls_root_ca_file: None,
-            http_client_tls_cert: None,
-            http_client_tls_key: None,
-            allow_config_from_cidr: "127.0.0.1/8".into(),
-            acl_http_header: "X-Forwarded-User".into(),
-            admin_users: Vec::new(),
-            history_interval: Duration::from_secs(5),
-            history_retention: Duration::from_secs(3600),
-        }
+        nsq_daemon::flags::defaults()
     }
 }
 
@@ -82,7 +110,7 @@ impl Options {
     /// path, a valid CIDR.
     pub fn validate(&self) -> Result<(), String> {
         match (
-            self.lookupd_http_addresses.is_empty(),
+            self.nsqlookupd_http_addresses.is_empty(),
             self.nsqd_http_addresses.is_empty(),
         ) {
             (true, true) => {
@@ -144,6 +172,16 @@ impl Options {
     /// The base path without its trailing slash: `""` for `/`.
     pub fn prefix(&self) -> &str {
         self.base_path.trim_end_matches('/')
+    }
+
+    /// The options by their config names, as `GET /config/:opt` answers them
+    /// (durations in nanoseconds, as Go marshals them).
+    pub fn to_cfg_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            // Every field serializes, into an object.
+            _ => serde_json::Map::new(),
+        }
     }
 
     /// Whether the request's user (from the ACL header) may act.

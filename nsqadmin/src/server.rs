@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq::TopicAction;
-use nsq_daemon::http_api::{err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, V1};
+use nsq_daemon::http_api::{
+    config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, V1,
+};
 use nsq_daemon::logging::LogLevel;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -486,35 +488,20 @@ async fn config(ctx: &Ctx) -> Answer {
             _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
         }
     }
-    let value = match opt.as_str() {
-        "nsqlookupd_http_addresses" => serde_json::json!(state.cluster.lookupds()),
-        "nsqd_http_addresses" => serde_json::json!(state.cluster.nsqds()),
-        "log_level" => serde_json::json!(*state.log_level.lock() as i32),
-        "log_prefix" => serde_json::json!(opts.log_prefix),
-        "http_address" => serde_json::json!(opts.http_address),
-        "base_path" => serde_json::json!(opts.base_path),
-        "graphite_url" => serde_json::json!(opts.graphite_url),
-        "proxy_graphite" => serde_json::json!(opts.proxy_graphite),
-        "statsd_prefix" => serde_json::json!(opts.statsd_prefix),
-        "statsd_counter_format" => serde_json::json!(opts.statsd_counter_format),
-        "statsd_gauge_format" => serde_json::json!(opts.statsd_gauge_format),
-        "statsd_interval" => serde_json::json!(opts.statsd_interval.as_nanos() as u64),
-        "notification_http_endpoint" => serde_json::json!(opts.notification_http_endpoint),
-        "http_client_connect_timeout" => {
-            serde_json::json!(opts.http_client_connect_timeout.as_nanos() as u64)
-        }
-        "http_client_request_timeout" => {
-            serde_json::json!(opts.http_client_request_timeout.as_nanos() as u64)
-        }
-        "allow_config_from_cidr" => serde_json::json!(opts.allow_config_from_cidr),
-        "acl_http_header" => serde_json::json!(opts.acl_http_header),
-        "admin_users" => serde_json::json!(opts.admin_users),
-        _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
-    };
-    Ok(match value {
-        serde_json::Value::String(text) => V1::Text(text),
-        value => V1::json(&value),
-    })
+    let mut options = opts.to_cfg_map();
+    options.insert(
+        "nsqlookupd_http_addresses".into(),
+        serde_json::json!(state.cluster.lookupds()),
+    );
+    options.insert(
+        "nsqd_http_addresses".into(),
+        serde_json::json!(state.cluster.nsqds()),
+    );
+    options.insert(
+        "log_level".into(),
+        serde_json::json!(*state.log_level.lock() as i32),
+    );
+    config_option(options, &opt)
 }
 
 /// `/render`, proxied to graphite with the URL's basic auth (`--proxy-graphite`).

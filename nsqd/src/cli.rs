@@ -1,12 +1,11 @@
-//! nsqd's command line: upstream's flag names and defaults, Go syntax
-//! (`-flag=value`, `--flag`, durations like `1m30s`) and a TOML `--config`.
+//! nsqd's command line: its [`Options`] with upstream's flag names and
+//! defaults, in Go's syntax (`-flag=value`, `--flag`, durations like
+//! `1m30s`) and from a TOML `--config`, plus the flags only `main` reads.
 
-use crate::options::{LogLevel, Options, TlsRequired, TlsVersion};
+use crate::options::{LogLevel, Options};
 use clap::Parser;
-use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
-use nsq_daemon::logging::parse_log_level;
+use nsq_daemon::flags::DaemonFlags;
 use std::ffi::OsString;
-use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,306 +13,98 @@ use std::time::Duration;
     about = "nsqd: receives, queues and delivers messages",
     disable_version_flag = true
 )]
-pub struct Args {
-    /// Path to a TOML config file; flags given on the command line win.
-    #[arg(long, default_value = "")]
-    pub config: String,
-    /// Print the version and exit.
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
-    pub version: bool,
-    /// Log level: debug, info, warn, error or fatal.
-    #[arg(long, default_value = "info", value_parser = parse_log_level)]
-    pub log_level: LogLevel,
-    /// Prefix of every log line.
-    #[arg(long, default_value = "[nsqd] ")]
-    pub log_prefix: String,
-    /// Log line format: text (upstream's) or json (one object per line).
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: nsq_daemon::logging::LogFormat,
+pub struct CommandLine {
+    #[command(flatten)]
+    pub daemon: DaemonFlags,
     /// Deprecated; use --log-level=debug.
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     pub verbose: bool,
-    /// Unique part of message IDs, in [0,1024); defaults to a hash of the hostname.
-    #[arg(long)]
-    pub node_id: Option<u16>,
-
-    /// <addr>:<port> to listen on for TCP clients.
-    #[arg(long, default_value = "0.0.0.0:4150")]
-    pub tcp_address: String,
-    /// <addr>:<port> to listen on for HTTP clients; empty disables HTTP.
-    #[arg(long, default_value = "0.0.0.0:4151")]
-    pub http_address: String,
-    /// Address announced to lookupd and consumers (default: the hostname).
-    #[arg(long)]
-    pub broadcast_address: Option<String>,
-    /// TCP port announced (default: the listener's).
-    #[arg(long, default_value_t = 0)]
-    pub broadcast_tcp_port: u16,
-    /// HTTP port announced (default: the listener's).
-    #[arg(long, default_value_t = 0)]
-    pub broadcast_http_port: u16,
-    /// nsqlookupd TCP address to register with; repeatable.
-    #[arg(long = "lookupd-tcp-address")]
-    pub lookupd_tcp_addresses: Vec<String>,
-    /// <addr>:<port> to listen on for HTTPS clients (only with --tls-cert).
-    #[arg(long, default_value = "0.0.0.0:4152")]
-    pub https_address: String,
-
-    /// Auth server to ask about AUTH secrets: <addr>:<port> or a full URL; repeatable.
-    #[arg(long = "auth-http-address")]
-    pub auth_http_addresses: Vec<String>,
-    /// Timeout for connecting to auth servers and lookupds' HTTP APIs.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub http_client_connect_timeout: Duration,
-    /// Timeout for a whole request to auth servers and lookupds' HTTP APIs.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub http_client_request_timeout: Duration,
-
-    /// Path to the PEM certificate of the TLS side of TCP and HTTPS.
-    #[arg(long, default_value = "")]
-    pub tls_cert: String,
-    /// Path to the PEM private key of --tls-cert.
-    #[arg(long, default_value = "")]
-    pub tls_key: String,
-    /// Client certificate policy: require or require-verify (implies --tls-required).
-    #[arg(long, default_value = "")]
-    pub tls_client_auth_policy: String,
-    /// Path to PEM CA certificates that verify client certificates and auth servers.
-    #[arg(long, default_value = "")]
-    pub tls_root_ca_file: String,
-    /// Require TLS of TCP clients (true), of TCP clients only (tcp-https), or not (false).
-    #[arg(long, value_parser = TlsRequired::parse, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
-    pub tls_required: TlsRequired,
-    /// Lowest TLS version: tls1.0, tls1.1, tls1.2 or tls1.3 (below tls1.2 means tls1.2).
-    #[arg(long, default_value = "tls1.0", value_parser = parse_tls_version)]
-    pub tls_min_version: TlsVersion,
-
-    /// Connect to every lookupd with TLS (ours; nsqlookupd's --tcp-tls-address).
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
-    pub lookupd_tls: bool,
-    /// Path to PEM CA certificates that verify lookupds (default: the system's).
-    #[arg(long, default_value = "")]
-    pub lookupd_tls_root_ca_file: String,
-    /// Path to a PEM client certificate shown to lookupds that require one.
-    #[arg(long, default_value = "")]
-    pub lookupd_tls_cert: String,
-    /// Path to the PEM private key of --lookupd-tls-cert.
-    #[arg(long, default_value = "")]
-    pub lookupd_tls_key: String,
-
-    /// Directory for disk queues and metadata (default: the working directory).
-    #[arg(long, default_value = "")]
-    pub data_path: String,
-    /// Messages kept in memory per topic and channel before spilling to disk.
-    #[arg(long, default_value_t = 10_000)]
-    pub mem_queue_size: i64,
-    /// Size at which a disk queue starts a new file.
-    #[arg(long, default_value_t = 104_857_600)]
-    pub max_bytes_per_file: i64,
-    /// Disk-queue operations between fsyncs.
-    #[arg(long, default_value_t = 2500)]
-    pub sync_every: i64,
-    /// Longest time between fsyncs of an active disk queue.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub sync_timeout: Duration,
     /// Accepted for compatibility; nsqd fires timeouts exactly instead of scanning.
     #[arg(long, default_value_t = 4)]
     pub queue_scan_worker_pool_max: i64,
     /// Accepted for compatibility; nsqd fires timeouts exactly instead of scanning.
     #[arg(long, default_value_t = 20)]
     pub queue_scan_selection_count: i64,
-
-    /// Default time a message may stay in flight before it is requeued.
-    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
-    pub msg_timeout: Duration,
-    /// Largest msg_timeout a client may ask for.
-    #[arg(long, default_value = "15m0s", value_parser = parse_duration)]
-    pub max_msg_timeout: Duration,
-    /// Largest message body, in bytes.
-    #[arg(long, default_value_t = 1_048_576)]
-    pub max_msg_size: i64,
-    /// Largest REQ delay and DPUB defer.
-    #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
-    pub max_req_timeout: Duration,
-    /// Largest command body (MPUB, IDENTIFY), in bytes.
-    #[arg(long, default_value_t = 5_242_880)]
-    pub max_body_size: i64,
-    /// Largest heartbeat interval a client may ask for.
-    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
-    pub max_heartbeat_interval: Duration,
-    /// Largest RDY count a client may send.
-    #[arg(long, default_value_t = 2500)]
-    pub max_rdy_count: i64,
-    /// Largest output buffer a client may ask for, in bytes.
-    #[arg(long, default_value_t = 65_536)]
-    pub max_output_buffer_size: i64,
-    /// Largest output buffer timeout a client may ask for.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub max_output_buffer_timeout: Duration,
-    /// Smallest output buffer timeout a client may ask for.
-    #[arg(long, default_value = "25ms", value_parser = parse_duration)]
-    pub min_output_buffer_timeout: Duration,
-    /// Default output buffer timeout.
-    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
-    pub output_buffer_timeout: Duration,
-    /// Most consumers per channel; 0 means no limit.
-    #[arg(long, default_value_t = 0)]
-    pub max_channel_consumers: i64,
-    /// Most open TCP connections; more are closed at once. 0 means no limit.
-    #[arg(long, default_value_t = 0)]
-    pub max_tcp_connections: usize,
-
-    /// Latency quantile to report, in (0,1]; repeatable or comma-separated.
-    #[arg(long = "e2e-processing-latency-percentile", value_delimiter = ',')]
-    pub e2e_processing_latency_percentiles: Vec<f64>,
-    /// Window over which latency quantiles are computed.
-    #[arg(long, default_value = "10m0s", value_parser = parse_duration)]
-    pub e2e_processing_latency_window_time: Duration,
-
-    /// UDP <addr>:<port> of a statsd daemon to push stats to; empty disables.
-    #[arg(long, default_value = "")]
-    pub statsd_address: String,
-    /// Prefix of statsd keys (%s for host replacement).
-    #[arg(long, default_value = "nsq.%s")]
-    pub statsd_prefix: String,
-    /// Time between pushes to statsd.
-    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
-    pub statsd_interval: Duration,
-    /// Push memory statistics to statsd.
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
-    pub statsd_mem_stats: bool,
-    /// Size in bytes of statsd UDP packets.
-    #[arg(long, default_value_t = 508)]
-    pub statsd_udp_packet_size: i64,
-    /// Leave ephemeral topics and channels out of statsd.
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
-    pub statsd_exclude_ephemeral: bool,
-
-    /// Allow clients to negotiate deflate compression.
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
-    pub deflate: bool,
-    /// Highest deflate level a client may ask for (1-9).
-    #[arg(long, default_value_t = 6)]
-    pub max_deflate_level: i64,
-    /// Allow clients to negotiate snappy compression.
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
-    pub snappy: bool,
+    #[command(flatten)]
+    pub options: Options,
 }
 
-/// Config keys that are not simply flag names with `_`.
-pub const CONFIG_KEYS: ConfigKeys<'static> = ConfigKeys {
-    aliases: &[
-        ("id", "node-id"),
-        (
-            "e2e_processing_latency_percentiles",
-            "e2e-processing-latency-percentile",
-        ),
-        ("nsqlookupd_tcp_addresses", "lookupd-tcp-address"),
-        ("auth_http_addresses", "auth-http-address"),
-    ],
-    durations: &[
-        "sync-timeout",
-        "msg-timeout",
-        "max-msg-timeout",
-        "max-req-timeout",
-        "max-heartbeat-interval",
-        "max-output-buffer-timeout",
-        "min-output-buffer-timeout",
-        "output-buffer-timeout",
-        "e2e-processing-latency-window-time",
-        "statsd-interval",
-        "http-client-connect-timeout",
-        "http-client-request-timeout",
-    ],
-};
-
-fn parse_tls_version(text: &str) -> Result<TlsVersion, String> {
-    TlsVersion::parse(text).map_err(|e| e.to_string())
-}
-
-impl Args {
-    /// Parses a command line (with the program name first).
+impl CommandLine {
+    /// Parses a command line (with the program name first). Also returns the
+    /// config-file keys that match no flag.
     pub fn parse_from_os(
         args: impl IntoIterator<Item = OsString>,
-    ) -> Result<(Args, Vec<String>), clap::Error> {
-        let (args, parsed) = nsq_daemon::flags::try_parse::<Args>(args, &CONFIG_KEYS)?;
-        Ok((args, parsed.ignored_config_keys))
+    ) -> Result<(CommandLine, Vec<String>), clap::Error> {
+        let (line, parsed) = nsq_daemon::flags::try_parse::<CommandLine>(args)?;
+        Ok((line, parsed.ignored_config_keys))
     }
 
+    /// The options, with `--verbose` applied as upstream does.
     pub fn into_options(self) -> Options {
-        let defaults = Options::default();
-        Options {
-            node_id: self.node_id.unwrap_or(defaults.node_id),
-            log_level: if self.verbose {
-                LogLevel::Debug
-            } else {
-                self.log_level
-            },
-            log_prefix: self.log_prefix,
-            tcp_address: self.tcp_address,
-            http_address: self.http_address,
-            broadcast_address: self.broadcast_address.unwrap_or(defaults.broadcast_address),
-            broadcast_tcp_port: self.broadcast_tcp_port,
-            broadcast_http_port: self.broadcast_http_port,
-            lookupd_tcp_addresses: self.lookupd_tcp_addresses,
-            https_address: self.https_address,
-            auth_http_addresses: self.auth_http_addresses,
-            http_client_connect_timeout: self.http_client_connect_timeout,
-            http_client_request_timeout: self.http_client_request_timeout,
-            tls_cert: self.tls_cert,
-            tls_key: self.tls_key,
-            tls_client_auth_policy: self.tls_client_auth_policy,
-            tls_root_ca_file: self.tls_root_ca_file,
-            tls_required: self.tls_required,
-            tls_min_version: self.tls_min_version,
-            lookupd_tls: self.lookupd_tls,
-            lookupd_tls_root_ca_file: self.lookupd_tls_root_ca_file,
-            lookupd_tls_cert: self.lookupd_tls_cert,
-            lookupd_tls_key: self.lookupd_tls_key,
-            data_path: self.data_path.into(),
-            mem_queue_size: self.mem_queue_size,
-            max_bytes_per_file: self.max_bytes_per_file,
-            sync_every: self.sync_every,
-            sync_timeout: self.sync_timeout,
-            msg_timeout: self.msg_timeout,
-            max_msg_timeout: self.max_msg_timeout,
-            max_msg_size: self.max_msg_size,
-            max_req_timeout: self.max_req_timeout,
-            max_body_size: self.max_body_size,
-            max_heartbeat_interval: self.max_heartbeat_interval,
-            max_rdy_count: self.max_rdy_count,
-            max_output_buffer_size: self.max_output_buffer_size,
-            max_output_buffer_timeout: self.max_output_buffer_timeout,
-            min_output_buffer_timeout: self.min_output_buffer_timeout,
-            output_buffer_timeout: self.output_buffer_timeout,
-            max_channel_consumers: self.max_channel_consumers,
-            max_tcp_connections: self.max_tcp_connections,
-            e2e_processing_latency_percentiles: self.e2e_processing_latency_percentiles,
-            e2e_processing_latency_window_time: self.e2e_processing_latency_window_time,
-            statsd_address: self.statsd_address,
-            statsd_prefix: self.statsd_prefix,
-            statsd_interval: self.statsd_interval,
-            statsd_mem_stats: self.statsd_mem_stats,
-            statsd_udp_packet_size: self.statsd_udp_packet_size,
-            statsd_exclude_ephemeral: self.statsd_exclude_ephemeral,
-            deflate: self.deflate,
-            max_deflate_level: self.max_deflate_level,
-            snappy: self.snappy,
+        let mut options = self.options;
+        if self.verbose {
+            options.log_level = LogLevel::Debug;
         }
+        options
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::{ClientAuthPolicy, TlsRequired, TlsVersion};
+    use std::time::Duration;
 
     fn parse(args: &[&str]) -> Options {
         let mut argv = vec![OsString::from("nsqd")];
         argv.extend(args.iter().map(OsString::from));
-        Args::parse_from_os(argv)
+        CommandLine::parse_from_os(argv)
             .expect("valid command line")
             .0
             .into_options()
+    }
+
+    #[test]
+    fn the_parsed_defaults_are_the_default_options() {
+        let defaults = parse(&[]);
+        assert_eq!(defaults, Options::default());
+        // Upstream's, as its documentation gives them.
+        assert_eq!(defaults.tcp_address, "0.0.0.0:4150");
+        assert_eq!(defaults.http_address, "0.0.0.0:4151");
+        assert_eq!(defaults.mem_queue_size, 10_000);
+        assert_eq!(defaults.msg_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.max_req_timeout, Duration::from_secs(3600));
+        assert_eq!(defaults.output_buffer_timeout, Duration::from_millis(250));
+        assert_eq!(defaults.broadcast_address, crate::options::hostname());
+        assert_eq!(defaults.log_level, LogLevel::Info);
+        assert!(defaults.snappy && defaults.deflate && defaults.statsd_mem_stats);
+        assert!(!defaults.lookupd_tls && !defaults.statsd_exclude_ephemeral);
+        assert!(defaults.id < 1024);
+    }
+
+    #[test]
+    fn config_names_as_upstream_gives_them() {
+        let map = Options::default().to_cfg_map();
+        for key in [
+            "id",
+            "nsqlookupd_tcp_addresses",
+            "e2e_processing_latency_percentiles",
+        ] {
+            assert!(map.contains_key(key), "{key}");
+        }
+        assert_eq!(map["msg_timeout"], 60_000_000_000u64);
+        assert_eq!(map["log_level"], 2);
+        assert_eq!(map["tls_min_version"], 769);
+        assert_eq!(map["tls_required"], 0);
+        assert_eq!(map["tls_client_auth_policy"], "");
+        assert_eq!(
+            map["e2e_processing_latency_percentiles"],
+            serde_json::Value::Null
+        );
+        assert!(
+            !map.contains_key("max_tcp_connections"),
+            "ours, not upstream's"
+        );
     }
 
     #[test]
@@ -354,13 +145,13 @@ mod tests {
             &format!("--config={}", path.display()),
             "-tcp-address=127.0.0.1:2",
         ];
-        let (args, ignored) = Args::parse_from_os(argv.iter().map(OsString::from)).unwrap();
-        let opts = args.into_options();
+        let (line, ignored) = CommandLine::parse_from_os(argv.iter().map(OsString::from)).unwrap();
+        let opts = line.into_options();
         assert_eq!(opts.mem_queue_size, 5);
         assert_eq!(opts.msg_timeout, Duration::from_secs(2));
         assert_eq!(opts.max_req_timeout, Duration::from_millis(1500));
         assert_eq!(opts.tcp_address, "127.0.0.1:2");
-        assert_eq!(opts.node_id, 9);
+        assert_eq!(opts.id, 9);
         assert_eq!(opts.e2e_processing_latency_percentiles, vec![0.5, 0.9]);
         assert_eq!(opts.statsd_prefix, "x");
         assert_eq!(opts.statsd_interval, Duration::from_secs(5));
@@ -396,9 +187,15 @@ mod tests {
         let defaults = parse(&[]);
         assert_eq!(defaults.tls_min_version.go_number(), 769);
         assert_eq!(defaults.https_address, "0.0.0.0:4152");
-        let refused =
-            |arg: &str| Args::parse_from_os(["nsqd", arg].iter().map(OsString::from)).is_err();
+        let refused = |arg: &str| {
+            CommandLine::parse_from_os(["nsqd", arg].iter().map(OsString::from)).is_err()
+        };
         assert!(refused("--tls-min-version=tls2.0"));
         assert!(refused("--tls-required=sometimes"));
+        assert_eq!(
+            parse(&["--tls-client-auth-policy=require-verify"]).tls_client_auth_policy,
+            ClientAuthPolicy::RequireVerify
+        );
+        assert!(refused("--tls-client-auth-policy=sometimes"));
     }
 }

@@ -15,7 +15,7 @@ use bytes::{BufMut, BytesMut};
 use nsq::api::NsqdInfo;
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::http_api::{
-    err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1,
+    config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -495,10 +495,5 @@ async fn config(node: &Arc<Node>, opt: &str, method: &Method, body: Body) -> Ans
         "log_level".into(),
         serde_json::json!(node.log_level() as i32),
     );
-    match options.remove(opt) {
-        None => Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
-        // Upstream writes string options raw and everything else as JSON.
-        Some(serde_json::Value::String(text)) => Ok(V1::Text(text)),
-        Some(value) => Ok(V1::json(&value)),
-    }
+    config_option(options, opt)
 }

@@ -7,7 +7,7 @@ use crate::diskqueue::DiskConfig;
 use crate::guid::IdGenerator;
 use crate::lookup::{self, Lookup};
 use crate::metadata::{self, ChannelMeta, Metadata, TopicMeta};
-use crate::options::{LogLevel, Options, TlsRequired};
+use crate::options::{ClientAuthPolicy, LogLevel, Options, TlsRequired};
 use crate::queue::Item;
 use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
@@ -451,7 +451,9 @@ impl Nsqd {
     ) -> Result<Nsqd, StartError> {
         opts.validate().map_err(StartError::Options)?;
         // As upstream: asking for client certificates makes TLS required.
-        if !opts.tls_client_auth_policy.is_empty() && opts.tls_required == TlsRequired::No {
+        if opts.tls_client_auth_policy != ClientAuthPolicy::None
+            && opts.tls_required == TlsRequired::No
+        {
             opts.tls_required = TlsRequired::Yes;
         }
         let tls = crate::tls::acceptor(&opts)?;
@@ -518,7 +520,7 @@ impl Nsqd {
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
             lookup: Lookup::default(),
-            ids: IdGenerator::new(opts.node_id),
+            ids: IdGenerator::new(opts.id),
             start_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -553,7 +555,7 @@ impl Nsqd {
         });
         node.restore().await.map_err(data_err)?;
         node.persist_metadata().map_err(data_err)?;
-        Lookup::set_addresses(&node, node.opts.lookupd_tcp_addresses.clone());
+        Lookup::set_addresses(&node, node.opts.nsqlookupd_tcp_addresses.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(background(node.clone()));
         if !node.opts.statsd_address.is_empty() {

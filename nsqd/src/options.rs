@@ -1,104 +1,205 @@
-//! Every nsqd setting in one place, with upstream's defaults beside it.
+//! Every nsqd setting in one place: each field is one option, with its help
+//! (the doc comment), flag, default and parser (clap), and its name in the
+//! config file and `/config` (the field's name, as upstream's `cfg` tag).
 
 pub use nsq::tls::TlsVersion;
 pub use nsq_daemon::flags::hostname;
+use nsq_daemon::flags::{as_nanos, parse_duration, parse_path};
 pub use nsq_daemon::logging::LogLevel;
 pub use nsq_daemon::tls::ClientAuthPolicy;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize)]
 pub struct Options {
-    /// Feeds the message-ID generator; 0..1024.
-    pub node_id: u16,
+    /// Unique part of message IDs, in [0,1024); by default a hash of the hostname.
+    #[arg(long = "node-id", default_value_t = default_node_id())]
+    pub id: u16,
+    /// Log level: debug, info, warn, error or fatal.
+    #[arg(long, default_value = "info")]
     pub log_level: LogLevel,
+    /// Prefix of every log line.
+    #[arg(long, default_value = "[nsqd] ")]
     pub log_prefix: String,
 
-    /// `host:port` of the TCP (protocol V2) listener.
+    /// <addr>:<port> to listen on for TCP clients (protocol V2).
+    #[arg(long, default_value = "0.0.0.0:4150")]
     pub tcp_address: String,
-    /// `host:port` of the HTTP listener; empty disables HTTP.
+    /// <addr>:<port> to listen on for HTTP clients; empty disables HTTP.
+    #[arg(long, default_value = "0.0.0.0:4151")]
     pub http_address: String,
-    /// Address announced to lookupd and consumers; defaults to the hostname.
+    /// Address announced to lookupd and consumers; by default the hostname.
+    #[arg(long, default_value_t = hostname())]
     pub broadcast_address: String,
-    /// Port announced for TCP; 0 means the real one.
+    /// TCP port announced (default: the listener's).
+    #[arg(long, default_value_t = 0)]
     pub broadcast_tcp_port: u16,
+    /// HTTP port announced (default: the listener's).
+    #[arg(long, default_value_t = 0)]
     pub broadcast_http_port: u16,
-    pub lookupd_tcp_addresses: Vec<String>,
-    /// `host:port` of the HTTPS listener; it listens only when a certificate is given.
+    /// nsqlookupd TCP address to register with; repeatable.
+    #[arg(long = "lookupd-tcp-address")]
+    pub nsqlookupd_tcp_addresses: Vec<String>,
+    /// <addr>:<port> to listen on for HTTPS clients (only with --tls-cert).
+    #[arg(long, default_value = "0.0.0.0:4152")]
     pub https_address: String,
 
-    /// Auth servers (`host:port`, or a URL) asked about every AUTH; empty disables auth.
+    /// Auth server to ask about AUTH secrets: <addr>:<port> or a full URL; repeatable.
+    /// Without one, AUTH is disabled.
+    #[arg(long = "auth-http-address")]
     pub auth_http_addresses: Vec<String>,
-    /// Time allowed to connect to an auth server (and a lookupd's HTTP API).
+    /// Timeout for connecting to auth servers and lookupds' HTTP APIs.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub http_client_connect_timeout: Duration,
-    /// Time allowed for a whole request to an auth server (and a lookupd's HTTP API).
+    /// Timeout for a whole request to auth servers and lookupds' HTTP APIs.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub http_client_request_timeout: Duration,
 
-    /// PEM certificate and key of the TLS side of the TCP and HTTPS listeners;
-    /// empty (both) disables TLS.
+    /// Path to the PEM certificate of the TLS side of TCP and HTTPS; without
+    /// it (and --tls-key), no TLS.
+    #[arg(long, default_value = "")]
     pub tls_cert: String,
+    /// Path to the PEM private key of --tls-cert.
+    #[arg(long, default_value = "")]
     pub tls_key: String,
-    /// `""`, `require` or `require-verify`: whether clients must present a certificate.
-    pub tls_client_auth_policy: String,
-    /// CA certificates that verify client certificates and the auth servers' ones.
+    /// Client certificate policy: require or require-verify (implies --tls-required).
+    #[arg(long, default_value = "")]
+    pub tls_client_auth_policy: ClientAuthPolicy,
+    /// Path to PEM CA certificates that verify client certificates and auth servers.
+    #[arg(long, default_value = "")]
     pub tls_root_ca_file: String,
+    /// Require TLS of TCP clients (true), of TCP clients only (tcp-https), or not (false).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub tls_required: TlsRequired,
+    /// Lowest TLS version: tls1.0, tls1.1, tls1.2 or tls1.3 (below tls1.2 means tls1.2).
+    #[arg(long, default_value = "tls1.0")]
+    #[serde(serialize_with = "go_tls_version")]
     pub tls_min_version: TlsVersion,
 
-    /// Ours (upstream has no TLS to lookupd): connect to every lookupd with TLS,
-    /// to the `--tcp-tls-address` of an nsqlookupd of ours.
+    /// Connect to every lookupd with TLS (ours, as upstream has no TLS to
+    /// lookupd; nsqlookupd's --tcp-tls-address).
+    #[arg(long)]
     pub lookupd_tls: bool,
-    /// CA certificates that verify the lookupds' certificates; empty trusts the system's.
+    /// Path to PEM CA certificates that verify lookupds (default: the system's).
+    #[arg(long, default_value = "")]
     pub lookupd_tls_root_ca_file: String,
-    /// Client certificate and key shown to lookupds that ask for one.
+    /// Path to a PEM client certificate shown to lookupds that require one.
+    #[arg(long, default_value = "")]
     pub lookupd_tls_cert: String,
+    /// Path to the PEM private key of --lookupd-tls-cert.
+    #[arg(long, default_value = "")]
     pub lookupd_tls_key: String,
 
-    /// Where disk queues and `nsqd.dat` live.
+    /// Directory for disk queues and metadata (default: the working directory).
+    #[arg(long, default_value = "", value_parser = parse_path)]
+    #[serde(serialize_with = "lossy_path")]
     pub data_path: PathBuf,
-    /// Messages kept in memory per topic and per channel before spilling to disk.
+    /// Messages kept in memory per topic and channel before spilling to disk.
+    #[arg(long, default_value_t = 10_000)]
     pub mem_queue_size: i64,
+    /// Size at which a disk queue starts a new file.
+    #[arg(long, default_value_t = 104_857_600)]
     pub max_bytes_per_file: i64,
+    /// Disk-queue operations between fsyncs.
+    #[arg(long, default_value_t = 2500)]
     pub sync_every: i64,
+    /// Longest time between fsyncs of an active disk queue.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub sync_timeout: Duration,
 
+    /// Default time a message may stay in flight before it is requeued.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub msg_timeout: Duration,
+    /// Largest msg_timeout a client may ask for.
+    #[arg(long, default_value = "15m0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub max_msg_timeout: Duration,
+    /// Largest message body, in bytes.
+    #[arg(long, default_value_t = 1_048_576)]
     pub max_msg_size: i64,
+    /// Largest REQ delay and DPUB defer.
+    #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub max_req_timeout: Duration,
+    /// Largest command body (MPUB, IDENTIFY), in bytes.
+    #[arg(long, default_value_t = 5_242_880)]
     pub max_body_size: i64,
+    /// Largest heartbeat interval a client may ask for.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub max_heartbeat_interval: Duration,
+    /// Largest RDY count a client may send.
+    #[arg(long, default_value_t = 2500)]
     pub max_rdy_count: i64,
+    /// Largest output buffer a client may ask for, in bytes.
+    #[arg(long, default_value_t = 65_536)]
     pub max_output_buffer_size: i64,
+    /// Largest output buffer timeout a client may ask for.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub max_output_buffer_timeout: Duration,
+    /// Smallest output buffer timeout a client may ask for.
+    #[arg(long, default_value = "25ms", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub min_output_buffer_timeout: Duration,
+    /// Default output buffer timeout.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub output_buffer_timeout: Duration,
-    /// 0 means unlimited.
+    /// Most consumers per channel; 0 means no limit.
+    #[arg(long, default_value_t = 0)]
     pub max_channel_consumers: i64,
-    /// Open TCP connections beyond which new ones are closed at once; 0
-    /// means unlimited (as upstream, which has no such limit).
+    /// Most open TCP connections; more are closed at once. 0 means no limit
+    /// (ours; upstream has no such limit, nor a config name for it).
+    #[arg(long, default_value_t = 0)]
+    #[serde(skip)]
     pub max_tcp_connections: usize,
 
-    /// Quantiles in (0, 1] to report; empty disables the measurement.
+    /// Latency quantile to report, in (0,1]; repeatable or comma-separated.
+    /// Without one, latency is not measured.
+    #[arg(long = "e2e-processing-latency-percentile", value_delimiter = ',')]
+    #[serde(serialize_with = "null_if_empty")]
     pub e2e_processing_latency_percentiles: Vec<f64>,
+    /// Window over which latency quantiles are computed.
+    #[arg(long, default_value = "10m0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub e2e_processing_latency_window_time: Duration,
 
-    /// UDP `host:port` of a statsd daemon; empty disables the push.
+    /// UDP <addr>:<port> of a statsd daemon to push stats to; empty disables.
+    #[arg(long, default_value = "")]
     pub statsd_address: String,
-    /// Prefix of every statsd key; `%s` becomes the broadcast address and
-    /// HTTP port. Expanded (with a trailing `.`) when the node starts.
+    /// Prefix of statsd keys; %s becomes the broadcast address and HTTP port
+    /// (expanded, with a trailing `.`, when the node starts).
+    #[arg(long, default_value = "nsq.%s")]
     pub statsd_prefix: String,
+    /// Time between pushes to statsd.
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
     pub statsd_interval: Duration,
-    /// Also push memory figures (`mem.*`).
+    /// Push memory statistics (mem.*) to statsd.
+    #[arg(long, default_value_t = true)]
     pub statsd_mem_stats: bool,
-    /// Largest UDP datagram; lines are never split across two.
+    /// Size in bytes of statsd UDP packets; lines are never split across two.
+    #[arg(long, default_value_t = 508)]
     pub statsd_udp_packet_size: i64,
-    /// Leave `#ephemeral` topics and channels out of the push.
+    /// Leave ephemeral topics and channels out of statsd.
+    #[arg(long)]
     pub statsd_exclude_ephemeral: bool,
 
+    /// Allow clients to negotiate deflate compression.
+    #[arg(long, default_value_t = true)]
     pub deflate: bool,
+    /// Highest deflate level a client may ask for (1-9).
+    #[arg(long, default_value_t = 6)]
     pub max_deflate_level: i64,
+    /// Allow clients to negotiate snappy compression.
+    #[arg(long, default_value_t = true)]
     pub snappy: bool,
 }
 
@@ -113,9 +214,11 @@ pub enum TlsRequired {
     Yes = 2,
 }
 
-impl TlsRequired {
+impl std::str::FromStr for TlsRequired {
+    type Err = String;
+
     /// Upstream's values: a Go boolean or `tcp-https`.
-    pub fn parse(text: &str) -> Result<TlsRequired, String> {
+    fn from_str(text: &str) -> Result<TlsRequired, String> {
         if text.eq_ignore_ascii_case("tcp-https") {
             return Ok(TlsRequired::ExceptHttp);
         }
@@ -123,6 +226,31 @@ impl TlsRequired {
             true => Ok(TlsRequired::Yes),
             false => Ok(TlsRequired::No),
         }
+    }
+}
+
+/// As upstream's `/config/tls_required` shows it: the number.
+impl Serialize for TlsRequired {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(*self as i32)
+    }
+}
+
+/// `/config/tls_min_version` shows Go's number of the version.
+fn go_tls_version<S: serde::Serializer>(v: &TlsVersion, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u16(v.go_number())
+}
+
+fn lossy_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+/// Go marshals an unset list as null.
+fn null_if_empty<S: serde::Serializer>(list: &[f64], s: S) -> Result<S::Ok, S::Error> {
+    if list.is_empty() {
+        s.serialize_none()
+    } else {
+        s.collect_seq(list)
     }
 }
 
@@ -134,72 +262,17 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_OUTPUT_BUFFER_SIZE: i64 = 16 * 1024;
 
 impl Default for Options {
+    /// The defaults the flags declare.
     fn default() -> Self {
-        Options {
-            node_id: default_node_id(),
-            log_level: LogLevel::Info,
-            log_prefix: "[nsqd] ".into(),
-            tcp_address: "0.0.0.0:4150".into(),
-            http_address: "0.0.0.0:4151".into(),
-            broadcast_address: hostname(),
-            broadcast_tcp_port: 0,
-            broadcast_http_port: 0,
-            lookupd_tcp_addresses: Vec::new(),
-            https_address: "0.0.0.0:4152".into(),
-            auth_http_addresses: Vec::new(),
-            http_client_connect_timeout: Duration::from_secs(2),
-            http_client_request_timeout: Duration::from_secs(5),
-            tls_cert: String::new(),
-            tls_key: String::new(),
-            tls_client_auth_policy: String::new(),
-            tls_root_ca_file: String::new(),
-            tls_required: TlsRequired::No,
-            tls_min_version: TlsVersion::Tls10,
-            lookupd_tls: false,
-            lookupd_tls_root_ca_file: String::new(),
-            lookupd_tls_cert: String::new(),
-            lookupd_tls_key: String::new(),
-            data_path: PathBuf::new(),
-            mem_queue_size: 10_000,
-            max_bytes_per_file: 100 * 1024 * 1024,
-            sync_every: 2500,
-            sync_timeout: Duration::from_secs(2),
-            msg_timeout: Duration::from_secs(60),
-            max_msg_timeout: Duration::from_secs(15 * 60),
-            max_msg_size: 1024 * 1024,
-            max_req_timeout: Duration::from_secs(3600),
-            max_body_size: 5 * 1024 * 1024,
-            max_heartbeat_interval: Duration::from_secs(60),
-            max_rdy_count: 2500,
-            max_output_buffer_size: 64 * 1024,
-            max_output_buffer_timeout: Duration::from_secs(30),
-            min_output_buffer_timeout: Duration::from_millis(25),
-            output_buffer_timeout: Duration::from_millis(250),
-            max_channel_consumers: 0,
-            max_tcp_connections: 0,
-            e2e_processing_latency_percentiles: Vec::new(),
-            e2e_processing_latency_window_time: Duration::from_secs(600),
-            statsd_address: String::new(),
-            statsd_prefix: "nsq.%s".into(),
-            statsd_interval: Duration::from_secs(60),
-            statsd_mem_stats: true,
-            statsd_udp_packet_size: 508,
-            statsd_exclude_ephemeral: false,
-            deflate: true,
-            max_deflate_level: 6,
-            snappy: true,
-        }
+        nsq_daemon::flags::defaults()
     }
 }
 
 impl Options {
     /// Checks what flags alone cannot express.
     pub fn validate(&self) -> Result<(), String> {
-        if self.node_id >= 1024 {
-            return Err(format!(
-                "--node-id must be in [0,1024), got {}",
-                self.node_id
-            ));
+        if self.id >= 1024 {
+            return Err(format!("--node-id must be in [0,1024), got {}", self.id));
         }
         if !(1..=9).contains(&self.max_deflate_level) {
             return Err(format!(
@@ -226,12 +299,12 @@ impl Options {
         if self.statsd_interval.is_zero() || self.statsd_udp_packet_size <= 0 {
             return Err("--statsd-interval and --statsd-udp-packet-size must be positive".into());
         }
-        ClientAuthPolicy::parse(&self.tls_client_auth_policy).map_err(|e| e.to_string())?;
         if self.tls_cert.is_empty() != self.tls_key.is_empty() {
             return Err("--tls-cert and --tls-key must be given together".into());
         }
         if self.tls_cert.is_empty()
-            && (self.tls_required != TlsRequired::No || !self.tls_client_auth_policy.is_empty())
+            && (self.tls_required != TlsRequired::No
+                || self.tls_client_auth_policy != ClientAuthPolicy::None)
         {
             return Err("cannot require TLS client connections without TLS key and cert".into());
         }
@@ -241,95 +314,14 @@ impl Options {
         Ok(())
     }
 
-    /// The options by upstream's config names, with durations in nanoseconds,
-    /// as `GET /config/:opt` answers them.
+    /// The options by their config names, as `GET /config/:opt` answers them
+    /// (durations in nanoseconds, as Go marshals them).
     pub fn to_cfg_map(&self) -> Map<String, Value> {
-        let ns = |d: Duration| json!(d.as_nanos() as u64);
-        let pairs = [
-            ("id", json!(self.node_id)),
-            ("log_level", json!(self.log_level as i32)),
-            ("log_prefix", json!(self.log_prefix)),
-            ("tcp_address", json!(self.tcp_address)),
-            ("http_address", json!(self.http_address)),
-            ("broadcast_address", json!(self.broadcast_address)),
-            ("broadcast_tcp_port", json!(self.broadcast_tcp_port)),
-            ("broadcast_http_port", json!(self.broadcast_http_port)),
-            (
-                "nsqlookupd_tcp_addresses",
-                json!(self.lookupd_tcp_addresses),
-            ),
-            ("data_path", json!(self.data_path.to_string_lossy())),
-            ("mem_queue_size", json!(self.mem_queue_size)),
-            ("max_bytes_per_file", json!(self.max_bytes_per_file)),
-            ("sync_every", json!(self.sync_every)),
-            ("sync_timeout", ns(self.sync_timeout)),
-            ("msg_timeout", ns(self.msg_timeout)),
-            ("max_msg_timeout", ns(self.max_msg_timeout)),
-            ("max_msg_size", json!(self.max_msg_size)),
-            ("max_req_timeout", ns(self.max_req_timeout)),
-            ("max_body_size", json!(self.max_body_size)),
-            ("max_heartbeat_interval", ns(self.max_heartbeat_interval)),
-            ("max_rdy_count", json!(self.max_rdy_count)),
-            ("max_output_buffer_size", json!(self.max_output_buffer_size)),
-            (
-                "max_output_buffer_timeout",
-                ns(self.max_output_buffer_timeout),
-            ),
-            (
-                "min_output_buffer_timeout",
-                ns(self.min_output_buffer_timeout),
-            ),
-            ("output_buffer_timeout", ns(self.output_buffer_timeout)),
-            ("max_channel_consumers", json!(self.max_channel_consumers)),
-            (
-                "e2e_processing_latency_percentiles",
-                // Go marshals an unset list as null.
-                match self.e2e_processing_latency_percentiles.as_slice() {
-                    [] => Value::Null,
-                    list => json!(list),
-                },
-            ),
-            (
-                "e2e_processing_latency_window_time",
-                ns(self.e2e_processing_latency_window_time),
-            ),
-            ("statsd_address", json!(self.statsd_address)),
-            ("statsd_prefix", json!(self.statsd_prefix)),
-            ("statsd_interval", ns(self.statsd_interval)),
-            ("statsd_mem_stats", json!(self.statsd_mem_stats)),
-            ("statsd_udp_packet_size", json!(self.statsd_udp_packet_size)),
-            (
-                "statsd_exclude_ephemeral",
-                json!(self.statsd_exclude_ephemeral),
-            ),
-            ("https_address", json!(self.https_address)),
-            ("auth_http_addresses", json!(self.auth_http_addresses)),
-            (
-                "http_client_connect_timeout",
-                ns(self.http_client_connect_timeout),
-            ),
-            (
-                "http_client_request_timeout",
-                ns(self.http_client_request_timeout),
-            ),
-            ("tls_cert", json!(self.tls_cert)),
-            ("tls_key", json!(self.tls_key)),
-            ("tls_client_auth_policy", json!(self.tls_client_auth_policy)),
-            ("tls_root_ca_file", json!(self.tls_root_ca_file)),
-            ("tls_required", json!(self.tls_required as i32)),
-            ("tls_min_version", json!(self.tls_min_version.go_number())),
-            ("lookupd_tls", json!(self.lookupd_tls)),
-            (
-                "lookupd_tls_root_ca_file",
-                json!(self.lookupd_tls_root_ca_file),
-            ),
-            ("lookupd_tls_cert", json!(self.lookupd_tls_cert)),
-            ("lookupd_tls_key", json!(self.lookupd_tls_key)),
-            ("deflate", json!(self.deflate)),
-            ("max_deflate_level", json!(self.max_deflate_level)),
-            ("snappy", json!(self.snappy)),
-        ];
-        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            // Every field serializes (paths lossily), into an object.
+            _ => Map::new(),
+        }
     }
 }
 

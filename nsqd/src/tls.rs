@@ -2,7 +2,7 @@
 //! upgrades and HTTPS, TLS to lookupds, and the HTTP client of auth servers
 //! and lookupds' HTTP APIs.
 
-use crate::options::{ClientAuthPolicy, Options, TlsVersion};
+use crate::options::{Options, TlsVersion};
 use nsq::tls::{TlsClientOptions, TlsError};
 use nsq_daemon::tls::{ServerTlsOptions, TlsAcceptor};
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ pub fn acceptor(opts: &Options) -> Result<Option<TlsAcceptor>, TlsError> {
         cert: opts.tls_cert.clone().into(),
         key: opts.tls_key.clone().into(),
         root_ca_file: path(&opts.tls_root_ca_file),
-        client_auth: ClientAuthPolicy::parse(&opts.tls_client_auth_policy)?,
+        client_auth: opts.tls_client_auth_policy,
         min_version: opts.tls_min_version,
     }
     .server_config()?;

@@ -503,7 +503,7 @@ pub async fn start_lookupd() -> nsqlookupd::Lookupd {
 /// Options for a test nsqd that registers with `lookupds`.
 pub fn options_with_lookupds(lookupds: &[&nsqlookupd::Lookupd]) -> Options {
     let mut opts = test_options();
-    opts.lookupd_tcp_addresses = lookupds.iter().map(|l| l.tcp_addr().to_string()).collect();
+    opts.nsqlookupd_tcp_addresses = lookupds.iter().map(|l| l.tcp_addr().to_string()).collect();
     opts
 }
 

@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use nsq::protocol::{Command, FrameType, IdentifyResponse};
+use nsq_daemon::tls::ClientAuthPolicy;
 use nsq_e2e::{
     eventually, http_request, http_url, start_nsqd, stats, test_options, Conn, Nsqd, Options,
     PATIENCE,
@@ -462,7 +463,7 @@ async fn auth_over_tls_passes_the_certificate_name() {
     let auth_addr = server.start().await;
     let nsqd = start_nsqd(Options {
         auth_http_addresses: vec![auth_addr.to_string()],
-        tls_client_auth_policy: "require-verify".into(),
+        tls_client_auth_policy: ClientAuthPolicy::RequireVerify,
         tls_root_ca_file: pki.ca_cert.display().to_string(),
         ..pki.nsqd_options()
     })

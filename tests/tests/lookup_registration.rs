@@ -139,7 +139,7 @@ async fn expect_identify(rx: &mut mpsc::UnboundedReceiver<Seen>) -> PeerIdentity
 
 fn with_lookupd(addrs: &[SocketAddr]) -> Options {
     let mut opts = test_options();
-    opts.lookupd_tcp_addresses = addrs.iter().map(|a| a.to_string()).collect();
+    opts.nsqlookupd_tcp_addresses = addrs.iter().map(|a| a.to_string()).collect();
     opts
 }
 

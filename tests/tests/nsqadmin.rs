@@ -4,6 +4,7 @@
 //! `/config`, peek, history charts and `--base-path`.
 
 use axum::routing::post;
+use nsq_daemon::tls::ClientAuthPolicy;
 use nsq_e2e::{
     eventually, http_request, keys_in_order, options_with_lookupds, sample_path, start_lookupd,
     start_nsqd, stats, test_options, Conn, Nsqd, Reply,
@@ -34,7 +35,7 @@ impl Cluster {
         let lookupd = start_lookupd().await;
         let nsqd = start_nsqd(options_with_lookupds(&[&lookupd])).await;
         let mut opts = admin_options();
-        opts.lookupd_http_addresses = vec![lookupd.http_addr().to_string()];
+        opts.nsqlookupd_http_addresses = vec![lookupd.http_addr().to_string()];
         configure(&mut opts);
         let admin = NsqAdmin::start(opts).await.expect("nsqadmin starts");
         Cluster {
@@ -756,7 +757,7 @@ async fn https_nodes_with_a_private_ca_and_client_certificates() {
     // nsqd serves HTTPS only to clients with a certificate from the test CA.
     let pki = nsq_e2e::TestPki::new();
     let nsqd = start_nsqd(nsq_e2e::Options {
-        tls_client_auth_policy: "require-verify".into(),
+        tls_client_auth_policy: ClientAuthPolicy::RequireVerify,
         tls_root_ca_file: pki.ca_cert.display().to_string(),
         ..pki.nsqd_options()
     })
@@ -860,7 +861,7 @@ async fn works_against_upstream_daemons_answers() {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let mut opts = admin_options();
-    opts.lookupd_http_addresses = vec![format!("127.0.0.1:{port}")];
+    opts.nsqlookupd_http_addresses = vec![format!("127.0.0.1:{port}")];
     let admin = NsqAdmin::start(opts).await.unwrap();
     let url = format!("http://{}", admin.http_addr());
     let get = |path: &'static str| {

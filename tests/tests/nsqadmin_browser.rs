@@ -114,7 +114,7 @@ async fn operator_watches_depth_and_pauses_a_channel() {
     }
     let admin = NsqAdmin::start(AdminOptions {
         http_address: "127.0.0.1:0".into(),
-        lookupd_http_addresses: vec![lookupd.http_addr().to_string()],
+        nsqlookupd_http_addresses: vec![lookupd.http_addr().to_string()],
         history_interval: Duration::from_secs(1),
         ..AdminOptions::default()
     })

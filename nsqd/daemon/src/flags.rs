@@ -1,13 +1,23 @@
 //! Command lines as NSQ's Go programs accept them, on top of `clap`.
 //!
-//! Go's `flag` package takes `-name=value` as readily as `--name=value`, writes
-//! durations as `500ms` or `1m30s`, and upstream reads a TOML `--config` file
-//! whose keys are the flag names with `_` for `-`; flags given on the command
-//! line win over the file.
+//! Go's `flag` package takes `-name=value` as readily as `--name=value`,
+//! `--flag`, `--flag=false` but never `--flag false` for a boolean, and
+//! writes durations as `500ms` or `1m30s`. Upstream reads a TOML `--config`
+//! file whose keys are its options' config names; flags given on the
+//! command line win over the file.
+//!
+//! A program declares each option once, as a field of a clap-derived struct:
+//! its doc comment is the help, `long` the flag, `default_value` the
+//! default, the field's type (or `value_parser`) the parser, and the field's
+//! name (its clap id) the config-file key. A `bool` field is a Go boolean
+//! flag, and a `Duration` field takes a bare integer in the file as
+//! milliseconds, as upstream's config files have it.
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
+use std::any::TypeId;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use nsq::config::{parse_bool, parse_duration};
@@ -81,41 +91,56 @@ pub fn normalize_dashes<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsStri
     out
 }
 
-/// How a program's options map onto upstream's config-file keys.
-#[derive(Default)]
-pub struct ConfigKeys<'a> {
-    /// Config keys that differ from the flag name with `_` for `-`: (key, flag).
-    pub aliases: &'a [(&'a str, &'a str)],
-    /// Flags that take durations: a bare integer in the file means milliseconds.
-    pub durations: &'a [&'a str],
+/// The flags every daemon has besides its options.
+#[derive(Debug, clap::Args)]
+pub struct DaemonFlags {
+    /// Path to a TOML config file; flags given on the command line win.
+    #[arg(long, default_value = "")]
+    pub config: String,
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+    /// Log line format: text (upstream's) or json (one object per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
 }
 
-/// What [`parse`] produced besides the options.
+/// A path flag that may be empty, as Go's string flags may (clap's own
+/// parser of paths refuses an empty one).
+pub fn parse_path(text: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(text))
+}
+
+/// A duration as `/config` shows it: nanoseconds, as Go marshals a
+/// `time.Duration`. For `#[serde(serialize_with = "as_nanos")]`.
+pub fn as_nanos<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_nanos() as u64)
+}
+
+/// What [`try_parse`] produced besides the options.
 #[derive(Debug, Default)]
 pub struct Parsed {
     /// Keys of the config file that match no flag; upstream ignores them too.
     pub ignored_config_keys: Vec<String>,
 }
 
-/// Parses the command line (both dash styles) and, when `--config` names a
-/// file, the TOML in it for every flag not given on the command line.
-/// Exits with clap's message on bad input, as a command-line program should.
-pub fn parse<T: CommandFactory + FromArgMatches>(
-    args: impl IntoIterator<Item = OsString>,
-    keys: &ConfigKeys,
-) -> (T, Parsed) {
-    match try_parse(args, keys) {
-        Ok(parsed) => parsed,
+/// Parses a command line as [`try_parse`] does, exiting with clap's message
+/// on bad input, as a command-line program should. For programs without
+/// `--config` (the tools).
+pub fn parse<T: CommandFactory + FromArgMatches>(args: impl IntoIterator<Item = OsString>) -> T {
+    match try_parse(args) {
+        Ok((value, _)) => value,
         Err(e) => e.exit(),
     }
 }
 
+/// Parses the command line (both dash styles) and, when a `--config` flag
+/// names a file, the TOML in it for every flag not given on the command line.
 pub fn try_parse<T: CommandFactory + FromArgMatches>(
     args: impl IntoIterator<Item = OsString>,
-    keys: &ConfigKeys,
 ) -> Result<(T, Parsed), clap::Error> {
     let args = normalize_dashes(args);
-    let cmd = T::command();
+    let cmd = go_style(T::command());
     let matches = cmd.clone().try_get_matches_from(&args)?;
     let mut parsed = Parsed::default();
     let config_path = matches
@@ -126,7 +151,7 @@ pub fn try_parse<T: CommandFactory + FromArgMatches>(
     let matches = match config_path {
         None => matches,
         Some(path) => {
-            let from_file = config_args(&cmd, &matches, path, keys, &mut parsed)?;
+            let from_file = config_args(&cmd, &matches, path, &mut parsed)?;
             let mut merged = vec![args[0].clone()];
             merged.extend(from_file);
             merged.extend(args.into_iter().skip(1));
@@ -137,11 +162,56 @@ pub fn try_parse<T: CommandFactory + FromArgMatches>(
     Ok((value, parsed))
 }
 
+/// The options `T` declares as their defaults: what an empty command line gives.
+pub fn defaults<T: clap::Args + FromArgMatches>() -> T {
+    let cmd = go_style(T::augment_args(Command::new("defaults")));
+    let matches = cmd
+        .try_get_matches_from(["defaults"])
+        .expect("declared defaults parse");
+    T::from_arg_matches(&matches).expect("declared defaults parse")
+}
+
+/// `cmd` with Go's syntax for its boolean flags (clap's `SetTrue` ones):
+/// `--flag` or `--flag=<bool>` in any of Go's spellings, false unless a
+/// default is declared.
+fn go_style(cmd: Command) -> Command {
+    cmd.mut_args(|arg| {
+        if !matches!(arg.get_action(), ArgAction::SetTrue) {
+            return arg;
+        }
+        let declared_default = !arg.get_default_values().is_empty();
+        let arg = arg
+            .action(ArgAction::Set)
+            .value_parser(parse_bool)
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true");
+        if declared_default {
+            arg
+        } else {
+            arg.default_value("false")
+        }
+    })
+}
+
+/// The flag a config-file key sets: the option of that name (its clap id),
+/// or else the flag spelled as the key with `-` for `_`.
+fn arg_for_key<'a>(cmd: &'a Command, key: &str) -> Option<&'a Arg> {
+    let flag = key.replace('_', "-");
+    let long = |a: &&Arg| a.get_long().is_some();
+    cmd.get_arguments()
+        .filter(long)
+        .find(|a| a.get_id() == key)
+        .or_else(|| {
+            cmd.get_arguments()
+                .find(|a| a.get_long() == Some(flag.as_str()))
+        })
+}
+
 fn config_args(
-    cmd: &clap::Command,
+    cmd: &Command,
     matches: &ArgMatches,
     path: &str,
-    keys: &ConfigKeys,
     parsed: &mut Parsed,
 ) -> Result<Vec<OsString>, clap::Error> {
     let io_err = |msg: String| clap::Error::raw(clap::error::ErrorKind::Io, format!("{msg}\n"));
@@ -152,23 +222,15 @@ fn config_args(
         .map_err(|e| io_err(format!("failed to parse config file {path}: {e}")))?;
     let mut out = Vec::new();
     for (key, value) in table {
-        let flag = keys
-            .aliases
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, f)| f.to_string())
-            .unwrap_or_else(|| key.replace('_', "-"));
-        let Some(arg) = cmd
-            .get_arguments()
-            .find(|a| a.get_long() == Some(flag.as_str()))
-        else {
+        let Some(arg) = arg_for_key(cmd, &key) else {
             parsed.ignored_config_keys.push(key);
             continue;
         };
         if matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
             continue;
         }
-        let is_duration = keys.durations.contains(&flag.as_str());
+        let flag = arg.get_long().expect("found by a long name");
+        let is_duration = arg.get_value_parser().type_id() == TypeId::of::<Duration>();
         let values = match value {
             toml::Value::Array(items) => items,
             single => vec![single],
@@ -233,5 +295,64 @@ mod tests {
                 "-keep"
             ]
         );
+    }
+
+    #[derive(Debug, PartialEq, clap::Parser)]
+    struct Demo {
+        #[arg(long, default_value = "")]
+        config: String,
+        #[arg(long)]
+        verbose: bool,
+        #[arg(long, default_value_t = true)]
+        snappy: bool,
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        msg_timeout: Duration,
+        #[arg(long = "lookupd-tcp-address")]
+        nsqlookupd_tcp_addresses: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    }
+
+    fn demo(args: &[&str]) -> Result<(Demo, Parsed), clap::Error> {
+        try_parse(["demo"].iter().chain(args).map(OsString::from))
+    }
+
+    #[test]
+    fn booleans_as_go_writes_them() {
+        let defaults = defaults::<Demo>();
+        assert!(!defaults.verbose && defaults.snappy);
+        assert_eq!(demo(&[]).unwrap().0, defaults);
+        let (d, _) = demo(&["--verbose", "-snappy=false"]).unwrap();
+        assert!(d.verbose && !d.snappy);
+        let (d, _) = demo(&["-verbose=T", "--snappy=0"]).unwrap();
+        assert!(d.verbose && !d.snappy);
+        assert!(
+            demo(&["--verbose", "false"]).is_err(),
+            "Go takes no separate value"
+        );
+        assert!(demo(&["--verbose=maybe"]).is_err());
+    }
+
+    #[test]
+    fn config_keys_are_option_names_or_flags_and_the_command_line_wins() {
+        let path = std::env::temp_dir().join(format!("flags-demo-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "nsqlookupd_tcp_addresses = [\"a:1\", \"b:2\"]\nmsg_timeout = 1500\nsnappy = false\n\
+             count = 7\nverbose = true\nno_such_key = 1\n",
+        )
+        .unwrap();
+        let config = format!("--config={}", path.display());
+        let (d, parsed) = demo(&[&config, "--count=5"]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(d.nsqlookupd_tcp_addresses, ["a:1", "b:2"]);
+        assert_eq!(
+            d.msg_timeout,
+            Duration::from_millis(1500),
+            "bare integers are ms"
+        );
+        assert!(!d.snappy && d.verbose);
+        assert_eq!(d.count, 5);
+        assert_eq!(parsed.ignored_config_keys, ["no_such_key"]);
     }
 }

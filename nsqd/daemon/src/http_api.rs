@@ -362,6 +362,17 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `GET /config/:opt`'s answer, from the options by config name: upstream
+/// writes a string option raw and anything else as JSON; an unknown name
+/// is 400 `INVALID_OPTION`.
+pub fn config_option(mut options: serde_json::Map<String, serde_json::Value>, opt: &str) -> Answer {
+    match options.remove(opt) {
+        None => Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
+        Some(serde_json::Value::String(text)) => Ok(V1::Text(text)),
+        Some(value) => Ok(V1::json(&value)),
+    }
+}
+
 /// Reads the body through Go's `io.LimitReader(body, limit + 1)`: a result
 /// longer than `limit` means the body was over it.
 pub async fn read_limited(mut body: Body, limit: usize) -> Result<bytes::Bytes, V1> {

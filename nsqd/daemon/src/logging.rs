@@ -41,9 +41,18 @@ impl LogLevel {
     }
 }
 
-/// A clap value parser for `--log-level`.
-pub fn parse_log_level(text: &str) -> Result<LogLevel, String> {
-    LogLevel::parse(text).ok_or_else(|| format!("invalid log level {text:?}"))
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+    fn from_str(text: &str) -> Result<LogLevel, String> {
+        LogLevel::parse(text).ok_or_else(|| format!("invalid log level {text:?}"))
+    }
+}
+
+/// As upstream's `/config/log_level` shows it: the number.
+impl serde::Serialize for LogLevel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(*self as i32)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -50,6 +50,26 @@ impl ClientAuthPolicy {
     }
 }
 
+impl std::str::FromStr for ClientAuthPolicy {
+    type Err = TlsError;
+    fn from_str(text: &str) -> Result<ClientAuthPolicy, TlsError> {
+        ClientAuthPolicy::parse(text)
+    }
+}
+
+impl std::fmt::Display for ClientAuthPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As upstream's `/config/tls_client_auth_policy` shows it: the flag's text.
+impl serde::Serialize for ClientAuthPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// What a TLS server (nsqd, nsqlookupd) is configured with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerTlsOptions {

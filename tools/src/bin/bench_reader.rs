@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 use clap::Parser;
 use nsq::protocol::{Command, FrameType, Message, HEARTBEAT, MESSAGE_HEADER_LEN};
-use nsq_daemon::flags::{parse_duration, ConfigKeys};
+use nsq_daemon::flags::parse_duration;
 use nsq_tools::{
     fatal, identify, join_all, log, summary, text, workers, BenchError, Conn, Deadline, Progress,
     MAX_FRAME_SIZE,
@@ -45,13 +45,13 @@ struct Opts {
     rdy: u32,
     /// consume through the nsq crate's full Consumer (a handler per message,
     /// auto-FIN, RDY managed for --rdy in flight) instead of the raw protocol
-    #[arg(long, value_parser = nsq_daemon::flags::parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     consumer: bool,
 }
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let opts = nsq_daemon::flags::parse::<Opts>(std::env::args_os());
     if let Err(e) = run(opts).await {
         fatal(PREFIX, e);
     }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use clap::Parser;
 use nsq::protocol::Command;
-use nsq_daemon::flags::{parse_duration, ConfigKeys};
+use nsq_daemon::flags::parse_duration;
 use nsq_tools::{
     fatal, identify, join_all, log, summary, workers, BenchError, Conn, Deadline, Progress,
     MAX_FRAME_SIZE,
@@ -41,7 +41,7 @@ struct Opts {
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let opts = nsq_daemon::flags::parse::<Opts>(std::env::args_os());
     if let Err(e) = run(opts).await {
         fatal(PREFIX, e);
     }

@@ -5,8 +5,7 @@
 //! then lookupd.
 
 use clap::Parser;
-use nsq_daemon::flags::{parse_bool, ConfigKeys};
-use nsq_daemon::logging::{parse_log_level, LogLevel};
+use nsq_daemon::logging::LogLevel;
 use nsq_daemon::logging::{LogFormat, Logging};
 use nsq_daemon::signals::StopSignals;
 use nsq_tools::version_line;
@@ -32,10 +31,10 @@ struct Opts {
     #[arg(long, default_value = "127.0.0.1")]
     listen_address: String,
     /// log level: debug, info, warn, error or fatal
-    #[arg(long, default_value = "info", value_parser = parse_log_level)]
+    #[arg(long, default_value = "info")]
     log_level: LogLevel,
     /// print version string
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     version: bool,
 }
 
@@ -74,7 +73,7 @@ impl Ports {
 }
 
 fn main() {
-    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let opts = nsq_daemon::flags::parse::<Opts>(std::env::args_os());
     if opts.version {
         println!("{}", version_line("nsq_local"));
         return;
@@ -125,7 +124,7 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
         tcp_address: listen(ports.nsqd_tcp),
         http_address: listen(ports.nsqd_http),
         broadcast_address: broadcast,
-        lookupd_tcp_addresses: vec![lookupd.tcp_addr().to_string()],
+        nsqlookupd_tcp_addresses: vec![lookupd.tcp_addr().to_string()],
         data_path: opts.data_path.clone(),
         ..nsqd::Options::default()
     })
@@ -141,7 +140,7 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
     let admin = match nsqadmin::NsqAdmin::start(nsqadmin::Options {
         log_level: opts.log_level,
         http_address: listen(ports.admin_http),
-        lookupd_http_addresses: vec![lookupd.http_addr().to_string()],
+        nsqlookupd_http_addresses: vec![lookupd.http_addr().to_string()],
         ..nsqadmin::Options::default()
     })
     .await

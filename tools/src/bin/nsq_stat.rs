@@ -6,7 +6,7 @@
 use clap::Parser;
 use nsq::api::{LookupResponse, Stats};
 use nsq::http_client::api_url;
-use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
+use nsq_daemon::flags::parse_duration;
 use nsq_daemon::signals::wait_for_signal;
 use nsq_tools::stat::{header, row, ChannelTotals, HEADER_EVERY};
 use nsq_tools::{check_sources, fatal, version_line};
@@ -42,13 +42,13 @@ struct Opts {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     http_client_request_timeout: Duration,
     /// print version
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     version: bool,
 }
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let opts = nsq_daemon::flags::parse::<Opts>(std::env::args_os());
     if opts.version {
         println!("{}", version_line("nsq_stat"));
         return;

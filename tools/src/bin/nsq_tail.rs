@@ -4,7 +4,6 @@
 //! other consumers and leaves nothing behind.
 
 use clap::Parser;
-use nsq_daemon::flags::{parse_bool, ConfigKeys};
 use nsq_daemon::logging::LogLevel;
 use nsq_daemon::logging::{LogFormat, Logging};
 use nsq_daemon::signals::wait_for_signal;
@@ -32,7 +31,7 @@ struct Opts {
     #[arg(short = 'n', default_value_t = 0)]
     n: u64,
     /// print topic name where message was received
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     print_topic: bool,
     /// nsqd TCP address (may be given multiple times)
     #[arg(long)]
@@ -44,7 +43,7 @@ struct Opts {
     #[arg(long)]
     consumer_opt: Vec<String>,
     /// print version string
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     version: bool,
 }
 
@@ -90,8 +89,7 @@ impl Printer {
 
 #[tokio::main]
 async fn main() {
-    let (mut opts, _) =
-        nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let mut opts = nsq_daemon::flags::parse::<Opts>(std::env::args_os());
     if opts.version {
         println!("{}", version_line("nsq_tail"));
         return;

@@ -6,8 +6,8 @@
 //! ones); SIGINT/SIGTERM syncs, finishes and closes everything, then exits.
 
 use clap::Parser;
-use nsq_daemon::flags::{parse_bool, parse_duration, ConfigKeys};
-use nsq_daemon::logging::{parse_log_level, LogLevel};
+use nsq_daemon::flags::parse_duration;
+use nsq_daemon::logging::LogLevel;
 use nsq_daemon::logging::{LogFormat, Logging};
 use nsq_tools::archive::{filename_template, host_identifier, ArchiveOptions, FileLogger};
 use nsq_tools::consume::{connect, consumer_config, http_client, lookupd_topics};
@@ -76,10 +76,10 @@ struct Opts {
     #[arg(long, default_value_t = 6)]
     gzip_level: i64,
     /// gzip output files.
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     gzip: bool,
     /// skip writing empty files
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     skip_empty_files: bool,
     /// rotate the file when it grows bigger than `rotate-size` bytes
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
@@ -91,13 +91,13 @@ struct Opts {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     sync_interval: Duration,
     /// set log verbosity: debug, info, warn, error, or fatal
-    #[arg(long, default_value = "info", value_parser = parse_log_level)]
+    #[arg(long, default_value = "info")]
     log_level: LogLevel,
     /// log message prefix
     #[arg(long, default_value = "[nsq_to_file] ")]
     log_prefix: String,
     /// print version string
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     version: bool,
 }
 
@@ -171,8 +171,7 @@ struct Archiver {
 
 #[tokio::main]
 async fn main() {
-    let (mut opts, _) =
-        nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let mut opts = nsq_daemon::flags::parse::<Opts>(std::env::args_os());
     if opts.version {
         println!("{}", version_line(PROGRAM));
         return;

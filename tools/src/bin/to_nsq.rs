@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use clap::Parser;
-use nsq_daemon::flags::{parse_bool, ConfigKeys};
 use nsq_daemon::logging::LogLevel;
 use nsq_daemon::logging::{LogFormat, Logging};
 use nsq_daemon::signals::wait_for_signal;
@@ -36,13 +35,13 @@ struct Opts {
     #[arg(long)]
     producer_opt: Vec<String>,
     /// print version string
-    #[arg(long, value_parser = parse_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    #[arg(long)]
     version: bool,
 }
 
 #[tokio::main]
 async fn main() {
-    let (opts, _) = nsq_daemon::flags::parse::<Opts>(std::env::args_os(), &ConfigKeys::default());
+    let opts = nsq_daemon::flags::parse::<Opts>(std::env::args_os());
     if opts.version {
         println!("{}", version_line("to_nsq"));
         return;
