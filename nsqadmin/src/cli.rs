@@ -5,7 +5,6 @@
 use crate::options::Options;
 use clap::Parser;
 use nsq_daemon::flags::DaemonFlags;
-use std::ffi::OsString;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,26 +19,17 @@ pub struct CommandLine {
     pub options: Options,
 }
 
-impl CommandLine {
-    /// Parses a command line (with the program name first). Also returns the
-    /// config-file keys that match no flag.
-    pub fn parse_from_os(
-        args: impl IntoIterator<Item = OsString>,
-    ) -> Result<(CommandLine, Vec<String>), clap::Error> {
-        let (line, parsed) = nsq_daemon::flags::try_parse::<CommandLine>(args)?;
-        Ok((line, parsed.ignored_config_keys))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nsq_daemon::flags::try_parse;
+    use std::ffi::OsString;
     use std::time::Duration;
 
     fn parse(args: &[&str]) -> Options {
         let mut argv = vec![OsString::from("nsqadmin")];
         argv.extend(args.iter().map(OsString::from));
-        CommandLine::parse_from_os(argv)
+        try_parse::<CommandLine>(argv)
             .expect("valid command line")
             .0
             .options
@@ -114,7 +104,8 @@ mod tests {
             &format!("--config={}", path.display()),
             "-http-address=127.0.0.1:3",
         ];
-        let (line, ignored) = CommandLine::parse_from_os(argv.iter().map(OsString::from)).unwrap();
+        let (line, parsed) = try_parse::<CommandLine>(argv.iter().map(OsString::from)).unwrap();
+        let ignored = parsed.ignored_config_keys;
         let opts = line.options;
         assert_eq!(
             opts.nsqlookupd_http_addresses,

@@ -5,7 +5,6 @@
 use crate::options::{LogLevel, Options};
 use clap::Parser;
 use nsq_daemon::flags::DaemonFlags;
-use std::ffi::OsString;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,15 +29,6 @@ pub struct CommandLine {
 }
 
 impl CommandLine {
-    /// Parses a command line (with the program name first). Also returns the
-    /// config-file keys that match no flag.
-    pub fn parse_from_os(
-        args: impl IntoIterator<Item = OsString>,
-    ) -> Result<(CommandLine, Vec<String>), clap::Error> {
-        let (line, parsed) = nsq_daemon::flags::try_parse::<CommandLine>(args)?;
-        Ok((line, parsed.ignored_config_keys))
-    }
-
     /// The options, with `--verbose` applied as upstream does.
     pub fn into_options(self) -> Options {
         let mut options = self.options;
@@ -53,12 +43,14 @@ impl CommandLine {
 mod tests {
     use super::*;
     use crate::options::{ClientAuthPolicy, TlsRequired, TlsVersion};
+    use nsq_daemon::flags::try_parse;
+    use std::ffi::OsString;
     use std::time::Duration;
 
     fn parse(args: &[&str]) -> Options {
         let mut argv = vec![OsString::from("nsqd")];
         argv.extend(args.iter().map(OsString::from));
-        CommandLine::parse_from_os(argv)
+        try_parse::<CommandLine>(argv)
             .expect("valid command line")
             .0
             .into_options()
@@ -145,7 +137,8 @@ mod tests {
             &format!("--config={}", path.display()),
             "-tcp-address=127.0.0.1:2",
         ];
-        let (line, ignored) = CommandLine::parse_from_os(argv.iter().map(OsString::from)).unwrap();
+        let (line, parsed) = try_parse::<CommandLine>(argv.iter().map(OsString::from)).unwrap();
+        let ignored = parsed.ignored_config_keys;
         let opts = line.into_options();
         assert_eq!(opts.mem_queue_size, 5);
         assert_eq!(opts.msg_timeout, Duration::from_secs(2));
@@ -187,9 +180,8 @@ mod tests {
         let defaults = parse(&[]);
         assert_eq!(defaults.tls_min_version.go_number(), 769);
         assert_eq!(defaults.https_address, "0.0.0.0:4152");
-        let refused = |arg: &str| {
-            CommandLine::parse_from_os(["nsqd", arg].iter().map(OsString::from)).is_err()
-        };
+        let refused =
+            |arg: &str| try_parse::<CommandLine>(["nsqd", arg].iter().map(OsString::from)).is_err();
         assert!(refused("--tls-min-version=tls2.0"));
         assert!(refused("--tls-required=sometimes"));
         assert_eq!(

@@ -5,7 +5,6 @@
 use crate::options::Options;
 use clap::Parser;
 use nsq_daemon::flags::DaemonFlags;
-use std::ffi::OsString;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,27 +22,18 @@ pub struct CommandLine {
     pub options: Options,
 }
 
-impl CommandLine {
-    /// Parses a command line (with the program name first). Also returns the
-    /// config-file keys that match no flag.
-    pub fn parse_from_os(
-        args: impl IntoIterator<Item = OsString>,
-    ) -> Result<(CommandLine, Vec<String>), clap::Error> {
-        let (line, parsed) = nsq_daemon::flags::try_parse::<CommandLine>(args)?;
-        Ok((line, parsed.ignored_config_keys))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::options::{LogLevel, TlsVersion};
+    use nsq_daemon::flags::try_parse;
+    use std::ffi::OsString;
     use std::time::Duration;
 
     fn parse(args: &[&str]) -> Options {
         let mut argv = vec![OsString::from("nsqlookupd")];
         argv.extend(args.iter().map(OsString::from));
-        CommandLine::parse_from_os(argv)
+        try_parse::<CommandLine>(argv)
             .expect("valid command line")
             .0
             .options
@@ -82,7 +72,7 @@ mod tests {
         assert_eq!(opts.broadcast_address, "lookupd.example");
         assert_eq!(opts.log_level, LogLevel::Warn);
         let argv = ["nsqlookupd", "--log-level=loud"].map(OsString::from);
-        assert!(CommandLine::parse_from_os(argv).is_err());
+        assert!(try_parse::<CommandLine>(argv).is_err());
     }
 
     #[test]
@@ -100,7 +90,8 @@ mod tests {
             &format!("--config={}", path.display()),
             "-http-address=127.0.0.1:3",
         ];
-        let (line, ignored) = CommandLine::parse_from_os(argv.iter().map(OsString::from)).unwrap();
+        let (line, parsed) = try_parse::<CommandLine>(argv.iter().map(OsString::from)).unwrap();
+        let ignored = parsed.ignored_config_keys;
         let opts = line.options;
         assert_eq!(opts.tcp_address, "127.0.0.1:1");
         assert_eq!(opts.http_address, "127.0.0.1:3");

@@ -39,6 +39,19 @@ pub fn test_python() -> Option<PathBuf> {
     }
 }
 
+/// The script `tests/python/<name>` run by `python`, its output piped.
+pub fn python_script(python: &std::path::Path, name: &str) -> std::process::Command {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name);
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(prefix: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};

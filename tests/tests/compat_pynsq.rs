@@ -7,10 +7,12 @@
 //! these tests assert its exit status and then nsqd's own account in `/stats`.
 
 use nsq::protocol::Command;
-use nsq_e2e::{channel_stats, eventually, start_default_nsqd, stats, test_python, Conn, Nsqd};
+use nsq_e2e::{
+    channel_stats, eventually, python_script, start_default_nsqd, stats, test_python, Conn, Nsqd,
+};
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command as Process, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,17 +44,11 @@ fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
 
 impl Script {
     fn start(python: &Path, name: &str, args: &[&str]) -> Script {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("python")
-            .join(name);
-        let mut child = Process::new(python)
-            .arg(&path)
+        let mut child = python_script(python, name)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", python.display(), path.display()));
+            .unwrap_or_else(|e| panic!("cannot run {} {name}: {e}", python.display()));
         let stdout = child.stdout.take().map(collect);
         let stderr = child.stderr.take().map(collect);
         Script {

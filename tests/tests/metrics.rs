@@ -4,11 +4,12 @@
 //! with `/stats`, `/nodes` and `/lookup`.
 
 use nsq_e2e::{
-    consumer, eventually, http_url, start_nsqd, stats, test_options, test_python, Conn, Nsqd,
+    consumer, eventually, http_url, python_script, start_nsqd, stats, test_options, test_python,
+    Conn, Nsqd,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
@@ -390,17 +391,13 @@ struct PyFamily {
 /// `None` where there is no Python (outside CI). A refusal fails the test.
 fn python_families(body: &str, format: Format) -> Option<Vec<PyFamily>> {
     let python = test_python()?;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/parse_metrics.py");
     let name = match format {
         Format::OpenMetrics => "openmetrics",
         Format::Text => "text",
     };
-    let mut child = Command::new(&python)
-        .arg(&script)
+    let mut child = python_script(&python, "parse_metrics.py")
         .arg(name)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
     child
@@ -694,7 +691,7 @@ async fn nsqd_metrics_scrape_many_channels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nsqlookupd_metrics_agree_with_nodes_and_lookup() {
+async fn nsqlookupd_metrics_agree_with_nodes_and_lookup_in_either_format() {
     let lookupd = nsq_e2e::start_lookupd().await;
     let base = format!("http://{}", lookupd.http_addr());
     let opts = nsq_e2e::options_with_lookupds(&[&lookupd]);
@@ -738,6 +735,12 @@ async fn nsqlookupd_metrics_agree_with_nodes_and_lookup() {
     );
     assert!(m.get("process_resident_memory_bytes", &[]).unwrap() > 0.0);
     assert!(m.get("process_open_fds", &[]).unwrap() > 0.0);
+    speaks_both_formats(&base).await;
+    let m = scrape_as(&base, Format::Text).await;
+    assert_eq!(
+        m.get("nsqlookupd_topic_producers", &[("topic", "t")]),
+        Some(1.0)
+    );
     nsqd.shutdown().await;
     lookupd.shutdown().await;
 }
@@ -774,27 +777,4 @@ async fn nsqd_metrics_in_the_format_the_scraper_asks_for() {
     assert_eq!(m.get("nsqd_topic_depth", &l), Some(0.0));
     drop(sub);
     nsqd.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nsqlookupd_metrics_in_the_format_the_scraper_asks_for() {
-    let lookupd = nsq_e2e::start_lookupd().await;
-    let base = format!("http://{}", lookupd.http_addr());
-    let nsqd = start_nsqd(nsq_e2e::options_with_lookupds(&[&lookupd])).await;
-    let _sub = consumer(&nsqd, "t", "c", 0).await;
-    eventually("the channel registration", || async {
-        scrape(&base).await.get(
-            "nsqlookupd_channel_producers",
-            &[("topic", "t"), ("channel", "c")],
-        ) == Some(1.0)
-    })
-    .await;
-    speaks_both_formats(&base).await;
-    let m = scrape_as(&base, Format::Text).await;
-    assert_eq!(
-        m.get("nsqlookupd_topic_producers", &[("topic", "t")]),
-        Some(1.0)
-    );
-    nsqd.shutdown().await;
-    lookupd.shutdown().await;
 }

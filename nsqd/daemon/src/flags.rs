@@ -13,6 +13,7 @@
 //! flag, and a `Duration` field takes a bare integer in the file as
 //! milliseconds, as upstream's config files have it.
 
+use crate::logging::{LogFormat, LogLevel, Logging};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 use std::any::TypeId;
@@ -92,7 +93,7 @@ pub fn normalize_dashes<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsStri
 }
 
 /// The flags every daemon has besides its options.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DaemonFlags {
     /// Path to a TOML config file; flags given on the command line win.
     #[arg(long, default_value = "")]
@@ -102,7 +103,30 @@ pub struct DaemonFlags {
     pub version: bool,
     /// Log line format: text (upstream's) or json (one object per line).
     #[arg(long, value_enum, default_value = "text")]
-    pub log_format: crate::logging::LogFormat,
+    pub log_format: LogFormat,
+}
+
+impl DaemonFlags {
+    /// What a daemon's `main` does once its command line is parsed: for
+    /// `--version`, print `version_line` and exit; else start logging, and
+    /// say which keys of the config file were ignored.
+    pub fn start_logging(
+        &self,
+        version_line: &str,
+        level: LogLevel,
+        prefix: &str,
+        parsed: Parsed,
+    ) -> Logging {
+        if self.version {
+            println!("{version_line}");
+            std::process::exit(0);
+        }
+        let logging = Logging::init(level, prefix, self.log_format);
+        for key in parsed.ignored_config_keys {
+            tracing::warn!(key, "config file key not recognised; ignored");
+        }
+        logging
+    }
 }
 
 /// A path flag that may be empty, as Go's string flags may (clap's own
