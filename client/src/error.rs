@@ -7,6 +7,12 @@ use std::io;
 use std::sync::Arc;
 
 /// An error frame from nsqd: `<CODE> <text>`, e.g. `E_BAD_TOPIC PUB topic name "a b" is not valid`.
+///
+/// ```
+/// let e = nsq::ProtocolError::parse(b"E_FIN_FAILED FIN 0a1b failed");
+/// assert_eq!((e.code.as_str(), e.text.as_str()), ("E_FIN_FAILED", "FIN 0a1b failed"));
+/// assert!(!e.is_fatal(), "the connection stays open");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolError {
     /// `E_INVALID`, `E_BAD_TOPIC`, `E_PUB_FAILED`, ...
@@ -48,6 +54,19 @@ impl fmt::Display for ProtocolError {
 impl std::error::Error for ProtocolError {}
 
 /// Everything the producer and consumer can fail with.
+///
+/// ```no_run
+/// # async fn run(producer: nsq::Producer) {
+/// match producer.publish("events", "hello").await {
+///     Ok(()) => {}
+///     Err(e) if e.protocol().is_some_and(|p| p.code == "E_PUB_FAILED") => {
+///         // nsqd could not take it (e.g. its disk is full): try another.
+///     }
+///     Err(nsq::Error::Io { addr, source }) => eprintln!("{addr}: {source}"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]

@@ -20,6 +20,15 @@ struct Http {
 
 /// Connections and timeouts shared by any number of typed clients: one pool
 /// serves every nsqd and nsqlookupd a program talks to. Cloning is cheap.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let pool = nsq::HttpPool::new(Duration::from_secs(2), Duration::from_secs(5));
+/// let lookupd = nsq::LookupdHttp::with_pool("127.0.0.1:4161", &pool);
+/// let nsqd = nsq::NsqdHttp::with_pool("https://nsqd-1.internal:4152", &pool);
+/// # let _ = (lookupd, nsqd);
+/// ```
 #[derive(Debug, Clone)]
 pub struct HttpPool(reqwest::Client);
 
@@ -209,6 +218,22 @@ fn tls_required_redirect(
 }
 
 /// nsqd's HTTP API (default port 4151).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// use nsq::{NsqdHttp, TopicAction};
+///
+/// let nsqd = NsqdHttp::new("127.0.0.1:4151");
+/// nsqd.publish("events", "hello").await?;
+/// nsqd.multi_publish("events", ["a", "b"]).await?;
+/// nsqd.topic_action(TopicAction::Pause, "events").await?;
+/// let stats = nsqd.stats(Some("events"), None, false).await?;
+/// for topic in stats.topics.unwrap_or_default() {
+///     println!("{}: depth {}", topic.topic_name, topic.depth);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct NsqdHttp(Http);
 
@@ -331,6 +356,16 @@ impl NsqdHttp {
 }
 
 /// What the admin endpoints of nsqd (and nsqadmin) do to a topic or channel.
+///
+/// ```no_run
+/// # async fn run(nsqd: nsq::NsqdHttp) -> Result<(), nsq::Error> {
+/// use nsq::TopicAction;
+///
+/// nsqd.channel_action(TopicAction::Empty, "events", "archive").await?;
+/// assert_eq!(TopicAction::Unpause.as_str(), "unpause");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicAction {
     Create,
@@ -353,6 +388,17 @@ impl TopicAction {
 }
 
 /// nsqlookupd's HTTP API (default port 4161).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// let lookupd = nsq::LookupdHttp::new("127.0.0.1:4161");
+/// for producer in lookupd.lookup("events").await?.producers {
+///     println!("events on {}:{}", producer.broadcast_address, producer.tcp_port);
+/// }
+/// println!("channels: {:?}", lookupd.channels("events").await?);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct LookupdHttp(Http);
 

@@ -1,11 +1,16 @@
-//! NSQ for Rust: a producer and a consumer with go-nsq's behaviour, plus the
-//! wire protocol and HTTP API types shared by the daemons and the tools.
+//! NSQ for Rust: a producer and a consumer with go-nsq's behaviour, typed
+//! clients of the daemons' HTTP APIs, and the wire protocol and JSON
+//! documents they speak. A client library only: the daemons' own plumbing
+//! lives elsewhere.
 //!
 //! * [`Producer`]: publishes to one nsqd over one pipelined connection.
 //! * [`Consumer`]: receives a channel's messages from many nsqd, found
 //!   directly or through nsqlookupd, with flow control (`max_in_flight`),
 //!   requeues, backoff and graceful shutdown.
-//! * [`Config`]: the options both share, with go-nsq's names and defaults.
+//! * [`Config`]: the options both share, with go-nsq's names and defaults;
+//!   [`tls`] its TLS part.
+//! * [`NsqdHttp`], [`LookupdHttp`]: nsqd's and nsqlookupd's HTTP APIs
+//!   (publishing, stats, admin actions, discovery), over one [`HttpPool`].
 //! * [`protocol`]: the TCP protocol V2: frames, commands, messages, IDENTIFY
 //!   negotiation, name rules and the snappy/deflate stream layers.
 //! * [`api`]: the JSON documents of nsqd's and nsqlookupd's HTTP APIs.

@@ -28,6 +28,20 @@ type Request = (Command, Option<Reply>);
 ///
 /// Cheap to share behind an `Arc`; every method takes `&self`. The connection is
 /// made on first use and remade on the next publish after it fails.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// let producer = nsq::Producer::new("127.0.0.1:4150", nsq::Config::default())?;
+/// match producer.publish("events", "hello").await {
+///     Ok(()) => {}
+///     // nsqd refused it: E_BAD_TOPIC, E_BAD_MESSAGE, ...
+///     Err(nsq::Error::Protocol(e)) => eprintln!("refused: {}", e.code),
+///     Err(e) => return Err(e),
+/// }
+/// producer.stop().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Producer {
     inner: Arc<Inner>,
 }

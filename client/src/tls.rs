@@ -17,6 +17,11 @@ use std::sync::Arc;
 
 /// A TLS setting that cannot be used: a file that does not load, an unknown
 /// option value, or a configuration rustls refuses.
+///
+/// ```
+/// let err: nsq::tls::TlsError = "tls9".parse::<nsq::tls::TlsVersion>().unwrap_err();
+/// assert!(err.to_string().contains("tls9"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TlsError(pub String);
@@ -31,6 +36,15 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Lowest TLS version a side accepts, by upstream's names (`tls1.2`).
+///
+/// ```
+/// use nsq::tls::TlsVersion;
+///
+/// let version: TlsVersion = "TLS1.3".parse()?;
+/// assert_eq!(version, TlsVersion::Tls13);
+/// assert_eq!(version.to_string(), "tls1.3");
+/// # Ok::<(), nsq::tls::TlsError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum TlsVersion {
     Ssl30,
@@ -141,6 +155,25 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
 }
 
 /// What a TLS client is configured with, by go-nsq's option names.
+///
+/// ```no_run
+/// use nsq::tls::{TlsClientOptions, TlsVersion};
+///
+/// let config = nsq::Config {
+///     tls_v1: true,
+///     tls: TlsClientOptions {
+///         root_ca_file: Some("/etc/nsq/ca.pem".into()),
+///         cert: Some("/etc/nsq/client.pem".into()),
+///         key: Some("/etc/nsq/client.key".into()),
+///         min_version: TlsVersion::Tls12,
+///         ..TlsClientOptions::default()
+///     },
+///     ..nsq::Config::default()
+/// };
+/// // The files are read here, so that a bad path fails before connecting.
+/// let producer = nsq::Producer::new("nsqd.internal:4150", config)?;
+/// # Ok::<(), nsq::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsClientOptions {
     /// CA certificates that sign the server's certificate (`tls_root_ca_file`);

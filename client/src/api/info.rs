@@ -1,6 +1,14 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /info` on nsqd. Durations are nanoseconds, as upstream writes them.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// let info: nsq::api::NsqdInfo = nsq::NsqdHttp::new("127.0.0.1:4151").info().await?;
+/// println!("nsqd {} on {}:{}", info.version, info.broadcast_address, info.tcp_port);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NsqdInfo {

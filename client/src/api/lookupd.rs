@@ -1,6 +1,14 @@
 use serde::{Deserialize, Serialize};
 
 /// An nsqd as nsqlookupd reports it in `/lookup`.
+///
+/// ```
+/// let p: nsq::api::Producer = serde_json::from_str(
+///     r#"{"broadcast_address":"nsqd-1","tcp_port":4150,"http_port":4151,"version":"1.3.0"}"#,
+/// )?;
+/// assert_eq!(format!("{}:{}", p.broadcast_address, p.tcp_port), "nsqd-1:4150");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Producer {
@@ -14,6 +22,14 @@ pub struct Producer {
 }
 
 /// `GET /lookup?topic=`.
+///
+/// ```
+/// let answer: nsq::api::LookupResponse = serde_json::from_str(
+///     r#"{"channels":["archive"],"producers":[{"broadcast_address":"nsqd-1","tcp_port":4150}]}"#,
+/// )?;
+/// assert_eq!(answer.producers[0].tcp_port, 4150);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LookupResponse {
@@ -22,6 +38,12 @@ pub struct LookupResponse {
 }
 
 /// `GET /topics`.
+///
+/// ```
+/// let answer: nsq::api::TopicsResponse = serde_json::from_str(r#"{"topics":["events"]}"#)?;
+/// assert_eq!(answer.topics, ["events"]);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TopicsResponse {
@@ -29,6 +51,12 @@ pub struct TopicsResponse {
 }
 
 /// `GET /channels?topic=`.
+///
+/// ```
+/// let answer: nsq::api::ChannelsResponse = serde_json::from_str(r#"{"channels":["a","b"]}"#)?;
+/// assert_eq!(answer.channels.len(), 2);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ChannelsResponse {
@@ -36,6 +64,16 @@ pub struct ChannelsResponse {
 }
 
 /// An nsqd in `GET /nodes`: its registrations and, per topic, whether it is tombstoned.
+///
+/// ```no_run
+/// # async fn run(lookupd: nsq::LookupdHttp) -> Result<(), nsq::Error> {
+/// for node in lookupd.nodes().await?.producers {
+///     let live = node.topics.iter().zip(&node.tombstones).filter(|(_, dead)| !**dead);
+///     println!("{}: {:?}", node.hostname, live.map(|(t, _)| t).collect::<Vec<_>>());
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Node {
@@ -51,6 +89,13 @@ pub struct Node {
 }
 
 /// `GET /nodes`.
+///
+/// ```
+/// let answer: nsq::api::NodesResponse =
+///     serde_json::from_str(r#"{"producers":[{"hostname":"h","topics":["t"],"tombstones":[false]}]}"#)?;
+/// assert_eq!(answer.producers[0].topics, ["t"]);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NodesResponse {
@@ -58,6 +103,14 @@ pub struct NodesResponse {
 }
 
 /// `GET /info` on nsqlookupd.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// let info: nsq::api::LookupdInfo = nsq::LookupdHttp::new("127.0.0.1:4161").info().await?;
+/// println!("nsqlookupd {}", info.version);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LookupdInfo {
@@ -65,6 +118,17 @@ pub struct LookupdInfo {
 }
 
 /// One registration of one nsqd in `GET /debug` (timestamps in Unix ns).
+///
+/// ```no_run
+/// # async fn run(lookupd: nsq::LookupdHttp) -> Result<(), nsq::Error> {
+/// for (key, peers) in lookupd.debug().await? {
+///     for peer in peers.iter().filter(|p| p.tombstoned) {
+///         println!("{key}: {} tombstoned", peer.id);
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DebugPeer {

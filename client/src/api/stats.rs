@@ -1,6 +1,17 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /stats?format=json` on nsqd.
+///
+/// ```
+/// let stats: nsq::api::Stats = serde_json::from_str(
+///     r#"{"version":"1.3.0","health":"OK","start_time":1700000000,
+///         "topics":[{"topic_name":"events","depth":3,"message_count":10,
+///                    "channels":[{"channel_name":"archive","depth":3,"in_flight_count":1}]}]}"#,
+/// )?;
+/// let topics = stats.topics.unwrap_or_default();
+/// assert_eq!((topics[0].topic_name.as_str(), topics[0].channels[0].depth), ("events", 3));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Stats {
@@ -18,6 +29,16 @@ pub struct Stats {
     pub producers: Option<Vec<ClientStats>>,
 }
 
+/// A topic in [`Stats`], with its channels.
+///
+/// ```
+/// # fn report(stats: nsq::api::Stats) {
+/// for topic in stats.topics.iter().flatten() {
+///     let waiting: i64 = topic.channels.iter().map(|c| c.depth).sum();
+///     println!("{}: {} published, {waiting} waiting", topic.topic_name, topic.message_count);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TopicStats {
@@ -43,6 +64,16 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// A channel in [`TopicStats`], with its consumers when asked for.
+///
+/// ```
+/// # fn report(topic: &nsq::api::TopicStats) {
+/// for channel in &topic.channels {
+///     let busy = channel.in_flight_count + channel.deferred_count;
+///     println!("{}: {} waiting, {busy} busy", channel.channel_name, channel.depth);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ChannelStats {
@@ -67,6 +98,21 @@ pub struct ChannelStats {
     pub backend_bytes: u64,
 }
 
+/// A connection in [`Stats`]: a consumer of a [`ChannelStats`], or a producer.
+///
+/// ```no_run
+/// # async fn run(nsqd: nsq::NsqdHttp) -> Result<(), nsq::Error> {
+/// let stats = nsqd.stats(Some("events"), Some("archive"), true).await?;
+/// for topic in stats.topics.unwrap_or_default() {
+///     for channel in topic.channels {
+///         for client in channel.clients.unwrap_or_default() {
+///             println!("{} ({}): RDY {}", client.client_id, client.remote_address, client.ready_count);
+///         }
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClientStats {
@@ -106,6 +152,13 @@ pub struct ClientStats {
     pub tls_client_cert_common_name: String,
 }
 
+/// Messages a producer published to one topic, in [`ClientStats::pub_counts`].
+///
+/// ```
+/// let count: nsq::api::PubCount = serde_json::from_str(r#"{"topic":"events","count":12}"#)?;
+/// assert_eq!(count.count, 12);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PubCount {
@@ -114,6 +167,14 @@ pub struct PubCount {
 }
 
 /// Time from publish to FIN. `percentiles` is `null` when none are configured.
+///
+/// ```
+/// # fn report(channel: &nsq::api::ChannelStats) {
+/// for p in channel.e2e_processing_latency.percentiles.iter().flatten() {
+///     println!("p{}: {:.1} ms", p.quantile * 100.0, p.value / 1e6);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct E2eProcessingLatency {
@@ -121,6 +182,13 @@ pub struct E2eProcessingLatency {
     pub percentiles: Option<Vec<Percentile>>,
 }
 
+/// One quantile of an [`E2eProcessingLatency`].
+///
+/// ```
+/// let p: nsq::api::Percentile = serde_json::from_str(r#"{"quantile":0.99,"value":2500000}"#)?;
+/// assert_eq!(p.value / 1e6, 2.5, "milliseconds");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Percentile {
@@ -131,6 +199,14 @@ pub struct Percentile {
 
 /// Upstream reports Go runtime figures here; ours fills the process's resident
 /// memory into `heap_in_use_bytes` and leaves the garbage-collector figures at 0.
+///
+/// ```
+/// # fn report(stats: &nsq::api::Stats) {
+/// if let Some(memory) = &stats.memory {
+///     println!("resident: {} bytes", memory.heap_in_use_bytes);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MemStats {

@@ -10,6 +10,23 @@ pub use by_name::{parse_bool, parse_duration};
 
 /// How a producer or consumer talks to nsqd. Build one with `Config::default()`,
 /// change the fields you need, and the constructors validate it.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut config = nsq::Config {
+///     max_in_flight: 100,
+///     msg_timeout: Some(Duration::from_secs(120)),
+///     snappy: true,
+///     ..nsq::Config::default()
+/// };
+/// // Or by go-nsq's option names, as text (the tools' --consumer-opt):
+/// config.set("max_attempts", "10")?;
+/// config.set("lookupd_poll_interval", "30s")?;
+/// config.validate()?;
+/// assert_eq!(config.max_attempts, 10);
+/// # Ok::<(), nsq::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Time to establish a TCP connection.
@@ -121,6 +138,17 @@ impl Default for Config {
 }
 
 /// How long a consumer backs off at each level (go-nsq's `backoff_strategy`).
+///
+/// ```
+/// use nsq::config::BackoffStrategy;
+///
+/// let config = nsq::Config {
+///     backoff_strategy: "full_jitter".parse()?,
+///     ..nsq::Config::default()
+/// };
+/// assert_eq!(config.backoff_strategy, BackoffStrategy::FullJitter);
+/// # Ok::<(), nsq::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackoffStrategy {
     /// `backoff_multiplier × 2^level` (`exponential`).
@@ -147,6 +175,14 @@ impl std::str::FromStr for BackoffStrategy {
 }
 
 /// An AUTH secret; `Debug` never shows it, so configs can be logged.
+///
+/// ```
+/// let config = nsq::Config {
+///     auth_secret: Some("hunter2".into()),
+///     ..nsq::Config::default()
+/// };
+/// assert!(!format!("{config:?}").contains("hunter2"));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
 
@@ -169,6 +205,16 @@ impl From<String> for Secret {
 }
 
 /// A [`Config`] field outside its allowed range.
+///
+/// ```
+/// let config = nsq::Config {
+///     sample_rate: 100,
+///     ..nsq::Config::default()
+/// };
+/// let err: nsq::ConfigError = config.validate().unwrap_err();
+/// assert_eq!(err.field, "sample_rate");
+/// assert_eq!(err.to_string(), "invalid config: sample_rate must be 0..=99");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid config: {field} {problem}")]
 pub struct ConfigError {

@@ -12,12 +12,44 @@ use std::task::{Context, Poll};
 use tokio::task::JoinHandle;
 
 /// The error a handler returns; the message is then requeued.
+///
+/// ```
+/// let err: nsq::consumer::BoxError = "malformed order".into();
+/// assert_eq!(err.to_string(), "malformed order");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Handles the messages of a [`Consumer`](super::Consumer).
 ///
 /// Any `Fn(Message) -> impl Future<Output = Result<(), E>>` closure is a
 /// handler; implement the trait yourself to also get the failure hook.
+///
+/// ```no_run
+/// use nsq::consumer::BoxError;
+/// use nsq::{Handler, Message};
+///
+/// /// Stores orders; gives up on the ones that keep failing.
+/// struct Orders {
+///     dead_letters: std::sync::Mutex<Vec<bytes::Bytes>>,
+/// }
+///
+/// impl Handler for Orders {
+///     async fn handle(&self, message: Message) -> Result<(), BoxError> {
+///         let order = std::str::from_utf8(message.body())?;
+///         println!("storing {order}");
+///         Ok(())
+///     }
+///
+///     fn failed(&self, message: &Message) {
+///         self.dead_letters.lock().unwrap().push(message.body().clone());
+///     }
+/// }
+///
+/// # fn run(consumer: &nsq::Consumer) -> nsq::Result<()> {
+/// consumer.add_handler(Orders { dead_letters: Default::default() })?;
+/// # Ok(())
+/// # }
+/// ```
 pub trait Handler: Send + Sync + 'static {
     /// Processes one message. `Ok` finishes it, `Err` requeues it with a
     /// growing delay and counts toward backoff (unless the handler answered

@@ -16,6 +16,29 @@ use std::time::Duration;
 /// [`finish`](Message::finish), [`requeue`](Message::requeue) or
 /// [`touch`](Message::touch). Only the first answer counts; a message dropped
 /// unanswered is requeued at once.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// /// A slow job: keeps nsqd from timing the message out while it works.
+/// async fn transcode(msg: nsq::Message) -> Result<(), std::io::Error> {
+///     msg.disable_auto_response();
+///     for _step in 0..10 {
+///         tokio::time::sleep(Duration::from_secs(20)).await;
+///         msg.touch();
+///     }
+///     if msg.attempts() < 3 {
+///         msg.finish();
+///     } else {
+///         msg.requeue(Some(Duration::from_secs(60)));
+///     }
+///     Ok(())
+/// }
+/// # fn run(consumer: &nsq::Consumer) -> nsq::Result<()> {
+/// consumer.add_handler(transcode)?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Message(Arc<Delivery>);
 

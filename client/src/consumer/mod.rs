@@ -1,10 +1,10 @@
 //! Consuming a topic's channel from one or more nsqd.
 //!
 //! Each nsqd connection runs in its own task: it reads frames, answers
-//! heartbeats and queues messages for a pool of handler workers ([`queue`]);
+//! heartbeats and queues messages for a pool of handler workers (`queue`);
 //! answers go back through the connection's outbox and writer task
-//! ([`link`]). Flow control (RDY and backoff) is shared by all connections
-//! and lives in [`rdy`].
+//! (`link`). Flow control (RDY and backoff) is shared by all connections
+//! and lives in `rdy`.
 
 mod handler;
 mod link;
@@ -42,11 +42,35 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// or through nsqlookupd ([`Consumer::connect_to_lookupd`]). Connections are
 /// remade when they fail. Call [`Consumer::stop`] to shut down without losing
 /// work; dropping the consumer closes its connections in the background.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// let consumer = nsq::Consumer::new("orders", "billing", nsq::Config::default())?;
+/// consumer.add_handler(|msg: nsq::Message| async move {
+///     println!("order {}", String::from_utf8_lossy(msg.body()));
+///     Ok::<_, std::io::Error>(())
+/// })?;
+/// consumer.connect_to_nsqd("127.0.0.1:4150").await?;
+/// // ... until the program should stop:
+/// consumer.stop().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Consumer {
     inner: Arc<Inner>,
 }
 
 /// Counters of a consumer, for monitoring and tests.
+///
+/// ```no_run
+/// # fn report(consumer: &nsq::Consumer) {
+/// let stats: nsq::ConsumerStats = consumer.stats();
+/// println!(
+///     "{} received, {} finished, {} requeued over {} connections",
+///     stats.messages_received, stats.messages_finished, stats.messages_requeued, stats.connections
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsumerStats {
     pub messages_received: u64,

@@ -6,6 +6,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::time::Duration;
 
 /// A command as a client sends it.
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use nsq::protocol::Command;
+///
+/// let mut buf = BytesMut::new();
+/// Command::Sub { topic: "events".into(), channel: "archive".into() }.encode(&mut buf);
+/// Command::Rdy(10).encode(&mut buf);
+/// Command::Pub { topic: "events".into(), body: Bytes::from_static(b"hi") }.encode(&mut buf);
+/// assert_eq!(&buf[..], b"SUB events archive\nRDY 10\nPUB events\n\0\0\0\x02hi");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// The JSON body of an IDENTIFY.

@@ -24,7 +24,21 @@ fn invalid(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
 
-/// Turns plain bytes into compressed bytes.
+/// Turns plain bytes into compressed bytes: the stream layer a connection
+/// switches to after negotiating snappy or deflate in IDENTIFY.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use nsq::protocol::compress::{Decoder, Encoder};
+///
+/// let (mut encoder, mut decoder) = (Encoder::snappy(), Decoder::snappy());
+/// let mut wire = BytesMut::new();
+/// encoder.encode(b"RDY 10\n", &mut wire)?;
+/// let mut plain = BytesMut::new();
+/// decoder.decode(&mut wire, &mut plain, 1 << 20)?;
+/// assert_eq!(&plain[..], b"RDY 10\n");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub enum Encoder {
     Snappy {
         raw: Box<snap::raw::Encoder>,
@@ -110,7 +124,21 @@ impl Encoder {
     }
 }
 
-/// Turns compressed bytes into plain bytes.
+/// Turns compressed bytes into plain bytes, as many as a reader wants at a
+/// time: a few bytes may expand enormously, so `decode` stops at a limit.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use nsq::protocol::compress::{Decoder, Encoder};
+///
+/// let (mut encoder, mut decoder) = (Encoder::deflate(6), Decoder::deflate());
+/// let mut wire = BytesMut::new();
+/// encoder.encode(&[b'x'; 100_000], &mut wire)?;
+/// let mut plain = BytesMut::new();
+/// decoder.decode(&mut wire, &mut plain, 10_000)?;
+/// assert!(plain.len() < 100_000, "no more than asked for, give or take a step");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub enum Decoder {
     Snappy {
         raw: snap::raw::Decoder,

@@ -3,6 +3,14 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+/// What a frame from nsqd carries: a response (`OK`, `_heartbeat_`), an
+/// error (`E_INVALID ...`) or a message.
+///
+/// ```
+/// use nsq::protocol::FrameType;
+///
+/// assert_eq!(FrameType::Message as u32, 2);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameType {
     Response = 0,
@@ -11,12 +19,37 @@ pub enum FrameType {
 }
 
 /// One decoded frame.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use nsq::protocol::{decode_frame, encode_frame, FrameType};
+///
+/// let mut buf = BytesMut::new();
+/// encode_frame(&mut buf, FrameType::Response, b"OK");
+/// let frame = decode_frame(&mut buf, 1024)?.expect("a whole frame");
+/// assert_eq!((frame.frame_type, &frame.data[..]), (FrameType::Response, &b"OK"[..]));
+/// // Half a frame is not one yet.
+/// encode_frame(&mut buf, FrameType::Error, b"E_INVALID");
+/// let mut half = buf.split_to(6);
+/// assert!(decode_frame(&mut half, 1024)?.is_none());
+/// # Ok::<(), nsq::protocol::FrameError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub frame_type: FrameType,
     pub data: Bytes,
 }
 
+/// A frame that no nsqd sends: a size below the frame type's 4 bytes or
+/// above the reader's limit, or an unknown type.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use nsq::protocol::{decode_frame, FrameError};
+///
+/// let mut buf = BytesMut::from(&b"\x00\x10\x00\x00\x00\x00\x00\x00"[..]);
+/// assert_eq!(decode_frame(&mut buf, 1024), Err(FrameError::TooBig(0x0010_0000, 1024)));
+/// ```
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("frame size {0} is invalid")]

@@ -4,6 +4,25 @@ use serde::{Deserialize, Serialize};
 
 /// The JSON body of IDENTIFY. Numbers keep upstream's conventions: `0` means
 /// "server default" and `-1` means "disabled" where that applies.
+///
+/// ```
+/// use nsq::protocol::{Command, IdentifyRequest};
+///
+/// let request = IdentifyRequest {
+///     client_id: "worker-1".into(),
+///     feature_negotiation: true,
+///     heartbeat_interval: 30_000,
+///     snappy: true,
+///     ..IdentifyRequest::default()
+/// };
+/// let body = serde_json::to_vec(&request).expect("plain struct");
+/// let command = Command::Identify(body.into());
+/// # let _ = command;
+/// // nsqd reads it as Go does: keys in any case, unknown ones ignored.
+/// let read = IdentifyRequest::from_json(br#"{"Client_ID": "w", "extra": 1}"#)?;
+/// assert_eq!(read.client_id, "w");
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IdentifyRequest {
@@ -26,6 +45,13 @@ pub struct IdentifyRequest {
 }
 
 /// nsqd's answer to an IDENTIFY with `feature_negotiation`, in upstream's field order.
+///
+/// ```
+/// let answer: nsq::protocol::IdentifyResponse =
+///     serde_json::from_str(r#"{"max_rdy_count":2500,"version":"1.3.0","snappy":true}"#)?;
+/// assert!(answer.snappy && !answer.auth_required);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IdentifyResponse {

@@ -9,6 +9,14 @@ pub const MESSAGE_HEADER_LEN: usize = 8 + 2 + 16;
 
 /// A message ID as it travels: 16 bytes, lowercase hex of a 64-bit number when
 /// nsqd made it. Clients treat it as opaque and echo it in FIN, REQ and TOUCH.
+///
+/// ```
+/// use nsq::protocol::MessageId;
+///
+/// let id = MessageId::from_u64(0x18a3_c721_2726_9000);
+/// assert_eq!(id.to_string(), "18a3c72127269000");
+/// assert_eq!(MessageId::from_slice(b"18a3c72127269000"), Some(id));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(pub [u8; 16]);
 
@@ -55,7 +63,25 @@ impl fmt::Debug for MessageId {
     }
 }
 
-/// A decoded message as a consumer sees it.
+/// A decoded message as a consumer sees it (the wire form; a
+/// [`Consumer`](crate::Consumer) hands its handlers a [`crate::Message`]).
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use nsq::protocol::{Message, MessageId};
+///
+/// let sent = Message {
+///     id: MessageId::from_u64(7),
+///     timestamp: 1_700_000_000_000_000_000,
+///     attempts: 1,
+///     body: Bytes::from_static(b"hello"),
+/// };
+/// let mut frame = BytesMut::new();
+/// sent.encode_frame(&mut frame);
+/// // After the 8 bytes of size and frame type: the message layout.
+/// assert_eq!(Message::decode(frame.freeze().slice(8..))?, sent);
+/// # Ok::<(), nsq::protocol::message::ShortMessage>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub id: MessageId,
@@ -66,6 +92,12 @@ pub struct Message {
     pub body: Bytes,
 }
 
+/// Message data too short for the header: its length.
+///
+/// ```
+/// let err = nsq::protocol::Message::decode(bytes::Bytes::from_static(b"short")).unwrap_err();
+/// assert_eq!(err, nsq::protocol::message::ShortMessage(5));
+/// ```
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("message frame of {0} bytes is shorter than the {MESSAGE_HEADER_LEN}-byte header")]
 pub struct ShortMessage(pub usize);
