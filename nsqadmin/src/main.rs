@@ -9,7 +9,7 @@ fn main() {
     let version = format!("nsqadmin v{VERSION} (rust)");
     let logging = line
         .daemon
-        .start_logging(&version, opts.log_level, &opts.log_prefix, parsed);
+        .begin(&version, opts.log_level, &opts.log_prefix, parsed);
     if let Err(e) = opts.validate() {
         tracing::error!("{e}");
         std::process::exit(1);

@@ -8,7 +8,7 @@ fn main() {
     let daemon = line.daemon.clone();
     let opts = line.into_options();
     let version = format!("nsqd v{VERSION} (rust)");
-    let logging = daemon.start_logging(&version, opts.log_level, &opts.log_prefix, parsed);
+    let logging = daemon.begin(&version, opts.log_level, &opts.log_prefix, parsed);
     let hook = Box::new(move |level: LogLevel| logging.set_level(level));
     run_until_stopped(
         || Nsqd::start_with_log_hook(opts, Some(hook)),

@@ -9,6 +9,6 @@ fn main() {
     let version = format!("nsqlookupd v{VERSION} (rust)");
     let _logging = line
         .daemon
-        .start_logging(&version, opts.log_level, &opts.log_prefix, parsed);
+        .begin(&version, opts.log_level, &opts.log_prefix, parsed);
     run_until_stopped(|| Lookupd::start(opts), Lookupd::shutdown)
 }

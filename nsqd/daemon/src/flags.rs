@@ -110,7 +110,7 @@ impl DaemonFlags {
     /// What a daemon's `main` does once its command line is parsed: for
     /// `--version`, print `version_line` and exit; else start logging, and
     /// say which keys of the config file were ignored.
-    pub fn start_logging(
+    pub fn begin(
         &self,
         version_line: &str,
         level: LogLevel,
