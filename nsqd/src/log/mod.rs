@@ -1,0 +1,63 @@
+//! The durable log: each topic's messages appended once to segment files,
+//! channels as cursors over them with a small journal of what they finished.
+//! This is the storage engine only; topics and channels use it in log mode
+//! (`--mem-queue-size=0`, non-ephemeral), durably with `--sync-every=1`.
+//!
+//! # Files
+//!
+//! For topic `T` in data dir `D`:
+//! * `D/T.log/<base_seq:020>.seg`: segments. One holds records with seqs from
+//!   `base_seq` up; a new one starts before a record would take the current
+//!   one past `max_bytes_per_file` (a larger record gets one of its own).
+//! * `D/T.log/<channel>.journal`: a channel's snapshot followed by deltas.
+//! * `D/T.log/topic.meta`: [`TopicMeta`], replaced atomically.
+//!
+//! # Records
+//!
+//! `[len: u32 BE][crc32c(payload): u32 BE][payload]`, as in the disk queue;
+//! payloads are big-endian and start with a kind byte:
+//! * message (2): `[seq: u64][id: u64][timestamp: i64][attempts: u16][deliver_at: i64][body]`
+//!   (`deliver_at` Unix ns, 0 when not deferred);
+//! * Fin (3) `[start][end]`: seqs `[start, end)` are finished;
+//! * Requeue (4) `[seq][attempts: u16][due: i64]`: the latest for a seq wins;
+//! * Empty (5) `[upto]`: everything below `upto` is finished;
+//! * Snapshot (6) `[floor][n: u32][(start, end)]*n[m: u32][(seq, attempts, due)]*m`,
+//!   only first in a journal;
+//! * topic meta (7).
+//!
+//! # Seqs and guarantees
+//!
+//! Every message gets a `seq`, dense and increasing from 0 and never reused
+//! (a journal that knows higher seqs than a log that lost its unsynced tail
+//! raises the log's end when it opens). [`TopicLog::append`] only encodes
+//! into memory; the [`LogWriter`] thread writes each round's batch, fsyncs it
+//! when the [`SyncPolicy`] asks (every round when durable: group commit), and
+//! then publishes [`TopicLog::visible_end`]. [`TopicLog::committed`] returns
+//! once that covers the append; nothing it confirmed in durable mode is lost
+//! in a crash. A batch whose write (or durable fsync) fails is *withdrawn*:
+//! the file is cut back, its appends fail, its seqs never become visible, and
+//! later appends keep their own, higher seqs.
+//!
+//! # Channels
+//!
+//! A channel reads the log from its journal's [`Journal::floor`] on (the tail
+//! cache first, a [`LogReader`] in `spawn_blocking` when it is behind) and asks
+//! [`Journal::classify`] about every seq below its cursor on the way.
+//! A reader passes over seqs that are not there: a withdrawn batch, records
+//! lost to corruption, a missing segment. The caller sees that as a gap
+//! between its position and the returned entry's seq, and **must FIN the
+//! skipped range** ([`Journal::fin_range`]); otherwise the floor stays below
+//! the gap forever and every restart replays from there.
+//!
+//! # Locks and blocking
+//!
+//! Appends, FINs, requeues, cache reads and `committed` take only short
+//! internal locks and never call out, so callers may hold their own locks
+//! around them. Opening, deleting, `topic.meta` and `LogReader::next` do I/O:
+//! run them in `spawn_blocking`.
+
+mod acks;
+mod record;
+
+pub use acks::Disposition;
+pub use record::LogEntry;
