@@ -57,7 +57,56 @@
 //! run them in `spawn_blocking`.
 
 mod acks;
+mod meta;
+mod reader;
 mod record;
+mod segment;
+mod topic_log;
+mod writer;
 
 pub use acks::Disposition;
+pub use meta::{write_atomically, TopicMeta};
+pub use reader::LogReader;
 pub use record::LogEntry;
+pub use topic_log::{LogConfig, TopicLog};
+pub use writer::{LogWriter, PausePoint, SyncPolicy};
+
+/// `read_cached` was asked for seqs the tail cache no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("seq is older than the tail cache; read it from disk")]
+pub struct NotCached;
+
+/// Topic and channel names that may become file names: `[.a-zA-Z0-9_-]{1,64}`.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A directory for one test, removed when dropped, also when the test fails.
+#[cfg(test)]
+pub(crate) struct TempDir(std::path::PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("nsqd-log-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir(path)
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
