@@ -57,6 +57,7 @@
 //! run them in `spawn_blocking`.
 
 mod acks;
+mod journal;
 mod meta;
 mod reader;
 mod record;
@@ -65,6 +66,7 @@ mod topic_log;
 mod writer;
 
 pub use acks::Disposition;
+pub use journal::Journal;
 pub use meta::{write_atomically, TopicMeta};
 pub use reader::LogReader;
 pub use record::LogEntry;

@@ -7,6 +7,7 @@
 //! messages visible and wakes the publishers waiting on them. Whatever arrives
 //! during a round's fsync is the next round's group.
 
+use super::journal::Journal;
 use super::topic_log::TopicLog;
 use parking_lot::{Condvar, Mutex};
 use std::fmt;
@@ -137,6 +138,7 @@ enum Stop {
 #[derive(Default)]
 struct Queue {
     logs: Vec<Arc<TopicLog>>,
+    journals: Vec<Arc<Journal>>,
     stop: Option<Stop>,
     flush_requested: u64,
     flush_done: u64,
@@ -144,7 +146,10 @@ struct Queue {
 
 impl Queue {
     fn has_work(&self) -> bool {
-        !self.logs.is_empty() || self.stop.is_some() || self.flush_requested > self.flush_done
+        !self.logs.is_empty()
+            || !self.journals.is_empty()
+            || self.stop.is_some()
+            || self.flush_requested > self.flush_done
     }
 }
 
@@ -178,6 +183,15 @@ impl Shared {
         queue.logs.push(log);
         drop(queue);
         self.wake.notify_one();
+    }
+
+    pub(super) fn schedule_journal(&self, journal: Arc<Journal>) {
+        let mut queue = self.queue.lock();
+        if !self.stopped() {
+            queue.journals.push(journal);
+            drop(queue);
+            self.wake.notify_one();
+        }
     }
 
     pub(super) fn fsyncs(&self) -> u64 {
@@ -290,9 +304,11 @@ impl Drop for LogWriter {
 struct Rounds {
     shared: Arc<Shared>,
     logs: Vec<Arc<TopicLog>>,
+    journals: Vec<Arc<Journal>>,
     /// Written but not yet synced (never empty-handed in durable mode
     /// unless an fsync failed); their deadlines wake the thread.
     unsynced_logs: Vec<Arc<TopicLog>>,
+    unsynced_journals: Vec<Arc<Journal>>,
     batches: Vec<Option<super::topic_log::Batch>>,
 }
 
@@ -301,7 +317,9 @@ impl Rounds {
         Rounds {
             shared,
             logs: Vec::new(),
+            journals: Vec::new(),
             unsynced_logs: Vec::new(),
+            unsynced_journals: Vec::new(),
             batches: Vec::new(),
         }
     }
@@ -326,6 +344,7 @@ impl Rounds {
         let mut queue = self.shared.queue.lock();
         self.shared.stopped.store(true, Ordering::Release);
         let logs = std::mem::take(&mut queue.logs);
+        queue.journals.clear();
         self.shared.flushed.notify_all();
         drop(queue);
         for log in logs {
@@ -351,15 +370,18 @@ impl Rounds {
             self.shared.queue.lock()
         };
         std::mem::swap(&mut self.logs, &mut queue.logs);
+        std::mem::swap(&mut self.journals, &mut queue.journals);
         let flush_to = (queue.flush_requested > queue.flush_done).then_some(queue.flush_requested);
         (queue.stop.take(), flush_to)
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.unsynced_logs
+        let logs = self.unsynced_logs.iter().filter_map(|l| l.sync_deadline());
+        let journals = self
+            .unsynced_journals
             .iter()
-            .filter_map(|l| l.sync_deadline())
-            .min()
+            .filter_map(|j| j.sync_deadline());
+        logs.chain(journals).min()
     }
 
     fn round(&mut self, flush: bool) {
@@ -370,15 +392,26 @@ impl Rounds {
                 self.logs.push(log.clone());
             }
         }
+        for journal in &self.unsynced_journals {
+            if flush || journal.sync_deadline().is_some_and(|at| at <= now) {
+                self.journals.push(journal.clone());
+            }
+        }
         self.batches.clear();
         self.batches
             .extend(self.logs.iter().map(|log| log.write_pending()));
-        let wrote = self.batches.iter().flatten().any(|b| !b.failed);
+        let mut wrote = self.batches.iter().flatten().any(|b| !b.failed);
+        for journal in &self.journals {
+            wrote |= journal.write_pending(now);
+        }
         if wrote {
             self.shared.pause(PausePoint::BeforeFsync);
         }
         for (log, batch) in self.logs.iter().zip(&mut self.batches) {
             log.sync_if_due(batch.as_mut(), now, flush);
+        }
+        for journal in &self.journals {
+            journal.sync_if_due(now, flush);
         }
         if wrote {
             self.shared.pause(PausePoint::AfterFsync);
@@ -387,12 +420,22 @@ impl Rounds {
             log.publish(batch.as_ref());
             log.retire();
         }
+        for journal in &self.journals {
+            journal.compact_if_large();
+        }
         for log in self.logs.drain(..) {
             if log.list_if_unsynced() {
                 self.unsynced_logs.push(log);
             }
         }
+        for journal in self.journals.drain(..) {
+            if journal.list_if_unsynced() {
+                self.unsynced_journals.push(journal);
+            }
+        }
         self.unsynced_logs.retain(|log| log.keep_listed());
+        self.unsynced_journals
+            .retain(|journal| journal.keep_listed());
     }
 }
 
