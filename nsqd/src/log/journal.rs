@@ -515,4 +515,6 @@ fn write_snapshot(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
