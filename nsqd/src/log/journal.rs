@@ -318,7 +318,10 @@ impl Journal {
     }
 
     fn schedule_if(&self, recorded: bool) {
-        if recorded && !self.scheduled.swap(true, Ordering::AcqRel) {
+        if recorded
+            && !self.scheduled.load(Ordering::Acquire)
+            && !self.scheduled.swap(true, Ordering::AcqRel)
+        {
             if let Some(me) = self.me.upgrade() {
                 self.writer.schedule_journal(me);
             }

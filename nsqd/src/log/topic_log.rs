@@ -222,7 +222,10 @@ impl TopicLog {
     }
 
     fn schedule(&self) {
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
+        // A plain load first: appends while the log is already queued (most
+        // of them, under load) then skip the read-modify-write. The tail
+        // lock orders this against the writer clearing the flag.
+        if !self.scheduled.load(Ordering::Acquire) && !self.scheduled.swap(true, Ordering::AcqRel) {
             if let Some(me) = self.me.upgrade() {
                 self.writer.schedule_log(me);
             }

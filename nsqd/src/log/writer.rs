@@ -274,9 +274,8 @@ impl LogWriter {
         self.shared.queue.lock().stop.get_or_insert(how);
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.lock().take() {
-            if thread.join().is_err() {
-                tracing::error!("the log writer thread panicked");
-            }
+            // A panic was logged by the thread itself.
+            let _ = thread.join();
         }
     }
 
@@ -340,15 +339,6 @@ impl Rounds {
             if stop.is_some() {
                 break;
             }
-        }
-        let mut queue = self.shared.queue.lock();
-        self.shared.stopped.store(true, Ordering::Release);
-        let logs = std::mem::take(&mut queue.logs);
-        queue.journals.clear();
-        self.shared.flushed.notify_all();
-        drop(queue);
-        for log in logs {
-            log.wake();
         }
     }
 
@@ -436,6 +426,25 @@ impl Rounds {
         self.unsynced_logs.retain(|log| log.keep_listed());
         self.unsynced_journals
             .retain(|journal| journal.keep_listed());
+    }
+}
+
+/// The thread ends, also by a panic: mark the writer stopped and wake whoever
+/// waits on work it will never do, so that they get errors, not a hang.
+impl Drop for Rounds {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the log writer thread panicked; appends will fail");
+        }
+        let mut queue = self.shared.queue.lock();
+        self.shared.stopped.store(true, Ordering::Release);
+        let queued = std::mem::take(&mut queue.logs);
+        queue.journals.clear();
+        self.shared.flushed.notify_all();
+        drop(queue);
+        for log in queued.iter().chain(&self.logs) {
+            log.wake();
+        }
     }
 }
 
