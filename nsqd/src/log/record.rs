@@ -104,16 +104,23 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Builds the header on the stack and checksums header and body where they
+/// are, so that the pending buffer sees two copies and one reservation.
 pub(super) fn encode_message(buf: &mut BytesMut, seq: u64, msg: &Message, deliver_at: Option<i64>) {
-    let start = begin_frame(buf, MESSAGE_HEADER + msg.body.len());
-    buf.put_u8(KIND_MESSAGE);
-    buf.put_u64(seq);
-    buf.put_u64(msg.id);
-    buf.put_i64(msg.timestamp);
-    buf.put_u16(msg.attempts);
-    buf.put_i64(deliver_at.unwrap_or(0));
-    buf.put_slice(&msg.body);
-    finish_frame(buf, start);
+    let len = MESSAGE_HEADER + msg.body.len();
+    let mut head = [0u8; FRAME_HEADER + MESSAGE_HEADER];
+    head[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    head[8] = KIND_MESSAGE;
+    head[9..17].copy_from_slice(&seq.to_be_bytes());
+    head[17..25].copy_from_slice(&msg.id.to_be_bytes());
+    head[25..33].copy_from_slice(&msg.timestamp.to_be_bytes());
+    head[33..35].copy_from_slice(&msg.attempts.to_be_bytes());
+    head[35..43].copy_from_slice(&deliver_at.unwrap_or(0).to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[FRAME_HEADER..]), &msg.body);
+    head[4..8].copy_from_slice(&crc.to_be_bytes());
+    buf.reserve(FRAME_HEADER + len);
+    buf.extend_from_slice(&head);
+    buf.extend_from_slice(&msg.body);
 }
 
 /// The seq of an intact message payload, without decoding the rest.
