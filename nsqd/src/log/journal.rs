@@ -302,7 +302,8 @@ impl Journal {
         self.ledger.lock().acks.classify(seq)
     }
 
-    /// Finished seqs at or above `seq`, for depth: `end - cursor` minus this.
+    /// Finished seqs at or above `seq`: a channel's depth is
+    /// `end_seq - floor - finished_at_or_above(floor)`.
     pub fn finished_at_or_above(&self, seq: u64) -> u64 {
         self.ledger.lock().acks.finished_at_or_above(seq)
     }

@@ -40,21 +40,38 @@
 //!
 //! # Channels
 //!
-//! A channel reads the log from its journal's [`Journal::floor`] on (the tail
-//! cache first, a [`LogReader`] in `spawn_blocking` when it is behind) and asks
-//! [`Journal::classify`] about every seq below its cursor on the way.
-//! A reader passes over seqs that are not there: a withdrawn batch, records
-//! lost to corruption, a missing segment. The caller sees that as a gap
-//! between its position and the returned entry's seq, and **must FIN the
-//! skipped range** ([`Journal::fin_range`]); otherwise the floor stays below
-//! the gap forever and every restart replays from there.
+//! A channel is a cursor over its topic's log plus a [`Journal`]. Opening a
+//! journal for a new channel takes the seq it starts at (the log's
+//! `end_seq()`). After a restart the channel replays from
+//! [`Journal::floor`] with a [`LogReader`] (in `spawn_blocking`), asking
+//! [`Journal::classify`] about each entry: `Finished` is skipped, `Deliver`
+//! goes out with the requeue's attempts and due time when it has them, else
+//! the entry's own. Once caught up it reads the tail cache
+//! ([`TopicLog::read_cached`], a reader again on `NotCached`) and waits with
+//! [`TopicLog::wait_visible`].
+//!
+//! Reads pass over seqs that are not there: a withdrawn batch, records lost
+//! to corruption, a missing segment. A channel sees that as a gap between its
+//! cursor and the entry it got, or as a read that returns nothing although
+//! its cursor is below the `limit` it passed (every seq in between is absent
+//! then). It **must FIN such skipped ranges** ([`Journal::fin_range`]) as it
+//! moves its cursor past them; otherwise the floor stays below the gap for
+//! good and every restart replays from there.
+//!
+//! Segments go once every channel is past them: the integrator calls
+//! [`TopicLog::retain_from`] with the lowest floor (and the topic's backlog
+//! floor while it has no channels), and [`TopicLog::trim_cache_below`] with
+//! the lowest cursor.
 //!
 //! # Locks and blocking
 //!
-//! Appends, FINs, requeues, cache reads and `committed` take only short
-//! internal locks and never call out, so callers may hold their own locks
-//! around them. Opening, deleting, `topic.meta` and `LogReader::next` do I/O:
-//! run them in `spawn_blocking`.
+//! Appends, FINs, requeues, cache reads, `committed` and `wait_visible` take
+//! only short internal locks and never call out, so callers may hold their
+//! own locks around them. Opening, deleting, `topic.meta`, `LogReader::next`
+//! and `LogWriter::{flush, shutdown}` do I/O or wait for the writer: run them
+//! in `spawn_blocking`. One `TopicLog` per topic and one `Journal` per channel
+//! in a process; delete a topic's journals before the log. The `LogWriter`
+//! is shut down last; dropping it without `shutdown` is a crash.
 
 mod acks;
 mod journal;

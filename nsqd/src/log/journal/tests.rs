@@ -74,6 +74,12 @@ fn a_new_journal_starts_at_its_start_and_state_survives_reopen() {
     j.requeue(17, 4, Some(9));
     let before = (j.floor(), states(&j, 40), j.finished_at_or_above(0));
     assert_eq!(before.0, 16);
+    assert_eq!(
+        j.classify(11),
+        Disposition::Finished,
+        "Empty drops requeues"
+    );
+    assert_eq!(j.classify(14), Disposition::Finished, "FIN drops requeues");
     drop(j);
     let (s, j) = s.reopen();
     assert_eq!(
@@ -88,6 +94,43 @@ fn a_new_journal_starts_at_its_start_and_state_survives_reopen() {
         }
     );
     drop(s);
+}
+
+#[test]
+fn deltas_written_but_not_synced_survive_a_crash() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let s = setup("crash-journal", 1);
+    let j = s.journal(0);
+    j.fin_range(0, 10);
+    j.requeue(12, 3, Some(44));
+    s.writer.flush();
+    let m = Message {
+        id: 1,
+        timestamp: 1,
+        attempts: 0,
+        body: Bytes::from_static(b"x"),
+    };
+    // A round that writes the FINs (not urgent: not synced) along with a log
+    // append that tells when the round is over.
+    let end = {
+        let _held = s.writer.hold_rounds();
+        j.fin_range(10, 12);
+        j.fin(13);
+        s.log.append([(&m, None)]).end
+    };
+    rt.block_on(s.log.committed(end)).unwrap();
+    let state = (j.floor(), states(&j, 30));
+    assert_eq!(state.0, 12);
+    drop(j);
+    let Setup { dir, writer, log } = s;
+    drop(log);
+    drop(writer); // no shutdown: as a crash
+    let writer = LogWriter::start(policy(1)).unwrap();
+    let log = TopicLog::open(&writer, dir.path(), "t", LogConfig::new(1 << 20, 1024)).unwrap();
+    let j = Journal::open(&writer, &log, "c", 0).unwrap();
+    assert_eq!((j.floor(), states(&j, 30)), state);
 }
 
 #[test]
