@@ -12,7 +12,7 @@ use super::record::{
 };
 use super::topic_log::TopicLog;
 use super::valid_name;
-use super::writer::{LogWriter, PausePoint, Shared};
+use super::writer::{LogWriter, PausePoint, Shared, Unsynced};
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::fs::{self, File, OpenOptions};
@@ -164,11 +164,10 @@ struct JournalFile {
     file: File,
     len: u64,
     spare: BytesMut,
-    unsynced_since: Option<Instant>,
+    unsynced: Unsynced,
     /// Urgent deltas are written but not synced.
     urgent: bool,
     failed_at: Option<Instant>,
-    listed: bool,
 }
 
 /// One channel's journal. `fin`, `requeue` and `empty` only touch memory
@@ -259,10 +258,9 @@ impl Journal {
                 file,
                 len,
                 spare: BytesMut::new(),
-                unsynced_since: None,
+                unsynced: Unsynced::default(),
                 urgent: false,
                 failed_at: None,
-                listed: false,
             })),
             scheduled: AtomicBool::new(false),
         }))
@@ -355,7 +353,7 @@ impl Journal {
                 side.len += side.spare.len() as u64;
                 side.urgent |= urgent;
                 side.failed_at = None;
-                side.unsynced_since.get_or_insert(now);
+                side.unsynced.since.get_or_insert(now);
                 true
             }
             Err(e) => {
@@ -363,7 +361,7 @@ impl Journal {
                 let _ = side.file.set_len(side.len);
                 self.ledger.lock().restore(&side.spare, urgent);
                 side.failed_at = Some(now);
-                side.unsynced_since = Some(now);
+                side.unsynced.since = Some(now);
                 false
             }
         };
@@ -374,7 +372,7 @@ impl Journal {
     pub(super) fn sync_if_due(&self, now: Instant, flush: bool) {
         let mut guard = self.side.lock();
         let Some(side) = guard.as_mut() else { return };
-        let Some(since) = side.unsynced_since else {
+        let Some(since) = side.unsynced.since else {
             return;
         };
         let policy = self.writer.policy;
@@ -385,12 +383,12 @@ impl Journal {
         }
         match self.writer.io.sync_file(&side.file) {
             Ok(()) => {
-                side.unsynced_since = None;
+                side.unsynced.since = None;
                 side.urgent = false;
             }
             Err(e) => {
                 tracing::error!(topic = %self.topic, channel = %self.channel, error = %e, "journal fsync failed; retrying after sync_timeout");
-                side.unsynced_since = Some(now);
+                side.unsynced.since = Some(now);
             }
         }
     }
@@ -418,7 +416,7 @@ impl Journal {
                 tracing::debug!(topic = %self.topic, channel = %self.channel, from = side.len, to = snapshot.len(), "compacted the journal");
                 side.len = snapshot.len() as u64;
                 side.file = file;
-                side.unsynced_since = None;
+                side.unsynced.since = None;
                 side.urgent = false;
             }
             Err(e) => {
@@ -433,7 +431,7 @@ impl Journal {
     pub(super) fn sync_deadline(&self) -> Option<Instant> {
         let guard = self.side.lock();
         let side = guard.as_ref()?;
-        let at = side.unsynced_since? + self.writer.policy.sync_timeout;
+        let at = side.unsynced.since? + self.writer.policy.sync_timeout;
         Some(
             side.failed_at
                 .map_or(at, |failed| at.max(failed + RETRY_AFTER)),
@@ -441,22 +439,17 @@ impl Journal {
     }
 
     pub(super) fn list_if_unsynced(&self) -> bool {
-        let mut guard = self.side.lock();
-        let Some(side) = guard.as_mut() else {
-            return false;
-        };
-        let list = side.unsynced_since.is_some() && !side.listed;
-        side.listed |= list;
-        list
+        self.side
+            .lock()
+            .as_mut()
+            .is_some_and(|side| side.unsynced.list())
     }
 
     pub(super) fn keep_listed(&self) -> bool {
-        let mut guard = self.side.lock();
-        let Some(side) = guard.as_mut() else {
-            return false;
-        };
-        side.listed = side.unsynced_since.is_some();
-        side.listed
+        self.side
+            .lock()
+            .as_mut()
+            .is_some_and(|side| side.unsynced.keep_listed())
     }
 }
 

@@ -5,7 +5,7 @@ use super::meta::{self, TopicMeta};
 use super::reader::LogReader;
 use super::record::{encode_message, LogEntry, MESSAGE_HEADER};
 use super::segment::{recover, SegmentFiles, SegmentIndex};
-use super::writer::{LogWriter, Shared};
+use super::writer::{LogWriter, Shared, Unsynced};
 use super::{valid_name, NotCached};
 use crate::message::Message;
 use bytes::BytesMut;
@@ -92,9 +92,7 @@ struct WriterSide {
     written_end: u64,
     synced_end: u64,
     unsynced_msgs: u64,
-    unsynced_since: Option<Instant>,
-    /// In the writer's list of files owing an fsync.
-    listed: bool,
+    unsynced: Unsynced,
 }
 
 /// A batch the writer took from a log in one round.
@@ -177,8 +175,7 @@ impl TopicLog {
                 written_end: end,
                 synced_end: end,
                 unsynced_msgs: 0,
-                unsynced_since: None,
-                listed: false,
+                unsynced: Unsynced::default(),
             })),
             visible_end: AtomicU64::new(end),
             synced_end: AtomicU64::new(end),
@@ -474,7 +471,7 @@ impl TopicLog {
             Ok(()) => {
                 side.written_end = end;
                 side.unsynced_msgs += end - first;
-                side.unsynced_since.get_or_insert_with(Instant::now);
+                side.unsynced.since.get_or_insert_with(Instant::now);
             }
             Err(e) => self.withdraw(&mut batch, &e),
         }
@@ -512,7 +509,7 @@ impl TopicLog {
     pub(super) fn sync_if_due(&self, batch: Option<&mut Batch>, now: Instant, flush: bool) {
         let mut guard = self.side.lock();
         let Some(side) = guard.as_mut() else { return };
-        let Some(since) = side.unsynced_since else {
+        let Some(since) = side.unsynced.since else {
             return;
         };
         let policy = self.writer.policy;
@@ -527,19 +524,19 @@ impl TopicLog {
             Ok(()) => {
                 side.synced_end = side.written_end;
                 side.unsynced_msgs = 0;
-                side.unsynced_since = None;
+                side.unsynced.since = None;
             }
             Err(e) => match batch {
                 Some(batch) if policy.is_durable() && !batch.failed => {
                     side.files.undo(&self.index.dir, &self.writer.io);
                     side.unsynced_msgs = 0;
-                    side.unsynced_since = None;
+                    side.unsynced.since = None;
                     drop(guard);
                     self.withdraw(batch, &e);
                 }
                 _ => {
                     tracing::error!(topic = %self.index.topic, error = %e, "log fsync failed; retrying after sync_timeout");
-                    side.unsynced_since = Some(now);
+                    side.unsynced.since = Some(now);
                 }
             },
         }
@@ -576,29 +573,22 @@ impl TopicLog {
     }
 
     pub(super) fn sync_deadline(&self) -> Option<Instant> {
-        let since = self.side.lock().as_ref()?.unsynced_since?;
+        let since = self.side.lock().as_ref()?.unsynced.since?;
         Some(since + self.writer.policy.sync_timeout)
     }
 
-    /// True when the writer should start tracking this log's deadline.
     pub(super) fn list_if_unsynced(&self) -> bool {
-        let mut guard = self.side.lock();
-        let Some(side) = guard.as_mut() else {
-            return false;
-        };
-        let list = side.unsynced_since.is_some() && !side.listed;
-        side.listed |= list;
-        list
+        self.side
+            .lock()
+            .as_mut()
+            .is_some_and(|side| side.unsynced.list())
     }
 
-    /// False (and forgotten) once the log owes no fsync.
     pub(super) fn keep_listed(&self) -> bool {
-        let mut guard = self.side.lock();
-        let Some(side) = guard.as_mut() else {
-            return false;
-        };
-        side.listed = side.unsynced_since.is_some();
-        side.listed
+        self.side
+            .lock()
+            .as_mut()
+            .is_some_and(|side| side.unsynced.keep_listed())
     }
 }
 

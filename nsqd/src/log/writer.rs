@@ -128,6 +128,29 @@ impl Io {
     }
 }
 
+/// A file's writes that are not yet fsynced: since when, and whether the
+/// writer thread keeps the file in its list of deadlines.
+#[derive(Default)]
+pub(super) struct Unsynced {
+    pub(super) since: Option<Instant>,
+    listed: bool,
+}
+
+impl Unsynced {
+    /// True the first time the file owes an fsync: the writer lists it.
+    pub(super) fn list(&mut self) -> bool {
+        let list = self.since.is_some() && !self.listed;
+        self.listed |= list;
+        list
+    }
+
+    /// False, and unlisted, once the file owes none.
+    pub(super) fn keep_listed(&mut self) -> bool {
+        self.listed = self.since.is_some();
+        self.listed
+    }
+}
+
 enum Stop {
     /// Shutdown: write and fsync everything, then stop.
     Flush,
