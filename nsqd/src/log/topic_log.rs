@@ -593,4 +593,6 @@ impl TopicLog {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
