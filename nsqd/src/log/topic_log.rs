@@ -542,7 +542,8 @@ impl TopicLog {
         }
     }
 
-    /// Makes the round's batch visible and wakes its waiters.
+    /// Makes the round's batch visible and wakes its waiters; without a
+    /// batch, publishes what an fsync covered.
     pub(super) fn publish(&self, batch: Option<&Batch>) {
         let mut guard = self.side.lock();
         let Some(side) = guard.as_mut() else { return };

@@ -420,6 +420,13 @@ impl Rounds {
         if wrote {
             self.shared.pause(PausePoint::BeforeFsync);
         }
+        let durable = self.shared.policy.is_durable();
+        if !durable {
+            // Visible once written: no need to wait for this round's fsyncs.
+            for (log, batch) in self.logs.iter().zip(&self.batches) {
+                log.publish(batch.as_ref());
+            }
+        }
         for (log, batch) in self.logs.iter().zip(&mut self.batches) {
             log.sync_if_due(batch.as_mut(), now, flush);
         }
@@ -430,7 +437,7 @@ impl Rounds {
             self.shared.pause(PausePoint::AfterFsync);
         }
         for (log, batch) in self.logs.iter().zip(&self.batches) {
-            log.publish(batch.as_ref());
+            log.publish(batch.as_ref().filter(|_| durable));
             log.retire();
         }
         for journal in &self.journals {

@@ -420,28 +420,42 @@ fn the_tail_cache_holds_only_visible_entries_within_its_bounds() {
     assert_eq!(log.read_cached(30, 100, &mut out), Ok(0));
 }
 
+async fn synced_end_reaches(log: &TopicLog, end: u64) {
+    let waited = Instant::now();
+    while log.synced_end() < end {
+        assert!(waited.elapsed() < Duration::from_secs(10), "never synced");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lazy_policy_syncs_every_n_messages_or_after_the_timeout() {
     let dir = TempDir::new("lazy");
     let writer = LogWriter::start(SyncPolicy {
         sync_every: 10,
-        sync_timeout: Duration::from_millis(100),
+        sync_timeout: Duration::from_secs(3600),
     })
     .unwrap();
     let log = open(&writer, &dir, 1 << 20);
     log.committed(append_all(&log, 0..25).end).await.unwrap();
-    assert_eq!(log.synced_end(), 25, "25 >= sync_every");
+    synced_end_reaches(&log, 25).await; // 25 >= sync_every
     log.committed(append_all(&log, 25..28).end).await.unwrap();
+    assert_eq!(log.visible_end(), 28, "visible after the write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        (log.visible_end(), log.synced_end()),
-        (28, 25),
-        "visible after the write"
+        log.synced_end(),
+        25,
+        "3 < sync_every, long before the timeout"
     );
-    let waited = Instant::now();
-    while log.synced_end() < 28 {
-        assert!(waited.elapsed() < Duration::from_secs(5), "never synced");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+
+    let timed = LogWriter::start(SyncPolicy {
+        sync_every: 1000,
+        sync_timeout: Duration::from_millis(50),
+    })
+    .unwrap();
+    let log = TopicLog::open(&timed, dir.path(), "timed", LogConfig::new(1 << 20, 1024)).unwrap();
+    log.committed(append_all(&log, 0..3).end).await.unwrap();
+    synced_end_reaches(&log, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
