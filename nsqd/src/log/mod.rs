@@ -129,3 +129,23 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Per-call CPU time of the calling thread (Linux schedstat; wall time where
+/// that is missing), and per-call wall time, of `n` calls made by `f`. CPU
+/// time, so that a loaded machine's waiting does not count.
+#[cfg(test)]
+pub(crate) fn cost_of(n: u32, f: impl FnOnce()) -> (std::time::Duration, std::time::Duration) {
+    let thread_cpu = || {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .map(std::time::Duration::from_nanos)
+    };
+    let (wall, cpu) = (std::time::Instant::now(), thread_cpu());
+    f();
+    let wall = wall.elapsed();
+    let cpu = thread_cpu()
+        .zip(cpu)
+        .map_or(wall, |(after, before)| after - before);
+    (cpu / n, wall / n)
+}

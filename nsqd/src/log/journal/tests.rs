@@ -1,5 +1,5 @@
 use super::*;
-use crate::log::{LogConfig, LogWriter, SyncPolicy, TempDir};
+use crate::log::{cost_of, LogConfig, LogWriter, SyncPolicy, TempDir};
 use crate::message::Message;
 use bytes::Bytes;
 use std::io::Write;
@@ -390,4 +390,19 @@ fn delete_removes_the_journal() {
     j.fin(1);
     s.writer.flush();
     assert!(!s.path().exists(), "nothing written after delete");
+}
+
+/// Not an assertion: `cargo test -p nsqd --release --lib fin_cost -- --nocapture`.
+#[test]
+fn fin_cost() {
+    let s = setup("fin-cost", 1);
+    let j = s.journal(0);
+    let n = 1_000_000u32;
+    let (cpu, wall) = cost_of(n, || (0..n as u64).for_each(|seq| j.fin(seq)));
+    println!("FIN in order: {cpu:?} CPU ({wall:?} wall)");
+    let (cpu, wall) = cost_of(n, || {
+        (0..n as u64).for_each(|seq| j.fin(n as u64 + 1 + seq))
+    });
+    println!("FIN in order above a stuck seq: {cpu:?} CPU ({wall:?} wall)");
+    assert_eq!(j.floor(), n as u64);
 }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::log::segment::{list_segments, segment_path};
-use crate::log::{LogWriter, SyncPolicy, TempDir};
+use crate::log::{cost_of, LogWriter, SyncPolicy, TempDir};
 use bytes::Bytes;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -495,21 +495,6 @@ fn topic_meta_is_written_and_read_back() {
         log.read_meta().unwrap_err().kind(),
         io::ErrorKind::InvalidData
     );
-}
-
-/// CPU time of the calling thread (Linux schedstat), so that a loaded
-/// machine's waiting does not count; wall time elsewhere.
-fn thread_cpu() -> Duration {
-    fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map_or_else(|| Instant::now().elapsed(), Duration::from_nanos)
-}
-
-fn cost_of(n: u32, mut f: impl FnMut()) -> (Duration, Duration) {
-    let (wall, cpu) = (Instant::now(), thread_cpu());
-    f();
-    ((thread_cpu() - cpu) / n, wall.elapsed() / n)
 }
 
 /// Not an assertion: `cargo test -p nsqd --release --lib append_cost -- --nocapture`.
