@@ -3,9 +3,13 @@
 //!
 //! A round takes every pending buffer that appends, FINs and requeues filled
 //! since the last round, writes them, fsyncs what the policy asks for (once
-//! per file, however many messages the round holds), and only then makes the
-//! messages visible and wakes the publishers waiting on them. Whatever arrives
-//! during a round's fsync is the next round's group.
+//! per file, however many messages the round holds), and makes the messages
+//! visible and wakes the publishers waiting on them: after the write, or
+//! when durable only after the fsync. Whatever arrives during a round's
+//! fsync is the next round's group.
+//!
+//! One thread does every file's fsync in turn: a round over many durable
+//! topics takes as long as their fsyncs together.
 
 use super::journal::Journal;
 use super::topic_log::TopicLog;
