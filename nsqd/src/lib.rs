@@ -10,6 +10,7 @@ pub mod diskqueue;
 pub mod e2e;
 pub mod guid;
 pub mod http;
+pub mod log;
 pub mod lookup;
 pub mod message;
 pub mod metadata;
