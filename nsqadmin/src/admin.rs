@@ -10,12 +10,8 @@ use crate::server::{self, LogLevelHook, State};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-/// The version shown in the UI and sent as the peek consumer's user agent.
-pub const VERSION: &str = "1.3.0";
 
 /// A running nsqadmin. Dropping it does not stop it; call [`NsqAdmin::shutdown`].
 pub struct NsqAdmin {
@@ -28,11 +24,8 @@ pub struct NsqAdmin {
 pub enum StartError {
     #[error("{0}")]
     Options(String),
-    #[error("failed to listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] nsq_daemon::tcp::ListenError),
 }
 
 impl NsqAdmin {
@@ -46,16 +39,14 @@ impl NsqAdmin {
         log_level_hook: Option<LogLevelHook>,
     ) -> Result<NsqAdmin, StartError> {
         opts.validate().map_err(StartError::Options)?;
-        let listener = TcpListener::bind(&opts.http_address)
-            .await
-            .map_err(|source| StartError::Listen {
+        let listener = nsq_daemon::tcp::listen("HTTP", &opts.http_address).await?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| nsq_daemon::tcp::ListenError {
+                listener: "HTTP",
                 addr: opts.http_address.clone(),
                 source,
             })?;
-        let http_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: opts.http_address.clone(),
-            source,
-        })?;
         let pool = opts.http_pool().map_err(StartError::Options)?;
         let cluster = Arc::new(Cluster::new(
             pool,
@@ -97,5 +88,30 @@ impl NsqAdmin {
         tracing::info!("shutting down");
         self.state.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_is_named_by_its_listener() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let opts = Options {
+            http_address: addr.clone(),
+            nsqd_http_addresses: vec!["127.0.0.1:4151".into()],
+            ..Options::default()
+        };
+        let err = match NsqAdmin::start(opts).await {
+            Ok(admin) => {
+                admin.shutdown().await;
+                panic!("nsqadmin started");
+            }
+            Err(e) => e.to_string(),
+        };
+        let expected = format!("HTTP: failed to listen on {addr}: ");
+        assert!(err.starts_with(&expected), "{err}");
     }
 }

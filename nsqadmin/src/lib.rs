@@ -19,7 +19,7 @@ mod peek;
 mod server;
 pub mod views;
 
-pub use admin::{NsqAdmin, StartError, VERSION};
+pub use admin::{NsqAdmin, StartError};
 pub use notify::AdminAction;
 pub use options::Options;
 pub use server::LogLevelHook;

@@ -1,12 +1,13 @@
 use nsq_daemon::flags::try_parse;
 use nsq_daemon::signals::run_until_stopped;
+use nsq_daemon::version_line;
 use nsqadmin::cli::CommandLine;
-use nsqadmin::{NsqAdmin, VERSION};
+use nsqadmin::NsqAdmin;
 
 fn main() {
     let (line, parsed) = try_parse::<CommandLine>(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let opts = line.options;
-    let version = format!("nsqadmin v{VERSION} (rust)");
+    let version = version_line("nsqadmin");
     let logging = line
         .daemon
         .begin(&version, opts.log_level, &opts.log_prefix, parsed);

@@ -174,7 +174,7 @@ fn layout(ctx: &Ctx, title: &str, warnings: &[String], body: Markup) -> Markup {
                     (body)
                 }
                 footer {
-                    "nsqadmin v" (crate::VERSION) " (rust) · history: every "
+                    "nsqadmin v" (nsq_daemon::VERSION) " (rust) · history: every "
                     (nsq_daemon::flags::format_duration(ctx.state.history.interval))
                     " for " (nsq_daemon::flags::format_duration(opts.history_retention))
                 }

@@ -34,7 +34,7 @@ pub async fn peek(
     );
     let config = Config {
         max_in_flight: count.max(1) as u32,
-        user_agent: format!("nsqadmin/{}", crate::VERSION),
+        user_agent: format!("nsqadmin/{}", nsq_daemon::VERSION),
         ..Config::default()
     };
     let consumer = Consumer::new(topic, &channel, config).map_err(|e| e.to_string())?;

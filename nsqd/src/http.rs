@@ -2,7 +2,7 @@
 
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
-use crate::node::{Node, VERSION};
+use crate::node::Node;
 use crate::options::{LogLevel, TlsRequired};
 use crate::queue::Item;
 use crate::stats;
@@ -17,6 +17,7 @@ use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::http_api::{
     config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1,
 };
+use nsq_daemon::VERSION;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;

@@ -28,5 +28,5 @@ pub mod tcp;
 pub mod tls;
 pub mod topic;
 
-pub use node::{Nsqd, StartError, VERSION};
+pub use node::{Nsqd, StartError};
 pub use options::{LogLevel, Options};

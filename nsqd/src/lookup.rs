@@ -4,12 +4,13 @@
 //! registers everything again. A lookupd that is down only delays discovery:
 //! nothing on the publish or delivery path waits for it.
 
-use crate::node::{Node, VERSION};
+use crate::node::Node;
 use bytes::BytesMut;
 use nsq::api::{ChannelsResponse, ACCEPT_V1};
 use nsq_daemon::lookup_protocol::{
     decode_response, LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1,
 };
+use nsq_daemon::VERSION;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::io;

@@ -1,13 +1,14 @@
 use nsq_daemon::flags::try_parse;
 use nsq_daemon::signals::run_until_stopped;
+use nsq_daemon::version_line;
 use nsqd::cli::CommandLine;
-use nsqd::{LogLevel, Nsqd, VERSION};
+use nsqd::{LogLevel, Nsqd};
 
 fn main() {
     let (line, parsed) = try_parse::<CommandLine>(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let daemon = line.daemon.clone();
     let opts = line.into_options();
-    let version = format!("nsqd v{VERSION} (rust)");
+    let version = version_line("nsqd");
     let logging = daemon.begin(&version, opts.log_level, &opts.log_prefix, parsed);
     let hook = Box::new(move |level: LogLevel| logging.set_level(level));
     run_until_stopped(

@@ -12,6 +12,7 @@ use crate::queue::Item;
 use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
 use nsq_daemon::lookup_protocol::LookupCommand;
+use nsq_daemon::VERSION;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -24,9 +25,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-/// nsqd's version, as reported to clients and in `/stats`.
-pub const VERSION: &str = "1.3.0";
 
 /// Called when `PUT /config/log_level` changes the level.
 pub type LogLevelHook = Box<dyn Fn(LogLevel) + Send + Sync>;
@@ -425,11 +423,8 @@ pub struct Nsqd {
 pub enum StartError {
     #[error("invalid options: {0}")]
     Options(String),
-    #[error("failed to listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] nsq_daemon::tcp::ListenError),
     #[error("data path {path}: {source}")]
     DataPath {
         path: String,
@@ -459,18 +454,14 @@ impl Nsqd {
         let tls = crate::tls::acceptor(&opts)?;
         let lookupd_tls = crate::tls::lookupd(&opts)?;
         let http_client = crate::tls::http_client(&opts)?;
-        let listen = |addr: String| async move {
-            nsq_daemon::tcp::listen_tcp(&addr)
-                .await
-                .map_err(|source| StartError::Listen { addr, source })
-        };
-        let tcp = listen(opts.tcp_address.clone()).await?;
+        let listen = nsq_daemon::tcp::listen;
+        let tcp = listen("TCP", &opts.tcp_address).await?;
         let http = match opts.http_address.as_str() {
             "" => None,
-            addr => Some(listen(addr.to_string()).await?),
+            addr => Some(listen("HTTP", addr).await?),
         };
         let https = match (&tls, opts.https_address.as_str()) {
-            (Some(_), addr) if !addr.is_empty() => Some(listen(addr.to_string()).await?),
+            (Some(_), addr) if !addr.is_empty() => Some(listen("HTTPS", addr).await?),
             _ => None,
         };
         // Upstream expands the statsd prefix once, and `/config` shows it so.
@@ -489,6 +480,14 @@ impl Nsqd {
             path: data_dir.display().to_string(),
             source,
         };
+        // As upstream, which fails reading `nsqd.dat` inside it: create_dir_all
+        // alone would say "File exists".
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(data_err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "not a directory",
+            )));
+        }
         std::fs::create_dir_all(&data_dir).map_err(data_err)?;
         let dir_lock = File::create(data_dir.join("nsqd.lock")).map_err(data_err)?;
         dir_lock.try_lock().map_err(|e| {
@@ -641,6 +640,93 @@ async fn background(node: Arc<Node>) {
                 let n = node.clone();
                 let _ = tokio::task::spawn_blocking(move || n.sync_all()).await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::TempDir;
+
+    fn options(dir: &TempDir) -> Options {
+        Options {
+            tcp_address: "127.0.0.1:0".into(),
+            http_address: "127.0.0.1:0".into(),
+            https_address: "127.0.0.1:0".into(),
+            broadcast_address: "127.0.0.1".into(),
+            data_path: dir.path().to_path_buf(),
+            ..Options::default()
+        }
+    }
+
+    async fn refusal(opts: Options) -> String {
+        match Nsqd::start(opts).await {
+            Ok(nsqd) => {
+                nsqd.shutdown().await;
+                panic!("nsqd started");
+            }
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_data_path_naming_a_file_is_not_a_directory() {
+        let dir = TempDir::new("data-file");
+        let file = dir.path().join("nsqd-data");
+        std::fs::write(&file, b"").unwrap();
+        let err = refusal(Options {
+            data_path: file.clone(),
+            ..options(&dir)
+        })
+        .await;
+        assert_eq!(
+            err,
+            format!("data path {}: not a directory", file.display())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_named_by_its_listener() {
+        let dir = TempDir::new("taken-port");
+        let pem = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, pem.cert.pem()).unwrap();
+        std::fs::write(&key, pem.key_pair.serialize_pem()).unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let tls = Options {
+            tls_cert: cert.display().to_string(),
+            tls_key: key.display().to_string(),
+            ..options(&dir)
+        };
+        let cases = [
+            (
+                "TCP",
+                Options {
+                    tcp_address: addr.clone(),
+                    ..options(&dir)
+                },
+            ),
+            (
+                "HTTP",
+                Options {
+                    http_address: addr.clone(),
+                    ..options(&dir)
+                },
+            ),
+            (
+                "HTTPS",
+                Options {
+                    https_address: addr.clone(),
+                    ..tls
+                },
+            ),
+        ];
+        for (listener, opts) in cases {
+            let err = refusal(opts).await;
+            let expected = format!("{listener}: failed to listen on {addr}: ");
+            assert!(err.starts_with(&expected), "{err}");
         }
     }
 }

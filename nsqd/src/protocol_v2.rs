@@ -7,7 +7,7 @@ use crate::client::{Client, ClientSettings, STATE_CLOSING, STATE_INIT, STATE_SUB
 use crate::command::{self, go_quote, lossy, parse_base10, ClientError, Limits, Request};
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
-use crate::node::{Node, VERSION};
+use crate::node::Node;
 use crate::options::{
     TlsRequired, CLIENT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_OUTPUT_BUFFER_SIZE,
 };
@@ -23,6 +23,7 @@ use nsq::protocol::{
     MessageId,
 };
 use nsq::protocol::{split_params, CLOSE_WAIT, MAGIC_V2, OK};
+use nsq_daemon::VERSION;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

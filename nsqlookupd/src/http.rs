@@ -2,7 +2,7 @@
 //! where topics live (`/lookup`, `/topics`, `/channels`, `/nodes`), the
 //! registration DB (`/debug`), and the admin actions nsqadmin uses.
 
-use crate::lookupd::{State, VERSION};
+use crate::lookupd::State;
 use crate::registry::Registration;
 use axum::extract::{Request, State as Shared};
 use axum::http::{header, StatusCode};
@@ -11,6 +11,7 @@ use axum::Router;
 use nsq::api::{ChannelsResponse, LookupdInfo, TopicsResponse};
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::http_api::{err, resolve, Answer, Params, Route, GET, POST, V1};
+use nsq_daemon::VERSION;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;

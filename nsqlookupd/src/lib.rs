@@ -14,5 +14,5 @@ pub mod options;
 pub mod registry;
 pub mod tcp;
 
-pub use lookupd::{Lookupd, StartError, VERSION};
+pub use lookupd::{Lookupd, StartError};
 pub use options::{LogLevel, Options};

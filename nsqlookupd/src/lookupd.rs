@@ -8,9 +8,6 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The version reported in `/info` and the IDENTIFY answer.
-pub const VERSION: &str = "1.3.0";
-
 /// What the TCP and HTTP servers share.
 pub struct State {
     pub opts: Options,
@@ -32,11 +29,8 @@ pub struct Lookupd {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("failed to listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] nsq_daemon::tcp::ListenError),
     #[error("TLS: {0}")]
     Tls(String),
 }
@@ -44,17 +38,15 @@ pub enum StartError {
 impl Lookupd {
     /// Binds both listeners and starts serving.
     pub async fn start(opts: Options) -> Result<Lookupd, StartError> {
-        let listen = |addr: String| async move {
-            let listener =
-                nsq_daemon::tcp::listen_tcp(&addr)
-                    .await
-                    .map_err(|source| StartError::Listen {
-                        addr: addr.clone(),
-                        source,
-                    })?;
+        let listen = |name: &'static str, addr: String| async move {
+            let listener = nsq_daemon::tcp::listen(name, &addr).await?;
             let local = listener
                 .local_addr()
-                .map_err(|source| StartError::Listen { addr, source })?;
+                .map_err(|source| nsq_daemon::tcp::ListenError {
+                    listener: name,
+                    addr,
+                    source,
+                })?;
             Ok::<_, StartError>((listener, local))
         };
         let tls = match opts.server_tls().map_err(StartError::Tls)? {
@@ -64,15 +56,15 @@ impl Lookupd {
             )),
             None => None,
         };
-        let (tcp, tcp_addr) = listen(opts.tcp_address.clone()).await?;
-        let (http, http_addr) = listen(opts.http_address.clone()).await?;
+        let (tcp, tcp_addr) = listen("TCP", opts.tcp_address.clone()).await?;
+        let (http, http_addr) = listen("HTTP", opts.http_address.clone()).await?;
         let tcp_tls = match opts.tcp_tls_address.as_str() {
             "" => None,
-            addr => Some(listen(addr.to_string()).await?),
+            addr => Some(listen("TCP (TLS)", addr.to_string()).await?),
         };
         let https = match opts.https_address.as_str() {
             "" => None,
-            addr => Some(listen(addr.to_string()).await?),
+            addr => Some(listen("HTTPS", addr.to_string()).await?),
         };
         let state = Arc::new(State {
             tcp_tls_addr: tcp_tls.as_ref().map(|(_, addr)| *addr),
@@ -121,5 +113,48 @@ impl Lookupd {
         tracing::info!("shutting down");
         self.state.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_is_named_by_its_listener() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let options = || Options {
+            tcp_address: "127.0.0.1:0".into(),
+            http_address: "127.0.0.1:0".into(),
+            ..Options::default()
+        };
+        let cases = [
+            (
+                "TCP",
+                Options {
+                    tcp_address: addr.clone(),
+                    ..options()
+                },
+            ),
+            (
+                "HTTP",
+                Options {
+                    http_address: addr.clone(),
+                    ..options()
+                },
+            ),
+        ];
+        for (listener, opts) in cases {
+            let err = match Lookupd::start(opts).await {
+                Ok(lookupd) => {
+                    lookupd.shutdown().await;
+                    panic!("nsqlookupd started");
+                }
+                Err(e) => e.to_string(),
+            };
+            let expected = format!("{listener}: failed to listen on {addr}: ");
+            assert!(err.starts_with(&expected), "{err}");
+        }
     }
 }

@@ -1,12 +1,13 @@
 use nsq_daemon::flags::try_parse;
 use nsq_daemon::signals::run_until_stopped;
+use nsq_daemon::version_line;
 use nsqlookupd::cli::CommandLine;
-use nsqlookupd::{Lookupd, VERSION};
+use nsqlookupd::Lookupd;
 
 fn main() {
     let (line, parsed) = try_parse::<CommandLine>(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let opts = line.options;
-    let version = format!("nsqlookupd v{VERSION} (rust)");
+    let version = version_line("nsqlookupd");
     let _logging = line
         .daemon
         .begin(&version, opts.log_level, &opts.log_prefix, parsed);

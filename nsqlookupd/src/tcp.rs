@@ -3,11 +3,12 @@
 //! with no frame type. Every error closes the connection; when it closes, the
 //! peer leaves all of its registrations.
 
-use crate::lookupd::{State, VERSION};
+use crate::lookupd::State;
 use crate::registry::{Category, Peer, Registration};
 use bytes::BytesMut;
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::lookup_protocol::{encode_response, LookupdIdentity, PeerIdentity, MAGIC_V1};
+use nsq_daemon::VERSION;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};

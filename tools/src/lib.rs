@@ -33,18 +33,12 @@ pub mod strftime;
 pub mod throttle;
 pub mod timer_metrics;
 
-/// Version reported in `user_agent`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// What `--version` prints, in upstream's form plus where it comes from; the
-/// version is the NSQ release we are compatible with, as the daemons report.
-pub fn version_line(program: &str) -> String {
-    format!("{program} v{} (rust)", nsqd::VERSION)
-}
+/// This workspace's version: the tools' and the client library's, in `user_agent`.
+const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The `user_agent` a tool identifies itself with to nsqd.
 pub fn user_agent(program: &str) -> String {
-    format!("{program}/{VERSION} nsq-rs/{VERSION}")
+    format!("{program}/{PACKAGE_VERSION} nsq-rs/{PACKAGE_VERSION}")
 }
 
 /// Upstream's tools take either nsqd or lookupd addresses, never both.
@@ -186,7 +180,7 @@ pub fn identify(role: &str, program: &str) -> Command {
     let request = IdentifyRequest {
         client_id: role.into(),
         hostname: role.into(),
-        user_agent: format!("{program}/{VERSION}"),
+        user_agent: format!("{program}/{PACKAGE_VERSION}"),
         ..IdentifyRequest::default()
     };
     let json = serde_json::to_vec(&request).expect("IDENTIFY body serializes");

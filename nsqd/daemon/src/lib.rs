@@ -10,3 +10,14 @@ pub mod metrics;
 pub mod signals;
 pub mod tcp;
 pub mod tls;
+
+/// The NSQ release whose protocols, HTTP APIs and flags these programs
+/// implement. The daemons report it (`/info`, `/stats`, IDENTIFY, lookupd
+/// registrations) and every program prints it for `--version`.
+pub const VERSION: &str = "1.3.0";
+
+/// What `--version` prints and a daemon logs first: upstream's form, plus
+/// where the program comes from.
+pub fn version_line(program: &str) -> String {
+    format!("{program} v{VERSION} (rust)")
+}

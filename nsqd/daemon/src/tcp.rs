@@ -5,11 +5,35 @@
 /// `net.core.somaxconn`, as Go's listeners use.
 const LISTEN_BACKLOG: u32 = 4096;
 
-/// Binds a TCP listener on `addr` (`host:port`) with a deep accept queue.
-/// Rust's standard library asks for 128: a burst of connects past that, say
-/// from a crowd of hostile clients, has SYNs dropped and the good clients
-/// behind them retried a second or more later.
-pub async fn listen_tcp(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+/// A listener that could not bind, named as the daemon's log lines name it
+/// (`TCP`, `HTTP`, `HTTPS`, ...), since "address already in use" alone does
+/// not say which of a daemon's ports is taken.
+#[derive(Debug, thiserror::Error)]
+#[error("{listener}: failed to listen on {addr}: {source}")]
+pub struct ListenError {
+    pub listener: &'static str,
+    pub addr: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds the daemon's `listener` (its name in logs and errors) on `addr`
+/// (`host:port`) with a deep accept queue. Rust's standard library asks for
+/// 128: a burst of connects past that, say from a crowd of hostile clients,
+/// has SYNs dropped and the good clients behind them retried a second or
+/// more later.
+pub async fn listen(
+    listener: &'static str,
+    addr: &str,
+) -> Result<tokio::net::TcpListener, ListenError> {
+    bind_deep(addr).await.map_err(|source| ListenError {
+        listener,
+        addr: addr.to_string(),
+        source,
+    })
+}
+
+async fn bind_deep(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     let mut last_error = None;
     for addr in tokio::net::lookup_host(addr).await? {
         let socket = if addr.is_ipv4() {
@@ -170,6 +194,19 @@ mod tests {
         }
         assert!(echoes(&mut second).await);
         shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_named_by_its_listener() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let err = listen("HTTPS", &addr).await.unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::AddrInUse);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("HTTPS: failed to listen on {addr}: ")),
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::Parser;
 use nsq_daemon::logging::LogLevel;
 use nsq_daemon::logging::{LogFormat, Logging};
 use nsq_daemon::signals::StopSignals;
-use nsq_tools::version_line;
+use nsq_daemon::version_line;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -8,8 +8,9 @@ use nsq::api::{LookupResponse, Stats};
 use nsq::http_client::api_url;
 use nsq_daemon::flags::parse_duration;
 use nsq_daemon::signals::wait_for_signal;
+use nsq_daemon::version_line;
 use nsq_tools::stat::{header, row, ChannelTotals, HEADER_EVERY};
-use nsq_tools::{check_sources, fatal, version_line};
+use nsq_tools::{check_sources, fatal};
 use std::time::Duration;
 
 const PREFIX: &str = "[nsq_stat] ";

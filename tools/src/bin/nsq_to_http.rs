@@ -11,10 +11,11 @@ use nsq_daemon::flags::parse_duration;
 use nsq_daemon::logging::LogLevel;
 use nsq_daemon::logging::{LogFormat, Logging};
 use nsq_daemon::signals::wait_for_signal;
+use nsq_daemon::version_line;
 use nsq_tools::consume::{connect, consumer_config, http_client};
 use nsq_tools::hostpool::{Balancer, Mode};
 use nsq_tools::timer_metrics::TimerMetrics;
-use nsq_tools::{check_sources, fatal, version_line, Progress};
+use nsq_tools::{check_sources, fatal, Progress};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -268,7 +269,7 @@ async fn main() {
     };
     // Upstream's own headers first; --header may override them.
     let mut request_headers = HeaderMap::new();
-    let agent = format!("{PROGRAM} v{}", nsqd::VERSION);
+    let agent = format!("{PROGRAM} v{}", nsq_daemon::VERSION);
     request_headers.insert(USER_AGENT, HeaderValue::from_str(&agent).expect("ASCII"));
     if matches!(method, Method::Post) {
         let content_type = HeaderValue::from_str(&opts.content_type).expect("validated");
