@@ -4,7 +4,7 @@
 //! contend with each other. Timeouts and deferrals are exact: a per-channel
 //! timer task sleeps until the earliest deadline instead of scanning.
 
-use crate::client::Client;
+use crate::client_conn::ClientConn;
 use crate::diskqueue::{self, DiskConfig, DiskQueue};
 use crate::e2e::{E2eLatency, Samples};
 use crate::guid::unix_nanos;
@@ -109,7 +109,7 @@ struct State {
     timeouts: BinaryHeap<Reverse<(Instant, u64)>>,
     deferred: BinaryHeap<Deferred>,
     deferred_seq: u64,
-    clients: FxHashMap<u64, Arc<Client>>,
+    clients: FxHashMap<u64, Arc<ClientConn>>,
     /// When the timer task will next wake by itself; `None` if it waits for a nudge.
     timer_wake: Option<Instant>,
     e2e: Option<E2eLatency>,
@@ -268,7 +268,7 @@ impl Channel {
     /// Messages dropped by `sample_rate` (1..99) are consumed and not delivered.
     pub fn take(
         &self,
-        client: &Client,
+        client: &ClientConn,
         max: usize,
         msg_timeout: Duration,
         sample_rate: i32,
@@ -314,10 +314,7 @@ impl Channel {
         let wake_timer = taken > 0 && st.deadline_needs_timer(deadline);
         drop(st);
         if taken > 0 {
-            client.in_flight.fetch_add(taken as i64, Ordering::AcqRel);
-            client
-                .message_count
-                .fetch_add(taken as u64, Ordering::Relaxed);
+            client.delivered(taken);
         }
         if wake_timer {
             self.timer.notify_one();
@@ -382,7 +379,7 @@ impl Channel {
         Ok(())
     }
 
-    pub fn add_client(&self, client: Arc<Client>) -> Result<(), SubscribeError> {
+    pub fn add_client(&self, client: Arc<ClientConn>) -> Result<(), SubscribeError> {
         let mut st = self.state.lock();
         if st.exiting {
             return Err(SubscribeError::Exiting);
@@ -456,22 +453,21 @@ impl Channel {
         st.timeouts.clear();
         st.deferred.clear();
         for client in st.clients.values() {
-            client.in_flight.store(0, Ordering::Release);
-            client.wake.notify_one();
+            client.in_flight_dropped();
         }
         cleared
     }
 
     /// Stops the channel and disconnects its consumers.
     fn close(&self) {
-        let clients: Vec<Arc<Client>> = {
+        let clients: Vec<Arc<ClientConn>> = {
             let mut st = self.state.lock();
             st.exiting = true;
             st.clients.values().cloned().collect()
         };
         self.exit.cancel();
         for client in clients {
-            client.close.cancel();
+            client.close();
         }
     }
 

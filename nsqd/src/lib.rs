@@ -4,7 +4,7 @@
 pub mod auth;
 pub mod channel;
 pub mod cli;
-pub mod client;
+pub mod client_conn;
 pub mod command;
 pub mod diskqueue;
 pub mod e2e;

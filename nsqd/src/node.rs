@@ -2,7 +2,7 @@
 //! stops an nsqd inside a process (the binary and the tests use the same).
 
 use crate::channel::{Channel, ChannelConfig};
-use crate::client::Client;
+use crate::client_conn::ClientConn;
 use crate::diskqueue::DiskConfig;
 use crate::guid::IdGenerator;
 use crate::lookup::{self, Lookup};
@@ -48,7 +48,7 @@ pub struct Node {
     pub lookupd_tls: Option<crate::tls::LookupdTls>,
     pub data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    clients: Mutex<FxHashMap<u64, Arc<Client>>>,
+    clients: Mutex<FxHashMap<u64, Arc<ClientConn>>>,
     next_client_id: AtomicU64,
     log_level: Mutex<LogLevel>,
     log_level_hook: Option<LogLevelHook>,
@@ -290,7 +290,7 @@ impl Node {
         self.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub fn add_client(&self, client: Arc<Client>) {
+    pub fn add_client(&self, client: Arc<ClientConn>) {
         self.clients.lock().insert(client.id, client);
     }
 
@@ -326,7 +326,7 @@ impl Node {
         let missing_topic = !topic_filter.is_empty() && topics.is_empty();
         let producers = (include_clients && !missing_topic)
             .then(|| {
-                let clients: Vec<Arc<Client>> = self.clients.lock().values().cloned().collect();
+                let clients: Vec<Arc<ClientConn>> = self.clients.lock().values().cloned().collect();
                 clients
                     .iter()
                     .filter(|c| c.has_published())
@@ -595,9 +595,9 @@ impl Nsqd {
     pub async fn shutdown(mut self) {
         tracing::info!("shutting down");
         self.node.shutdown.cancel();
-        let clients: Vec<Arc<Client>> = self.node.clients.lock().values().cloned().collect();
+        let clients: Vec<Arc<ClientConn>> = self.node.clients.lock().values().cloned().collect();
         for client in clients {
-            client.close.cancel();
+            client.close();
         }
         while self.tasks.join_next().await.is_some() {}
         let node = self.node.clone();

@@ -3,7 +3,7 @@
 
 use crate::auth::{AuthState, Credentials};
 use crate::channel::{Channel, InFlightError, SubscribeError};
-use crate::client::{Client, ClientSettings, STATE_CLOSING, STATE_INIT, STATE_SUBSCRIBED};
+use crate::client_conn::{ClientConn, ClientSettings, ClientState};
 use crate::command::{self, go_quote, lossy, parse_base10, ClientError, Limits, Request};
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
@@ -25,7 +25,6 @@ use nsq::protocol::{
 use nsq::protocol::{split_params, CLOSE_WAIT, MAGIC_V2, OK};
 use nsq_daemon::VERSION;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -83,7 +82,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
         snappy: false,
     };
     let connect_ts = unix_nanos() / 1_000_000_000;
-    let client = Arc::new(Client::new(
+    let client = Arc::new(ClientConn::new(
         node.new_client_id(),
         peer.to_string(),
         settings,
@@ -127,7 +126,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
 
 struct Connection {
     node: Arc<Node>,
-    client: Arc<Client>,
+    client: Arc<ClientConn>,
     peer: SocketAddr,
     limits: Limits,
     reader: ReadHalf,
@@ -164,7 +163,7 @@ impl Connection {
                     }
                 }
             }
-            let state_is_init = self.client.state() == STATE_INIT;
+            let state_is_init = self.client.state() == ClientState::Init;
             match command::parse(&mut self.input, &self.limits, state_is_init) {
                 Ok(None) => {
                     if !self.fill().await {
@@ -208,12 +207,7 @@ impl Connection {
         if self.decoder.is_some() && self.decode() {
             return true;
         }
-        let deadline = self
-            .client
-            .settings
-            .lock()
-            .heartbeat_interval
-            .map(|hb| hb * 2);
+        let deadline = self.client.heartbeat_interval().map(|hb| hb * 2);
         let target = if self.decoder.is_some() {
             &mut self.raw
         } else {
@@ -246,7 +240,7 @@ impl Connection {
             None => {
                 let read = self.reader.read_buf(target);
                 tokio::select! {
-                    _ = self.client.close.cancelled() => return false,
+                    _ = self.client.closed() => return false,
                     n = async {
                         match deadline {
                             Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),
@@ -278,7 +272,7 @@ impl Connection {
             Ok(()) => self.input.len() > before,
             Err(e) => {
                 tracing::debug!(client = self.client.id, error = %e, "bad compressed input");
-                self.client.close.cancel();
+                self.client.close();
                 false
             }
         }
@@ -286,7 +280,7 @@ impl Connection {
 
     async fn respond(&self, data: &[u8]) -> Result<(), ClientError> {
         self.out.send(FrameType::Response, data).await.map_err(|_| {
-            self.client.close.cancel();
+            self.client.close();
             ClientError::fatal("E_INVALID", "write failed")
         })
     }
@@ -374,11 +368,11 @@ impl Connection {
         let opts = &self.node.opts;
         let req = IdentifyRequest::from_json(body)
             .map_err(|_| ClientError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))?;
-        let mut s = self.client.settings.lock().clone();
+        let mut s = self.client.settings();
         apply_identify(&mut s, &req, opts)
             .map_err(|e| ClientError::fatal("E_BAD_BODY", format!("IDENTIFY {e}")))?;
         let heartbeat_changed = s.heartbeat_interval != Some(DEFAULT_HEARTBEAT_INTERVAL);
-        *self.client.settings.lock() = s.clone();
+        self.client.set_settings(s.clone());
         self.out.lock().await.write_timeout = s.heartbeat_interval;
         if heartbeat_changed {
             if let Some(old) = self.heartbeat.take() {
@@ -410,7 +404,7 @@ impl Connection {
             ));
         }
         // A connection upgrades once; a repeated IDENTIFY does not ask again.
-        let tls_v1 = req.tls_v1 && self.node.tls.is_some() && self.client.tls.get().is_none();
+        let tls_v1 = req.tls_v1 && self.node.tls.is_some() && self.client.tls().is_none();
         let response = IdentifyResponse {
             max_rdy_count: opts.max_rdy_count,
             version: VERSION.into(),
@@ -450,9 +444,11 @@ impl Connection {
             self.out.lock().await.set_encoder(encoder);
             self.respond(OK).await?;
         }
-        let mut settings = self.client.settings.lock();
-        settings.snappy = snappy;
-        settings.deflate = deflate;
+        self.client.set_settings(ClientSettings {
+            snappy,
+            deflate,
+            ..self.client.settings()
+        });
         Ok(())
     }
 
@@ -476,7 +472,7 @@ impl Connection {
                 self.reader = read;
                 writer.set_sink(write);
                 tracing::debug!(client = self.client.id, version = %info.version, cipher_suite = %info.cipher_suite, common_name = %info.peer_common_name, "upgraded to TLS");
-                let _ = self.client.tls.set(info);
+                self.client.set_tls(info);
                 self.must_upgrade = false;
                 Ok(())
             }
@@ -493,12 +489,7 @@ impl Connection {
     /// AUTH: asks the auth server what `secret` allows. Upstream reads the
     /// body before its checks, as the parser has.
     async fn auth(&mut self, secret: &[u8]) -> Result<(), ClientError> {
-        let authed = self
-            .client
-            .auth
-            .lock()
-            .as_ref()
-            .is_some_and(|a| a.has_authorizations());
+        let authed = self.client.auth().is_some_and(|a| a.has_authorizations());
         if authed {
             return Err(ClientError::invalid("AUTH already set"));
         }
@@ -539,7 +530,7 @@ impl Connection {
             .auth
             .as_ref()
             .ok_or_else(|| ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled"))?;
-        let tls = self.client.tls.get();
+        let tls = self.client.tls();
         let remote_ip = self.peer.ip().to_string();
         let credentials = Credentials {
             remote_ip: &remote_ip,
@@ -550,7 +541,7 @@ impl Connection {
         match authorizer.query(&credentials).await {
             Ok(state) => {
                 let state = Arc::new(state);
-                *self.client.auth.lock() = Some(state.clone());
+                self.client.set_auth(state.clone());
                 Ok(state)
             }
             Err(e) => {
@@ -567,7 +558,7 @@ impl Connection {
         if self.node.auth.is_none() {
             return Ok(());
         }
-        let state = self.client.auth.lock().clone();
+        let state = self.client.auth();
         let state = match state {
             Some(state) if state.has_authorizations() => state,
             _ => {
@@ -598,10 +589,10 @@ impl Connection {
     }
 
     async fn sub(&mut self, params: &[&[u8]]) -> Result<(), ClientError> {
-        if self.client.state() != STATE_INIT {
+        if self.client.state() != ClientState::Init {
             return Err(ClientError::invalid("cannot SUB in current state"));
         }
-        if self.client.settings.lock().heartbeat_interval.is_none() {
+        if self.client.heartbeat_interval().is_none() {
             return Err(ClientError::invalid("cannot SUB with heartbeats disabled"));
         }
         if params.len() < 3 {
@@ -668,7 +659,7 @@ impl Connection {
         let channel = channel.ok_or_else(|| {
             ClientError::fatal("E_SUB_FAILED", "SUB failed to deleted topic/channel")
         })?;
-        self.client.state.store(STATE_SUBSCRIBED, Ordering::Release);
+        self.client.subscribed();
         self.channel = Some(channel.clone());
         self.respond(OK).await?;
         self.pump = Some(tokio::spawn(pump::message_pump(
@@ -681,10 +672,10 @@ impl Connection {
 
     fn rdy(&self, params: &[&[u8]]) -> Result<(), ClientError> {
         let state = self.client.state();
-        if state == STATE_CLOSING {
+        if state == ClientState::Closing {
             return Ok(());
         }
-        if state != STATE_SUBSCRIBED {
+        if state != ClientState::Subscribed {
             return Err(ClientError::invalid("cannot RDY in current state"));
         }
         let count = match params.get(1) {
@@ -699,8 +690,7 @@ impl Connection {
                 "RDY count {count} out of range 0-{max}"
             )));
         }
-        self.client.ready_count.store(count, Ordering::Release);
-        self.client.wake.notify_one();
+        self.client.set_ready_count(count);
         Ok(())
     }
 
@@ -713,7 +703,7 @@ impl Connection {
     ) -> Result<(&Arc<Channel>, MessageId), ClientError> {
         let state = self.client.state();
         let channel = match &self.channel {
-            Some(channel) if state == STATE_SUBSCRIBED || state == STATE_CLOSING => channel,
+            Some(channel) if state != ClientState::Init => channel,
             _ => {
                 return Err(ClientError::invalid(format!(
                     "cannot {cmd} in current state"
@@ -738,8 +728,7 @@ impl Connection {
             .and_then(|n| channel.finish(self.client.id, n));
         result
             .map_err(|e| ClientError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
-        self.client.finish_count.fetch_add(1, Ordering::Relaxed);
-        self.client.message_done();
+        self.client.finished();
         Ok(())
     }
 
@@ -763,14 +752,13 @@ impl Connection {
             .and_then(|n| channel.requeue(self.client.id, n, delay));
         result
             .map_err(|e| ClientError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}")))?;
-        self.client.requeue_count.fetch_add(1, Ordering::Relaxed);
-        self.client.message_done();
+        self.client.requeued();
         Ok(())
     }
 
     fn touch(&self, params: &[&[u8]]) -> Result<(), ClientError> {
         let (channel, id) = self.in_flight_target(params, "TOUCH", 2)?;
-        let msg_timeout = self.client.settings.lock().msg_timeout;
+        let msg_timeout = self.client.msg_timeout();
         let result = id
             .to_u64()
             .ok_or(InFlightError::NotInFlight)
@@ -780,17 +768,15 @@ impl Connection {
     }
 
     async fn cls(&self) -> Result<(), ClientError> {
-        if self.client.state() != STATE_SUBSCRIBED {
+        if self.client.state() != ClientState::Subscribed {
             return Err(ClientError::invalid("cannot CLS in current state"));
         }
-        self.client.ready_count.store(0, Ordering::Release);
-        self.client.state.store(STATE_CLOSING, Ordering::Release);
-        self.client.wake.notify_one();
+        self.client.start_closing();
         self.respond(CLOSE_WAIT).await
     }
 
     async fn close(mut self) {
-        self.client.close.cancel();
+        self.client.close();
         for task in [self.pump.take(), self.heartbeat.take()]
             .into_iter()
             .flatten()

@@ -2,7 +2,7 @@
 //! channel into the client's output while its RDY allows, and heartbeats.
 
 use crate::channel::Channel;
-use crate::client::{Client, STATE_SUBSCRIBED};
+use crate::client_conn::{ClientConn, ClientState};
 use crate::output::Output;
 use nsq::protocol::{FrameType, HEARTBEAT};
 use std::sync::Arc;
@@ -19,14 +19,14 @@ const BUFFERS_PER_BATCH: usize = 8;
 /// Delivers while `in_flight < RDY` and the channel is not paused. Output is
 /// flushed when the buffer fills or when there is nothing more to send right
 /// now, so a busy consumer gets large writes and an idle one no delay.
-pub async fn message_pump(client: Arc<Client>, channel: Arc<Channel>, out: Arc<Output>) {
-    let settings = client.settings.lock().clone();
+pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: Arc<Output>) {
+    let settings = client.settings();
     let flush_at = settings.output_buffer_size.max(1);
     // Bytes per message of the last batch; until one is seen, assume a
     // message fills the buffer.
     let mut message_bytes = flush_at;
     loop {
-        let woken = client.wake.notified();
+        let woken = client.woken();
         let available = channel.available();
         tokio::pin!(available);
         available.as_mut().enable();
@@ -35,7 +35,7 @@ pub async fn message_pump(client: Arc<Client>, channel: Arc<Channel>, out: Arc<O
         let by_size = (BUFFERS_PER_BATCH * flush_at / message_bytes).clamp(1, TAKE_BATCH);
         let room = client.capacity().clamp(0, by_size as i64) as usize;
         let before = writer.pending.len();
-        let taken = if room > 0 && client.state() == STATE_SUBSCRIBED {
+        let taken = if room > 0 && client.state() == ClientState::Subscribed {
             let pending = &mut writer.pending;
             channel.take(
                 &client,
@@ -53,7 +53,7 @@ pub async fn message_pump(client: Arc<Client>, channel: Arc<Channel>, out: Arc<O
         let must_flush =
             writer.pending.len() >= flush_at || (taken == 0 && !writer.pending.is_empty());
         if must_flush && writer.flush().await.is_err() {
-            client.close.cancel();
+            client.close();
             return;
         }
         drop(writer);
@@ -63,22 +63,22 @@ pub async fn message_pump(client: Arc<Client>, channel: Arc<Channel>, out: Arc<O
         tokio::select! {
             _ = woken => {}
             _ = &mut available => {}
-            _ = client.close.cancelled() => return,
+            _ = client.closed() => return,
         }
     }
 }
 
 /// Sends `_heartbeat_` every `interval`; a failed write closes the connection.
-pub async fn heartbeats(client: Arc<Client>, out: Arc<Output>, interval: Duration) {
+pub async fn heartbeats(client: Arc<ClientConn>, out: Arc<Output>, interval: Duration) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {
                 if out.send(FrameType::Response, HEARTBEAT).await.is_err() {
-                    client.close.cancel();
+                    client.close();
                     return;
                 }
             }
-            _ = client.close.cancelled() => return,
+            _ = client.closed() => return,
         }
     }
 }

@@ -1,19 +1,39 @@
-//! What nsqd knows about one TCP connection, shared between its reader, its
-//! message pump, its channel and `/stats`.
+//! What nsqd knows about one client connection, shared between its reader,
+//! its message pump, its channel and `/stats`. Counters change only through
+//! the methods below, each of which says what happened.
 
 use crate::auth::AuthState;
 use nsq::api::{ClientStats, PubCount};
 use nsq_daemon::tls::SessionInfo;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub const STATE_INIT: i32 = 0;
-pub const STATE_SUBSCRIBED: i32 = 3;
-pub const STATE_CLOSING: i32 = 4;
+/// Where a connection is in protocol V2, as `/stats` numbers it (upstream's
+/// values; its 1 and 2 are states a V2 connection never reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    /// Connected; IDENTIFY, AUTH and publishes are allowed, and SUB once.
+    Init = 0,
+    /// SUB succeeded: messages flow while RDY allows.
+    Subscribed = 3,
+    /// CLS received: no more messages; FIN, REQ and TOUCH still answered.
+    Closing = 4,
+}
+
+impl ClientState {
+    fn from_u8(n: u8) -> ClientState {
+        match n {
+            3 => ClientState::Subscribed,
+            4 => ClientState::Closing,
+            _ => ClientState::Init,
+        }
+    }
+}
 
 /// Settings a client negotiates with IDENTIFY, and its identity.
 #[derive(Debug, Clone)]
@@ -32,38 +52,39 @@ pub struct ClientSettings {
     pub snappy: bool,
 }
 
-pub struct Client {
+/// One client's connection as everything beside its reader sees it.
+pub struct ClientConn {
     pub id: u64,
-    pub remote_address: String,
+    remote_address: String,
     /// Unix seconds.
-    pub connect_ts: i64,
-    pub state: AtomicI32,
+    connect_ts: i64,
+    state: AtomicU8,
     /// The RDY the client last sent: a cap on its in-flight messages.
-    pub ready_count: AtomicI64,
-    pub in_flight: AtomicI64,
-    pub message_count: AtomicU64,
-    pub finish_count: AtomicU64,
-    pub requeue_count: AtomicU64,
-    pub settings: Mutex<ClientSettings>,
+    ready_count: AtomicI64,
+    in_flight: AtomicI64,
+    message_count: AtomicU64,
+    finish_count: AtomicU64,
+    requeue_count: AtomicU64,
+    settings: Mutex<ClientSettings>,
     /// Messages published per topic, for the producer section of `/stats`.
     pub_counts: Mutex<Vec<PubCount>>,
     /// Wakes the message pump: RDY changed, a message left flight, closing.
-    pub wake: Notify,
+    wake: Notify,
     /// Fires when the connection must close (shutdown, channel deleted).
-    pub close: CancellationToken,
+    close: CancellationToken,
     /// The TLS session, once IDENTIFY has upgraded the connection.
-    pub tls: OnceLock<SessionInfo>,
+    tls: OnceLock<SessionInfo>,
     /// What the auth server allows, after AUTH (refreshed when it expires).
-    pub auth: Mutex<Option<Arc<AuthState>>>,
+    auth: Mutex<Option<Arc<AuthState>>>,
 }
 
-impl Client {
+impl ClientConn {
     pub fn new(id: u64, remote_address: String, settings: ClientSettings, connect_ts: i64) -> Self {
-        Client {
+        ClientConn {
             id,
             remote_address,
             connect_ts,
-            state: AtomicI32::new(STATE_INIT),
+            state: AtomicU8::new(ClientState::Init as u8),
             ready_count: AtomicI64::new(0),
             in_flight: AtomicI64::new(0),
             message_count: AtomicU64::new(0),
@@ -78,13 +99,51 @@ impl Client {
         }
     }
 
-    pub fn state(&self) -> i32 {
-        self.state.load(Ordering::Acquire)
+    pub fn state(&self) -> ClientState {
+        ClientState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// SUB succeeded.
+    pub fn subscribed(&self) {
+        self.state
+            .store(ClientState::Subscribed as u8, Ordering::Release);
+    }
+
+    /// CLS: no more messages, whatever RDY said.
+    pub fn start_closing(&self) {
+        self.ready_count.store(0, Ordering::Release);
+        self.state
+            .store(ClientState::Closing as u8, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// RDY: the client takes up to `count` messages in flight.
+    pub fn set_ready_count(&self, count: i64) {
+        self.ready_count.store(count, Ordering::Release);
+        self.wake.notify_one();
     }
 
     /// How many more messages the client may have in flight now.
     pub fn capacity(&self) -> i64 {
         self.ready_count.load(Ordering::Acquire) - self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The channel put `n` messages in flight to this client.
+    pub fn delivered(&self, n: usize) {
+        self.in_flight.fetch_add(n as i64, Ordering::AcqRel);
+        self.message_count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// FIN of one of its messages succeeded.
+    pub fn finished(&self) {
+        self.finish_count.fetch_add(1, Ordering::Relaxed);
+        self.message_done();
+    }
+
+    /// REQ of one of its messages succeeded.
+    pub fn requeued(&self) {
+        self.requeue_count.fetch_add(1, Ordering::Relaxed);
+        self.message_done();
     }
 
     /// A message of this client left flight (FIN, REQ, timeout).
@@ -95,6 +154,64 @@ impl Client {
         if before >= self.ready_count.load(Ordering::Acquire) {
             self.wake.notify_one();
         }
+    }
+
+    /// The channel was emptied: none of its messages is in flight any more.
+    pub fn in_flight_dropped(&self) {
+        self.in_flight.store(0, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// A future that completes once the pump should look again (RDY changed,
+    /// a message left flight, CLS). Create it before checking.
+    pub fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    /// Makes the connection close: its reader, pump and heartbeats stop.
+    pub fn close(&self) {
+        self.close.cancel();
+    }
+
+    /// Completes once [`ClientConn::close`] has been called.
+    pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.close.cancelled()
+    }
+
+    /// What IDENTIFY negotiated (or the defaults before it).
+    pub fn settings(&self) -> ClientSettings {
+        self.settings.lock().clone()
+    }
+
+    pub fn set_settings(&self, settings: ClientSettings) {
+        *self.settings.lock() = settings;
+    }
+
+    /// Read deadlines follow it: twice the interval, none when disabled.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        self.settings.lock().heartbeat_interval
+    }
+
+    pub fn msg_timeout(&self) -> Duration {
+        self.settings.lock().msg_timeout
+    }
+
+    /// The TLS session, once IDENTIFY has upgraded the connection.
+    pub fn tls(&self) -> Option<&SessionInfo> {
+        self.tls.get()
+    }
+
+    pub fn set_tls(&self, session: SessionInfo) {
+        let _ = self.tls.set(session);
+    }
+
+    /// The auth server's last answer for this client.
+    pub fn auth(&self) -> Option<Arc<AuthState>> {
+        self.auth.lock().clone()
+    }
+
+    pub fn set_auth(&self, state: Arc<AuthState>) {
+        *self.auth.lock() = Some(state);
     }
 
     pub fn published(&self, topic: &str, count: u64) {
@@ -129,7 +246,7 @@ impl Client {
             hostname: s.hostname,
             version: "V2".into(),
             remote_address: self.remote_address.clone(),
-            state: self.state(),
+            state: self.state() as i32,
             ready_count: self.ready_count.load(Ordering::Relaxed),
             in_flight_count: self.in_flight.load(Ordering::Relaxed),
             message_count: self.message_count.load(Ordering::Relaxed),
