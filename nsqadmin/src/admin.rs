@@ -5,7 +5,8 @@ use crate::cluster::Cluster;
 use crate::history::{self, History};
 use crate::notify::Notifier;
 use crate::options::Options;
-use crate::server::{self, LogLevelHook, State};
+use crate::server::{self, State};
+use nsq_daemon::logging::LogLevelHook;
 
 use parking_lot::Mutex;
 use std::net::SocketAddr;

@@ -22,4 +22,3 @@ pub mod views;
 pub use admin::{NsqAdmin, StartError};
 pub use notify::AdminAction;
 pub use options::Options;
-pub use server::LogLevelHook;

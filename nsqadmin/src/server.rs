@@ -16,7 +16,7 @@ use nsq::TopicAction;
 use nsq_daemon::http_api::{
     config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, V1,
 };
-use nsq_daemon::logging::LogLevel;
+use nsq_daemon::logging::{LogLevel, LogLevelHook};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -24,9 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// Called when `PUT /config/log_level` changes the level.
-pub type LogLevelHook = Box<dyn Fn(LogLevel) + Send + Sync>;
 
 /// What every request handler shares.
 pub struct State {

@@ -47,7 +47,7 @@ where
         node: node.clone(),
         https,
     });
-    let shutdown = node.shutdown.clone();
+    let shutdown = node.shutdown_token();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -482,7 +482,7 @@ async fn config(node: &Arc<Node>, opt: &str, method: &Method, body: Body) -> Ans
             "nsqlookupd_tcp_addresses" => {
                 let addresses: Vec<String> = serde_json::from_slice(&value)
                     .map_err(|_| err(StatusCode::BAD_REQUEST, "INVALID_VALUE"))?;
-                crate::lookup::Lookup::set_addresses(node, addresses);
+                node.lookup.set_addresses(addresses);
             }
             _ => return Err(err(StatusCode::BAD_REQUEST, "INVALID_OPTION")),
         }

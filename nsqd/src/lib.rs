@@ -21,6 +21,7 @@ pub mod output;
 pub mod protocol_v2;
 pub mod pump;
 pub mod queue;
+pub mod server;
 pub mod stats;
 pub mod statsd;
 pub mod stream;
@@ -28,5 +29,5 @@ pub mod tcp;
 pub mod tls;
 pub mod topic;
 
-pub use node::{Nsqd, StartError};
 pub use options::{LogLevel, Options};
+pub use server::{Nsqd, StartError};

@@ -3,14 +3,16 @@
 //! happen, PINGs every 15 s, and after any failure reconnects with backoff and
 //! registers everything again. A lookupd that is down only delays discovery:
 //! nothing on the publish or delivery path waits for it.
+//!
+//! It knows nothing of the node: the node hands it, at start, who it is and a
+//! way to list what it has ([`Registrations`]), then tells it of changes.
 
-use crate::node::Node;
+use crate::tls::LookupdTls;
 use bytes::BytesMut;
-use nsq::api::{ChannelsResponse, ACCEPT_V1};
+use nsq::{HttpPool, LookupdHttp};
 use nsq_daemon::lookup_protocol::{
     decode_response, LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1,
 };
-use nsq_daemon::VERSION;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::io;
@@ -32,39 +34,70 @@ struct Peer {
     http: Arc<Mutex<Option<String>>>,
 }
 
-/// The set of lookupds this nsqd registers with.
-pub struct Lookup {
+/// Every REGISTER that describes the node now: sent to a lookupd on each
+/// (re)connection.
+pub type Registrations = Box<dyn Fn() -> Vec<LookupCommand> + Send + Sync>;
+
+/// The set of lookupds this nsqd registers with. Cloning shares it.
+#[derive(Clone)]
+pub struct Lookup(Arc<Shared>);
+
+struct Shared {
+    /// What IDENTIFY says about this nsqd.
+    identity: PeerIdentity,
+    /// `--lookupd-tls`: how lookupds are dialled.
+    tls: Option<LookupdTls>,
+    /// For lookupds' HTTP APIs.
+    http: HttpPool,
+    registrations: Registrations,
     changes: broadcast::Sender<LookupCommand>,
     peers: Mutex<BTreeMap<String, Peer>>,
-}
-
-impl Default for Lookup {
-    fn default() -> Self {
-        Lookup {
-            changes: broadcast::channel(4096).0,
-            peers: Mutex::new(BTreeMap::new()),
-        }
-    }
+    /// Cancelled when nsqd stops: every lookupd connection ends.
+    stop: CancellationToken,
 }
 
 impl Lookup {
+    pub fn new(
+        identity: PeerIdentity,
+        tls: Option<LookupdTls>,
+        http: HttpPool,
+        registrations: Registrations,
+        stop: CancellationToken,
+    ) -> Lookup {
+        Lookup(Arc::new(Shared {
+            identity,
+            tls,
+            http,
+            registrations,
+            changes: broadcast::channel(4096).0,
+            peers: Mutex::new(BTreeMap::new()),
+            stop,
+        }))
+    }
+
+    /// What this nsqd tells lookupds about itself.
+    pub fn identity(&self) -> &PeerIdentity {
+        &self.0.identity
+    }
+
     /// Tells every connected lookupd about a REGISTER or UNREGISTER; the others
     /// learn it when they reconnect.
     pub fn notify(&self, change: LookupCommand) {
-        let _ = self.changes.send(change);
+        let _ = self.0.changes.send(change);
     }
 
     pub fn addresses(&self) -> Vec<String> {
-        self.peers.lock().keys().cloned().collect()
+        self.0.peers.lock().keys().cloned().collect()
     }
 
     pub fn is_configured(&self) -> bool {
-        !self.peers.lock().is_empty()
+        !self.0.peers.lock().is_empty()
     }
 
     /// HTTP addresses of the lookupds that have answered IDENTIFY.
-    pub fn http_addresses(&self) -> Vec<String> {
-        self.peers
+    fn http_addresses(&self) -> Vec<String> {
+        self.0
+            .peers
             .lock()
             .values()
             .filter_map(|p| p.http.lock().clone())
@@ -73,8 +106,8 @@ impl Lookup {
 
     /// Connects to the lookupds in `addresses` and drops the others
     /// (`--lookupd-tcp-address`, `PUT /config/nsqlookupd_tcp_addresses`).
-    pub fn set_addresses(node: &Arc<Node>, addresses: Vec<String>) {
-        let mut peers = node.lookup.peers.lock();
+    pub fn set_addresses(&self, addresses: Vec<String>) {
+        let mut peers = self.0.peers.lock();
         peers.retain(|addr, peer| {
             let keep = addresses.contains(addr);
             if !keep {
@@ -88,11 +121,11 @@ impl Lookup {
                 continue;
             }
             let peer = Peer {
-                stop: node.shutdown.child_token(),
+                stop: self.0.stop.child_token(),
                 http: Arc::new(Mutex::new(None)),
             };
             tokio::spawn(run_peer(
-                node.clone(),
+                self.clone(),
                 addr.clone(),
                 peer.stop.clone(),
                 peer.http.clone(),
@@ -104,7 +137,7 @@ impl Lookup {
 
 /// Keeps one lookupd informed until stopped.
 async fn run_peer(
-    node: Arc<Node>,
+    lookup: Lookup,
     addr: String,
     stop: CancellationToken,
     http: Arc<Mutex<Option<String>>>,
@@ -114,7 +147,7 @@ async fn run_peer(
         let mut registered = false;
         let result = tokio::select! {
             _ = stop.cancelled() => return,
-            result = session(&node, &addr, &stop, &http, &mut registered) => result,
+            result = session(&lookup, &addr, &stop, &http, &mut registered) => result,
         };
         if registered {
             backoff = Duration::from_millis(250);
@@ -134,7 +167,7 @@ async fn run_peer(
 }
 
 async fn session(
-    node: &Arc<Node>,
+    lookup: &Lookup,
     addr: &str,
     stop: &CancellationToken,
     http: &Mutex<Option<String>>,
@@ -144,7 +177,7 @@ async fn session(
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     tcp.set_nodelay(true)?;
-    let stream: Box<dyn Io> = match &node.lookupd_tls {
+    let stream: Box<dyn Io> = match &lookup.0.tls {
         None => Box::new(tcp),
         Some(tls) => {
             let name = tls
@@ -167,7 +200,7 @@ async fn session(
     };
     conn.write(MAGIC_V1).await?;
     let answer = conn
-        .request(&LookupCommand::Identify(node.peer_identity()))
+        .request(&LookupCommand::Identify(lookup.0.identity.clone()))
         .await?;
     if let Ok(identity) = serde_json::from_slice::<LookupdIdentity>(&answer) {
         *http.lock() = Some(format!(
@@ -176,8 +209,8 @@ async fn session(
         ));
     }
     // Subscribe before taking the snapshot so that no change falls between.
-    let mut changes = node.lookup.changes.subscribe();
-    register_everything(node, &mut conn).await?;
+    let mut changes = lookup.0.changes.subscribe();
+    register_everything(lookup, &mut conn).await?;
     *registered = true;
     tracing::info!(lookupd = %addr, "registered with lookupd");
     let mut ping =
@@ -194,31 +227,16 @@ async fn session(
                 Ok(change) => {
                     conn.request(&change).await?;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => register_everything(node, &mut conn).await?,
+                Err(broadcast::error::RecvError::Lagged(_)) => register_everything(lookup, &mut conn).await?,
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
         }
     }
 }
 
-/// REGISTER for every channel, and for every topic without channels.
-async fn register_everything(node: &Node, conn: &mut Conn) -> io::Result<()> {
-    for topic in node.topics() {
-        let channels = topic.channels();
-        if channels.is_empty() {
-            conn.request(&LookupCommand::Register {
-                topic: topic.name.clone(),
-                channel: None,
-            })
-            .await?;
-        }
-        for channel in channels {
-            let register = LookupCommand::Register {
-                topic: topic.name.clone(),
-                channel: Some(channel.name.clone()),
-            };
-            conn.request(&register).await?;
-        }
+async fn register_everything(lookup: &Lookup, conn: &mut Conn) -> io::Result<()> {
+    for register in (lookup.0.registrations)() {
+        conn.request(&register).await?;
     }
     Ok(())
 }
@@ -292,52 +310,30 @@ impl Conn {
     }
 }
 
-/// The channels the lookupds know for `topic`, so that a topic created here
-/// gets them before its first message flows (none of them misses it).
-pub async fn channels_known_to_lookupds(node: &Node, topic: &str) -> Vec<String> {
-    let client = &node.http_client;
-    let mut channels = Vec::new();
-    for addr in node.lookup.http_addresses() {
-        let Ok(url) = nsq::http_client::api_url(&addr, "/channels", &[("topic", topic)]) else {
-            tracing::warn!(lookupd = %addr, "not an HTTP address; not asking it for channels");
-            continue;
-        };
-        let answer = client.get(url).header("Accept", ACCEPT_V1).send().await;
-        match answer {
-            Ok(response) if response.status().is_success() => {
-                if let Ok(list) = response.json::<ChannelsResponse>().await {
-                    channels.extend(list.channels);
+impl Lookup {
+    /// The channels the lookupds know for `topic`, so that a topic created
+    /// here gets them before its first message flows (none of them misses it).
+    pub async fn channels_of(&self, topic: &str) -> Vec<String> {
+        let mut channels = Vec::new();
+        for addr in self.http_addresses() {
+            let lookupd = LookupdHttp::with_pool(&addr, &self.0.http);
+            match lookupd.channels(topic).await {
+                Ok(list) => channels.extend(list),
+                Err(
+                    e @ nsq::Error::Http {
+                        status: Some(_), ..
+                    },
+                ) => {
+                    tracing::debug!(lookupd = %addr, error = %e, "no channels from lookupd")
+                }
+                Err(e) => {
+                    tracing::warn!(lookupd = %addr, error = %e, "failed to ask lookupd for channels")
                 }
             }
-            Ok(response) => {
-                tracing::debug!(lookupd = %addr, status = %response.status(), "no channels from lookupd")
-            }
-            Err(e) => {
-                tracing::warn!(lookupd = %addr, error = %e, "failed to ask lookupd for channels")
-            }
         }
-    }
-    channels.sort();
-    channels.dedup();
-    channels.retain(|c| !nsq::protocol::is_ephemeral(c));
-    channels
-}
-
-/// What nsqd says about itself in IDENTIFY.
-pub fn identity(node: &Node) -> PeerIdentity {
-    let opts = &node.opts;
-    let port = |configured: u16, real: Option<u16>| {
-        if configured != 0 {
-            configured
-        } else {
-            real.unwrap_or(0)
-        }
-    };
-    PeerIdentity {
-        broadcast_address: opts.broadcast_address.clone(),
-        hostname: crate::options::hostname(),
-        tcp_port: port(opts.broadcast_tcp_port, Some(node.tcp_addr.port())),
-        http_port: port(opts.broadcast_http_port, node.http_addr.map(|a| a.port())),
-        version: VERSION.to_string(),
+        channels.sort();
+        channels.dedup();
+        channels.retain(|c| !nsq::protocol::is_ephemeral(c));
+        channels
     }
 }

@@ -1,17 +1,19 @@
-//! The node: every topic, every connection, and the handle that starts and
-//! stops an nsqd inside a process (the binary and the tests use the same).
+//! The node: every topic, every connection and what they share (options,
+//! IDs, health, metadata, the lookupds). Listeners and the node's start and
+//! stop live in `server.rs`, which uses this module and is not used by it.
 
 use crate::channel::{Channel, ChannelConfig};
 use crate::client_conn::ClientConn;
 use crate::diskqueue::DiskConfig;
 use crate::guid::IdGenerator;
-use crate::lookup::{self, Lookup};
+use crate::lookup::Lookup;
 use crate::metadata::{self, ChannelMeta, Metadata, TopicMeta};
-use crate::options::{ClientAuthPolicy, LogLevel, Options, TlsRequired};
+use crate::options::{LogLevel, Options};
 use crate::queue::Item;
 use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
-use nsq_daemon::lookup_protocol::LookupCommand;
+use nsq_daemon::logging::LogLevelHook;
+use nsq_daemon::lookup_protocol::{LookupCommand, PeerIdentity};
 use nsq_daemon::VERSION;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
@@ -21,20 +23,37 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Called when `PUT /config/log_level` changes the level.
-pub type LogLevelHook = Box<dyn Fn(LogLevel) + Send + Sync>;
+/// What `server.rs` prepared for the node: its options (final), where
+/// its listeners are bound, and the parts built from the options.
+pub struct NodeSetup {
+    pub opts: Options,
+    pub tcp_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    pub tls: Option<nsq_daemon::tls::TlsAcceptor>,
+    pub lookupd_tls: Option<crate::tls::LookupdTls>,
+    pub lookupd_http: nsq::HttpPool,
+    pub auth_http: reqwest::Client,
+    /// The data directory and how its disk queues are written.
+    pub disk: DiskConfig,
+    /// Held for the node's life: one nsqd per data directory.
+    pub dir_lock: File,
+    pub log_level_hook: Option<LogLevelHook>,
+}
 
+/// The state every connection, the HTTP API and the background tasks
+/// share. Settings fixed at start are plain fields; everything that changes
+/// is behind a method.
 pub struct Node {
     pub opts: Options,
     pub ids: IdGenerator,
     /// Unix seconds.
     pub start_time: i64,
-    started_at: std::time::Instant,
+    started_at: Instant,
     pub tcp_addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
@@ -42,11 +61,9 @@ pub struct Node {
     pub tls: Option<nsq_daemon::tls::TlsAcceptor>,
     /// The auth servers; `None` when AUTH is disabled.
     pub auth: Option<crate::auth::Authorizer>,
-    /// For lookupds' HTTP APIs (and, inside `auth`, auth servers).
-    pub http_client: reqwest::Client,
-    /// `--lookupd-tls`: how lookupds are dialled.
-    pub lookupd_tls: Option<crate::tls::LookupdTls>,
-    pub data_dir: PathBuf,
+    /// The lookupds this nsqd registers with.
+    pub lookup: Lookup,
+    data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     clients: Mutex<FxHashMap<u64, Arc<ClientConn>>>,
     next_client_id: AtomicU64,
@@ -58,15 +75,101 @@ pub struct Node {
     /// Whether `backend_error` is set: publishes check this, not the lock.
     unhealthy: std::sync::atomic::AtomicBool,
     metadata_changed: Notify,
-    /// The lookupds this nsqd registers with.
-    pub lookup: Lookup,
     me: std::sync::Weak<Node>,
-    pub shutdown: CancellationToken,
-    /// Held for the node's life: one nsqd per data directory.
+    shutdown: CancellationToken,
     _dir_lock: File,
 }
 
 impl Node {
+    pub fn new(setup: NodeSetup) -> Arc<Node> {
+        let opts = setup.opts;
+        let port = |configured: u16, bound: Option<SocketAddr>| match configured {
+            0 => bound.map_or(0, |a| a.port()),
+            port => port,
+        };
+        let identity = PeerIdentity {
+            broadcast_address: opts.broadcast_address.clone(),
+            hostname: crate::options::hostname(),
+            tcp_port: port(opts.broadcast_tcp_port, Some(setup.tcp_addr)),
+            http_port: port(opts.broadcast_http_port, setup.http_addr),
+            version: VERSION.to_string(),
+        };
+        let data_dir = setup.disk.dir.clone();
+        let channel_config = ChannelConfig {
+            mem_queue_size: opts.mem_queue_size as usize,
+            max_msg_timeout: opts.max_msg_timeout,
+            max_channel_consumers: opts.max_channel_consumers as usize,
+            e2e_percentiles: opts.e2e_processing_latency_percentiles.clone().into(),
+            e2e_window: opts.e2e_processing_latency_window_time,
+            disk: setup.disk,
+        };
+        let shutdown = CancellationToken::new();
+        Arc::new_cyclic(|me: &std::sync::Weak<Node>| {
+            let node = me.clone();
+            let registrations = Box::new(move || {
+                node.upgrade()
+                    .map_or_else(Vec::new, |node| node.registrations())
+            });
+            Node {
+                me: me.clone(),
+                lookup: Lookup::new(
+                    identity,
+                    setup.lookupd_tls,
+                    setup.lookupd_http,
+                    registrations,
+                    shutdown.clone(),
+                ),
+                ids: IdGenerator::new(opts.id),
+                start_time: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0),
+                started_at: Instant::now(),
+                tcp_addr: setup.tcp_addr,
+                http_addr: setup.http_addr,
+                https_addr: setup.https_addr,
+                auth: (!opts.auth_http_addresses.is_empty()).then(|| {
+                    crate::auth::Authorizer::new(opts.auth_http_addresses.clone(), setup.auth_http)
+                }),
+                tls: setup.tls,
+                topics: RwLock::new(BTreeMap::new()),
+                clients: Mutex::new(FxHashMap::default()),
+                next_client_id: AtomicU64::new(0),
+                log_level: Mutex::new(opts.log_level),
+                log_level_hook: setup.log_level_hook,
+                channel_config,
+                backend_error: Mutex::new(None),
+                unhealthy: std::sync::atomic::AtomicBool::new(false),
+                metadata_changed: Notify::new(),
+                shutdown,
+                data_dir,
+                _dir_lock: setup.dir_lock,
+                opts,
+            }
+        })
+    }
+
+    /// A token cancelled when nsqd starts shutting down (cancelling it does
+    /// not stop nsqd).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.child_token()
+    }
+
+    /// Completes once nsqd has started shutting down.
+    pub fn stopping(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
+    }
+
+    /// Stops accepting work: listeners, lookupd connections and every
+    /// client connection end.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+        let clients: Vec<Arc<ClientConn>> = self.clients.lock().values().cloned().collect();
+        for client in clients {
+            client.close();
+        }
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()
     }
@@ -111,7 +214,7 @@ impl Node {
         };
         let topic = topic.clone();
         tokio::spawn(async move {
-            for channel in lookup::channels_known_to_lookupds(&node, &topic.name).await {
+            for channel in node.lookup.channels_of(&topic.name).await {
                 if let Err(e) = node.get_or_create_channel(&topic, &channel) {
                     tracing::warn!(topic = %topic.name, channel, error = %e, "failed to pre-create channel");
                 }
@@ -121,8 +224,28 @@ impl Node {
     }
 
     /// What this nsqd tells lookupd about itself.
-    pub fn peer_identity(&self) -> nsq_daemon::lookup_protocol::PeerIdentity {
-        lookup::identity(self)
+    pub fn peer_identity(&self) -> &PeerIdentity {
+        self.lookup.identity()
+    }
+
+    /// REGISTER for every channel, and for every topic without channels:
+    /// what a lookupd is told on each (re)connection.
+    fn registrations(&self) -> Vec<LookupCommand> {
+        let mut all = Vec::new();
+        for topic in self.topics() {
+            let channels = topic.channels();
+            if channels.is_empty() {
+                all.push(LookupCommand::Register {
+                    topic: topic.name.clone(),
+                    channel: None,
+                });
+            }
+            all.extend(channels.iter().map(|channel| LookupCommand::Register {
+                topic: topic.name.clone(),
+                channel: Some(channel.name.clone()),
+            }));
+        }
+        all
     }
 
     /// The named channel of a topic, created if needed.
@@ -273,6 +396,41 @@ impl Node {
         metadata::save(&self.data_dir, &self.metadata())
     }
 
+    /// Writes `nsqd.dat` after changes and fsyncs disk queues every
+    /// `--sync-timeout`, until nsqd stops.
+    pub async fn housekeeping(self: Arc<Self>) {
+        let mut sync_tick =
+            tokio::time::interval(self.opts.sync_timeout.max(Duration::from_millis(10)));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.metadata_changed.notified() => {
+                    let node = self.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || node.persist_metadata()).await {
+                        tracing::error!(error = %e, "failed to write nsqd.dat");
+                    }
+                }
+                _ = sync_tick.tick() => {
+                    let node = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || node.sync_all()).await;
+                }
+            }
+        }
+    }
+
+    /// nsqd is stopping: writes `nsqd.dat`, then every topic saves what it
+    /// holds in memory. Blocking.
+    pub fn save_state(&self) -> std::io::Result<()> {
+        // Metadata first: shutting topics down releases their channels.
+        let metadata = self.persist_metadata();
+        for topic in self.topics() {
+            if let Err(e) = topic.shutdown() {
+                tracing::error!(topic = %topic.name, error = %e, "failed to save topic state");
+            }
+        }
+        metadata
+    }
+
     /// Fsyncs every disk queue with unsynced writes (`--sync-timeout`).
     fn sync_all(&self) {
         for topic in self.topics() {
@@ -282,7 +440,7 @@ impl Node {
         }
     }
 
-    pub fn started_at(&self) -> std::time::Instant {
+    pub fn started_at(&self) -> Instant {
         self.started_at
     }
 
@@ -351,7 +509,7 @@ impl Node {
 
     /// Recreates the topics and channels of `nsqd.dat`, and any whose queue
     /// files exist without an entry there (created just before a crash).
-    async fn restore(&self) -> std::io::Result<()> {
+    pub async fn restore(&self) -> std::io::Result<()> {
         let mut wanted: BTreeMap<String, (bool, BTreeMap<String, bool>)> = BTreeMap::new();
         if let Some(meta) = metadata::load(&self.data_dir)? {
             for t in meta.topics {
@@ -410,323 +568,5 @@ impl Node {
             topic.start();
         }
         Ok(())
-    }
-}
-
-/// A running nsqd. Dropping it does not stop it; call [`Nsqd::shutdown`].
-pub struct Nsqd {
-    node: Arc<Node>,
-    tasks: JoinSet<()>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("invalid options: {0}")]
-    Options(String),
-    #[error(transparent)]
-    Listen(#[from] nsq_daemon::tcp::ListenError),
-    #[error("data path {path}: {source}")]
-    DataPath {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("failed to build TLS config - {0}")]
-    Tls(#[from] nsq::tls::TlsError),
-}
-
-impl Nsqd {
-    /// Binds the listeners and starts serving.
-    pub async fn start(opts: Options) -> Result<Nsqd, StartError> {
-        Self::start_with_log_hook(opts, None).await
-    }
-
-    pub async fn start_with_log_hook(
-        mut opts: Options,
-        log_level_hook: Option<LogLevelHook>,
-    ) -> Result<Nsqd, StartError> {
-        opts.validate().map_err(StartError::Options)?;
-        // As upstream: asking for client certificates makes TLS required.
-        if opts.tls_client_auth_policy != ClientAuthPolicy::None
-            && opts.tls_required == TlsRequired::No
-        {
-            opts.tls_required = TlsRequired::Yes;
-        }
-        let tls = crate::tls::acceptor(&opts)?;
-        let lookupd_tls = crate::tls::lookupd(&opts)?;
-        let http_client = crate::tls::http_client(&opts)?;
-        let listen = nsq_daemon::tcp::listen;
-        let tcp = listen("TCP", &opts.tcp_address).await?;
-        let http = match opts.http_address.as_str() {
-            "" => None,
-            addr => Some(listen("HTTP", addr).await?),
-        };
-        let https = match (&tls, opts.https_address.as_str()) {
-            (Some(_), addr) if !addr.is_empty() => Some(listen("HTTPS", addr).await?),
-            _ => None,
-        };
-        // Upstream expands the statsd prefix once, and `/config` shows it so.
-        let http_port = match (opts.broadcast_http_port, &http) {
-            (0, Some(l)) => l.local_addr().map_or(0, |a| a.port()),
-            (port, _) => port,
-        };
-        opts.statsd_prefix =
-            crate::statsd::expand_prefix(&opts.statsd_prefix, &opts.broadcast_address, http_port);
-        let data_dir = if opts.data_path.as_os_str().is_empty() {
-            std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
-        } else {
-            opts.data_path.clone()
-        };
-        let data_err = |source| StartError::DataPath {
-            path: data_dir.display().to_string(),
-            source,
-        };
-        // As upstream, which fails reading `nsqd.dat` inside it: create_dir_all
-        // alone would say "File exists".
-        if data_dir.exists() && !data_dir.is_dir() {
-            return Err(data_err(std::io::Error::new(
-                std::io::ErrorKind::NotADirectory,
-                "not a directory",
-            )));
-        }
-        std::fs::create_dir_all(&data_dir).map_err(data_err)?;
-        let dir_lock = File::create(data_dir.join("nsqd.lock")).map_err(data_err)?;
-        dir_lock.try_lock().map_err(|e| {
-            data_err(std::io::Error::other(format!(
-                "locked by another nsqd? ({e})"
-            )))
-        })?;
-        let disk = DiskConfig {
-            dir: data_dir.clone(),
-            max_bytes_per_file: opts.max_bytes_per_file.max(1) as u64,
-            sync_every: opts.sync_every.max(1) as u64,
-            max_msg_size: opts.max_msg_size as u64,
-        };
-        let imported = metadata::import_upstream_queues(&disk).map_err(data_err)?;
-        if imported > 0 {
-            tracing::info!(
-                messages = imported,
-                "imported the backlog of an upstream nsqd data directory"
-            );
-        }
-        let channel_config = ChannelConfig {
-            mem_queue_size: opts.mem_queue_size as usize,
-            max_msg_timeout: opts.max_msg_timeout,
-            max_channel_consumers: opts.max_channel_consumers as usize,
-            e2e_percentiles: opts.e2e_processing_latency_percentiles.clone().into(),
-            e2e_window: opts.e2e_processing_latency_window_time,
-            disk,
-        };
-        let node = Arc::new_cyclic(|me| Node {
-            me: me.clone(),
-            lookup: Lookup::default(),
-            ids: IdGenerator::new(opts.id),
-            start_time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
-            started_at: std::time::Instant::now(),
-            tcp_addr: tcp.local_addr().expect("bound socket has an address"),
-            http_addr: http
-                .as_ref()
-                .map(|l| l.local_addr().expect("bound socket has an address")),
-            https_addr: https
-                .as_ref()
-                .map(|l| l.local_addr().expect("bound socket has an address")),
-            auth: (!opts.auth_http_addresses.is_empty()).then(|| {
-                crate::auth::Authorizer::new(opts.auth_http_addresses.clone(), http_client.clone())
-            }),
-            http_client,
-            lookupd_tls,
-            tls,
-            topics: RwLock::new(BTreeMap::new()),
-            clients: Mutex::new(FxHashMap::default()),
-            next_client_id: AtomicU64::new(0),
-            log_level: Mutex::new(opts.log_level),
-            log_level_hook,
-            channel_config,
-            backend_error: Mutex::new(None),
-            unhealthy: std::sync::atomic::AtomicBool::new(false),
-            metadata_changed: Notify::new(),
-            shutdown: CancellationToken::new(),
-            data_dir: data_dir.clone(),
-            _dir_lock: dir_lock,
-            opts,
-        });
-        node.restore().await.map_err(data_err)?;
-        node.persist_metadata().map_err(data_err)?;
-        Lookup::set_addresses(&node, node.opts.nsqlookupd_tcp_addresses.clone());
-        let mut tasks = JoinSet::new();
-        tasks.spawn(background(node.clone()));
-        if !node.opts.statsd_address.is_empty() {
-            tracing::info!(address = %node.opts.statsd_address, "STATSD: pushing every {:?}", node.opts.statsd_interval);
-            tasks.spawn(crate::statsd::run(node.clone()));
-        }
-        tracing::info!(address = %node.tcp_addr, "TCP: listening");
-        tasks.spawn(crate::tcp::serve(node.clone(), tcp));
-        if let Some(http) = http {
-            tracing::info!(address = %http.local_addr().expect("bound"), "HTTP: listening");
-            tasks.spawn(crate::http::serve(node.clone(), http));
-        }
-        if let (Some(https), Some(tls)) = (https, node.tls.clone()) {
-            tracing::info!(address = %https.local_addr().expect("bound"), "HTTPS: listening");
-            let listener = nsq_daemon::tls::HttpsListener::new(https, tls);
-            tasks.spawn(crate::http::serve_https(node.clone(), listener));
-        }
-        Ok(Nsqd { node, tasks })
-    }
-
-    pub fn tcp_addr(&self) -> SocketAddr {
-        self.node.tcp_addr
-    }
-
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.node.http_addr
-    }
-
-    pub fn https_addr(&self) -> Option<SocketAddr> {
-        self.node.https_addr
-    }
-
-    pub fn node(&self) -> &Arc<Node> {
-        &self.node
-    }
-
-    /// Stops accepting, closes every connection and waits for the listeners.
-    pub async fn shutdown(mut self) {
-        tracing::info!("shutting down");
-        self.node.shutdown.cancel();
-        let clients: Vec<Arc<ClientConn>> = self.node.clients.lock().values().cloned().collect();
-        for client in clients {
-            client.close();
-        }
-        while self.tasks.join_next().await.is_some() {}
-        let node = self.node.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            // Metadata first: shutting topics down releases their channels.
-            let metadata = node.persist_metadata();
-            for topic in node.topics() {
-                if let Err(e) = topic.shutdown() {
-                    tracing::error!(topic = %topic.name, error = %e, "failed to save topic state");
-                }
-            }
-            metadata
-        })
-        .await;
-        match saved {
-            Ok(Ok(())) => tracing::info!("state saved"),
-            Ok(Err(e)) => tracing::error!(error = %e, "failed to write nsqd.dat"),
-            Err(e) => tracing::error!(error = %e, "saving state panicked"),
-        }
-    }
-}
-
-/// Writes `nsqd.dat` after changes and fsyncs disk queues every `--sync-timeout`.
-async fn background(node: Arc<Node>) {
-    let mut sync_tick = tokio::time::interval(
-        node.opts
-            .sync_timeout
-            .max(std::time::Duration::from_millis(10)),
-    );
-    loop {
-        tokio::select! {
-            _ = node.shutdown.cancelled() => return,
-            _ = node.metadata_changed.notified() => {
-                let n = node.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || n.persist_metadata()).await {
-                    tracing::error!(error = %e, "failed to write nsqd.dat");
-                }
-            }
-            _ = sync_tick.tick() => {
-                let n = node.clone();
-                let _ = tokio::task::spawn_blocking(move || n.sync_all()).await;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::log::TempDir;
-
-    fn options(dir: &TempDir) -> Options {
-        Options {
-            tcp_address: "127.0.0.1:0".into(),
-            http_address: "127.0.0.1:0".into(),
-            https_address: "127.0.0.1:0".into(),
-            broadcast_address: "127.0.0.1".into(),
-            data_path: dir.path().to_path_buf(),
-            ..Options::default()
-        }
-    }
-
-    async fn refusal(opts: Options) -> String {
-        match Nsqd::start(opts).await {
-            Ok(nsqd) => {
-                nsqd.shutdown().await;
-                panic!("nsqd started");
-            }
-            Err(e) => e.to_string(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_data_path_naming_a_file_is_not_a_directory() {
-        let dir = TempDir::new("data-file");
-        let file = dir.path().join("nsqd-data");
-        std::fs::write(&file, b"").unwrap();
-        let err = refusal(Options {
-            data_path: file.clone(),
-            ..options(&dir)
-        })
-        .await;
-        assert_eq!(
-            err,
-            format!("data path {}: not a directory", file.display())
-        );
-    }
-
-    #[tokio::test]
-    async fn a_taken_port_is_named_by_its_listener() {
-        let dir = TempDir::new("taken-port");
-        let pem = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, pem.cert.pem()).unwrap();
-        std::fs::write(&key, pem.key_pair.serialize_pem()).unwrap();
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = taken.local_addr().unwrap().to_string();
-        let tls = Options {
-            tls_cert: cert.display().to_string(),
-            tls_key: key.display().to_string(),
-            ..options(&dir)
-        };
-        let cases = [
-            (
-                "TCP",
-                Options {
-                    tcp_address: addr.clone(),
-                    ..options(&dir)
-                },
-            ),
-            (
-                "HTTP",
-                Options {
-                    http_address: addr.clone(),
-                    ..options(&dir)
-                },
-            ),
-            (
-                "HTTPS",
-                Options {
-                    https_address: addr.clone(),
-                    ..tls
-                },
-            ),
-        ];
-        for (listener, opts) in cases {
-            let err = refusal(opts).await;
-            let expected = format!("{listener}: failed to listen on {addr}: ");
-            assert!(err.starts_with(&expected), "{err}");
-        }
     }
 }

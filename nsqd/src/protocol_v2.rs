@@ -50,7 +50,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     let (mut reader, writer) = stream.into_split();
     let mut magic = [0u8; 4];
     tokio::select! {
-        _ = node.shutdown.cancelled() => return,
+        _ = node.stopping() => return,
         read = tokio::time::timeout(CLIENT_TIMEOUT, reader.read_exact(&mut magic)) => {
             if !matches!(read, Ok(Ok(_))) {
                 return;

@@ -217,7 +217,7 @@ pub async fn run(node: Arc<Node>) {
     let mut previous = Previous::default();
     loop {
         tokio::select! {
-            _ = node.shutdown.cancelled() => break,
+            _ = node.stopping() => break,
             _ = ticker.tick() => {}
         }
         let stats = node.stats("", "", false);
@@ -259,7 +259,7 @@ async fn send(node: &Node, packets: &[String], interval: Duration) -> std::io::R
     for (i, packet) in packets.iter().enumerate() {
         if let (Some(pause), true) = (pause, i > 0) {
             tokio::select! {
-                _ = node.shutdown.cancelled() => return Ok(()),
+                _ = node.stopping() => return Ok(()),
                 _ = tokio::time::sleep(pause) => {}
             }
         }

@@ -1,9 +1,10 @@
 //! nsqd's TLS options as rustls configurations: the server side of TCP
-//! upgrades and HTTPS, TLS to lookupds, and the HTTP client of auth servers
+//! upgrades and HTTPS, TLS to lookupds, and the HTTP clients of auth servers
 //! and lookupds' HTTP APIs.
 
 use crate::options::{Options, TlsVersion};
 use nsq::tls::{TlsClientOptions, TlsError};
+use nsq::HttpPool;
 use nsq_daemon::tls::{ServerTlsOptions, TlsAcceptor};
 use std::path::PathBuf;
 use tokio_rustls::TlsConnector;
@@ -50,22 +51,37 @@ pub fn lookupd(opts: &Options) -> Result<Option<LookupdTls>, TlsError> {
     Ok(Some(LookupdTls { connector, options }))
 }
 
-/// The HTTP client of auth servers and lookupds: upstream's timeouts, and
-/// `--tls-root-ca-file` to trust for `https://` auth servers.
+/// The CA of `--tls-root-ca-file`, which HTTPS auth servers and lookupds
+/// must be signed by; `None` for the system's roots.
+fn trusted_servers(opts: &Options) -> Option<TlsClientOptions> {
+    path(&opts.tls_root_ca_file).map(|ca| TlsClientOptions {
+        root_ca_file: Some(ca),
+        min_version: opts.tls_min_version,
+        ..TlsClientOptions::default()
+    })
+}
+
+/// The HTTP client of auth servers: upstream's timeouts and trusted CA.
 pub fn http_client(opts: &Options) -> Result<reqwest::Client, TlsError> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(opts.http_client_connect_timeout)
         .timeout(opts.http_client_request_timeout);
-    if let Some(ca) = path(&opts.tls_root_ca_file) {
-        let config = TlsClientOptions {
-            root_ca_file: Some(ca),
-            min_version: opts.tls_min_version,
-            ..TlsClientOptions::default()
-        }
-        .client_config()?;
-        builder = builder.use_preconfigured_tls((*config).clone());
+    if let Some(tls) = trusted_servers(opts) {
+        builder = builder.use_preconfigured_tls((*tls.client_config()?).clone());
     }
     builder
         .build()
         .map_err(|e| TlsError(format!("HTTP client: {e}")))
+}
+
+/// The HTTP client of lookupds' APIs, with the same timeouts and CA.
+pub fn lookupd_http(opts: &Options) -> Result<HttpPool, TlsError> {
+    let (connect, request) = (
+        opts.http_client_connect_timeout,
+        opts.http_client_request_timeout,
+    );
+    match trusted_servers(opts) {
+        Some(tls) => HttpPool::with_tls(connect, request, &tls),
+        None => Ok(HttpPool::new(connect, request)),
+    }
 }

@@ -62,6 +62,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// Called when `PUT /config/log_level` changes the level (nsqd, nsqadmin).
+pub type LogLevelHook = Box<dyn Fn(LogLevel) + Send + Sync>;
+
 /// The installed logger; its level can change while running.
 pub struct Logging {
     level: reload::Handle<LevelFilter, tracing_subscriber::Registry>,
