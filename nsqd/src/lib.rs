@@ -1,33 +1,41 @@
 //! nsqd as a library: [`Nsqd::start`] binds the listeners and serves until
-//! [`Nsqd::shutdown`]. The binary and the end-to-end tests both use it.
+//! [`Nsqd::shutdown`]. The binary and the end-to-end tests both use it, and
+//! nothing else: every module is private to the crate.
 
-pub mod auth;
-pub mod channel;
-pub mod cli;
-pub mod client_conn;
-pub mod command;
-pub mod diskqueue;
-pub mod e2e;
-pub mod guid;
-pub mod http;
-pub mod log;
-pub mod lookup;
-pub mod message;
-pub mod metadata;
-pub mod metrics;
-pub mod node;
-pub mod options;
-pub mod output;
-pub mod protocol_v2;
-pub mod pump;
-pub mod queue;
-pub mod server;
-pub mod stats;
-pub mod statsd;
-pub mod stream;
-pub mod tcp;
-pub mod tls;
-pub mod topic;
+mod auth;
+mod channel;
+mod cli;
+mod client_conn;
+mod command;
+mod diskqueue;
+mod e2e;
+mod guid;
+mod http;
+// The durable log engine, not yet used by topics and channels: issue 15
+// wires it in. Until then its API is used only by its own tests.
+#[allow(dead_code, unused_imports)]
+mod log;
+mod lookup;
+mod message;
+mod metadata;
+mod metrics;
+mod node;
+mod options;
+mod output;
+mod protocol_v2;
+mod pump;
+mod queue;
+mod server;
+mod stats;
+mod statsd;
+mod stream;
+mod tcp;
+mod tls;
+mod topic;
 
-pub use options::{LogLevel, Options};
+#[cfg(test)]
+mod prop_parse;
+
+pub use cli::CommandLine;
+pub use options::{Options, TlsRequired};
 pub use server::{Nsqd, StartError};

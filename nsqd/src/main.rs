@@ -1,8 +1,8 @@
 use nsq_daemon::flags::try_parse;
+use nsq_daemon::logging::LogLevel;
 use nsq_daemon::signals::run_until_stopped;
 use nsq_daemon::version_line;
-use nsqd::cli::CommandLine;
-use nsqd::{LogLevel, Nsqd};
+use nsqd::{CommandLine, Nsqd};
 
 fn main() {
     let (line, parsed) = try_parse::<CommandLine>(std::env::args_os()).unwrap_or_else(|e| e.exit());

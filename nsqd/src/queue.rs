@@ -284,14 +284,6 @@ impl Backend {
         }
     }
 
-    /// Messages that overflowed where nothing could keep them.
-    pub fn dropped(&self) -> u64 {
-        match self {
-            Backend::Discard { dropped } => *dropped,
-            Backend::Disk(_) => 0,
-        }
-    }
-
     pub fn corrupt_bytes(&self) -> u64 {
         match self {
             Backend::Discard { .. } => 0,

@@ -263,7 +263,7 @@ async fn pynsq_over_tls() {
     let Some(python) = test_python() else { return };
     let pki = nsq_e2e::TestPki::new();
     let nsqd = nsq_e2e::start_nsqd(nsqd::Options {
-        tls_required: nsqd::options::TlsRequired::ExceptHttp,
+        tls_required: nsqd::TlsRequired::ExceptHttp,
         ..pki.nsqd_options()
     })
     .await;

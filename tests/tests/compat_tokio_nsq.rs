@@ -495,7 +495,7 @@ async fn consumer_discovers_nsqd_through_our_lookupd() {
 async fn tls_with_compression_round_trip() {
     let pki = nsq_e2e::TestPki::new();
     let nsqd = nsq_e2e::start_nsqd(nsqd::Options {
-        tls_required: nsqd::options::TlsRequired::ExceptHttp,
+        tls_required: nsqd::TlsRequired::ExceptHttp,
         ..pki.nsqd_options()
     })
     .await;

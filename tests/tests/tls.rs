@@ -11,7 +11,7 @@ use nsq_e2e::{
     eventually, http_request, http_url, https_url, start_nsqd, stats, test_options, Conn, Nsqd,
     Options, TestPki, PATIENCE,
 };
-use nsqd::options::TlsRequired;
+use nsqd::TlsRequired;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -4,10 +4,10 @@
 //! closed connection, never a panic, and never an allocation sized by a
 //! claimed length; valid commands parse back to what was encoded.
 
+use crate::command::{parse, ClientError, Limits, Request};
+use crate::{Nsqd, Options};
 use bytes::{Buf, Bytes, BytesMut};
 use nsq::protocol::{decode_frame, Command, FrameType, MessageId, MAGIC_V2};
-use nsqd::command::{parse, ClientError, Limits, Request};
-use nsqd::{Nsqd, Options};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,7 +170,7 @@ fn check_limits(request: &Request) -> Result<(), TestCaseError> {
             prop_assert!(rest.is_empty());
         }
         Request::Identify(body) | Request::Auth(body) => prop_assert!(body.len() <= max_body),
-        Request::Line(line) => prop_assert!(line.len() <= nsqd::command::MAX_LINE_LENGTH),
+        Request::Line(line) => prop_assert!(line.len() <= crate::command::MAX_LINE_LENGTH),
     }
     Ok(())
 }
