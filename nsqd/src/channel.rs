@@ -322,11 +322,6 @@ impl Channel {
         taken
     }
 
-    /// True when a pump could take a message right now.
-    pub fn has_ready_messages(&self) -> bool {
-        !self.paused.load(Ordering::Acquire) && !self.state.lock().queue.is_empty()
-    }
-
     pub fn finish(&self, client_id: u64, id: u64) -> Result<(), InFlightError> {
         let mut st = self.state.lock();
         let entry = st.take_in_flight(client_id, id)?;
@@ -413,10 +408,6 @@ impl Channel {
         if notify {
             self.available.notify_waiters();
         }
-    }
-
-    pub fn client_count(&self) -> usize {
-        self.state.lock().clients.len()
     }
 
     /// Marks the channel as going away if it has no consumers; used to retire
@@ -522,10 +513,6 @@ impl Channel {
 
     fn queue_name(&self) -> String {
         format!("{}:{}", self.topic_name, self.name)
-    }
-
-    pub fn depth(&self) -> usize {
-        self.state.lock().queue.depth()
     }
 
     pub fn collect_e2e(&self, into: &mut Samples) {

@@ -187,11 +187,6 @@ impl ClientConn {
         *self.settings.lock() = settings;
     }
 
-    /// Read deadlines follow it: twice the interval, none when disabled.
-    pub fn heartbeat_interval(&self) -> Option<Duration> {
-        self.settings.lock().heartbeat_interval
-    }
-
     pub fn msg_timeout(&self) -> Duration {
         self.settings.lock().msg_timeout
     }

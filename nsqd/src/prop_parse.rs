@@ -1,10 +1,14 @@
+//! One file because the parser's, the TCP sessions' and the HTTP requests'
+//! properties share their generators and the in-process nsqd.
+//!
 //! Property tests of what nsqd parses from clients: the V2 command parser on
-//! its own, then whole TCP sessions and HTTP `/pub` and `/mpub` requests
-//! against an nsqd running in this process. Any bytes give an answer or a
+//! its own (in each connection state), then whole TCP sessions and HTTP
+//! `/pub` and `/mpub` requests against an nsqd running in this process. Any bytes give an answer or a
 //! closed connection, never a panic, and never an allocation sized by a
 //! claimed length; valid commands parse back to what was encoded.
 
-use crate::command::{parse, ClientError, Limits, Request};
+use crate::client_conn::ClientState;
+use crate::command::{parse, ClientError, ConnState, Limits, Request};
 use crate::{Nsqd, Options};
 use bytes::{Buf, Bytes, BytesMut};
 use nsq::protocol::{decode_frame, Command, FrameType, MessageId, MAGIC_V2};
@@ -19,6 +23,7 @@ const LIMITS: Limits = Limits {
     max_msg_size: 1000,
     max_body_size: 5000,
     max_req_timeout_ms: 3_600_000,
+    max_rdy_count: 2500,
 };
 
 fn config(cases: u32) -> Config {
@@ -41,8 +46,8 @@ fn message_id() -> impl Strategy<Value = MessageId> {
     any::<u64>().prop_map(MessageId::from_u64)
 }
 
-/// Every command a client can send, with valid arguments.
-fn command() -> impl Strategy<Value = Command> {
+/// The publishes, with valid arguments: allowed in every state.
+fn publish() -> impl Strategy<Value = Command> {
     prop_oneof![
         topic().prop_flat_map(|topic| body(200).prop_map(move |body| Command::Pub {
             topic: topic.clone(),
@@ -55,10 +60,25 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         (topic(), proptest::collection::vec(body(100), 1..8))
             .prop_map(|(topic, bodies)| Command::Mpub { topic, bodies }),
+        Just(Command::Nop),
+    ]
+}
+
+/// Valid commands of a connection that has not subscribed.
+fn before_sub() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        publish(),
         "\\{\"client_id\":\"[a-z]{0,8}\"\\}".prop_map(|j| Command::Identify(j.into())),
         body(50).prop_map(Command::Auth),
         (topic(), topic()).prop_map(|(topic, channel)| Command::Sub { topic, channel }),
-        any::<u32>().prop_map(Command::Rdy),
+    ]
+}
+
+/// Valid commands of a subscribed connection.
+fn after_sub() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        publish(),
+        (0u32..=2500).prop_map(Command::Rdy),
         message_id().prop_map(Command::Fin),
         (message_id(), 0u64..100_000).prop_map(|(id, ms)| Command::Req {
             id,
@@ -66,8 +86,34 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         message_id().prop_map(Command::Touch),
         Just(Command::Cls),
-        Just(Command::Nop),
     ]
+}
+
+/// Every command a client can send, with valid arguments.
+fn command() -> impl Strategy<Value = Command> {
+    prop_oneof![before_sub(), after_sub()]
+}
+
+fn connection(client: ClientState) -> ConnState {
+    ConnState {
+        client,
+        tls_pending: false,
+        heartbeats: true,
+    }
+}
+
+/// Any state a connection can be in when a command arrives.
+fn any_connection() -> impl Strategy<Value = ConnState> {
+    let client = prop_oneof![
+        Just(ClientState::Init),
+        Just(ClientState::Subscribed),
+        Just(ClientState::Closing)
+    ];
+    (client, any::<bool>(), any::<bool>()).prop_map(|(client, tls_pending, heartbeats)| ConnState {
+        client,
+        tls_pending,
+        heartbeats,
+    })
 }
 
 /// What nsqd should parse `cmd` into.
@@ -92,7 +138,19 @@ fn expected(cmd: &Command) -> Request {
         },
         Command::Identify(_) => Request::Identify(body()),
         Command::Auth(_) => Request::Auth(body()),
-        _ => Request::Line(wire.slice(..line_end)),
+        Command::Sub { topic, channel } => Request::Sub {
+            topic: topic.clone(),
+            channel: channel.clone(),
+        },
+        Command::Rdy(count) => Request::Rdy(*count as i64),
+        Command::Fin(id) => Request::Fin(*id),
+        Command::Req { id, delay } => Request::Req {
+            id: *id,
+            timeout_ms: delay.as_millis() as u64,
+        },
+        Command::Touch(id) => Request::Touch(*id),
+        Command::Cls => Request::Cls,
+        Command::Nop => Request::Nop,
     }
 }
 
@@ -144,9 +202,9 @@ fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// Parses everything parseable off `buf`, as the connection does.
-fn parse_all(buf: &mut BytesMut, init: bool) -> Result<Vec<Request>, ClientError> {
+fn parse_all(buf: &mut BytesMut, conn: ConnState) -> Result<Vec<Request>, ClientError> {
     let mut out = Vec::new();
-    while let Some(request) = parse(buf, &LIMITS, init)? {
+    while let Some(request) = parse(buf, &LIMITS, conn)? {
         out.push(request);
     }
     Ok(out)
@@ -170,7 +228,13 @@ fn check_limits(request: &Request) -> Result<(), TestCaseError> {
             prop_assert!(rest.is_empty());
         }
         Request::Identify(body) | Request::Auth(body) => prop_assert!(body.len() <= max_body),
-        Request::Line(line) => prop_assert!(line.len() <= crate::command::MAX_LINE_LENGTH),
+        Request::Rdy(count) => prop_assert!((0..=LIMITS.max_rdy_count).contains(count)),
+        Request::Sub { .. }
+        | Request::Fin(_)
+        | Request::Req { .. }
+        | Request::Touch(_)
+        | Request::Cls
+        | Request::Nop => {}
     }
     Ok(())
 }
@@ -179,9 +243,9 @@ proptest! {
     #![proptest_config(config(1024))]
 
     #[test]
-    fn any_bytes_parse_or_fail_within_the_limits(bytes in hostile_bytes(), init in any::<bool>()) {
+    fn any_bytes_parse_or_fail_within_the_limits(bytes in hostile_bytes(), conn in any_connection()) {
         let mut buf = BytesMut::from(&bytes[..]);
-        if let Ok(requests) = parse_all(&mut buf, init) {
+        if let Ok(requests) = parse_all(&mut buf, conn) {
             for request in &requests {
                 check_limits(request)?;
             }
@@ -192,9 +256,13 @@ proptest! {
 
     #[test]
     fn valid_commands_parse_back_whatever_the_chunking(
-        cmds in proptest::collection::vec(command(), 1..6),
+        (subscribed, cmds) in any::<bool>().prop_flat_map(|subscribed| {
+            let cmds = if subscribed { after_sub().boxed() } else { before_sub().boxed() };
+            (Just(subscribed), proptest::collection::vec(cmds, 1..6))
+        }),
         chunk in 1usize..40,
     ) {
+        let conn = connection(if subscribed { ClientState::Subscribed } else { ClientState::Init });
         let mut wire = BytesMut::new();
         for c in &cmds {
             c.encode(&mut wire);
@@ -203,7 +271,7 @@ proptest! {
         let mut got = Vec::new();
         for piece in wire.chunks(chunk) {
             buf.extend_from_slice(piece);
-            got.extend(parse_all(&mut buf, true).unwrap());
+            got.extend(parse_all(&mut buf, conn).unwrap());
         }
         prop_assert!(buf.is_empty());
         prop_assert_eq!(got, cmds.iter().map(expected).collect::<Vec<_>>());
@@ -216,6 +284,7 @@ fn a_claimed_body_costs_nothing_until_it_arrives() {
         max_msg_size: 1 << 30,
         max_body_size: 1 << 30,
         max_req_timeout_ms: 0,
+        max_rdy_count: 0,
     };
     for header in [
         &b"PUB t\n\x3f\xff\xff\xff"[..],
@@ -223,7 +292,10 @@ fn a_claimed_body_costs_nothing_until_it_arrives() {
         b"IDENTIFY\n\x3f\xff\xff\xff",
     ] {
         let mut buf = BytesMut::from(header);
-        assert_eq!(parse(&mut buf, &limits, true), Ok(None));
+        assert_eq!(
+            parse(&mut buf, &limits, connection(ClientState::Init)),
+            Ok(None)
+        );
         assert!(buf.capacity() < 1 << 20, "{}", buf.capacity());
     }
 }

@@ -27,10 +27,6 @@ impl Item {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Keeps the first `n` messages and returns the rest, if any.
     fn split_off(&mut self, n: usize) -> Option<Item> {
         match self {

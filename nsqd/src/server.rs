@@ -159,10 +159,6 @@ impl Nsqd {
         self.node.https_addr
     }
 
-    pub fn node(&self) -> &Arc<Node> {
-        &self.node
-    }
-
     /// Stops accepting, closes every connection and waits for the listeners.
     pub async fn shutdown(mut self) {
         tracing::info!("shutting down");

@@ -451,18 +451,18 @@ async fn nsqd_metrics_agree_with_stats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nsqd_metrics_scrape_many_channels() {
     let nsqd: Nsqd = start_nsqd(test_options()).await;
+    let base = http_url(&nsqd);
+    let client = reqwest::Client::new();
     for t in 0..10 {
-        let topic = nsqd
-            .node()
-            .get_or_create_topic(&format!("topic{t}"))
-            .unwrap();
+        let create = |path: String| {
+            let request = client.post(format!("{base}{path}")).send();
+            async move { assert!(request.await.unwrap().status().is_success()) }
+        };
+        create(format!("/topic/create?topic=topic{t}")).await;
         for c in 0..100 {
-            nsqd.node()
-                .get_or_create_channel(&topic, &format!("channel{c}"))
-                .unwrap();
+            create(format!("/channel/create?topic=topic{t}&channel=channel{c}")).await;
         }
     }
-    let base = http_url(&nsqd);
     let started = Instant::now();
     let m = scrape(&base).await;
     let took = started.elapsed();

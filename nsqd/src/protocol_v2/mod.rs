@@ -1,0 +1,376 @@
+//! Protocol V2: one task per connection reads commands, has them parsed
+//! once ([`crate::command`]) and applies each in [`Session::apply`]; the
+//! message pump and heartbeats write beside it through the shared [`Output`].
+//!
+//! What each command does lives beside its kin: [`identify`] (IDENTIFY, the
+//! TLS upgrade, compression), [`authorize`] (AUTH and the checks publishes
+//! and SUB make), [`subscribe`] (SUB, RDY, FIN, REQ, TOUCH, CLS).
+
+mod authorize;
+mod identify;
+mod subscribe;
+
+use crate::channel::Channel;
+use crate::client_conn::{ClientConn, ClientSettings};
+use crate::command::{self, ClientError, ConnState, Limits, Request};
+use crate::guid::unix_nanos;
+use crate::message::{Message, Run};
+use crate::node::Node;
+use crate::options::{
+    TlsRequired, CLIENT_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_OUTPUT_BUFFER_SIZE,
+};
+use crate::output::Output;
+use crate::pump;
+use crate::queue::Item;
+use crate::stream::{ReadHalf, WriteHalf};
+use bytes::{Bytes, BytesMut};
+use nsq::protocol::compress::Decoder;
+use nsq::protocol::{FrameType, MAGIC_V2, OK};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// Plain bytes decoded per step from a compressed stream; bounds what a tiny
+/// compressed input can make us allocate before commands are consumed.
+const DECODE_STEP: usize = 256 * 1024;
+
+/// How long a busy connection polls for its next command before parking.
+const SPIN_WINDOW: Duration = Duration::from_micros(50);
+
+/// Why the read loop ended.
+enum Closed {
+    /// EOF, I/O error, read timeout, shutdown: close without a word.
+    Quietly,
+    /// A fatal protocol error, already sent.
+    AfterError,
+}
+
+pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
+    let (mut reader, writer) = stream.into_split();
+    let mut magic = [0u8; 4];
+    tokio::select! {
+        _ = node.stopping() => return,
+        read = tokio::time::timeout(CLIENT_TIMEOUT, reader.read_exact(&mut magic)) => {
+            if !matches!(read, Ok(Ok(_))) {
+                return;
+            }
+        }
+    }
+    let out = Arc::new(Output::new(
+        WriteHalf::Plain(writer),
+        Some(DEFAULT_HEARTBEAT_INTERVAL),
+    ));
+    if &magic != MAGIC_V2 {
+        tracing::debug!(%peer, ?magic, "bad protocol magic");
+        let _ = out.send(FrameType::Error, b"E_BAD_PROTOCOL").await;
+        out.shutdown().await;
+        return;
+    }
+    let opts = &node.opts;
+    let host = peer.ip().to_string();
+    let settings = ClientSettings {
+        client_id: host.clone(),
+        hostname: host,
+        user_agent: String::new(),
+        heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
+        output_buffer_size: DEFAULT_OUTPUT_BUFFER_SIZE as usize,
+        output_buffer_timeout: Some(opts.output_buffer_timeout),
+        msg_timeout: opts.msg_timeout,
+        sample_rate: 0,
+        deflate: false,
+        snappy: false,
+    };
+    let connect_ts = unix_nanos() / 1_000_000_000;
+    let client = Arc::new(ClientConn::new(
+        node.new_client_id(),
+        peer.to_string(),
+        settings,
+        connect_ts,
+    ));
+    node.add_client(client.clone());
+    tracing::debug!(client = client.id, %peer, "client connected");
+
+    let heartbeat = tokio::spawn(pump::heartbeats(
+        client.clone(),
+        out.clone(),
+        DEFAULT_HEARTBEAT_INTERVAL,
+    ));
+    let mut session = Session {
+        limits: Limits {
+            max_msg_size: opts.max_msg_size,
+            max_body_size: opts.max_body_size,
+            max_req_timeout_ms: opts.max_req_timeout.as_millis() as u64,
+            max_rdy_count: opts.max_rdy_count,
+        },
+        must_upgrade: node.opts.tls_required != TlsRequired::No,
+        node: node.clone(),
+        client: client.clone(),
+        peer,
+        reader: ReadHalf::Plain(reader),
+        heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
+        auth_secret: None,
+        input: BytesMut::with_capacity(16 * 1024),
+        raw: BytesMut::new(),
+        decoder: None,
+        out: out.clone(),
+        channel: None,
+        heartbeat: Some(heartbeat),
+        pump: None,
+        last_wait: Duration::MAX,
+    };
+    let closed = session.run().await;
+    if let Closed::AfterError = closed {
+        tracing::debug!(client = client.id, "closing after fatal error");
+    }
+    session.close().await;
+}
+
+/// One client's session: what its reader task holds.
+struct Session {
+    node: Arc<Node>,
+    client: Arc<ClientConn>,
+    peer: SocketAddr,
+    limits: Limits,
+    reader: ReadHalf,
+    /// `--tls-required` and not yet upgraded: only IDENTIFY is allowed.
+    must_upgrade: bool,
+    /// As IDENTIFY last set it; reads time out after twice this.
+    heartbeat_interval: Option<Duration>,
+    /// The secret of the last AUTH, to ask the auth server again on expiry.
+    auth_secret: Option<String>,
+    /// Plain command bytes.
+    input: BytesMut,
+    /// Compressed bytes not yet decoded (only with a compression layer).
+    raw: BytesMut,
+    decoder: Option<Decoder>,
+    out: Arc<Output>,
+    channel: Option<Arc<Channel>>,
+    heartbeat: Option<JoinHandle<()>>,
+    pump: Option<JoinHandle<()>>,
+    /// How long the last read waited for data.
+    last_wait: Duration,
+}
+
+impl Session {
+    async fn run(&mut self) -> Closed {
+        loop {
+            let state = self.state();
+            let result = match command::parse(&mut self.input, &self.limits, state) {
+                Ok(None) => {
+                    if !self.fill().await {
+                        return Closed::Quietly;
+                    }
+                    continue;
+                }
+                Ok(Some(request)) => self.apply(request).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = result {
+                if let Some(closed) = self.send_error(err).await {
+                    return closed;
+                }
+            }
+        }
+    }
+
+    /// What the parser checks commands against.
+    fn state(&self) -> ConnState {
+        ConnState {
+            client: self.client.state(),
+            tls_pending: self.must_upgrade,
+            heartbeats: self.heartbeat_interval.is_some(),
+        }
+    }
+
+    /// Executes one command: the one place where requests take effect.
+    async fn apply(&mut self, request: Request) -> Result<(), ClientError> {
+        match request {
+            Request::Identify(body) => self.identify(&body).await,
+            Request::Auth(secret) => self.auth(&secret).await,
+            Request::Pub { topic, body } => {
+                self.check_auth("PUB", &topic, "").await?;
+                let item = Item::One(self.new_message(body));
+                self.publish(&topic, item, "E_PUB_FAILED", "PUB").await
+            }
+            Request::Dpub {
+                topic,
+                defer_ms,
+                body,
+            } => {
+                self.check_auth("DPUB", &topic, "").await?;
+                let msg = self.new_message(body);
+                let item = match defer_ms {
+                    0 => Item::One(msg),
+                    ms => Item::Deferred(msg, Instant::now() + Duration::from_millis(ms)),
+                };
+                self.publish(&topic, item, "E_DPUB_FAILED", "DPUB").await
+            }
+            Request::Mpub {
+                topic,
+                records,
+                count,
+            } => {
+                self.check_auth("MPUB", &topic, "").await?;
+                let first_id = self.node.ids.reserve(count as u64);
+                let item = Item::Run(Run::new(records, count, first_id, unix_nanos()));
+                self.publish(&topic, item, "E_MPUB_FAILED", "MPUB").await
+            }
+            Request::Sub { topic, channel } => self.sub(&topic, &channel).await,
+            Request::Rdy(count) => {
+                self.client.set_ready_count(count);
+                Ok(())
+            }
+            Request::Fin(id) => self.fin(id),
+            Request::Req { id, timeout_ms } => self.req(id, timeout_ms),
+            Request::Touch(id) => self.touch(id),
+            Request::Cls => self.cls().await,
+            Request::Nop => Ok(()),
+        }
+    }
+
+    /// Sends an error frame; returns how to close when the error is fatal or
+    /// the write failed.
+    async fn send_error(&mut self, err: ClientError) -> Option<Closed> {
+        tracing::debug!(client = self.client.id, error = %err.text(), fatal = err.fatal, "client error");
+        if self
+            .out
+            .send(FrameType::Error, err.text().as_bytes())
+            .await
+            .is_err()
+        {
+            return Some(Closed::Quietly);
+        }
+        err.fatal.then_some(Closed::AfterError)
+    }
+
+    /// Reads more input; false when the connection is done.
+    async fn fill(&mut self) -> bool {
+        if self.decoder.is_some() && self.decode() {
+            return true;
+        }
+        let deadline = self.heartbeat_interval.map(|hb| hb * 2);
+        let target = if self.decoder.is_some() {
+            &mut self.raw
+        } else {
+            &mut self.input
+        };
+        if target.capacity() - target.len() < 4096 {
+            target.reserve(16 * 1024);
+        }
+        // A client in a tight request/response loop (its last request came
+        // within the spin window) is polled briefly before the task parks:
+        // waking a parked thread costs more than the wait itself.
+        let mut n = None;
+        if self.last_wait < SPIN_WINDOW && self.reader.can_poll() {
+            let until = Instant::now() + SPIN_WINDOW;
+            while Instant::now() < until {
+                match self.reader.try_read_buf(target) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        tokio::task::yield_now().await
+                    }
+                    result => {
+                        n = Some(result);
+                        break;
+                    }
+                }
+            }
+        }
+        let waited = Instant::now();
+        let n = match n {
+            Some(n) => n,
+            None => {
+                let read = self.reader.read_buf(target);
+                tokio::select! {
+                    _ = self.client.closed() => return false,
+                    n = async {
+                        match deadline {
+                            Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),
+                            None => read.await,
+                        }
+                    } => n,
+                }
+            }
+        };
+        self.last_wait = waited.elapsed();
+        match n {
+            Ok(0) | Err(_) => false,
+            Ok(_) => {
+                if self.decoder.is_some() {
+                    self.decode();
+                }
+                true
+            }
+        }
+    }
+
+    /// Decodes buffered compressed input; true if plain input grew.
+    fn decode(&mut self) -> bool {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return false;
+        };
+        let before = self.input.len();
+        match decoder.decode(&mut self.raw, &mut self.input, before + DECODE_STEP) {
+            Ok(()) => self.input.len() > before,
+            Err(e) => {
+                tracing::debug!(client = self.client.id, error = %e, "bad compressed input");
+                self.client.close();
+                false
+            }
+        }
+    }
+
+    async fn respond(&self, data: &[u8]) -> Result<(), ClientError> {
+        self.out.send(FrameType::Response, data).await.map_err(|_| {
+            self.client.close();
+            ClientError::fatal("E_INVALID", "write failed")
+        })
+    }
+
+    fn new_message(&self, body: Bytes) -> Message {
+        Message {
+            id: self.node.ids.reserve(1),
+            timestamp: unix_nanos(),
+            attempts: 0,
+            body,
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        item: Item,
+        fail_code: &'static str,
+        cmd: &str,
+    ) -> Result<(), ClientError> {
+        let count = item.len() as u64;
+        let bytes = match &item {
+            Item::Run(run) => run.body_bytes(),
+            Item::One(m) | Item::Deferred(m, _) => m.body.len(),
+        };
+        self.node
+            .publish(topic, item, bytes)
+            .map_err(|e| ClientError::fatal(fail_code, format!("{cmd} failed {e}")))?;
+        self.client.published(topic, count);
+        self.respond(OK).await
+    }
+
+    async fn close(mut self) {
+        self.client.close();
+        for task in [self.pump.take(), self.heartbeat.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+        self.out.shutdown().await;
+        if let Some(channel) = self.channel.take() {
+            self.node.consumer_left(&channel, self.client.id);
+        }
+        self.node.remove_client(self.client.id);
+        tracing::debug!(client = self.client.id, "client disconnected");
+    }
+}
