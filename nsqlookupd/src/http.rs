@@ -2,8 +2,8 @@
 //! where topics live (`/lookup`, `/topics`, `/channels`, `/nodes`), the
 //! registration DB (`/debug`), and the admin actions nsqadmin uses.
 
-use crate::lookupd::State;
 use crate::registry::Registration;
+use crate::state::State;
 use axum::extract::{Request, State as Shared};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

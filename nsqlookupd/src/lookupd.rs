@@ -1,25 +1,14 @@
 //! The handle that starts and stops an nsqlookupd inside a process (the
-//! binary and the tests use the same), and the state its servers share.
+//! binary and the tests use the same): it binds the listeners and builds the
+//! [`State`] its servers share.
 
 use crate::options::Options;
 use crate::registry::Registry;
+use crate::state::State;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-/// What the TCP and HTTP servers share.
-pub struct State {
-    pub opts: Options,
-    pub registry: Registry,
-    pub tcp_addr: SocketAddr,
-    pub http_addr: SocketAddr,
-    /// The TLS listeners (ours), when configured.
-    pub tcp_tls_addr: Option<SocketAddr>,
-    pub https_addr: Option<SocketAddr>,
-    /// Cancelled on shutdown: listeners stop and connections close.
-    pub shutdown: CancellationToken,
-}
 
 /// A running nsqlookupd. Dropping it does not stop it; call [`Lookupd::shutdown`].
 pub struct Lookupd {

@@ -1,8 +1,7 @@
 use nsq_daemon::flags::try_parse;
 use nsq_daemon::signals::run_until_stopped;
 use nsq_daemon::version_line;
-use nsqlookupd::cli::CommandLine;
-use nsqlookupd::Lookupd;
+use nsqlookupd::{CommandLine, Lookupd};
 
 fn main() {
     let (line, parsed) = try_parse::<CommandLine>(std::env::args_os()).unwrap_or_else(|e| e.exit());

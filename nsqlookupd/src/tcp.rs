@@ -3,8 +3,8 @@
 //! with no frame type. Every error closes the connection; when it closes, the
 //! peer leaves all of its registrations.
 
-use crate::lookupd::State;
 use crate::registry::{Category, Peer, Registration};
+use crate::state::State;
 use bytes::BytesMut;
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::lookup_protocol::{encode_response, LookupdIdentity, PeerIdentity, MAGIC_V1};
