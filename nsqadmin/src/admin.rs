@@ -2,10 +2,11 @@
 //! nsq_local and the tests use the same).
 
 use crate::cluster::Cluster;
+use crate::ctx::State;
 use crate::history::{self, History};
 use crate::notify::Notifier;
 use crate::options::Options;
-use crate::server::{self, State};
+use crate::server;
 use nsq_daemon::logging::LogLevelHook;
 
 use parking_lot::Mutex;

@@ -132,7 +132,7 @@ pub fn chart(chart: &Chart, title: &str, series: &[(usize, &str)], per_second: b
             PAD_LEFT - 4.0,
             short(top),
             PAD_LEFT - 4.0,
-            crate::pages::ago(span),
+            crate::views::ago(span),
         );
         for (n, v) in drawn.iter().enumerate() {
             let _ = write!(

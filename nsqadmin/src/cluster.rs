@@ -102,10 +102,6 @@ impl Cluster {
         !self.lookupds.read().is_empty()
     }
 
-    pub fn pool(&self) -> &HttpPool {
-        &self.pool
-    }
-
     fn lookupd(&self, addr: &str) -> LookupdHttp {
         LookupdHttp::with_pool(addr, &self.pool)
     }

@@ -2,7 +2,7 @@
 //! into a per-second rate as upstream does, and `--proxy-graphite` serves
 //! graphite's `/render` through nsqadmin.
 
-use crate::server::Ctx;
+use crate::ctx::Ctx;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nsq_daemon::http_api::{err, Answer, V1};

@@ -146,7 +146,8 @@ impl History {
         Some(f64::from(last[2]) / self.interval.as_secs_f64())
     }
 
-    pub fn series_count(&self) -> usize {
+    #[cfg(test)]
+    fn series_count(&self) -> usize {
         self.inner.lock().series.len()
     }
 }

@@ -1,8 +1,7 @@
 use nsq_daemon::flags::try_parse;
 use nsq_daemon::signals::run_until_stopped;
 use nsq_daemon::version_line;
-use nsqadmin::cli::CommandLine;
-use nsqadmin::NsqAdmin;
+use nsqadmin::{CommandLine, NsqAdmin};
 
 fn main() {
     let (line, parsed) = try_parse::<CommandLine>(std::env::args_os()).unwrap_or_else(|e| e.exit());

@@ -2,10 +2,10 @@
 //! little JavaScript of ours (assets/app.js) for refresh and actions.
 
 use crate::charts;
+use crate::ctx::Ctx;
 use crate::history::Key;
 use crate::model::{ChannelStats, ClientStats, Producer, TopicStats};
-use crate::server::Ctx;
-use crate::views::{self, age, Partial};
+use crate::views::{self, age, ago, Partial};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
@@ -105,18 +105,6 @@ pub fn num<N: Into<i128>>(n: N) -> String {
         format!("-{out}")
     } else {
         out
-    }
-}
-
-/// Seconds → "2h03m", "4m05s", "12s".
-pub fn ago(secs: i64) -> String {
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m")
-    } else if m > 0 {
-        format!("{m}m{s:02}s")
-    } else {
-        format!("{s}s")
     }
 }
 
@@ -602,9 +590,6 @@ mod tests {
         assert_eq!(num(0u64), "0");
         assert_eq!(num(1234567u64), "1,234,567");
         assert_eq!(num(-1000i64), "-1,000");
-        assert_eq!(ago(5), "5s");
-        assert_eq!(ago(65), "1m05s");
-        assert_eq!(ago(7300), "2h01m");
         assert_eq!(enc("a#ephemeral"), "a%23ephemeral");
         assert_eq!(enc("127.0.0.1:4151"), "127.0.0.1:4151");
     }

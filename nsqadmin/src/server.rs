@@ -1,40 +1,22 @@
 //! nsqadmin's HTTP server: the pages, their assets, upstream's `/api` and
 //! `/config` routes, all under `--base-path`, routed as httprouter does.
 
-use crate::cluster::Cluster;
-use crate::history::History;
-use crate::notify::{Notifier, Requester};
-use crate::options::Options;
+use crate::ctx::{Ctx, State};
 use crate::views::{self, warning_message, Partial};
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State as Shared};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq::TopicAction;
-use nsq_daemon::http_api::{
-    config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, V1,
-};
-use nsq_daemon::logging::{LogLevel, LogLevelHook};
+use nsq_daemon::http_api::{config_option, err, resolve, Answer, Params, Route, GET, GET_PUT, V1};
+use nsq_daemon::logging::LogLevel;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-/// What every request handler shares.
-pub struct State {
-    pub opts: Options,
-    pub cluster: Arc<Cluster>,
-    pub history: Arc<History>,
-    pub notifier: Option<Notifier>,
-    pub log_level: Mutex<LogLevel>,
-    pub log_level_hook: Option<LogLevelHook>,
-    pub shutdown: CancellationToken,
-}
 
 const GET_POST_DELETE: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
@@ -63,9 +45,6 @@ const ROUTES: &[Route] = &[
     ("/config/:opt", GET_PUT),
 ];
 
-/// Largest request body read (upstream's limit for `/config`).
-const BODY_LIMIT: usize = 1024 * 1024;
-
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
     let app = Router::new().fallback(route).with_state(state.clone());
     let shutdown = state.shutdown.clone();
@@ -83,52 +62,6 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
             tracing::error!(error = %e, "HTTP server failed");
         },
         _ = deadline => tracing::warn!("HTTP: requests still open at shutdown; dropped"),
-    }
-}
-
-/// A request, as handlers need it.
-pub struct Ctx {
-    pub state: Arc<State>,
-    pub method: Method,
-    pub params: Vec<String>,
-    pub query: Params,
-    pub headers: HeaderMap,
-    pub remote: SocketAddr,
-    pub url: String,
-    /// Taken by the handlers that read it (a lock keeps `Ctx` shareable).
-    body: Mutex<Option<Body>>,
-}
-
-impl Ctx {
-    /// The user named by the ACL header, if any.
-    pub fn user(&self) -> Option<&str> {
-        self.headers
-            .get(self.state.opts.acl_http_header.as_str())
-            .and_then(|v| v.to_str().ok())
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.state.opts.is_admin(self.user())
-    }
-
-    fn requester(&self) -> Requester {
-        Requester::from_request(&self.headers, self.remote, self.url.clone())
-    }
-
-    fn notify(&self, action: &str, topic: &str, channel: &str, node: &str) {
-        if let Some(n) = &self.state.notifier {
-            n.send(action, topic, channel, node, &self.requester());
-        }
-    }
-
-    /// The request body, read up to [`BODY_LIMIT`].
-    async fn read_body(&self) -> Result<bytes::Bytes, V1> {
-        let body = self.body.lock().take().unwrap_or_default();
-        read_limited(body, BODY_LIMIT).await
-    }
-
-    fn param(&self, i: usize) -> &str {
-        self.params.get(i).map_or("", String::as_str)
     }
 }
 
@@ -463,7 +396,7 @@ async fn config(ctx: &Ctx) -> Answer {
     let opt = ctx.param(0).to_string();
     if ctx.method == Method::PUT {
         let value = ctx.read_body().await?;
-        if value.is_empty() || value.len() >= BODY_LIMIT {
+        if value.is_empty() || value.len() >= crate::ctx::BODY_LIMIT {
             return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "INVALID_VALUE"));
         }
         match opt.as_str() {

@@ -237,3 +237,27 @@ pub async fn inactive_topics(cluster: &Cluster) -> ViewResult<BTreeMap<String, V
 pub fn age(ts: i64) -> i64 {
     (unix_now() - ts).max(0)
 }
+
+/// Seconds → "2h03m", "4m05s", "12s".
+pub fn ago(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_as_pages_show_them() {
+        assert_eq!(ago(5), "5s");
+        assert_eq!(ago(65), "1m05s");
+        assert_eq!(ago(7300), "2h01m");
+    }
+}
