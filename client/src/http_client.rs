@@ -64,6 +64,14 @@ impl HttpPool {
     }
 }
 
+impl HttpPool {
+    /// A pool around a client configured elsewhere (the consumer's lookupd
+    /// polling, with its own timeouts and user agent).
+    pub(crate) fn from_client(client: reqwest::Client) -> HttpPool {
+        HttpPool(client)
+    }
+}
+
 impl Default for HttpPool {
     /// Upstream's defaults: 2 s to connect, 5 s per request.
     fn default() -> HttpPool {
@@ -165,15 +173,18 @@ impl Http {
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
         let bytes = self.send(reqwest::Method::GET, path, query, None).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            let url = api_url(&self.base, path, &[]);
-            let url = url.map_or_else(|_| self.base.clone(), String::from);
-            Error::Http {
-                url,
-                status: Some(200),
-                message: format!("unreadable JSON: {e}"),
-            }
-        })
+        serde_json::from_slice(&bytes).map_err(|e| self.unreadable(path, e))
+    }
+
+    /// A 200 answer whose JSON is not what `path` answers.
+    fn unreadable(&self, path: &str, e: serde_json::Error) -> Error {
+        let url = api_url(&self.base, path, &[]);
+        let url = url.map_or_else(|_| self.base.clone(), String::from);
+        Error::Http {
+            url,
+            status: Some(200),
+            message: format!("unreadable JSON: {e}"),
+        }
     }
 
     async fn post(&self, path: &str, query: &[(&str, &str)], body: Option<Bytes>) -> Result<()> {
@@ -430,9 +441,15 @@ impl LookupdHttp {
             .map(drop)
     }
 
-    /// The nsqds that have `topic`; an unknown topic is the error 404 `TOPIC_NOT_FOUND`.
+    /// The nsqds that have `topic`; an unknown topic is the error 404
+    /// `TOPIC_NOT_FOUND`. Lookupds older than 1.0 wrap the answer as
+    /// `{"status_code","status_txt","data"}`; that is read too.
     pub async fn lookup(&self, topic: &str) -> Result<LookupResponse> {
-        self.0.get("/lookup", &[("topic", topic)]).await
+        let mut answer: serde_json::Value = self.0.get("/lookup", &[("topic", topic)]).await?;
+        if let Some(data) = answer.get_mut("data") {
+            answer = data.take();
+        }
+        serde_json::from_value(answer).map_err(|e| self.0.unreadable("/lookup", e))
     }
 
     pub async fn topics(&self) -> Result<Vec<String>> {

@@ -69,7 +69,6 @@ pub mod api;
 pub mod config;
 mod conn;
 pub mod consumer;
-mod discovery;
 pub mod error;
 pub mod http_client;
 pub mod producer;

@@ -6,6 +6,7 @@
 //! (`link`). Flow control (RDY and backoff) is shared by all connections
 //! and lives in `rdy`.
 
+mod discovery;
 mod handler;
 mod link;
 mod message;
@@ -229,9 +230,9 @@ impl Consumer {
             lookupds.len() == 1
         };
         if first {
-            let client = crate::discovery::http_client(&self.inner.config)?;
-            self.inner.poll_lookupds(&client).await;
-            let task = tokio::spawn(crate::discovery::poll_loop(self.inner.clone(), client));
+            let pool = discovery::http_pool(&self.inner.config)?;
+            self.inner.poll_lookupds(&pool).await;
+            let task = tokio::spawn(discovery::poll_loop(self.inner.clone(), pool));
             self.inner.tasks.lock().expect("tasks lock").push(task);
         } else {
             self.inner.repoll.notify_one();

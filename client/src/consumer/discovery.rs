@@ -1,16 +1,18 @@
-//! Finding the nsqd that have a topic by polling nsqlookupd's `/lookup`.
+//! How a consumer finds the nsqd that have its topic: it polls every
+//! nsqlookupd's `/lookup` (through [`LookupdHttp`]) and connects to the
+//! union of what they report.
 
-use crate::api::{LookupResponse, ACCEPT_V1};
+use super::Inner;
 use crate::config::Config;
-use crate::consumer::Inner;
 use crate::error::{Error, Result};
+use crate::http_client::{HttpPool, LookupdHttp};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The client that polls lookupds. `https://` lookupds are verified with
+/// The pool that polls lookupds. `https://` lookupds are verified with
 /// the consumer's TLS options (its CA, its client certificate) when any are
 /// set, else with the system's roots.
-pub(crate) fn http_client(config: &Config) -> Result<reqwest::Client> {
+pub(super) fn http_pool(config: &Config) -> Result<HttpPool> {
     let failed = |message: String| Error::Lookupd {
         addr: String::new(),
         message,
@@ -23,47 +25,20 @@ pub(crate) fn http_client(config: &Config) -> Result<reqwest::Client> {
         let tls = config.tls.client_config().map_err(|e| failed(e.0))?;
         builder = builder.use_preconfigured_tls((*tls).clone());
     }
-    builder.build().map_err(|e| failed(e.to_string()))
+    let client = builder.build().map_err(|e| failed(e.to_string()))?;
+    Ok(HttpPool::from_client(client))
 }
 
 /// The TCP addresses (`broadcast_address:tcp_port`) of the nsqd lookupd
 /// reports for `topic`. An unknown topic has none.
-pub(crate) async fn lookup(
-    client: &reqwest::Client,
-    lookupd: &str,
-    topic: &str,
-) -> Result<Vec<String>> {
-    let fail = |message: String| Error::Lookupd {
-        addr: lookupd.to_string(),
-        message,
+async fn lookup(pool: &HttpPool, lookupd: &str, topic: &str) -> Result<Vec<String>> {
+    let answer = match LookupdHttp::with_pool(lookupd, pool).lookup(topic).await {
+        Ok(answer) => answer,
+        Err(Error::Http {
+            status: Some(404), ..
+        }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
-    let url = crate::http_client::api_url(lookupd, "/lookup", &[("topic", topic)])
-        .map_err(|e| fail(e.to_string()))?;
-    let response = client
-        .get(url)
-        .header(reqwest::header::ACCEPT, ACCEPT_V1)
-        .send()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let status = response.status();
-    if status == reqwest::StatusCode::NOT_FOUND {
-        return Ok(Vec::new());
-    }
-    let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
-    if !status.is_success() {
-        return Err(fail(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        )));
-    }
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| fail(format!("bad JSON: {e}")))?;
-    // Pre-1.0 lookupd wraps the answer as {"status_code","status_txt","data"}.
-    if let Some(data) = value.get_mut("data") {
-        value = data.take();
-    }
-    let answer: LookupResponse =
-        serde_json::from_value(value).map_err(|e| fail(format!("bad /lookup answer: {e}")))?;
     let mut addrs: Vec<String> = answer
         .producers
         .iter()
@@ -86,11 +61,11 @@ impl Inner {
     /// Queries every lookupd and connects to the union of what they report.
     /// If none answers, nothing changes: an unreachable lookupd says nothing
     /// about the nsqd.
-    pub(crate) async fn poll_lookupds(&self, client: &reqwest::Client) {
+    pub(super) async fn poll_lookupds(&self, pool: &HttpPool) {
         let lookupds = self.lookupds.lock().expect("lookupds lock").clone();
         let mut found: Option<Vec<String>> = None;
         for lookupd in &lookupds {
-            match lookup(client, lookupd, &self.topic).await {
+            match lookup(pool, lookupd, &self.topic).await {
                 Ok(addrs) => found.get_or_insert_with(Vec::new).extend(addrs),
                 Err(e) => tracing::warn!(error = %e, "lookupd query failed"),
             }
@@ -106,7 +81,7 @@ impl Inner {
 /// Polls every `lookupd_poll_interval`, after a random initial delay so that
 /// many consumers started together do not poll in step; a lost connection
 /// triggers an early poll.
-pub(crate) async fn poll_loop(inner: Arc<Inner>, client: reqwest::Client) {
+pub(super) async fn poll_loop(inner: Arc<Inner>, pool: HttpPool) {
     let interval = inner.config.lookupd_poll_interval;
     let jitter = interval.mul_f64(inner.config.lookupd_poll_jitter * rand::random::<f64>());
     tokio::select! {
@@ -122,7 +97,7 @@ pub(crate) async fn poll_loop(inner: Arc<Inner>, client: reqwest::Client) {
             }
             _ = inner.shutdown.cancelled() => return,
         }
-        inner.poll_lookupds(&client).await;
+        inner.poll_lookupds(&pool).await;
     }
 }
 
@@ -141,7 +116,7 @@ mod tests {
         let app = axum::Router::new().route(
             "/lookup",
             axum::routing::get(move |headers: axum::http::HeaderMap| async move {
-                assert_eq!(headers["accept"], ACCEPT_V1);
+                assert_eq!(headers["accept"], crate::api::ACCEPT_V1);
                 (StatusCode::from_u16(status).unwrap(), body)
             }),
         );
@@ -153,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_both_lookup_formats() {
-        let client = http_client(&Config::default()).unwrap();
+        let client = http_pool(&Config::default()).unwrap();
         let v1 = serve(
             r#"{"channels":["c"],"producers":[{"broadcast_address":"b","tcp_port":4150,"http_port":4151},{"broadcast_address":"a","tcp_port":4150}]}"#,
             200,
