@@ -178,7 +178,7 @@ impl Cluster {
                 } else {
                     n.remote_address.clone()
                 };
-                let key = model::join_host_port(&n.broadcast_address, n.tcp_port);
+                let key = nsq::api::join_host_port(&n.broadcast_address, n.tcp_port);
                 let p = by_tcp.entry(key).or_insert_with(|| Producer {
                     remote_addresses: Some(Vec::new()),
                     remote_address: n.remote_address.clone(),
@@ -421,7 +421,7 @@ impl Cluster {
         let mut last = BTreeMap::new();
         for (_, registrations) in ok {
             for peer in registrations.into_values().flatten() {
-                let key = model::join_host_port(&peer.broadcast_address, peer.http_port);
+                let key = nsq::api::join_host_port(&peer.broadcast_address, peer.http_port);
                 let t = last.entry(key).or_insert(0);
                 *t = peer.last_update.max(*t);
             }

@@ -3,6 +3,7 @@
 //! nsqd's `/stats`, and their totals across nodes.
 
 use nsq::api;
+use nsq::api::join_host_port;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -338,14 +339,6 @@ impl Producer {
             address: self.http_address(),
             hostname: self.hostname.clone(),
         }
-    }
-}
-
-pub fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

@@ -6,7 +6,7 @@
 //! producer went away); only ephemeral names are deleted with their last
 //! producer. As upstream, a key or subkey of `*` in a query matches any.
 
-use nsq::api::{DebugPeer, LookupResponse, Node, NodesResponse, Producer as PeerInfo};
+use nsq::api::{DebugPeer, LookupResponse, Node, NodesResponse, PeerInfo};
 use nsq::protocol::is_ephemeral;
 use nsq_daemon::lookup_protocol::PeerIdentity;
 use parking_lot::{Mutex, RwLock};

@@ -3,7 +3,7 @@
 //! asking lookupd for topics.
 
 use crate::user_agent;
-use nsq::api::TopicsResponse;
+use nsq::{HttpPool, LookupdHttp};
 use std::time::Duration;
 
 /// A consumer's config as upstream's tools build it: the tool's user agent,
@@ -56,40 +56,19 @@ pub fn http_client(connect: Duration, request: Duration) -> Result<reqwest::Clie
 
 /// Every topic the lookupds know, each once. As upstream, lookupds that fail
 /// are tolerated while one answers.
-pub async fn lookupd_topics(
-    client: &reqwest::Client,
-    lookupds: &[String],
-) -> Result<Vec<String>, String> {
+pub async fn lookupd_topics(pool: &HttpPool, lookupds: &[String]) -> Result<Vec<String>, String> {
     let mut topics: Vec<String> = Vec::new();
     let mut errors = Vec::new();
     for lookupd in lookupds {
-        let url = match nsq::http_client::api_url(lookupd, "/topics", &[]) {
-            Ok(url) => url,
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        };
-        let answer: Result<TopicsResponse, reqwest::Error> = async {
-            client
-                .get(url)
-                .header("Accept", nsq::api::ACCEPT_V1)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await
-        }
-        .await;
-        match answer {
+        match LookupdHttp::with_pool(lookupd, pool).topics().await {
             Ok(answer) => {
-                for topic in answer.topics {
+                for topic in answer {
                     if !topics.contains(&topic) {
                         topics.push(topic);
                     }
                 }
             }
-            Err(e) => errors.push(format!("{lookupd}: {e}")),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     if !lookupds.is_empty() && errors.len() == lookupds.len() {

@@ -1,17 +1,18 @@
 use serde::{Deserialize, Serialize};
 
-/// An nsqd as nsqlookupd reports it in `/lookup`.
+/// An nsqd as nsqlookupd reports it among the `producers` of `/lookup`
+/// (upstream's `PeerInfo`).
 ///
 /// ```
-/// let p: nsq::api::Producer = serde_json::from_str(
+/// let p: nsq::api::PeerInfo = serde_json::from_str(
 ///     r#"{"broadcast_address":"nsqd-1","tcp_port":4150,"http_port":4151,"version":"1.3.0"}"#,
 /// )?;
-/// assert_eq!(format!("{}:{}", p.broadcast_address, p.tcp_port), "nsqd-1:4150");
+/// assert_eq!(p.tcp_address(), "nsqd-1:4150");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Producer {
+pub struct PeerInfo {
     pub remote_address: String,
     pub hostname: String,
     /// Consumers connect to `broadcast_address:tcp_port`.
@@ -19,6 +20,32 @@ pub struct Producer {
     pub tcp_port: u16,
     pub http_port: u16,
     pub version: String,
+}
+
+impl PeerInfo {
+    /// Where consumers connect: `broadcast_address:tcp_port`.
+    pub fn tcp_address(&self) -> String {
+        join_host_port(&self.broadcast_address, self.tcp_port)
+    }
+
+    /// Where its HTTP API answers: `broadcast_address:http_port`.
+    pub fn http_address(&self) -> String {
+        join_host_port(&self.broadcast_address, self.http_port)
+    }
+}
+
+/// `host:port`, with an IPv6 host in brackets, as Go's `net.JoinHostPort`.
+///
+/// ```
+/// assert_eq!(nsq::api::join_host_port("::1", 4150), "[::1]:4150");
+/// assert_eq!(nsq::api::join_host_port("nsqd-1", 4150), "nsqd-1:4150");
+/// ```
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// `GET /lookup?topic=`.
@@ -34,7 +61,7 @@ pub struct Producer {
 #[serde(default)]
 pub struct LookupResponse {
     pub channels: Vec<String>,
-    pub producers: Vec<Producer>,
+    pub producers: Vec<PeerInfo>,
 }
 
 /// `GET /topics`.

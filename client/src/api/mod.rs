@@ -9,8 +9,8 @@ mod stats;
 
 pub use info::NsqdInfo;
 pub use lookupd::{
-    ChannelsResponse, DebugPeer, LookupResponse, LookupdInfo, Node, NodesResponse, Producer,
-    TopicsResponse,
+    join_host_port, ChannelsResponse, DebugPeer, LookupResponse, LookupdInfo, Node, NodesResponse,
+    PeerInfo, TopicsResponse,
 };
 pub use stats::{
     ChannelStats, ClientStats, E2eProcessingLatency, MemStats, Percentile, PubCount, Stats,

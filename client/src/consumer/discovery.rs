@@ -3,6 +3,7 @@
 //! union of what they report.
 
 use super::Inner;
+use crate::api::PeerInfo;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http_client::{HttpPool, LookupdHttp};
@@ -39,22 +40,10 @@ async fn lookup(pool: &HttpPool, lookupd: &str, topic: &str) -> Result<Vec<Strin
         }) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut addrs: Vec<String> = answer
-        .producers
-        .iter()
-        .map(|p| join_host_port(&p.broadcast_address, p.tcp_port))
-        .collect();
+    let mut addrs: Vec<String> = answer.producers.iter().map(PeerInfo::tcp_address).collect();
     addrs.sort();
     addrs.dedup();
     Ok(addrs)
-}
-
-fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 impl Inner {
@@ -104,12 +93,6 @@ pub(super) async fn poll_loop(inner: Arc<Inner>, pool: HttpPool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(join_host_port("::1", 4150), "[::1]:4150");
-        assert_eq!(join_host_port("h", 4150), "h:4150");
-    }
 
     async fn serve(body: &'static str, status: u16) -> String {
         use axum::http::StatusCode;

@@ -4,8 +4,8 @@
 //! times and prints N rows.
 
 use clap::Parser;
-use nsq::api::{LookupResponse, Stats};
-use nsq::http_client::api_url;
+use nsq::api::PeerInfo;
+use nsq::{HttpPool, LookupdHttp, NsqdHttp};
 use nsq_daemon::flags::parse_duration;
 use nsq_daemon::signals::wait_for_signal;
 use nsq_daemon::version_line;
@@ -57,13 +57,12 @@ async fn main() {
     if let Err(e) = validate(&opts) {
         fatal(PREFIX, e);
     }
-    let client = reqwest::Client::builder()
-        .connect_timeout(opts.http_client_connect_timeout)
-        .timeout(opts.http_client_request_timeout)
-        .build()
-        .unwrap_or_else(|e| fatal(PREFIX, e));
+    let pool = HttpPool::new(
+        opts.http_client_connect_timeout,
+        opts.http_client_request_timeout,
+    );
     tokio::select! {
-        _ = stat_loop(&client, &opts) => {}
+        _ = stat_loop(&pool, &opts) => {}
         _ = wait_for_signal() => {}
     }
 }
@@ -100,13 +99,13 @@ fn validate(opts: &Opts) -> Result<(), String> {
     Ok(())
 }
 
-async fn stat_loop(client: &reqwest::Client, opts: &Opts) {
+async fn stat_loop(pool: &HttpPool, opts: &Opts) {
     let mut previous: Option<ChannelTotals> = None;
     let mut i: u64 = 0;
     loop {
         let nsqds = match opts.lookupd_http_address.is_empty() {
             true => opts.nsqd_http_address.clone(),
-            false => lookup_producers(client, &opts.lookupd_http_address, &opts.topic)
+            false => lookup_producers(pool, &opts.lookupd_http_address, &opts.topic)
                 .await
                 .unwrap_or_else(|e| {
                     fatal(
@@ -115,7 +114,7 @@ async fn stat_loop(client: &reqwest::Client, opts: &Opts) {
                     )
                 }),
         };
-        let totals = channel_totals(client, &nsqds, &opts.topic, &opts.channel)
+        let totals = channel_totals(pool, &nsqds, &opts.topic, &opts.channel)
             .await
             .unwrap_or_else(|e| fatal(PREFIX, e));
         if i % HEADER_EVERY == 0 {
@@ -135,43 +134,22 @@ async fn stat_loop(client: &reqwest::Client, opts: &Opts) {
 
 /// The HTTP addresses of the nsqds that lookupd says have `topic`.
 async fn lookup_producers(
-    client: &reqwest::Client,
+    pool: &HttpPool,
     lookupds: &[String],
     topic: &str,
 ) -> Result<Vec<String>, String> {
     let mut nsqds = Vec::new();
     let mut errors = Vec::new();
     for lookupd in lookupds {
-        let url = match api_url(lookupd, "/lookup", &[("topic", topic)]) {
-            Ok(url) => url,
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        };
-        let answer: Result<LookupResponse, reqwest::Error> = async {
-            client
-                .get(url)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await
-        }
-        .await;
-        match answer {
+        match LookupdHttp::with_pool(lookupd, pool).lookup(topic).await {
             Ok(answer) => {
-                for p in answer.producers {
-                    let addr = match p.broadcast_address.contains(':') {
-                        true => format!("[{}]:{}", p.broadcast_address, p.http_port),
-                        false => format!("{}:{}", p.broadcast_address, p.http_port),
-                    };
+                for addr in answer.producers.iter().map(PeerInfo::http_address) {
                     if !nsqds.contains(&addr) {
                         nsqds.push(addr);
                     }
                 }
             }
-            Err(e) => errors.push(format!("{lookupd}: {e}")),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     // As upstream, a lookupd that fails is tolerated while another answers.
@@ -183,7 +161,7 @@ async fn lookup_producers(
 
 /// The channel summed over `nsqds`; an error if none of them has it.
 async fn channel_totals(
-    client: &reqwest::Client,
+    pool: &HttpPool,
     nsqds: &[String],
     topic: &str,
     channel: &str,
@@ -191,19 +169,10 @@ async fn channel_totals(
     let mut totals = ChannelTotals::default();
     let mut found = false;
     for nsqd in nsqds {
-        let query = [("format", "json"), ("topic", topic), ("channel", channel)];
-        let url = api_url(nsqd, "/stats", &query).map_err(|e| format!("ERROR: {e}"))?;
-        let stats: Stats = async {
-            client
-                .get(url)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await
-        }
-        .await
-        .map_err(|e: reqwest::Error| format!("ERROR: failed to get nsqd stats - {nsqd}: {e}"))?;
+        let stats = NsqdHttp::with_pool(nsqd, pool)
+            .stats(Some(topic), Some(channel), false)
+            .await
+            .map_err(|e| format!("ERROR: failed to get nsqd stats - {nsqd}: {e}"))?;
         found |= totals.add(&stats, topic, channel);
     }
     if !found {

@@ -11,7 +11,7 @@ use nsq_daemon::logging::LogLevel;
 use nsq_daemon::logging::{LogFormat, Logging};
 use nsq_daemon::version_line;
 use nsq_tools::archive::{filename_template, host_identifier, ArchiveOptions, FileLogger};
-use nsq_tools::consume::{connect, consumer_config, http_client, lookupd_topics};
+use nsq_tools::consume::{connect, consumer_config, lookupd_topics};
 use nsq_tools::{check_sources, fatal, Progress};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
@@ -201,11 +201,10 @@ async fn main() {
     }
     let config = consumer_config(PROGRAM, &opts.consumer_opt, opts.max_in_flight)
         .unwrap_or_else(|e| fatal(&prefix, e));
-    let client = http_client(
+    let lookupds = nsq::HttpPool::new(
         opts.http_client_connect_timeout,
         opts.http_client_request_timeout,
-    )
-    .unwrap_or_else(|e| fatal(&prefix, e));
+    );
     let _logging = Logging::init(opts.log_level, &opts.log_prefix, LogFormat::Text);
 
     let archived = Arc::new(AtomicU64::new(0));
@@ -243,7 +242,7 @@ async fn main() {
     }
     loop {
         tokio::select! {
-            _ = refresh.tick(), if discover => archivers.discover(&client).await,
+            _ = refresh.tick(), if discover => archivers.discover(&lookupds).await,
             _ = hup.recv() => archivers.send(Control::Reopen),
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -272,8 +271,8 @@ impl Archivers {
     }
 
     /// Starts archiving the topics lookupd has that are new.
-    async fn discover(&mut self, client: &reqwest::Client) {
-        match lookupd_topics(client, &self.setup.opts.lookupd_http_address).await {
+    async fn discover(&mut self, lookupds: &nsq::HttpPool) {
+        match lookupd_topics(lookupds, &self.setup.opts.lookupd_http_address).await {
             Ok(topics) => {
                 for topic in topics {
                     if let Err(e) = self.add(&topic).await {
