@@ -49,14 +49,15 @@ pub struct Producer {
 struct Inner {
     addr: String,
     config: Config,
-    conn: tokio::sync::Mutex<Option<Link>>,
+    conn: tokio::sync::Mutex<Option<Pipeline>>,
     stopped: AtomicBool,
     outstanding: AtomicUsize,
     idle: Notify,
 }
 
-/// The live connection: its request queue and its two tasks.
-struct Link {
+/// The live connection as a pipeline: its request queue and the two tasks
+/// that write requests and match answers to them.
+struct Pipeline {
     requests: mpsc::UnboundedSender<Request>,
     dead: CancellationToken,
     tasks: [JoinHandle<()>; 2],
@@ -123,7 +124,7 @@ impl Producer {
     /// Connects if needed and sends a NOP, to learn early that nsqd is reachable.
     pub async fn ping(&self) -> Result<()> {
         let _guard = self.enter()?;
-        let requests = self.link().await?;
+        let requests = self.pipeline().await?;
         requests
             .send((Command::Nop, None))
             .map_err(|_| Error::Closed(self.inner.addr.clone()))
@@ -142,9 +143,9 @@ impl Producer {
             }
             idle.await;
         }
-        if let Some(link) = self.inner.conn.lock().await.take() {
-            link.dead.cancel();
-            for task in link.tasks {
+        if let Some(pipeline) = self.inner.conn.lock().await.take() {
+            pipeline.dead.cancel();
+            for task in pipeline.tasks {
                 let _ = task.await;
             }
         }
@@ -152,7 +153,7 @@ impl Producer {
 
     async fn request(&self, cmd: Command) -> Result<()> {
         let _guard = self.enter()?;
-        let requests = self.link().await?;
+        let requests = self.pipeline().await?;
         let (reply, answer) = oneshot::channel();
         requests
             .send((cmd, Some(reply)))
@@ -173,11 +174,11 @@ impl Producer {
     }
 
     /// The request queue of the live connection, connecting first if there is none.
-    async fn link(&self) -> Result<mpsc::UnboundedSender<Request>> {
+    async fn pipeline(&self) -> Result<mpsc::UnboundedSender<Request>> {
         let mut conn = self.inner.conn.lock().await;
-        if let Some(link) = conn.as_ref() {
-            if !link.requests.is_closed() {
-                return Ok(link.requests.clone());
+        if let Some(pipeline) = conn.as_ref() {
+            if !pipeline.requests.is_closed() {
+                return Ok(pipeline.requests.clone());
             }
         }
         let Connection { reader, writer, .. } =
@@ -196,7 +197,7 @@ impl Producer {
                 self.inner.config.read_timeout,
             )),
         ];
-        *conn = Some(Link {
+        *conn = Some(Pipeline {
             requests: requests.clone(),
             dead,
             tasks,
@@ -208,8 +209,8 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         if let Ok(mut conn) = self.inner.conn.try_lock() {
-            if let Some(link) = conn.take() {
-                link.dead.cancel();
+            if let Some(pipeline) = conn.take() {
+                pipeline.dead.cancel();
             }
         }
     }

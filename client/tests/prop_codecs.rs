@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use nsq::protocol::compress::{Decoder, Encoder};
 use nsq::protocol::message::encode_message_frame;
 use nsq::protocol::{
-    decode_frame, encode_frame, FrameError, FrameType, IdentifyRequest, Message, MessageId,
+    decode_frame, encode_frame, FrameError, FrameType, IdentifyRequest, MessageId, WireMessage,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -139,7 +139,7 @@ proptest! {
         encode_message_frame(&mut wire, &id, timestamp, attempts, &body);
         let frame = decode_frame(&mut wire, 1 << 20).unwrap().unwrap();
         prop_assert_eq!(frame.frame_type, FrameType::Message);
-        let msg = Message::decode(frame.data).unwrap();
+        let msg = WireMessage::decode(frame.data).unwrap();
         prop_assert_eq!(
             (msg.id, msg.timestamp, msg.attempts, &msg.body[..]),
             (id, timestamp, attempts, &body[..])
@@ -149,7 +149,7 @@ proptest! {
 
     #[test]
     fn message_data_of_any_shape_decodes_or_errs(data in proptest::collection::vec(any::<u8>(), 0..64)) {
-        match Message::decode(Bytes::from(data.clone())) {
+        match WireMessage::decode(Bytes::from(data.clone())) {
             Ok(msg) => prop_assert_eq!(msg.body.len() + 26, data.len()),
             Err(short) => prop_assert!(short.0 < 26),
         }

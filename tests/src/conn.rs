@@ -2,7 +2,7 @@
 
 use crate::{Nsqd, PATIENCE};
 use bytes::BytesMut;
-use nsq::protocol::{decode_frame, Command, Frame, FrameType, Message, MessageId, MAGIC_V2};
+use nsq::protocol::{decode_frame, Command, Frame, FrameType, MessageId, WireMessage, MAGIC_V2};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -103,7 +103,7 @@ impl Conn {
         );
     }
 
-    pub async fn expect_message(&mut self) -> Message {
+    pub async fn expect_message(&mut self) -> WireMessage {
         let frame = self.read_non_heartbeat().await.expect("a message frame");
         assert_eq!(
             frame.frame_type,
@@ -111,7 +111,7 @@ impl Conn {
             "got {:?}",
             String::from_utf8_lossy(&frame.data)
         );
-        Message::decode(frame.data).expect("valid message")
+        WireMessage::decode(frame.data).expect("valid message")
     }
 
     /// Asserts that no frame other than heartbeats arrives within `limit`.

@@ -3,7 +3,7 @@
 //! lookupd, union the producers, connect to the new ones).
 
 use nsq::api::LookupResponse;
-use nsq::protocol::{FrameType, Message};
+use nsq::protocol::{FrameType, WireMessage};
 use nsq_e2e::*;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -67,7 +67,7 @@ impl DiscoveringConsumer {
                 loop {
                     match conn.read_frame_within(Duration::from_millis(50)).await {
                         Ok(Some(frame)) if frame.frame_type == FrameType::Message => {
-                            let m = Message::decode(frame.data).unwrap();
+                            let m = WireMessage::decode(frame.data).unwrap();
                             let body = String::from_utf8_lossy(&m.body).into_owned();
                             assert!(missing.remove(&body), "unexpected or repeated {body}");
                             conn.fin(m.id).await;

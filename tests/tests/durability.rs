@@ -2,7 +2,7 @@
 //! upstream data directory, through the real nsqd binary.
 
 use bytes::Bytes;
-use nsq::protocol::{Command, FrameType, Message};
+use nsq::protocol::{Command, FrameType, WireMessage};
 use nsq_e2e::*;
 use std::collections::HashSet;
 use std::path::Path;
@@ -49,7 +49,7 @@ async fn consume_exactly(
     topic: &str,
     channel: &str,
     expected: usize,
-) -> Vec<Message> {
+) -> Vec<WireMessage> {
     let mut conn = Conn::connect_addr(addr).await;
     conn.subscribe(topic, channel).await;
     conn.rdy(500).await;
@@ -225,7 +225,7 @@ async fn crash_with_sync_every_one_loses_nothing_acknowledged() {
         };
         match consumer.read_frame_within(wait).await {
             Ok(Some(frame)) if frame.frame_type == FrameType::Message => {
-                let m = Message::decode(frame.data).unwrap();
+                let m = WireMessage::decode(frame.data).unwrap();
                 assert!(
                     got.insert(String::from_utf8_lossy(&m.body).into_owned()),
                     "duplicate"
@@ -304,7 +304,7 @@ async fn corruption_is_skipped_and_every_good_record_delivered() {
     let mut got = HashSet::new();
     while let Ok(Some(frame)) = conn.read_frame_within(Duration::from_millis(1500)).await {
         if frame.frame_type == FrameType::Message {
-            let m = Message::decode(frame.data).unwrap();
+            let m = WireMessage::decode(frame.data).unwrap();
             assert!(got.insert(m.body.clone()), "duplicate");
             conn.fin(m.id).await;
         }

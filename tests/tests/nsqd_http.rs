@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use nsq::api::{ChannelStats, TopicStats};
-use nsq::protocol::{Command, Message};
+use nsq::protocol::{Command, WireMessage};
 use nsq_e2e::*;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -343,11 +343,11 @@ async fn identify(conn: &mut Conn, json: &str) {
     conn.expect_response("OK").await;
 }
 
-fn body_of(msg: &Message) -> &str {
+fn body_of(msg: &WireMessage) -> &str {
     std::str::from_utf8(&msg.body).expect("UTF-8 body")
 }
 
-async fn expect_bodies(conn: &mut Conn, bodies: &[&str]) -> Vec<Message> {
+async fn expect_bodies(conn: &mut Conn, bodies: &[&str]) -> Vec<WireMessage> {
     let mut msgs = Vec::new();
     for expected in bodies {
         let msg = conn.expect_message().await;

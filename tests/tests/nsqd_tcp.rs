@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use nsq::protocol::compress::{Decoder, Encoder};
-use nsq::protocol::{decode_frame, Command, FrameType, IdentifyResponse, Message, MessageId};
+use nsq::protocol::{decode_frame, Command, FrameType, IdentifyResponse, MessageId, WireMessage};
 use nsq_e2e::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -65,9 +65,10 @@ async fn matches_upstream_capture_byte_for_byte() {
         let mut got = BytesMut::new();
         match frame.frame_type {
             FrameType::Message => {
-                let msg = Message::decode(frame.data.clone()).unwrap();
+                let msg = WireMessage::decode(frame.data.clone()).unwrap();
                 id = Some(msg.id.0.to_vec());
-                let expected_msg = Message::decode(Bytes::copy_from_slice(&expected[8..])).unwrap();
+                let expected_msg =
+                    WireMessage::decode(Bytes::copy_from_slice(&expected[8..])).unwrap();
                 assert_eq!(
                     (msg.attempts, &msg.body),
                     (expected_msg.attempts, &expected_msg.body),
@@ -282,7 +283,7 @@ async fn compressed_round_trip(json: &str, encoder: Encoder, decoder: Decoder) -
     c.send(Command::Rdy(1)).await;
     let frame = c.frame().await;
     assert_eq!(frame.frame_type, FrameType::Message);
-    let msg = Message::decode(frame.data).unwrap();
+    let msg = WireMessage::decode(frame.data).unwrap();
     assert_eq!(msg.body.to_vec(), body);
     c.send(Command::Fin(msg.id)).await;
     eventually("FIN through the compressed stream", || async {

@@ -9,7 +9,7 @@
 //! only on the veth pair the test creates. Everything is removed at the end.
 
 use nsq::api::LookupResponse;
-use nsq::protocol::{Command, Message};
+use nsq::protocol::{Command, WireMessage};
 use nsq_e2e::*;
 use std::collections::HashSet;
 use std::process::Command as Process;
@@ -195,7 +195,7 @@ async fn partition_keeps_publishing_and_loses_nothing() {
         );
     }
     let mut far = discover_and_subscribe(lookupd_http, 3, 1000).await;
-    let held: Vec<Message> = vec![
+    let held: Vec<WireMessage> = vec![
         far.expect_message().await,
         far.expect_message().await,
         far.expect_message().await,
@@ -237,7 +237,7 @@ async fn partition_keeps_publishing_and_loses_nothing() {
         if frame.frame_type != nsq::protocol::FrameType::Message {
             continue;
         }
-        let m = Message::decode(frame.data).unwrap();
+        let m = WireMessage::decode(frame.data).unwrap();
         let body = String::from_utf8_lossy(&m.body).into_owned();
         if held_bodies.contains(&body) {
             assert!(

@@ -43,14 +43,14 @@ use std::time::Duration;
 pub struct Message(Arc<Delivery>);
 
 struct Delivery {
-    message: protocol::Message,
+    message: protocol::WireMessage,
     link: Arc<Link>,
     responded: AtomicBool,
     auto_response: AtomicBool,
 }
 
 impl Message {
-    pub(crate) fn new(message: protocol::Message, link: Arc<Link>) -> Self {
+    pub(crate) fn new(message: protocol::WireMessage, link: Arc<Link>) -> Self {
         Message(Arc::new(Delivery {
             message,
             link,
@@ -64,7 +64,7 @@ impl Message {
     /// then allocates once per batch rather than once per message.
     pub(crate) fn reuse(
         done: Option<Message>,
-        message: protocol::Message,
+        message: protocol::WireMessage,
         link: &Arc<Link>,
     ) -> Self {
         if let Some(mut done) = done {

@@ -471,7 +471,7 @@ impl Inner {
                                 tracing::warn!(addr, error = %e, "nsqd refused a message answer");
                             }
                             FrameType::Message => {
-                                let msg = match protocol::Message::decode(frame.data) {
+                                let msg = match protocol::WireMessage::decode(frame.data) {
                                     Ok(msg) => msg,
                                     Err(e) => {
                                         outcome = Some(Err(Error::Unexpected { addr: addr.to_string(), what: e.to_string() }));

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 /// thread that frees them.
 pub(crate) struct Batch {
     pub(crate) link: Arc<Link>,
-    pub(crate) messages: VecDeque<protocol::Message>,
+    pub(crate) messages: VecDeque<protocol::WireMessage>,
 }
 
 pub(crate) struct Queue {
@@ -136,7 +136,7 @@ mod tests {
     fn batch(link: &Arc<Link>, ids: impl IntoIterator<Item = u64>) -> Batch {
         let messages = ids
             .into_iter()
-            .map(|n| protocol::Message {
+            .map(|n| protocol::WireMessage {
                 id: MessageId::from_u64(n),
                 timestamp: 0,
                 attempts: 1,

@@ -68,9 +68,9 @@ impl fmt::Debug for MessageId {
 ///
 /// ```
 /// use bytes::{Bytes, BytesMut};
-/// use nsq::protocol::{Message, MessageId};
+/// use nsq::protocol::{WireMessage, MessageId};
 ///
-/// let sent = Message {
+/// let sent = WireMessage {
 ///     id: MessageId::from_u64(7),
 ///     timestamp: 1_700_000_000_000_000_000,
 ///     attempts: 1,
@@ -79,11 +79,11 @@ impl fmt::Debug for MessageId {
 /// let mut frame = BytesMut::new();
 /// sent.encode_frame(&mut frame);
 /// // After the 8 bytes of size and frame type: the message layout.
-/// assert_eq!(Message::decode(frame.freeze().slice(8..))?, sent);
+/// assert_eq!(WireMessage::decode(frame.freeze().slice(8..))?, sent);
 /// # Ok::<(), nsq::protocol::message::ShortMessage>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct WireMessage {
     pub id: MessageId,
     /// Nanoseconds since the Unix epoch at which nsqd accepted the message.
     pub timestamp: i64,
@@ -95,14 +95,14 @@ pub struct Message {
 /// Message data too short for the header: its length.
 ///
 /// ```
-/// let err = nsq::protocol::Message::decode(bytes::Bytes::from_static(b"short")).unwrap_err();
+/// let err = nsq::protocol::WireMessage::decode(bytes::Bytes::from_static(b"short")).unwrap_err();
 /// assert_eq!(err, nsq::protocol::message::ShortMessage(5));
 /// ```
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("message frame of {0} bytes is shorter than the {MESSAGE_HEADER_LEN}-byte header")]
 pub struct ShortMessage(pub usize);
 
-impl Message {
+impl WireMessage {
     /// Parses the data of a message frame.
     pub fn decode(data: Bytes) -> Result<Self, ShortMessage> {
         if data.len() < MESSAGE_HEADER_LEN {
@@ -111,7 +111,7 @@ impl Message {
         let timestamp = i64::from_be_bytes(data[0..8].try_into().expect("8 bytes"));
         let attempts = u16::from_be_bytes([data[8], data[9]]);
         let id = MessageId(data[10..26].try_into().expect("16 bytes"));
-        Ok(Message {
+        Ok(WireMessage {
             id,
             timestamp,
             attempts,
@@ -125,7 +125,7 @@ impl Message {
     }
 }
 
-/// Appends a message frame without building a [`Message`] first.
+/// Appends a message frame without building a [`WireMessage`] first.
 pub fn encode_message_frame(
     buf: &mut BytesMut,
     id: &MessageId,
@@ -159,7 +159,7 @@ mod tests {
         // A message frame captured from nsqd v1.3.0.
         let wire =
             b"\x00\x00\x00#\x00\x00\x00\x02\x18\xea:\x98n\xcdR\xe0\x00\x0118a3c72127269000msg-1";
-        let msg = Message::decode(Bytes::copy_from_slice(&wire[8..])).unwrap();
+        let msg = WireMessage::decode(Bytes::copy_from_slice(&wire[8..])).unwrap();
         assert_eq!(msg.attempts, 1);
         assert_eq!(&msg.id.0, b"18a3c72127269000");
         assert_eq!(&msg.body[..], b"msg-1");

@@ -10,7 +10,7 @@ pub mod names;
 pub use command::{split_params, Command};
 pub use frame::{decode_frame, encode_frame, Frame, FrameError, FrameType};
 pub use identify::{IdentifyRequest, IdentifyResponse};
-pub use message::{Message, MessageId, MESSAGE_HEADER_LEN};
+pub use message::{MessageId, WireMessage, MESSAGE_HEADER_LEN};
 pub use names::{is_ephemeral, is_valid_channel_name, is_valid_topic_name, MAX_NAME_LENGTH};
 
 /// The four bytes a client sends first to speak protocol V2 to nsqd.

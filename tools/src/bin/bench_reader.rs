@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use clap::Parser;
-use nsq::protocol::{Command, FrameType, Message, HEARTBEAT, MESSAGE_HEADER_LEN};
+use nsq::protocol::{Command, FrameType, WireMessage, HEARTBEAT, MESSAGE_HEADER_LEN};
 use nsq_daemon::flags::parse_duration;
 use nsq_tools::{
     fatal, identify, join_all, log, summary, text, workers, BenchError, Conn, Deadline, Progress,
@@ -123,7 +123,7 @@ async fn consume(
         while let Some(frame) = conn.buffered_frame()? {
             match frame.frame_type {
                 FrameType::Message => {
-                    let msg = Message::decode(frame.data)?;
+                    let msg = WireMessage::decode(frame.data)?;
                     Command::Fin(msg.id).encode(&mut out);
                     batch += 1;
                 }
