@@ -77,7 +77,7 @@ fn client_line(c: &ClientStats) -> String {
 /// The text `/stats` answers without `format=json`, laid out as upstream's.
 pub fn render_text(stats: &Stats, uptime: Duration) -> String {
     let mut out = String::new();
-    let start = chrono_like_rfc3339(stats.start_time);
+    let start = rfc3339_utc(stats.start_time);
     let _ = write!(
         out,
         "nsqd v{} (rust)\nstart_time {start}\nuptime {}\n",
@@ -152,25 +152,10 @@ pub fn render_text(stats: &Stats, uptime: Duration) -> String {
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
-fn chrono_like_rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil-from-days, after Howard Hinnant's algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+fn rfc3339_utc(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -179,8 +164,8 @@ mod tests {
 
     #[test]
     fn dates_and_latencies() {
-        assert_eq!(chrono_like_rfc3339(1_795_311_791), "2026-11-22T01:43:11Z");
-        assert_eq!(chrono_like_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_795_311_791), "2026-11-22T01:43:11Z");
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(human_nanos(1_500_000.0), "1.5ms");
         assert_eq!(human_nanos(2e9 + 1.0), "2.0s");
     }

@@ -208,8 +208,8 @@ pub async fn join_all(
 /// Writes a line the way Go's standard logger does: prefix, `2006/01/02
 /// 15:04:05`, message, on stderr. The time is UTC.
 pub fn log(prefix: &str, message: fmt::Arguments) {
-    let (y, mo, d, h, mi, s) = civil_from_unix(unix_now());
-    eprintln!("{prefix}{y:04}/{mo:02}/{d:02} {h:02}:{mi:02}:{s:02} {message}");
+    let now = chrono::Utc::now().format("%Y/%m/%d %H:%M:%S");
+    eprintln!("{prefix}{now} {message}");
 }
 
 /// Logs the error and exits with status 1, like Go's `log.Fatal`.
@@ -270,21 +270,18 @@ impl Deadline {
         if !layout_ok {
             return Err(bad("does not match the layout"));
         }
-        let num = |from: usize, to: usize| text[from..to].parse::<i64>().expect("ASCII digits");
-        let (year, month, day) = (num(0, 4), num(5, 7), num(8, 10));
+        let num = |from: usize, to: usize| text[from..to].parse::<u32>().expect("ASCII digits");
+        let (year, month, day) = (num(0, 4) as i32, num(5, 7), num(8, 10));
         let (hour, minute, second) = (num(11, 13), num(14, 16), num(17, 19));
         if !(1..=12).contains(&month) {
             return Err(bad("month out of range"));
         }
-        if day < 1 || day > days_in_month(year, month) {
-            return Err(bad("day out of range"));
-        }
-        if hour > 23 || minute > 59 || second > 59 {
-            return Err(bad("time out of range"));
-        }
-        let days = days_from_civil(year, month, day);
+        let date =
+            chrono::NaiveDate::from_ymd_opt(year, month, day).ok_or(bad("day out of range"))?;
+        let time = chrono::NaiveTime::from_hms_opt(hour, minute, second)
+            .ok_or(bad("time out of range"))?;
         Ok(Deadline {
-            unix: days * 86_400 + hour * 3600 + minute * 60 + second,
+            unix: date.and_time(time).and_utc().timestamp(),
         })
     }
 
@@ -298,11 +295,12 @@ impl Deadline {
             Some(ahead) => ("", ahead),
             None => ("-", now - target),
         };
-        let (y, mo, d, h, mi, s) = civil_from_unix(self.unix);
+        let until = chrono::DateTime::from_timestamp(self.unix, 0).unwrap_or_default();
         log(
             prefix,
             format_args!(
-                "sleeping until {y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC ({sign}{})",
+                "sleeping until {} +0000 UTC ({sign}{})",
+                until.format("%Y-%m-%d %H:%M:%S"),
                 format_duration(gap)
             ),
         );
@@ -310,48 +308,6 @@ impl Deadline {
             tokio::time::sleep(gap).await;
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// (year, month, day, hour, minute, second) in UTC of a Unix time.
-fn civil_from_unix(unix: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// A live `count, rate` line on stderr once a second, only when stderr is a
@@ -412,8 +368,7 @@ mod tests {
     fn deadlines_parse_as_utc() {
         let d = Deadline::parse("2024-02-29 13:45:07").unwrap();
         assert_eq!(d.unix, 1_709_214_307);
-        assert_eq!(civil_from_unix(d.unix), (2024, 2, 29, 13, 45, 7));
-        assert_eq!(civil_from_unix(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(Deadline::parse("1970-01-01 00:00:00").unwrap().unix, 0);
         for bad in [
             "2023-02-29 00:00:00",
             "2024-13-01 00:00:00",
