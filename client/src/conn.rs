@@ -1,6 +1,10 @@
 //! One TCP connection to nsqd: the handshake (magic, IDENTIFY with feature
 //! negotiation, the TLS upgrade, compression on top, AUTH) and the two halves
 //! that read frames and write commands, each through the negotiated layers.
+//!
+//! [`Producer`](crate::Producer) and [`Consumer`](crate::Consumer) are built
+//! on it; programs that speak the protocol themselves (benchmarks, tests of
+//! nsqd) can use it directly.
 
 use crate::config::Config;
 use crate::error::{Error, ProtocolError, Result};
@@ -8,54 +12,14 @@ use crate::protocol::compress::{Decoder, Encoder};
 use crate::protocol::{
     decode_frame, Command, Frame, FrameType, IdentifyResponse, HEARTBEAT, MAGIC_V2, OK,
 };
+use crate::transport;
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// The read half: plain TCP, or TLS after IDENTIFY's upgrade. An enum keeps
-/// the plain path as direct as before (one branch per read).
-enum ReadStream {
-    Plain(OwnedReadHalf),
-    Tls(tokio::io::ReadHalf<TlsStream>),
-}
-
-impl ReadStream {
-    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        match self {
-            ReadStream::Plain(r) => r.read_buf(buf).await,
-            ReadStream::Tls(r) => r.read_buf(buf).await,
-        }
-    }
-}
-
-enum WriteStream {
-    Plain(OwnedWriteHalf),
-    Tls(tokio::io::WriteHalf<TlsStream>),
-}
-
-impl WriteStream {
-    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            WriteStream::Plain(w) => w.write_all(bytes).await,
-            // rustls may hold records back until flushed.
-            WriteStream::Tls(w) => {
-                w.write_all(bytes).await?;
-                w.flush().await
-            }
-        }
-    }
-
-    async fn shutdown(&mut self) -> std::io::Result<()> {
-        match self {
-            WriteStream::Plain(w) => w.shutdown().await,
-            WriteStream::Tls(w) => w.shutdown().await,
-        }
-    }
-}
+type ReadHalf = transport::ReadHalf<TlsStream>;
+type WriteHalf = transport::WriteHalf<TlsStream>;
 
 /// How much plain text one decompression step may produce before we look for a frame.
 const DECODE_STEP: usize = 256 * 1024;
@@ -65,9 +29,29 @@ const DECODE_STEP: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Reads frames, decompressing if negotiated.
-pub(crate) struct FrameReader {
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// use nsq::protocol::FrameType;
+///
+/// let conn = nsq::conn::Connection::connect("127.0.0.1:4150", &nsq::Config::default()).await?;
+/// let mut reader = conn.reader;
+/// reader.spin_before_parking(nsq::transport::SPIN_WINDOW);
+/// let frame = reader.read_frame().await?;
+/// if frame.frame_type == FrameType::Response {
+///     // Then every frame that arrived with it, without waiting.
+///     while let Some(frame) = reader.buffered_frame()? {
+///         println!("{:?}", frame.frame_type);
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct FrameReader {
     addr: String,
-    stream: ReadStream,
+    stream: ReadHalf,
+    /// How long a read polls before parking (see [`FrameReader::spin_before_parking`]).
+    spin: Duration,
     /// Compressed bytes not yet decoded (only with a decoder).
     raw: BytesMut,
     /// Plain bytes not yet framed.
@@ -77,13 +61,21 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    pub(crate) fn addr(&self) -> &str {
+    /// The nsqd's address, as given to [`Connection::connect`].
+    pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// When nothing has arrived, poll for up to `window` before parking
+    /// ([`transport::SPIN_WINDOW`] suits a tight loop); zero, the default,
+    /// parks at once.
+    pub fn spin_before_parking(&mut self, window: Duration) {
+        self.spin = window;
     }
 
     /// A frame already received and not yet taken, without waiting. (With
     /// compression, frames are decoded by [`FrameReader::read_frame`].)
-    pub(crate) fn buffered_frame(&mut self) -> Result<Option<Frame>> {
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>> {
         if self.decoder.is_some() {
             return Ok(None);
         }
@@ -94,7 +86,7 @@ impl FrameReader {
     }
 
     /// The next frame. Cancel-safe: all progress is kept in `self`.
-    pub(crate) async fn read_frame(&mut self) -> Result<Frame> {
+    pub async fn read_frame(&mut self) -> Result<Frame> {
         loop {
             let mut produced = false;
             if let Some(decoder) = &mut self.decoder {
@@ -123,7 +115,7 @@ impl FrameReader {
             };
             let n = self
                 .stream
-                .read_buf(buf)
+                .read_buf_spinning(buf, self.spin)
                 .await
                 .map_err(|e| Error::io(&self.addr, e))?;
             if n == 0 {
@@ -134,7 +126,7 @@ impl FrameReader {
 
     /// The next frame within `limit`. A frame already buffered is returned
     /// without arming a timer, which matters at a million messages a second.
-    pub(crate) async fn read_frame_within(&mut self, limit: Duration) -> Result<Frame> {
+    pub async fn read_frame_within(&mut self, limit: Duration) -> Result<Frame> {
         if let Some(frame) = self.buffered_frame()? {
             return Ok(frame);
         }
@@ -156,9 +148,24 @@ impl FrameReader {
 }
 
 /// Buffers commands and writes them, compressed if negotiated.
-pub(crate) struct FrameWriter {
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// use nsq::protocol::Command;
+///
+/// let conn = nsq::conn::Connection::connect("127.0.0.1:4150", &nsq::Config::default()).await?;
+/// let mut writer = conn.writer;
+/// for body in ["a", "b"] {
+///     writer.push(&Command::Pub { topic: "events".into(), body: body.into() });
+/// }
+/// // Both in one write.
+/// writer.flush().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct FrameWriter {
     addr: String,
-    stream: WriteStream,
+    stream: WriteHalf,
     plain: BytesMut,
     wire: BytesMut,
     encoder: Option<Encoder>,
@@ -167,17 +174,17 @@ pub(crate) struct FrameWriter {
 
 impl FrameWriter {
     /// Adds a command to the next flush.
-    pub(crate) fn push(&mut self, cmd: &Command) {
+    pub fn push(&mut self, cmd: &Command) {
         cmd.encode(&mut self.plain);
     }
 
     /// Adds commands encoded elsewhere to the next flush.
-    pub(crate) fn push_encoded(&mut self, commands: &[u8]) {
+    pub fn push_encoded(&mut self, commands: &[u8]) {
         self.plain.extend_from_slice(commands);
     }
 
     /// Writes everything pushed so far.
-    pub(crate) async fn flush(&mut self) -> Result<()> {
+    pub async fn flush(&mut self) -> Result<()> {
         let out = match &mut self.encoder {
             Some(encoder) => {
                 encoder
@@ -202,29 +209,43 @@ impl FrameWriter {
         }
     }
 
-    pub(crate) async fn send(&mut self, cmd: &Command) -> Result<()> {
+    pub async fn send(&mut self, cmd: &Command) -> Result<()> {
         self.push(cmd);
         self.flush().await
     }
 
     /// Closes our sending side so that nsqd sees EOF after the last command.
-    pub(crate) async fn shutdown(mut self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stream.shutdown().await;
     }
 }
 
-/// A connection after a successful handshake.
-pub(crate) struct Connection {
-    pub(crate) reader: FrameReader,
-    pub(crate) writer: FrameWriter,
+/// A connection after a successful handshake: its two halves, and what nsqd
+/// granted.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), nsq::Error> {
+/// use nsq::protocol::Command;
+///
+/// let config = nsq::Config::default();
+/// let mut conn = nsq::conn::Connection::connect("127.0.0.1:4150", &config).await?;
+/// println!("nsqd allows RDY up to {}", conn.identity.max_rdy_count);
+/// conn.writer.send(&Command::Pub { topic: "events".into(), body: "hello".into() }).await?;
+/// conn.expect_ok(&config).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Connection {
+    pub reader: FrameReader,
+    pub writer: FrameWriter,
     /// What nsqd granted; defaults when it does not negotiate.
-    pub(crate) identity: IdentifyResponse,
+    pub identity: IdentifyResponse,
 }
 
 impl Connection {
     /// Dials `addr`, sends the magic and IDENTIFY, and performs the upgrades
     /// nsqd agreed to.
-    pub(crate) async fn connect(addr: &str, config: &Config) -> Result<Connection> {
+    pub async fn connect(addr: &str, config: &Config) -> Result<Connection> {
         let stream = match tokio::time::timeout(config.dial_timeout, TcpStream::connect(addr)).await
         {
             Ok(Ok(stream)) => stream,
@@ -237,11 +258,12 @@ impl Connection {
             }
         };
         stream.set_nodelay(true).map_err(|e| Error::io(addr, e))?;
-        let (read, write) = stream.into_split();
+        let (read, write) = transport::split(stream);
         let mut conn = Connection {
             reader: FrameReader {
                 addr: addr.to_string(),
-                stream: ReadStream::Plain(read),
+                stream: read,
+                spin: Duration::ZERO,
                 raw: BytesMut::new(),
                 plain: BytesMut::with_capacity(READ_CHUNK),
                 decoder: None,
@@ -252,7 +274,7 @@ impl Connection {
             },
             writer: FrameWriter {
                 addr: addr.to_string(),
-                stream: WriteStream::Plain(write),
+                stream: write,
                 plain: BytesMut::with_capacity(16 * 1024),
                 wire: BytesMut::new(),
                 encoder: None,
@@ -316,11 +338,8 @@ impl Connection {
         if !reader.plain.is_empty() {
             return Err(failed("nsqd sent data before the TLS handshake".into()));
         }
-        let (ReadStream::Plain(read), WriteStream::Plain(write)) = (reader.stream, writer.stream)
-        else {
-            return Err(failed("connection is already TLS".into()));
-        };
-        let tcp = read.reunite(write).map_err(|e| failed(e.to_string()))?;
+        let tcp =
+            transport::reunite(reader.stream, writer.stream).map_err(|e| failed(e.to_string()))?;
         let tls_config = config
             .tls
             .client_config()
@@ -340,14 +359,14 @@ impl Connection {
                 })
             }
         };
-        let (read, write) = tokio::io::split(stream);
+        let (read, write) = transport::split_tls(stream);
         Ok(Connection {
             reader: FrameReader {
-                stream: ReadStream::Tls(read),
+                stream: read,
                 ..reader
             },
             writer: FrameWriter {
-                stream: WriteStream::Tls(write),
+                stream: write,
                 ..writer
             },
             identity,
@@ -388,12 +407,7 @@ impl Connection {
     }
 
     /// Sends SUB and waits for its OK.
-    pub(crate) async fn subscribe(
-        &mut self,
-        topic: &str,
-        channel: &str,
-        config: &Config,
-    ) -> Result<()> {
+    pub async fn subscribe(&mut self, topic: &str, channel: &str, config: &Config) -> Result<()> {
         self.writer
             .send(&Command::Sub {
                 topic: topic.to_string(),
@@ -423,7 +437,9 @@ impl Connection {
         }
     }
 
-    async fn expect_ok(&mut self, config: &Config) -> Result<()> {
+    /// Waits for nsqd's `OK`, answering heartbeats meanwhile; an error frame
+    /// is a [`Error::Protocol`].
+    pub async fn expect_ok(&mut self, config: &Config) -> Result<()> {
         let answer = self.expect_response(config).await?;
         if answer == OK {
             Ok(())

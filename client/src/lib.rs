@@ -14,6 +14,9 @@
 //! * [`protocol`]: the TCP protocol V2: frames, commands, messages, IDENTIFY
 //!   negotiation, name rules and the snappy/deflate stream layers.
 //! * [`api`]: the JSON documents of nsqd's and nsqlookupd's HTTP APIs.
+//! * [`conn`]: one raw protocol V2 connection (handshake, framed reads and
+//!   writes), for programs that speak the protocol themselves;
+//!   [`transport`] its plain-or-TLS halves, which nsqd uses too.
 //!
 //! # Publishing
 //!
@@ -67,13 +70,14 @@
 
 pub mod api;
 pub mod config;
-mod conn;
+pub mod conn;
 pub mod consumer;
 pub mod error;
 pub mod http_client;
 pub mod producer;
 pub mod protocol;
 pub mod tls;
+pub mod transport;
 
 pub use config::{Config, ConfigError};
 pub use consumer::{Consumer, ConsumerStats, Handler, Message};

@@ -26,6 +26,7 @@ use crate::stream::{ReadHalf, WriteHalf};
 use bytes::{Bytes, BytesMut};
 use nsq::protocol::compress::Decoder;
 use nsq::protocol::{FrameType, MAGIC_V2, OK};
+use nsq::transport::SPIN_WINDOW;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,9 +37,6 @@ use tokio::task::JoinHandle;
 /// Plain bytes decoded per step from a compressed stream; bounds what a tiny
 /// compressed input can make us allocate before commands are consumed.
 const DECODE_STEP: usize = 256 * 1024;
-
-/// How long a busy connection polls for its next command before parking.
-const SPIN_WINDOW: Duration = Duration::from_micros(50);
 
 /// Why the read loop ended.
 enum Closed {
@@ -261,38 +259,21 @@ impl Session {
             target.reserve(16 * 1024);
         }
         // A client in a tight request/response loop (its last request came
-        // within the spin window) is polled briefly before the task parks:
-        // waking a parked thread costs more than the wait itself.
-        let mut n = None;
-        if self.last_wait < SPIN_WINDOW && self.reader.can_poll() {
-            let until = Instant::now() + SPIN_WINDOW;
-            while Instant::now() < until {
-                match self.reader.try_read_buf(target) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        tokio::task::yield_now().await
-                    }
-                    result => {
-                        n = Some(result);
-                        break;
-                    }
-                }
-            }
-        }
+        // within the spin window) is polled briefly before the task parks.
+        let spin = match self.last_wait < SPIN_WINDOW {
+            true => SPIN_WINDOW,
+            false => Duration::ZERO,
+        };
         let waited = Instant::now();
-        let n = match n {
-            Some(n) => n,
-            None => {
-                let read = self.reader.read_buf(target);
-                tokio::select! {
-                    _ = self.client.closed() => return false,
-                    n = async {
-                        match deadline {
-                            Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),
-                            None => read.await,
-                        }
-                    } => n,
+        let read = self.reader.read_buf_spinning(target, spin);
+        let n = tokio::select! {
+            _ = self.client.closed() => return false,
+            n = async {
+                match deadline {
+                    Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),
+                    None => read.await,
                 }
-            }
+            } => n,
         };
         self.last_wait = waited.elapsed();
         match n {
