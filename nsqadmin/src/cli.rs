@@ -91,9 +91,8 @@ mod tests {
 
     #[test]
     fn config_file_under_flags() {
-        let dir = std::env::temp_dir().join(format!("nsqadmin-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("nsqadmin.cfg");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nsqadmin.cfg");
         std::fs::write(
             &path,
             "nsqlookupd_http_addresses = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nadmin_users = [\"root\"]\nstatsd_interval = \"10s\"\nhttp_address = \"127.0.0.1:9\"\n",
@@ -115,6 +114,5 @@ mod tests {
         assert_eq!(opts.statsd_interval, Duration::from_secs(10));
         assert_eq!(opts.http_address, "127.0.0.1:3");
         assert!(ignored.is_empty());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

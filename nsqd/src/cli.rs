@@ -124,9 +124,8 @@ mod tests {
 
     #[test]
     fn config_file_under_flags() {
-        let dir = std::env::temp_dir().join(format!("nsqd-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("nsqd.cfg");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nsqd.cfg");
         std::fs::write(
             &path,
             "mem_queue_size = 5\nmsg_timeout = \"2s\"\nmax_req_timeout = 1500\ntcp_address = \"127.0.0.1:1\"\nid = 9\ne2e_processing_latency_percentiles = [0.5, 0.9]\nstatsd_prefix = \"x\"\nstatsd_interval = \"5s\"\ntls_cert = \"c.pem\"\ntls_required = \"tcp-https\"\ntls_min_version = \"tls1.2\"\nauth_http_addresses = [\"a:1\", \"b:2\"]\nno_such_key = 1\n",
@@ -153,7 +152,6 @@ mod tests {
         assert_eq!(opts.tls_min_version, TlsVersion::Tls12);
         assert_eq!(opts.auth_http_addresses, ["a:1", "b:2"]);
         assert_eq!(ignored, vec!["no_such_key".to_string()]);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -312,26 +312,21 @@ fn watch_for_panics() {
 }
 
 /// A runtime and an nsqd on loopback with small limits, for the tests below.
-fn start_nsqd() -> (tokio::runtime::Runtime, Nsqd) {
+/// The data directory goes when the returned guard is dropped, after nsqd.
+fn start_nsqd() -> (tempfile::TempDir, tokio::runtime::Runtime, Nsqd) {
     watch_for_panics();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let data_path = std::env::temp_dir().join(format!(
-        "nsqd-prop-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&data_path);
-    std::fs::create_dir_all(&data_path).unwrap();
+    let data = tempfile::tempdir().unwrap();
     let nsqd = runtime.block_on(async {
         Nsqd::start(Options {
             tcp_address: "127.0.0.1:0".into(),
             http_address: "127.0.0.1:0".into(),
             broadcast_address: "127.0.0.1".into(),
-            data_path,
+            data_path: data.path().to_path_buf(),
             max_msg_size: LIMITS.max_msg_size,
             max_body_size: LIMITS.max_body_size,
             ..Options::default()
@@ -339,7 +334,7 @@ fn start_nsqd() -> (tokio::runtime::Runtime, Nsqd) {
         .await
         .unwrap()
     });
-    (runtime, nsqd)
+    (data, runtime, nsqd)
 }
 
 /// Sends `bytes` after the magic, closes the sending side, and reads frames
@@ -382,7 +377,7 @@ async fn publishes(nsqd: &Nsqd) -> bool {
 
 #[test]
 fn tcp_sessions_of_any_bytes_end_in_answers_or_a_close() {
-    let (runtime, nsqd) = start_nsqd();
+    let (_data, runtime, nsqd) = start_nsqd();
     let mut runner = TestRunner::new(config(512));
     runner
         .run(&hostile_bytes(), |bytes| {
@@ -467,7 +462,7 @@ async fn compressed_session(
 
 #[test]
 fn compressed_sessions_round_trip_and_survive_corruption() {
-    let (runtime, nsqd) = start_nsqd();
+    let (_data, runtime, nsqd) = start_nsqd();
     let case = (
         any::<bool>(),
         publishes_only(),
@@ -558,7 +553,7 @@ fn query() -> impl Strategy<Value = String> {
 
 #[test]
 fn http_publishing_answers_any_body_and_query_without_a_server_error() {
-    let (runtime, nsqd) = start_nsqd();
+    let (_data, runtime, nsqd) = start_nsqd();
     let request = (
         prop_oneof![Just("/pub"), Just("/mpub"), Just("/PUB"), Just("/mpub/")],
         query(),
@@ -594,7 +589,7 @@ fn http_publishing_answers_any_body_and_query_without_a_server_error() {
 
 #[test]
 fn valid_http_publishes_arrive_as_sent() {
-    let (runtime, nsqd) = start_nsqd();
+    let (_data, runtime, nsqd) = start_nsqd();
     let request = (
         proptest::collection::vec(body(200), 1..6),
         prop_oneof![Just("binary"), Just("text"), Just("pub")],

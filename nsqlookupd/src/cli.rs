@@ -77,9 +77,8 @@ mod tests {
 
     #[test]
     fn config_file_under_flags() {
-        let dir = std::env::temp_dir().join(format!("nsqlookupd-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("nsqlookupd.cfg");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nsqlookupd.cfg");
         std::fs::write(
             &path,
             "tcp_address = \"127.0.0.1:1\"\nhttp_address = \"127.0.0.1:2\"\ninactive_producer_timeout = \"10s\"\ntombstone_lifetime = 1500\nlog_prefix = \"[x] \"\nstatsd_prefix = \"y\"\n",
@@ -99,7 +98,6 @@ mod tests {
         assert_eq!(opts.tombstone_lifetime, Duration::from_millis(1500));
         assert_eq!(opts.log_prefix, "[x] ");
         assert_eq!(ignored, vec!["statsd_prefix".to_string()]);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -382,13 +382,6 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("archive-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn template_tokens() {
         let plain = opts(Path::new("/x"));
@@ -421,10 +414,10 @@ mod tests {
 
     #[test]
     fn size_rotation_takes_the_next_revision() {
-        let dir = temp_dir("size");
+        let dir = tempfile::tempdir().unwrap();
         let o = ArchiveOptions {
             rotate_size: 10,
-            ..opts(&dir)
+            ..opts(dir.path())
         };
         let template = filename_template("t<REV>.log", &o, "t", "h", 1).unwrap();
         let mut f = FileLogger::new(o, template);
@@ -435,8 +428,8 @@ mod tests {
             f.write_message(body.as_bytes()).unwrap();
         }
         f.close().unwrap();
-        let first = fs::read_to_string(dir.join("t-000000.log")).unwrap();
-        let second = fs::read_to_string(dir.join("t-000001.log")).unwrap();
+        let first = fs::read_to_string(dir.path().join("t-000000.log")).unwrap();
+        let second = fs::read_to_string(dir.path().join("t-000001.log")).unwrap();
         assert_eq!(
             (first.as_str(), second.as_str()),
             ("0123456789\n", "abc\ndef\n")
@@ -445,10 +438,10 @@ mod tests {
 
     #[test]
     fn gzip_members_decompress_to_the_input() {
-        let dir = temp_dir("gzip");
+        let dir = tempfile::tempdir().unwrap();
         let o = ArchiveOptions {
             gzip: Some(9),
-            ..opts(&dir)
+            ..opts(dir.path())
         };
         let template = filename_template("t<REV>.log", &o, "t", "h", 1).unwrap();
         let mut f = FileLogger::new(o, template);
@@ -458,7 +451,7 @@ mod tests {
         f.sync().unwrap();
         f.write_message(b"two").unwrap();
         f.close().unwrap();
-        let raw = fs::read(dir.join("t-000000.log.gz")).unwrap();
+        let raw = fs::read(dir.path().join("t-000000.log.gz")).unwrap();
         let mut all = String::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_string(&mut all)
@@ -473,12 +466,12 @@ mod tests {
 
     #[test]
     fn work_dir_files_move_without_overwriting() {
-        let dir = temp_dir("work");
-        let (work, output) = (dir.join("work"), dir.join("out"));
+        let dir = tempfile::tempdir().unwrap();
+        let (work, output) = (dir.path().join("work"), dir.path().join("out"));
         let o = ArchiveOptions {
             work_dir: work.clone(),
             output_dir: output.clone(),
-            ..opts(&dir)
+            ..opts(dir.path())
         };
         let template = filename_template("sub/t<REV>.log", &o, "t", "h", 1).unwrap();
         fs::create_dir_all(output.join("sub")).unwrap();
