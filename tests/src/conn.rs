@@ -131,6 +131,24 @@ impl Conn {
         }
     }
 
+    /// The next messages, which must have these bodies, in this order.
+    pub async fn expect_bodies(&mut self, bodies: &[&str]) -> Vec<WireMessage> {
+        let mut msgs = Vec::new();
+        for expected in bodies {
+            let msg = self.expect_message().await;
+            assert_eq!(body_of(&msg), *expected);
+            msgs.push(msg);
+        }
+        msgs
+    }
+
+    /// IDENTIFY with a raw JSON body, and its `OK`.
+    pub async fn identify_ok(&mut self, json: &str) {
+        self.send(Command::Identify(json.as_bytes().to_vec().into()))
+            .await;
+        self.expect_response("OK").await;
+    }
+
     pub async fn publish(&mut self, topic: &str, body: &[u8]) {
         self.send(Command::Pub {
             topic: topic.into(),
@@ -157,6 +175,11 @@ impl Conn {
     pub async fn fin(&mut self, id: MessageId) {
         self.send(Command::Fin(id)).await;
     }
+}
+
+/// A message's body as text.
+pub fn body_of(msg: &WireMessage) -> &str {
+    std::str::from_utf8(&msg.body).expect("UTF-8 body")
 }
 
 /// A consumer connection already subscribed with the given RDY.

@@ -2,6 +2,9 @@
 //! `/stats` as JSON or as our types.
 
 use crate::Nsqd;
+use bytes::Bytes;
+use reqwest::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The base URL of an nsqd's HTTP API.
 pub fn http_url(nsqd: &Nsqd) -> String {
@@ -92,20 +95,119 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
+    /// From a status line and header lines (as sent, or as captured) and a body.
+    pub fn parse_head(head: &str, body: String) -> Reply {
+        let mut lines = head.lines().map(str::trim_end).filter(|l| !l.is_empty());
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let headers = lines
+            .map(|l| {
+                let (n, v) = l.split_once(": ").expect("header line");
+                (n.to_ascii_lowercase(), v.to_string())
+            })
+            .collect();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("{e}: not JSON: {:?}", self.body))
     }
 }
 
+/// A daemon with an HTTP API, or the base URL of one (`http://host:port`).
+pub trait HttpApi {
+    fn base_url(&self) -> String;
+}
+
+impl HttpApi for Nsqd {
+    fn base_url(&self) -> String {
+        http_url(self)
+    }
+}
+
+impl HttpApi for nsqlookupd::Lookupd {
+    fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr())
+    }
+}
+
+impl HttpApi for nsqadmin::NsqAdmin {
+    fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr())
+    }
+}
+
+impl HttpApi for str {
+    fn base_url(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// One request to `api` (see [`http_request`]).
+pub async fn send(
+    api: &(impl HttpApi + ?Sized),
+    method: Method,
+    path: &str,
+    body: impl Into<Bytes>,
+) -> Reply {
+    http_request(&api.base_url(), method, path, body.into()).await
+}
+
+pub async fn get(api: &(impl HttpApi + ?Sized), path: &str) -> Reply {
+    send(api, Method::GET, path, Bytes::new()).await
+}
+
+pub async fn post(api: &(impl HttpApi + ?Sized), path: &str, body: impl Into<Bytes>) -> Reply {
+    send(api, Method::POST, path, body).await
+}
+
+pub async fn put(api: &(impl HttpApi + ?Sized), path: &str, body: impl Into<Bytes>) -> Reply {
+    send(api, Method::PUT, path, body).await
+}
+
+/// POSTs `body` in chunked transfer encoding (no Content-Length), 64 bytes a
+/// chunk, on a fresh connection.
+pub async fn post_chunked(nsqd: &Nsqd, path: &str, body: &[u8]) -> Reply {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in body.chunks(64) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    raw_http(nsqd, &request).await
+}
+
+/// One request written as raw bytes; the answer is read to the end of the connection.
+pub async fn raw_http(nsqd: &Nsqd, request: &[u8]) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(nsqd.http_addr().expect("HTTP enabled"))
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("write request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(crate::PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("answer within patience")
+        .expect("read answer");
+    let text = String::from_utf8(answer).expect("UTF-8 answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("end of headers");
+    Reply::parse_head(head, body.to_string())
+}
+
 /// One HTTP request to `base` (`http://host:port`), not following redirects,
 /// so that tests see exactly what the daemon answered.
-pub async fn http_request(
-    base: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: bytes::Bytes,
-) -> Reply {
+pub async fn http_request(base: &str, method: Method, path: &str, body: Bytes) -> Reply {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

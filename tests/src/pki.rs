@@ -1,6 +1,6 @@
 //! Certificates for the TLS tests, made at test time.
 
-use crate::{temp_dir, test_options, Options};
+use crate::{temp_dir, test_options, Options, TempDir};
 use std::path::PathBuf;
 
 /// A certificate authority and certificates made at test time (rcgen), as
@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// `localhost`, a client certificate (CN `test-client`) from the same CA, and
 /// a self-signed client certificate (CN `rogue`) that the CA never signed.
 pub struct TestPki {
-    pub dir: PathBuf,
+    /// Removed, with the files, when the `TestPki` is dropped.
+    pub dir: TempDir,
     pub ca_cert: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
@@ -87,6 +88,18 @@ impl TestPki {
             tls_key: self.server_key.display().to_string(),
             https_address: "127.0.0.1:0".into(),
             ..test_options()
+        }
+    }
+}
+
+impl TestPki {
+    /// As [`TestPki::nsqd_options`], and nsqd demands a client certificate
+    /// signed by this PKI's CA (mutual TLS).
+    pub fn nsqd_options_verifying_clients(&self) -> Options {
+        Options {
+            tls_client_auth_policy: nsq_daemon::tls::ClientAuthPolicy::RequireVerify,
+            tls_root_ca_file: self.ca_cert.display().to_string(),
+            ..self.nsqd_options()
         }
     }
 }

@@ -208,15 +208,22 @@ pub struct ToolExit {
 impl ToolProcess {
     /// Starts `name` (see [`workspace_binary`]) with `args` and no stdin.
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> ToolProcess {
+        let mut command = std::process::Command::new(workspace_binary(name));
+        command.args(args);
+        ToolProcess::start(command)
+    }
+
+    /// Starts `command` (a tool, its arguments, maybe a working directory),
+    /// with no stdin.
+    pub fn start(mut command: std::process::Command) -> ToolProcess {
         use std::io::Read;
         use std::process::Stdio;
-        let mut child = std::process::Command::new(workspace_binary(name))
-            .args(args)
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", command.get_program()));
         let collect = |mut pipe: Box<dyn Read + Send>| {
             let sink = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
             let into = sink.clone();
@@ -248,6 +255,12 @@ impl ToolProcess {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Whether it has exited already.
+    pub fn has_exited(&mut self) -> bool {
+        let child = self.child.as_mut().expect("running");
+        child.try_wait().expect("try_wait").is_some()
     }
 
     /// Everything it has written to stderr so far.

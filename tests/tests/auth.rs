@@ -10,7 +10,6 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use nsq::protocol::{Command, FrameType, IdentifyResponse};
-use nsq_daemon::tls::ClientAuthPolicy;
 use nsq_e2e::{
     eventually, http_request, http_url, start_nsqd, stats, test_options, Conn, Nsqd, Options,
     PATIENCE,
@@ -294,6 +293,25 @@ async fn auth_is_refused_when_disabled() {
     nsqd.shutdown().await;
 }
 
+/// Publishes to `orders` until nsqd refuses with `error`: once the grant's
+/// TTL has run out and nsqd has asked the auth server again.
+async fn publish_until_refused(conn: &mut Conn, error: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "grant never expired"
+        );
+        conn.send(publish("orders")).await;
+        let frame = conn.read_non_heartbeat().await.expect("an answer");
+        if frame.frame_type == FrameType::Error {
+            assert_eq!(std::str::from_utf8(&frame.data).unwrap(), error);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_expired_grant_is_asked_for_again() {
     let server = AuthServer::default();
@@ -313,23 +331,11 @@ async fn an_expired_grant_is_asked_for_again() {
         json!({"ttl": 60, "authorizations": [
             {"topic": "^other$", "channels": [".*"], "permissions": ["publish"]}]}),
     );
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "grant never expired"
-        );
-        conn.send(publish("orders")).await;
-        let frame = conn.read_non_heartbeat().await.expect("an answer");
-        if frame.frame_type == FrameType::Error {
-            assert_eq!(
-                std::str::from_utf8(&frame.data).unwrap(),
-                r#"E_UNAUTHORIZED AUTH failed for PUB on "orders" """#
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    publish_until_refused(
+        &mut conn,
+        r#"E_UNAUTHORIZED AUTH failed for PUB on "orders" """#,
+    )
+    .await;
     assert_eq!(server.calls(), 2);
     assert_eq!(server.last_query()["secret"], SECRET);
 
@@ -337,23 +343,7 @@ async fn an_expired_grant_is_asked_for_again() {
     server.grant(1);
     let mut conn = authed(&nsqd).await;
     server.set(500, json!({"message": "down"}));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "grant never expired"
-        );
-        conn.send(publish("orders")).await;
-        let frame = conn.read_non_heartbeat().await.expect("an answer");
-        if frame.frame_type == FrameType::Error {
-            assert_eq!(
-                std::str::from_utf8(&frame.data).unwrap(),
-                "E_AUTH_FAILED AUTH failed"
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    publish_until_refused(&mut conn, "E_AUTH_FAILED AUTH failed").await;
     nsqd.shutdown().await;
 }
 
@@ -463,9 +453,7 @@ async fn auth_over_tls_passes_the_certificate_name() {
     let auth_addr = server.start().await;
     let nsqd = start_nsqd(Options {
         auth_http_addresses: vec![auth_addr.to_string()],
-        tls_client_auth_policy: ClientAuthPolicy::RequireVerify,
-        tls_root_ca_file: pki.ca_cert.display().to_string(),
-        ..pki.nsqd_options()
+        ..pki.nsqd_options_verifying_clients()
     })
     .await;
     let producer = nsq::Producer::new(

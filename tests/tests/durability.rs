@@ -484,15 +484,15 @@ async fn upstream_data_directory_is_imported() {
     assert!(d.terminate().success());
 }
 
-/// Mounts a small tmpfs for the data directory; unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
+/// Mounts a small tmpfs for the data directory; unmounted on drop, then removed.
+struct SmallDisk(nsq_e2e::TempDir);
 
 impl SmallDisk {
     fn mount(size: &str) -> Option<SmallDisk> {
         let dir = temp_dir("fulldisk");
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
+            .arg(dir.path())
             .status()
             .is_ok_and(|s| s.success());
         ok.then_some(SmallDisk(dir))
@@ -501,7 +501,9 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
     }
 }
 

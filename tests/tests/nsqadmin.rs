@@ -4,10 +4,9 @@
 //! `/config`, peek, history charts and `--base-path`.
 
 use axum::routing::post;
-use nsq_daemon::tls::ClientAuthPolicy;
 use nsq_e2e::{
-    eventually, http_request, keys_in_order, options_with_lookupds, sample_path, start_lookupd,
-    start_nsqd, stats, test_options, Conn, Nsqd, Reply,
+    assert_v1_json, capture_body, eventually, http_request, keys_in_order, options_with_lookupds,
+    start_lookupd, start_nsqd, stats, test_options, Conn, Nsqd, Reply,
 };
 use nsqadmin::{NsqAdmin, Options as AdminOptions};
 use reqwest::Method;
@@ -102,10 +101,6 @@ fn channel_stats<'a>(
         .unwrap_or_else(|| panic!("{topic}/{channel} in stats"))
 }
 
-fn sample_body(name: &str) -> String {
-    std::fs::read_to_string(sample_path(&format!("nsqadmin/{name}.body"))).expect("sample")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_answers_in_upstreams_shapes() {
     let c = Cluster::start(|_| {}).await;
@@ -119,24 +114,15 @@ async fn api_answers_in_upstreams_shapes() {
     consumer.fin(m.id).await;
 
     let topics = c.get("/api/topics").await;
-    assert_eq!(topics.status, 200);
     assert_eq!(
-        topics.header("content-type"),
-        Some("application/json; charset=utf-8")
-    );
-    assert_eq!(
-        topics.header("x-nsq-content-type"),
-        Some("nsq; version=1.0")
-    );
-    assert_eq!(
-        topics.json(),
+        assert_v1_json(&topics),
         json!({"topics": ["test", "test2"], "message": ""})
     );
 
     let topic = c.get("/api/topics/test").await;
     assert_eq!(
         keys_in_order(&topic.body),
-        keys_in_order(&sample_body("api_topic"))
+        keys_in_order(&capture_body("nsqadmin/api_topic"))
     );
     let t = topic.json();
     assert_eq!(t["node"], "*");
@@ -148,7 +134,7 @@ async fn api_answers_in_upstreams_shapes() {
     let channel = c.get("/api/topics/test/samplech").await;
     assert_eq!(
         keys_in_order(&channel.body),
-        keys_in_order(&sample_body("api_channel"))
+        keys_in_order(&capture_body("nsqadmin/api_channel"))
     );
     let ch = channel.json();
     assert_eq!(ch["depth"], 1, "3 published, 1 finished, 1 in flight");
@@ -160,7 +146,7 @@ async fn api_answers_in_upstreams_shapes() {
     let nodes = c.get("/api/nodes").await;
     assert_eq!(
         keys_in_order(&nodes.body),
-        keys_in_order(&sample_body("api_nodes"))
+        keys_in_order(&capture_body("nsqadmin/api_nodes"))
     );
     let n = nodes.json();
     let remote = n["nodes"][0]["remote_addresses"][0].as_str().unwrap();
@@ -172,7 +158,7 @@ async fn api_answers_in_upstreams_shapes() {
     let node = c.get(&format!("/api/nodes/{}", c.node())).await;
     assert_eq!(
         keys_in_order(&node.body),
-        keys_in_order(&sample_body("api_node"))
+        keys_in_order(&capture_body("nsqadmin/api_node"))
     );
     assert_eq!(node.json()["total_messages"], 4);
     assert_eq!(node.json()["total_clients"], 1);
@@ -184,7 +170,7 @@ async fn api_answers_in_upstreams_shapes() {
 
     let counter = c.get("/api/counter").await;
     assert_eq!(keys_in_order(&counter.body), {
-        let mut keys = keys_in_order(&sample_body("api_counter"));
+        let mut keys = keys_in_order(&capture_body("nsqadmin/api_counter"));
         // The capture's node is 127.0.0.1:4151; the keys embed ours.
         keys.iter_mut()
             .for_each(|k| *k = k.replace("127.0.0.1:4151", &c.node()));
@@ -756,12 +742,7 @@ async fn graphite_rates_and_proxy() {
 async fn https_nodes_with_a_private_ca_and_client_certificates() {
     // nsqd serves HTTPS only to clients with a certificate from the test CA.
     let pki = nsq_e2e::TestPki::new();
-    let nsqd = start_nsqd(nsq_e2e::Options {
-        tls_client_auth_policy: ClientAuthPolicy::RequireVerify,
-        tls_root_ca_file: pki.ca_cert.display().to_string(),
-        ..pki.nsqd_options()
-    })
-    .await;
+    let nsqd = start_nsqd(pki.nsqd_options_verifying_clients()).await;
     let https = nsq_e2e::https_url(&nsqd);
     let tls = nsq::tls::TlsClientOptions {
         root_ca_file: Some(pki.ca_cert.clone()),
@@ -817,7 +798,7 @@ async fn works_against_upstream_daemons_answers() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let captured = move |name: &str| {
-        let body = std::fs::read_to_string(sample_path(&format!("{name}.body"))).unwrap();
+        let body = capture_body(name);
         body.replace("\"http_port\":4151", &format!("\"http_port\":{port}"))
     };
     let routes = [
@@ -875,7 +856,7 @@ async fn works_against_upstream_daemons_answers() {
     let topic = get("/api/topics/test").await;
     assert_eq!(
         keys_in_order(&topic.body),
-        keys_in_order(&sample_body("api_topic"))
+        keys_in_order(&capture_body("nsqadmin/api_topic"))
     );
     let t = topic.json();
     assert_eq!(t["nodes"][0]["node"], node.as_str());
@@ -886,7 +867,7 @@ async fn works_against_upstream_daemons_answers() {
     let channel = get("/api/topics/test/samplech").await;
     assert_eq!(
         keys_in_order(&channel.body),
-        keys_in_order(&sample_body("api_channel"))
+        keys_in_order(&capture_body("nsqadmin/api_channel"))
     );
     let c = channel.json();
     for field in [
@@ -901,7 +882,7 @@ async fn works_against_upstream_daemons_answers() {
     let nodes = get("/api/nodes").await;
     assert_eq!(
         keys_in_order(&nodes.body),
-        keys_in_order(&sample_body("api_nodes"))
+        keys_in_order(&capture_body("nsqadmin/api_nodes"))
     );
     assert_eq!(
         nodes.json()["nodes"][0]["topics"],

@@ -11,20 +11,28 @@ use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use nsq_e2e::{
-    eventually, options_with_lookupds, start_lookupd, start_nsqd, stats, temp_dir, Conn,
+    eventually_within, options_with_lookupds, start_lookupd, start_nsqd, stats, temp_dir, Conn,
 };
 use nsqadmin::{NsqAdmin, Options as AdminOptions};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// chromedriver on a free loopback port, killed on drop.
+/// How long the browser steps may take on a loaded machine: Chromium starts
+/// slowly when the cores are busy with builds.
+const BROWSER_PATIENCE: Duration = Duration::from_secs(60);
+
+/// chromedriver on a free loopback port, in a process group of its own with
+/// the Chromium it starts, all killed on drop. Its output goes to
+/// `chromedriver.log` in [`output_dir`].
 struct Driver {
     child: Child,
     url: String,
+    log: PathBuf,
 }
 
 impl Driver {
@@ -39,28 +47,57 @@ impl Driver {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let log = output_dir().join("chromedriver.log");
+        let file = std::fs::File::create(&log).expect("chromedriver log");
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let status = format!("{url}/status");
-        eventually("chromedriver ready", || async {
-            reqwest::get(&status)
+        // Owned from here on: a panic below still kills it.
+        let mut driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let status = format!("{}/status", driver.url);
+        let deadline = tokio::time::Instant::now() + BROWSER_PATIENCE;
+        loop {
+            if reqwest::get(&status)
                 .await
                 .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        Driver { child, url }
+            {
+                return driver;
+            }
+            if let Some(exit) = driver.child.try_wait().expect("try_wait") {
+                panic!("chromedriver exited ({exit}); log:\n{}", driver.log());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver not ready after {BROWSER_PATIENCE:?}; log:\n{}",
+                driver.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole group: Chromium outlives a killed chromedriver otherwise.
+        let group = self.child.id() as libc::pid_t;
+        // SAFETY: a plain kill(2) of the group this test started.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("chromedriver log:\n{}", self.log());
+        }
     }
 }
 
@@ -122,7 +159,7 @@ async fn operator_watches_depth_and_pauses_a_channel() {
     .unwrap();
     let base = format!("http://{}", admin.http_addr());
     let lookup = nsq::LookupdHttp::new(&lookupd.http_addr().to_string());
-    eventually("nsqd registered the topic", || async {
+    eventually_within("nsqd registered the topic", BROWSER_PATIENCE, || async {
         lookup
             .lookup("clicks")
             .await
@@ -145,83 +182,95 @@ async fn operator_watches_depth_and_pauses_a_channel() {
             ],
         }),
     );
-    let browser = ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a Chromium session");
-    let outcome = async {
-        // The topics page lists the topic with its channel's depth...
-        browser.goto(&format!("{base}/topics")).await?;
-        let depth = r#"tr[data-topic="clicks"] td.channel-depth"#;
-        let text = with_fresh(
-            &browser,
-            Locator::Css(depth),
-            |e| async move { e.text().await },
-        )
-        .await?;
-        assert_eq!(text, "5");
-        // ...and the number grows on its own as messages arrive.
-        for i in 5..25 {
-            producer
-                .publish("clicks", format!("click {i}").as_bytes())
-                .await;
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+    let browser = tokio::time::timeout(
+        BROWSER_PATIENCE,
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver.url),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no Chromium session in {BROWSER_PATIENCE:?}"))
+    .expect("a Chromium session");
+    // In a task of its own, so that a failed assertion still ends the
+    // session below and Chromium exits with it.
+    let session = tokio::spawn({
+        let browser = browser.clone();
+        async move {
+            // The topics page lists the topic with its channel's depth...
+            browser.goto(&format!("{base}/topics")).await?;
+            let depth = r#"tr[data-topic="clicks"] td.channel-depth"#;
             let text = with_fresh(
                 &browser,
                 Locator::Css(depth),
                 |e| async move { e.text().await },
             )
             .await?;
-            if text == "25" {
-                break;
+            assert_eq!(text, "5");
+            // ...and the number grows on its own as messages arrive.
+            for i in 5..25 {
+                producer
+                    .publish("clicks", format!("click {i}").as_bytes())
+                    .await;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "depth stayed at {text}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            let deadline = tokio::time::Instant::now() + BROWSER_PATIENCE;
+            loop {
+                let text = with_fresh(
+                    &browser,
+                    Locator::Css(depth),
+                    |e| async move { e.text().await },
+                )
+                .await?;
+                if text == "25" {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "depth stayed at {text}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
 
-        // Into the topic, then its channel.
-        let click = |e: Element| async move { e.click().await };
-        with_fresh(
-            &browser,
-            Locator::Css(r#"tr[data-topic="clicks"] a"#),
-            click,
-        )
-        .await?;
-        browser
-            .wait()
-            .for_element(Locator::Css(r#"tr[data-channel="archive"] a"#))
+            // Into the topic, then its channel.
+            let click = |e: Element| async move { e.click().await };
+            with_fresh(
+                &browser,
+                Locator::Css(r#"tr[data-topic="clicks"] a"#),
+                click,
+            )
             .await?;
-        // Let the charts collect a few samples for the screenshot.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        browser.refresh().await?;
-        let shot = browser.screenshot().await?;
-        std::fs::write(output_dir().join("topic.png"), shot).unwrap();
-        with_fresh(
-            &browser,
-            Locator::Css(r#"tr[data-channel="archive"] a"#),
-            click,
-        )
-        .await?;
-        let pause = r#"//button[@class="action" and text()="Pause"]"#;
-        with_fresh(&browser, Locator::XPath(pause), click).await?;
-        // The confirmation dialog names the channel; accept it.
-        let question = browser.get_alert_text().await?;
-        assert!(question.contains("archive"), "{question}");
-        browser.accept_alert().await?;
-        browser.wait().for_element(Locator::Css("#paused")).await?;
-        let shot = browser.screenshot().await?;
-        std::fs::write(output_dir().join("channel-paused.png"), shot).unwrap();
-        Ok::<_, fantoccini::error::CmdError>(())
-    }
-    .await;
+            browser
+                .wait()
+                .for_element(Locator::Css(r#"tr[data-channel="archive"] a"#))
+                .await?;
+            // Let the charts collect a few samples for the screenshot.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            browser.refresh().await?;
+            let shot = browser.screenshot().await?;
+            std::fs::write(output_dir().join("topic.png"), shot).unwrap();
+            with_fresh(
+                &browser,
+                Locator::Css(r#"tr[data-channel="archive"] a"#),
+                click,
+            )
+            .await?;
+            let pause = r#"//button[@class="action" and text()="Pause"]"#;
+            with_fresh(&browser, Locator::XPath(pause), click).await?;
+            // The confirmation dialog names the channel; accept it.
+            let question = browser.get_alert_text().await?;
+            assert!(question.contains("archive"), "{question}");
+            browser.accept_alert().await?;
+            browser.wait().for_element(Locator::Css("#paused")).await?;
+            let shot = browser.screenshot().await?;
+            std::fs::write(output_dir().join("channel-paused.png"), shot).unwrap();
+            Ok::<_, fantoccini::error::CmdError>(())
+        }
+    });
+    let outcome = session.await;
     let _ = browser.close().await;
-    outcome.expect("the browser session");
+    match outcome {
+        Ok(result) => result.expect("the browser session"),
+        Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+    }
 
     let stats = stats(&nsqd).await;
     let channel = stats
@@ -233,5 +282,4 @@ async fn operator_watches_depth_and_pauses_a_channel() {
         .expect("the channel");
     assert!(channel.paused, "nsqd has the channel paused");
     assert_eq!(channel.depth, 25);
-    let _ = std::fs::remove_dir_all(profile);
 }

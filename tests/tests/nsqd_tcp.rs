@@ -17,7 +17,7 @@ fn identify(json: &str) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matches_upstream_capture_byte_for_byte() {
     let nsqd = start_default_nsqd().await;
-    let text = std::fs::read_to_string(sample_path("tcp/tcp_exchanges.json")).unwrap();
+    let text = capture_file("tcp/tcp_exchanges.json");
     let exchanges: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     // The capture's consumer read a message published to "tcpsub" beforehand.
     Conn::connect(&nsqd).await.publish("tcpsub", b"msg-1").await;

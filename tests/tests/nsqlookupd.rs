@@ -3,19 +3,17 @@
 //! captures where there is one), inactivity, tombstones and ephemeral names.
 
 use nsq_daemon::lookup_protocol::{LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1};
-use nsq_e2e::{eventually, http_request, keys_in_order, Reply};
+use nsq_e2e::{
+    assert_like_capture, assert_v1_empty, assert_v1_error, capture, eventually, get, http_request,
+    keys_in_order, post, send, Reply, Same, PATIENCE,
+};
 use nsqlookupd::{Lookupd, Options};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const PATIENCE: Duration = Duration::from_secs(5);
-const NSQ_HEADER: &str = "x-nsq-content-type";
-const NSQ_HEADER_VALUE: &str = "nsq; version=1.0";
-const JSON: &str = "application/json; charset=utf-8";
 /// The nsqd connection in the captures, as lookupd saw it.
 const CAPTURED_PEER: &str = "127.0.0.1:34512";
 
@@ -127,46 +125,11 @@ impl Peer {
     }
 }
 
-/// The V1 error check, on the harness's [`Reply`].
-trait AssertError {
-    fn assert_error(&self, status: u16, message: &str);
-}
-
-impl AssertError for Reply {
-    /// A V1 error answer: status, `{"message": ...}` and the V1 header.
-    fn assert_error(&self, status: u16, message: &str) {
-        assert_eq!(
-            (self.status, self.body.as_str()),
-            (status, format!(r#"{{"message":"{message}"}}"#).as_str())
-        );
-        assert_eq!(self.header(NSQ_HEADER), Some(NSQ_HEADER_VALUE));
-        assert_eq!(self.header("content-type"), Some(JSON));
-    }
-}
-
-async fn http(lookupd: &Lookupd, method: reqwest::Method, path: &str) -> Reply {
-    http_request(
-        &format!("http://{}", lookupd.http_addr()),
-        method,
-        path,
-        bytes::Bytes::new(),
-    )
-    .await
-}
-
-async fn get(lookupd: &Lookupd, path: &str) -> Reply {
-    http(lookupd, reqwest::Method::GET, path).await
-}
-
 /// `GET path?topic=<topic>`, the topic escaped.
 async fn get_for_topic(lookupd: &Lookupd, path: &str, topic: &str) -> Reply {
     let addr = lookupd.http_addr().to_string();
     let url = nsq::http_client::api_url(&addr, path, &[("topic", topic)]).unwrap();
     http_request(url.as_str(), reqwest::Method::GET, "", bytes::Bytes::new()).await
-}
-
-async fn post(lookupd: &Lookupd, path: &str) -> Reply {
-    http(lookupd, reqwest::Method::POST, path).await
 }
 
 /// `remote_address` of each producer `/lookup` lists for `topic`.
@@ -202,64 +165,6 @@ async fn channels(lookupd: &Lookupd, topic: &str) -> Vec<String> {
     strings(&get_for_topic(lookupd, "/channels", topic).await.json()["channels"])
 }
 
-/// One upstream capture: status, headers (names lower-cased) and body.
-struct Capture {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-fn capture(name: &str) -> Capture {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/nsq-samples/nsqlookupd");
-    let read = |ext: &str| {
-        std::fs::read_to_string(dir.join(format!("{name}.{ext}")))
-            .unwrap_or_else(|e| panic!("capture {name}.{ext}: {e}"))
-    };
-    let headers = read("headers");
-    let mut lines = headers.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Capture {
-        status,
-        headers,
-        body: read("body"),
-    }
-}
-
-impl Capture {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Same status and the same content headers, present or absent.
-    fn assert_head(&self, ours: &Reply) {
-        assert_eq!(ours.status, self.status, "{}", ours.body);
-        for name in ["content-type", NSQ_HEADER] {
-            assert_eq!(ours.header(name), self.header(name), "header {name}");
-        }
-        assert_eq!(
-            ours.header("content-length"),
-            Some(ours.body.len().to_string().as_str())
-        );
-    }
-
-    /// Same head and the very same body.
-    fn assert_exact(&self, ours: &Reply) {
-        self.assert_head(ours);
-        assert_eq!(ours.body, self.body);
-    }
-}
-
 /// The registrations of the captures: one nsqd with `test/samplech` and `test2/ch2`.
 async fn captured_state(lookupd: &Lookupd) -> Peer {
     let mut nsqd = Peer::identified(lookupd, 4151).await;
@@ -274,22 +179,38 @@ async fn answers_match_upstream_captures() {
     let nsqd = captured_state(&lookupd).await;
     let id = nsqd.id();
 
-    capture("ping").assert_exact(&get(&lookupd, "/ping").await);
-    capture("info").assert_exact(&get(&lookupd, "/info").await);
-    capture("lookup_missing").assert_exact(&get(&lookupd, "/lookup?topic=nosuchtopic").await);
-    capture("lookup_no_param").assert_exact(&get(&lookupd, "/lookup").await);
-    capture("channels").assert_exact(&get(&lookupd, "/channels?topic=test").await);
-    capture("topics").assert_exact(&get(&lookupd, "/topics").await);
+    assert_like_capture(&get(&lookupd, "/ping").await, "nsqlookupd/ping", Same::Body);
+    assert_like_capture(&get(&lookupd, "/info").await, "nsqlookupd/info", Same::Body);
+    assert_like_capture(
+        &get(&lookupd, "/lookup?topic=nosuchtopic").await,
+        "nsqlookupd/lookup_missing",
+        Same::Body,
+    );
+    assert_like_capture(
+        &get(&lookupd, "/lookup").await,
+        "nsqlookupd/lookup_no_param",
+        Same::Body,
+    );
+    assert_like_capture(
+        &get(&lookupd, "/channels?topic=test").await,
+        "nsqlookupd/channels",
+        Same::Body,
+    );
+    assert_like_capture(
+        &get(&lookupd, "/topics").await,
+        "nsqlookupd/topics",
+        Same::Body,
+    );
 
-    let lookup = capture("lookup");
+    let lookup = capture("nsqlookupd/lookup");
     let ours = get(&lookupd, "/lookup?topic=test").await;
-    lookup.assert_head(&ours);
+    assert_like_capture(&ours, "nsqlookupd/lookup", Same::Nothing);
     assert_eq!(ours.body, lookup.body.replace(CAPTURED_PEER, &id));
 
     // Topic order is Go's map order upstream; ours is sorted.
-    let nodes = capture("nodes");
+    let nodes = capture("nsqlookupd/nodes");
     let ours = get(&lookupd, "/nodes").await;
-    nodes.assert_head(&ours);
+    assert_like_capture(&ours, "nsqlookupd/nodes", Same::Nothing);
     assert_eq!(keys_in_order(&ours.body), keys_in_order(&nodes.body));
     let sorted_topics = |mut v: Value| {
         for p in v["producers"].as_array_mut().expect("producers") {
@@ -302,9 +223,9 @@ async fn answers_match_upstream_captures() {
 
     // `/debug`: same keys in the same order; same values but for the time of
     // the last PING. A producer never tombstoned shows Go's zero time.
-    let debug = capture("debug");
+    let debug = capture("nsqlookupd/debug");
     let ours = get(&lookupd, "/debug").await;
-    debug.assert_head(&ours);
+    assert_like_capture(&ours, "nsqlookupd/debug", Same::Nothing);
     assert_eq!(keys_in_order(&ours.body), keys_in_order(&debug.body));
     let without_time = |mut v: Value| {
         for peers in v.as_object_mut().expect("map").values_mut() {
@@ -318,14 +239,21 @@ async fn answers_match_upstream_captures() {
     let theirs: Value = serde_json::from_str(&debug.body.replace(CAPTURED_PEER, &id)).unwrap();
     assert_eq!(without_time(ours.json()), without_time(theirs));
 
-    capture("topic_create").assert_exact(&post(&lookupd, "/topic/create?topic=lk_topic").await);
-    let after = capture("topics_after_create");
+    assert_like_capture(
+        &post(&lookupd, "/topic/create?topic=lk_topic", "").await,
+        "nsqlookupd/topic_create",
+        Same::Body,
+    );
+    let after = capture("nsqlookupd/topics_after_create");
     let ours = get(&lookupd, "/topics").await;
-    after.assert_head(&ours);
+    assert_like_capture(&ours, "nsqlookupd/topics_after_create", Same::Nothing);
     let theirs: Value = serde_json::from_str(&after.body).unwrap();
     assert_eq!(strings(&ours.json()["topics"]), strings(&theirs["topics"]));
-    capture("channel_create")
-        .assert_exact(&post(&lookupd, "/channel/create?topic=lk_topic&channel=lk_ch").await);
+    assert_like_capture(
+        &post(&lookupd, "/channel/create?topic=lk_topic&channel=lk_ch", "").await,
+        "nsqlookupd/channel_create",
+        Same::Body,
+    );
     assert_eq!(channels(&lookupd, "lk_topic").await, vec!["lk_ch"]);
     lookupd.shutdown().await;
 }
@@ -338,7 +266,7 @@ async fn http_errors_are_upstreams() {
         ("/channels?topic=%zz", "INVALID_REQUEST"),
         ("/lookup?topic=%zz", "INVALID_REQUEST"),
     ] {
-        get(&lookupd, path).await.assert_error(400, message);
+        assert_v1_error(&get(&lookupd, path).await, 400, message);
     }
     for (path, status, message) in [
         ("/topic/create", 400, "MISSING_ARG_TOPIC"),
@@ -366,17 +294,17 @@ async fn http_errors_are_upstreams() {
         ("/topic/tombstone", 400, "MISSING_ARG_TOPIC"),
         ("/topic/tombstone?topic=t", 400, "MISSING_ARG_NODE"),
     ] {
-        post(&lookupd, path).await.assert_error(status, message);
+        assert_v1_error(&post(&lookupd, path, "").await, status, message);
     }
     // httprouter's answers for paths and methods it has no route for.
-    get(&lookupd, "/nope").await.assert_error(404, "NOT_FOUND");
+    assert_v1_error(&get(&lookupd, "/nope").await, 404, "NOT_FOUND");
     let wrong = get(&lookupd, "/topic/create?topic=t").await;
-    wrong.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_v1_error(&wrong, 405, "METHOD_NOT_ALLOWED");
     assert_eq!(wrong.header("allow"), Some("OPTIONS, POST"));
-    let wrong = post(&lookupd, "/lookup?topic=t").await;
-    wrong.assert_error(405, "METHOD_NOT_ALLOWED");
+    let wrong = post(&lookupd, "/lookup?topic=t", "").await;
+    assert_v1_error(&wrong, 405, "METHOD_NOT_ALLOWED");
     assert_eq!(wrong.header("allow"), Some("GET, OPTIONS"));
-    let options = http(&lookupd, reqwest::Method::OPTIONS, "/topics").await;
+    let options = send(&lookupd, reqwest::Method::OPTIONS, "/topics", "").await;
     assert_eq!(
         (options.status, options.header("allow")),
         (200, Some("GET, OPTIONS"))
@@ -399,7 +327,7 @@ async fn http_admin_actions() {
 
     // Created keys have no producers: listed, but not in `/debug`.
     assert_eq!(
-        post(&lookupd, "/channel/create?topic=new&channel=c")
+        post(&lookupd, "/channel/create?topic=new&channel=c", "")
             .await
             .status,
         200
@@ -416,24 +344,30 @@ async fn http_admin_actions() {
         .get("topic:new:")
         .is_none());
 
-    let deleted = post(&lookupd, "/channel/delete?topic=new&channel=c").await;
-    assert_eq!((deleted.status, deleted.body.as_str()), (200, ""));
-    assert_eq!(deleted.header(NSQ_HEADER), Some(NSQ_HEADER_VALUE));
+    let deleted = post(&lookupd, "/channel/delete?topic=new&channel=c", "").await;
+    assert_v1_empty(&deleted);
     assert!(channels(&lookupd, "new").await.is_empty());
-    post(&lookupd, "/channel/delete?topic=new&channel=c")
-        .await
-        .assert_error(404, "CHANNEL_NOT_FOUND");
+    assert_v1_error(
+        &post(&lookupd, "/channel/delete?topic=new&channel=c", "").await,
+        404,
+        "CHANNEL_NOT_FOUND",
+    );
 
     // Deleting a topic takes its channels and producers; nsqd re-registers
     // whatever it still has.
-    assert_eq!(post(&lookupd, "/topic/delete?topic=t").await.status, 200);
+    assert_eq!(
+        post(&lookupd, "/topic/delete?topic=t", "").await.status,
+        200
+    );
     assert_eq!(topics(&lookupd).await, vec!["new"]);
     assert!(channels(&lookupd, "t").await.is_empty());
-    get(&lookupd, "/lookup?topic=t")
-        .await
-        .assert_error(404, "TOPIC_NOT_FOUND");
+    assert_v1_error(
+        &get(&lookupd, "/lookup?topic=t").await,
+        404,
+        "TOPIC_NOT_FOUND",
+    );
     assert_eq!(
-        post(&lookupd, "/topic/delete?topic=never").await.status,
+        post(&lookupd, "/topic/delete?topic=never", "").await.status,
         200
     );
     assert_eq!(nsqd.command("REGISTER t c1").await, "OK");
@@ -718,9 +652,8 @@ async fn tombstone_hides_one_producer_of_one_topic_for_its_lifetime() {
     let mut both = vec![a_id.clone(), b_id.clone()];
     both.sort();
 
-    let reply = post(&lookupd, "/topic/tombstone?topic=t&node=127.0.0.1:4151").await;
-    assert_eq!((reply.status, reply.body.as_str()), (200, ""));
-    assert_eq!(reply.header(NSQ_HEADER), Some(NSQ_HEADER_VALUE));
+    let reply = post(&lookupd, "/topic/tombstone?topic=t&node=127.0.0.1:4151", "").await;
+    assert_v1_empty(&reply);
     assert_eq!(producers_of(&lookupd, "t").await, vec![b_id.clone()]);
     assert_eq!(producers_of(&lookupd, "u").await, both);
     // `/nodes` keeps tombstoned nodes and says which topics are tombstoned.
@@ -747,7 +680,7 @@ async fn tombstone_hides_one_producer_of_one_topic_for_its_lifetime() {
 
     // An unknown node tombstones nothing.
     assert_eq!(
-        post(&lookupd, "/topic/tombstone?topic=u&node=127.0.0.1:1")
+        post(&lookupd, "/topic/tombstone?topic=u&node=127.0.0.1:1", "")
             .await
             .status,
         200
@@ -785,9 +718,11 @@ async fn ephemeral_registrations_vanish_with_their_last_producer() {
     assert!(topics(&lookupd).await.contains(&"e#ephemeral".to_string()));
     assert_eq!(b.command("UNREGISTER e#ephemeral").await, "OK");
     assert_eq!(topics(&lookupd).await, vec!["t"]);
-    get(&lookupd, "/lookup?topic=e%23ephemeral")
-        .await
-        .assert_error(404, "TOPIC_NOT_FOUND");
+    assert_v1_error(
+        &get(&lookupd, "/lookup?topic=e%23ephemeral").await,
+        404,
+        "TOPIC_NOT_FOUND",
+    );
 
     // As upstream, a disconnect empties ephemeral keys but does not delete them.
     assert_eq!(a.command("REGISTER x#ephemeral").await, "OK");

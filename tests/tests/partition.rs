@@ -65,28 +65,24 @@ impl Netns {
     /// Cuts the link from the namespace's side: this side keeps its route,
     /// so packets die on the veth instead of taking any other way.
     fn cut(&self) {
-        assert!(ip(&[
-            "netns",
-            "exec",
-            &self.name,
-            "ip",
-            "link",
-            "set",
-            &self.inner_end,
-            "down"
-        ]));
+        self.set_inner_end("down");
     }
 
     fn heal(&self) {
+        self.set_inner_end("up");
+    }
+
+    fn set_inner_end(&self, state: &str) {
+        let name = &self.name;
         assert!(ip(&[
             "netns",
             "exec",
-            &self.name,
+            name,
             "ip",
             "link",
             "set",
             &self.inner_end,
-            "up"
+            state
         ]));
     }
 

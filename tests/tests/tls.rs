@@ -262,12 +262,7 @@ async fn tcp_https_mode_leaves_plain_http_open() {
 #[tokio::test]
 async fn mutual_tls_needs_a_certificate_from_the_ca() {
     let pki = TestPki::new();
-    let nsqd = start_nsqd(Options {
-        tls_client_auth_policy: ClientAuthPolicy::RequireVerify,
-        tls_root_ca_file: pki.ca_cert.display().to_string(),
-        ..pki.nsqd_options()
-    })
-    .await;
+    let nsqd = start_nsqd(pki.nsqd_options_verifying_clients()).await;
     // Asking for client certificates makes TLS required, as upstream.
     let reply = http_request(
         &http_url(&nsqd),
@@ -561,12 +556,7 @@ async fn our_client_over_tls_with_and_without_compression() {
 #[tokio::test]
 async fn our_client_with_and_without_a_client_certificate() {
     let pki = TestPki::new();
-    let nsqd = start_nsqd(Options {
-        tls_client_auth_policy: ClientAuthPolicy::RequireVerify,
-        tls_root_ca_file: pki.ca_cert.display().to_string(),
-        ..pki.nsqd_options()
-    })
-    .await;
+    let nsqd = start_nsqd(pki.nsqd_options_verifying_clients()).await;
     let addr = nsqd.tcp_addr().to_string();
     let config = |cert: bool| nsq::Config {
         tls_v1: true,

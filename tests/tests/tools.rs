@@ -343,10 +343,14 @@ async fn nsq_stat_rows_match_stats() {
     lookupd.shutdown().await;
 }
 
-/// A base port N with N, N+1, N+10, N+11 and N+21 free just now.
+/// A base port N with N, N+1, N+10, N+11 and N+21 free just now, below the
+/// kernel's ephemeral range (from 32768 on Linux), where the TIME-WAIT
+/// sockets of a busy test run would be in the way.
 fn free_port_base() -> u16 {
-    for attempt in 0..200u16 {
-        let base = 20_000 + (std::process::id() as u16 % 200) * 150 + attempt * 37 % 10_000;
+    let seed =
+        std::process::id() as u64 ^ std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
+    for attempt in 0..500u64 {
+        let base = 10_000 + ((seed + attempt * 7_919) % 22_000) as u16;
         let all_free = [0, 1, 10, 11, 21]
             .iter()
             .map(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)))
@@ -356,31 +360,54 @@ fn free_port_base() -> u16 {
             return base;
         }
     }
-    panic!("no free port range found");
+    panic!("no free port range found below 32768");
+}
+
+/// `nsq_local` running in `dir` on free ports, all three `/ping`s answering.
+/// Ports found free can be taken before nsq_local binds them: then it exits,
+/// and another range is tried.
+async fn start_nsq_local(dir: &std::path::Path) -> (ToolProcess, u16) {
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let base = free_port_base();
+        let mut command = Command::new(workspace_binary("nsq_local"));
+        command.arg(format!("--ports-from={base}")).current_dir(dir);
+        let mut cluster = ToolProcess::start(command);
+        let deadline = Instant::now() + TOOL_PATIENCE;
+        let mut pings = [base + 1, base + 11, base + 21].map(|port| (port, false));
+        while pings.iter().any(|(_, ok)| !ok) && !cluster.has_exited() {
+            assert!(
+                Instant::now() < deadline,
+                "nsq_local did not answer /ping; stderr:\n{}",
+                cluster.stderr()
+            );
+            for (port, ok) in pings.iter_mut().filter(|(_, ok)| !*ok) {
+                let url = format!("http://127.0.0.1:{port}/ping");
+                *ok = match http.get(&url).send().await {
+                    Ok(r) => r.text().await.is_ok_and(|t| t == "OK"),
+                    Err(_) => false,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !cluster.has_exited() {
+            return (cluster, base);
+        }
+        eprintln!(
+            "nsq_local on {base} exited, trying other ports:\n{}",
+            cluster.stderr()
+        );
+    }
+    panic!("nsq_local did not start on five port ranges");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nsq_local_runs_a_cluster_and_stops_on_sigterm() {
-    let base = free_port_base();
     let dir = temp_dir("nsq_local");
-    let child = tool("nsq_local")
-        .arg(format!("--ports-from={base}"))
-        .current_dir(&dir)
-        .spawn()
-        .expect("spawn nsq_local");
+    let (cluster, base) = start_nsq_local(&dir).await;
     let (lookupd_http, nsqd_tcp, nsqd_http, admin_http) =
         (base + 1, base + 10, base + 11, base + 21);
     let http = reqwest::Client::new();
-    for port in [lookupd_http, nsqd_http, admin_http] {
-        let url = format!("http://127.0.0.1:{port}/ping");
-        eventually("/ping answers", || async {
-            match http.get(&url).send().await {
-                Ok(r) => r.text().await.is_ok_and(|t| t == "OK"),
-                Err(_) => false,
-            }
-        })
-        .await;
-    }
     let published = http
         .post(format!("http://127.0.0.1:{nsqd_http}/pub?topic=local"))
         .body("hello world")
@@ -411,14 +438,15 @@ async fn nsq_local_runs_a_cluster_and_stops_on_sigterm() {
     })
     .await;
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = finish(child).await;
-    assert_success(&out);
-    let printed = String::from_utf8_lossy(&out.stdout);
+    cluster.signal("TERM");
+    let out = cluster.wait(TOOL_PATIENCE).await;
+    assert!(
+        out.status.success(),
+        "exit {:?}; stderr:\n{}",
+        out.status,
+        out.stderr
+    );
+    let printed = out.stdout;
     assert!(printed.contains(&format!("http://127.0.0.1:{nsqd_http}/pub?topic=test")));
     assert!(printed.contains(&format!("TCP 127.0.0.1:{nsqd_tcp}")));
     assert!(printed.contains(&format!("nsqadmin    http://127.0.0.1:{admin_http}")));
@@ -447,26 +475,18 @@ async fn tools_take_go_nsq_options() {
     let nsqd = start_default_nsqd().await;
     let addr = format!("--nsqd-tcp-address={}", nsqd.tcp_addr());
     // A good producer option is used; a bad one is refused up front.
-    let out = to_nsq(
-        &[
+    let publish = |option: &str, input: &'static [u8]| {
+        let args = [
             addr.clone(),
             "--topic=opts".into(),
-            "--producer-opt=user_agent,custom-agent".into(),
-        ],
-        b"one\n",
-    )
-    .await;
+            format!("--producer-opt={option}"),
+        ];
+        async move { to_nsq(&args, input).await }
+    };
+    let out = publish("user_agent,custom-agent", b"one\n").await;
     assert_success(&out);
     assert_eq!(topic_message_count(&nsqd, "opts").await, 1);
-    let out = to_nsq(
-        &[
-            addr.clone(),
-            "--topic=opts".into(),
-            "--producer-opt=no_such_option,1".into(),
-        ],
-        b"two\n",
-    )
-    .await;
+    let out = publish("no_such_option,1", b"two\n").await;
     assert!(!out.status.success(), "a bad option must fail");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_option"));
 
