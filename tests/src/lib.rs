@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+mod admin;
 mod capture;
 mod conn;
 mod http;
@@ -11,6 +12,7 @@ mod process;
 mod temp;
 mod v1;
 
+pub use admin::{admin_options, AdminCluster};
 pub use capture::*;
 pub use conn::{body_of, consumer, Conn};
 pub use http::*;
