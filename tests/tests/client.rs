@@ -2,7 +2,7 @@
 
 use nsq::config::BackoffStrategy;
 use nsq::{Config, Consumer, Message, Producer};
-use nsq_e2e::{eventually, start_default_nsqd, stats, Nsqd, PATIENCE};
+use nsq_e2e::{channel_stats, eventually, start_default_nsqd, stats, Nsqd, PATIENCE};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -51,10 +51,6 @@ async fn recv(rx: &mut mpsc::UnboundedReceiver<Message>) -> Message {
         .await
         .expect("a message in time")
         .expect("channel open")
-}
-
-async fn channel_stats(nsqd: &Nsqd, topic: &str) -> Option<nsq::api::ChannelStats> {
-    nsq_e2e::channel_stats(nsqd, topic, "ch").await
 }
 
 #[tokio::test]
@@ -194,7 +190,7 @@ fn holding_consumer(topic: &str, config: Config) -> (Consumer, Arc<tokio::sync::
 async fn totals(nsqds: &[Nsqd], topic: &str) -> (i64, i64, u64) {
     let (mut ready, mut in_flight, mut finished) = (0, 0, 0);
     for nsqd in nsqds {
-        if let Some(ch) = channel_stats(nsqd, topic).await {
+        if let Some(ch) = channel_stats(nsqd, topic, "ch").await {
             in_flight += ch.in_flight_count;
             for client in ch.clients.unwrap_or_default() {
                 ready += client.ready_count;
@@ -310,7 +306,7 @@ async fn handler_errors_requeue_with_growing_delay() {
     // default_requeue_delay × attempts: 100 ms, then 200 ms.
     assert!(seen[1].1 - seen[0].1 >= Duration::from_millis(95));
     assert!(seen[2].1 - seen[1].1 >= Duration::from_millis(195));
-    let ch = channel_stats(&nsqd, "req").await.unwrap();
+    let ch = channel_stats(&nsqd, "req", "ch").await.unwrap();
     assert_eq!(ch.requeue_count, 2);
     assert_eq!(consumer.stats().messages_requeued, 2);
     consumer.stop().await;
@@ -360,7 +356,7 @@ async fn max_attempts_hands_the_message_to_the_failure_hook() {
         .unwrap();
     assert_eq!((attempts, &body[..]), (3, &b"poison"[..]));
     eventually("finished in nsqd", || async {
-        let ch = channel_stats(&nsqd, "dead").await.unwrap();
+        let ch = channel_stats(&nsqd, "dead", "ch").await.unwrap();
         ch.depth == 0 && ch.in_flight_count == 0 && ch.deferred_count == 0
     })
     .await;
@@ -430,7 +426,7 @@ async fn backoff_entered_and_left(backoff_strategy: BackoffStrategy) {
     })
     .await;
     // While backing off, nsqd sees at most RDY 1.
-    let ready: i64 = channel_stats(&nsqd, "backoff")
+    let ready: i64 = channel_stats(&nsqd, "backoff", "ch")
         .await
         .unwrap()
         .clients
@@ -445,7 +441,7 @@ async fn backoff_entered_and_left(backoff_strategy: BackoffStrategy) {
     })
     .await;
     eventually("full RDY again", || async {
-        let ch = channel_stats(&nsqd, "backoff").await.unwrap();
+        let ch = channel_stats(&nsqd, "backoff", "ch").await.unwrap();
         ch.clients
             .unwrap_or_default()
             .first()
@@ -503,7 +499,7 @@ async fn consumer_and_producer_reconnect_after_the_connection_dies() {
     p.publish("recon", "before").await.unwrap();
     assert_eq!(recv(&mut rx).await.body(), "before");
     eventually("FIN reached nsqd", || async {
-        channel_stats(&nsqd, "recon")
+        channel_stats(&nsqd, "recon", "ch")
             .await
             .is_some_and(|c| c.in_flight_count == 0)
     })
@@ -511,7 +507,7 @@ async fn consumer_and_producer_reconnect_after_the_connection_dies() {
 
     proxy.cut();
     eventually("consumer reconnected", || async {
-        channel_stats(&nsqd, "recon")
+        channel_stats(&nsqd, "recon", "ch")
             .await
             .is_some_and(|c| c.client_count == 1)
             && consumer.stats().connections == 1
@@ -545,7 +541,7 @@ async fn compressed_round_trip(config: Config) {
         let msg = recv(&mut rx).await;
         assert_eq!(msg.body(), format!("{i} {big}").as_bytes());
     }
-    let client = channel_stats(&nsqd, "z")
+    let client = channel_stats(&nsqd, "z", "ch")
         .await
         .unwrap()
         .clients
@@ -628,7 +624,7 @@ async fn graceful_stop_loses_nothing_and_processes_nothing_twice() {
     first.stop().await;
     let after_first = counts.lock().unwrap().len();
     assert!(after_first < 1000, "stopped before the end");
-    let ch = channel_stats(&nsqd, "graceful").await.unwrap();
+    let ch = channel_stats(&nsqd, "graceful", "ch").await.unwrap();
     assert_eq!(ch.in_flight_count, 0, "nothing left in flight");
     assert_eq!(ch.depth as usize + after_first, 1000);
     assert_eq!(ch.requeue_count + ch.timeout_count, 0);
@@ -682,7 +678,7 @@ async fn explicit_touch_and_finish() {
         consumer.stats().messages_finished == 1
     })
     .await;
-    let ch = channel_stats(&nsqd, "manual").await.unwrap();
+    let ch = channel_stats(&nsqd, "manual", "ch").await.unwrap();
     assert_eq!((ch.timeout_count, ch.requeue_count), (0, 0));
     consumer.stop().await;
     nsqd.shutdown().await;
@@ -786,7 +782,7 @@ async fn lookupd_discovery_adds_and_drops_nsqds() {
     reported.lock().unwrap().remove(0);
     eventually("a dropped", || async {
         consumer.stats().connections == 1
-            && channel_stats(&a, "disco")
+            && channel_stats(&a, "disco", "ch")
                 .await
                 .is_some_and(|c| c.client_count == 0)
     })

@@ -6,7 +6,7 @@
 //! therefore judge the end state through `/stats`, polling until nothing is in flight.
 
 use nsq::api::{ChannelStats, ClientStats};
-use nsq_e2e::{eventually, start_default_nsqd, stats, Nsqd, PATIENCE};
+use nsq_e2e::{channel_stats, eventually, start_default_nsqd, stats, Nsqd, PATIENCE};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,10 +94,6 @@ fn assert_each_once(seen: &HashMap<Vec<u8>, usize>, expected: &[Vec<u8>]) {
     assert_eq!(seen, &wanted, "every message exactly once");
 }
 
-async fn channel_stats(nsqd: &Nsqd, topic_name: &str) -> Option<ChannelStats> {
-    nsq_e2e::channel_stats(nsqd, topic_name, CHANNEL).await
-}
-
 fn channel_clients(channel: &ChannelStats) -> Vec<ClientStats> {
     channel.clients.clone().unwrap_or_default()
 }
@@ -106,19 +102,23 @@ fn channel_clients(channel: &ChannelStats) -> Vec<ClientStats> {
 /// flight) and its consumer has finished `finished` messages; returns that state.
 async fn settled(nsqd: &Nsqd, topic_name: &str, finished: u64) -> ChannelStats {
     eventually("the channel to drain and every FIN to land", || async {
-        channel_stats(nsqd, topic_name).await.is_some_and(|c| {
-            c.depth == 0
-                && c.deferred_count == 0
-                && c.in_flight_count == 0
-                && channel_clients(&c)
-                    .iter()
-                    .map(|client| client.finish_count)
-                    .sum::<u64>()
-                    == finished
-        })
+        channel_stats(nsqd, topic_name, CHANNEL)
+            .await
+            .is_some_and(|c| {
+                c.depth == 0
+                    && c.deferred_count == 0
+                    && c.in_flight_count == 0
+                    && channel_clients(&c)
+                        .iter()
+                        .map(|client| client.finish_count)
+                        .sum::<u64>()
+                        == finished
+            })
     })
     .await;
-    channel_stats(nsqd, topic_name).await.expect("channel")
+    channel_stats(nsqd, topic_name, CHANNEL)
+        .await
+        .expect("channel")
 }
 
 /// The single consumer connection's stats.
@@ -225,7 +225,7 @@ async fn consumer_with_max_in_flight_above_one() {
     eventually(
         "the client to show max_in_flight messages in flight",
         || async {
-            channel_stats(&nsqd, name).await.is_some_and(|c| {
+            channel_stats(&nsqd, name, CHANNEL).await.is_some_and(|c| {
                 let clients = channel_clients(&c);
                 c.in_flight_count == MAX_IN_FLIGHT as i64
                     && clients.len() == 1
@@ -391,7 +391,7 @@ async fn deferred_publish_arrives_no_earlier_than_its_delay() {
         .await
         .expect("queue DPUB");
     expect_acks(&mut producer, 1).await;
-    let channel = channel_stats(&nsqd, name).await.expect("channel");
+    let channel = channel_stats(&nsqd, name, CHANNEL).await.expect("channel");
     if queued_at.elapsed() < DELAY {
         assert_eq!(channel.deferred_count, 1, "{channel:?}");
         assert_eq!(channel.depth, 0, "{channel:?}");
