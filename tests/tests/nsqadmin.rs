@@ -10,6 +10,13 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
+/// `topic/channel` as `nsqd` reports it now; it must exist.
+async fn existing_channel(nsqd: &Nsqd, topic: &str, channel: &str) -> nsq::api::ChannelStats {
+    channel_stats(nsqd, topic, channel)
+        .await
+        .unwrap_or_else(|| panic!("{topic}/{channel} in /stats"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_renders_the_cluster() {
     let c = AdminCluster::start(|_| {}).await;
@@ -108,37 +115,21 @@ async fn actions_reach_nsqd_and_notify() {
         .await;
     assert_eq!((pause.status, pause.json()), (200, json!({"message": ""})));
     // Upstream's handler waits for nsqd, so the effect is there at once.
-    assert!(
-        channel_stats(&c.nsqd, "jobs", "workers")
-            .await
-            .expect("the channel")
-            .paused
-    );
+    assert!(existing_channel(&c.nsqd, "jobs", "workers").await.paused);
     c.send(
         Method::POST,
         "/api/topics/jobs/workers",
         json!({"action": "unpause"}),
     )
     .await;
-    assert!(
-        !channel_stats(&c.nsqd, "jobs", "workers")
-            .await
-            .expect("the channel")
-            .paused
-    );
+    assert!(!existing_channel(&c.nsqd, "jobs", "workers").await.paused);
     c.send(
         Method::POST,
         "/api/topics/jobs/workers",
         json!({"action": "empty"}),
     )
     .await;
-    assert_eq!(
-        channel_stats(&c.nsqd, "jobs", "workers")
-            .await
-            .expect("the channel")
-            .depth,
-        0
-    );
+    assert_eq!(existing_channel(&c.nsqd, "jobs", "workers").await.depth, 0);
     c.send(Method::POST, "/api/topics/jobs", json!({"action": "pause"}))
         .await;
     let s = stats(&c.nsqd).await;
@@ -167,9 +158,7 @@ async fn actions_reach_nsqd_and_notify() {
         )
         .await;
     assert_eq!(created.status, 200, "{}", created.body);
-    channel_stats(&c.nsqd, "jobs", "audit")
-        .await
-        .expect("the channel");
+    existing_channel(&c.nsqd, "jobs", "audit").await;
     let lookupd = nsq::LookupdHttp::new(&c.lookupd.http_addr().to_string());
     assert!(lookupd
         .channels("jobs")
@@ -279,19 +268,9 @@ async fn only_admin_users_may_act() {
         json!({"message": "FORBIDDEN"})
     );
     assert_eq!(act(Some("mallory")).await.unwrap().status(), 403);
-    assert!(
-        !channel_stats(&c.nsqd, "t", "c")
-            .await
-            .expect("the channel")
-            .paused
-    );
+    assert!(!existing_channel(&c.nsqd, "t", "c").await.paused);
     assert_eq!(act(Some("alice")).await.unwrap().status(), 200);
-    assert!(
-        channel_stats(&c.nsqd, "t", "c")
-            .await
-            .expect("the channel")
-            .paused
-    );
+    assert!(existing_channel(&c.nsqd, "t", "c").await.paused);
     let forbidden_delete = c.send(Method::DELETE, "/api/topics/t", json!({})).await;
     assert_eq!(forbidden_delete.status, 403);
 
@@ -433,13 +412,7 @@ async fn peek_shows_new_messages_without_taking_them() {
         .collect();
     assert_eq!(bodies, ["one", "two", "three"]);
     // The real channel still has everything, and the peek channel is gone.
-    assert_eq!(
-        channel_stats(&c.nsqd, "feed", "main")
-            .await
-            .expect("the channel")
-            .depth,
-        4
-    );
+    assert_eq!(existing_channel(&c.nsqd, "feed", "main").await.depth, 4);
     eventually("ephemeral peek channel removed", || async {
         let s = stats(nsqd).await;
         s.topics.unwrap_or_default().iter().all(|t| {

@@ -8,8 +8,8 @@ use nsq::tls::TlsClientOptions;
 use nsq::{HttpPool, LookupdHttp, NsqdHttp};
 use nsq_daemon::tls::ClientAuthPolicy;
 use nsq_e2e::{
-    eventually, http_request, http_url, https_url, start_nsqd, stats, test_options, Conn, Nsqd,
-    Options, TestPki, PATIENCE,
+    eventually, get, http_url, https_url, post, start_nsqd, stats, test_options, Conn, Nsqd,
+    Options, TestPki, JSON, NSQ_HEADER, NSQ_HEADER_VALUE, PATIENCE,
 };
 use nsqd::TlsRequired;
 use std::io;
@@ -129,13 +129,7 @@ async fn tls_is_optional_unless_required() {
         ("", "")
     );
     // Upstream's field names in the raw JSON.
-    let raw = http_request(
-        &http_url(&nsqd),
-        reqwest::Method::GET,
-        "/stats?format=json",
-        Bytes::new(),
-    )
-    .await;
+    let raw = get(&nsqd, "/stats?format=json").await;
     for key in [
         "\"tls\":true",
         "\"tls_version\":\"TLS1.3\"",
@@ -154,6 +148,17 @@ async fn tls_is_optional_unless_required() {
     nsqd.shutdown().await;
 }
 
+/// A PUB in plain text where TLS is required is refused.
+async fn expect_plain_pub_refused(conn: &mut Conn) {
+    conn.send(Command::Pub {
+        topic: "t".into(),
+        body: Bytes::from_static(b"x"),
+    })
+    .await;
+    conn.expect_error("E_INVALID cannot PUB in current state (TLS required)")
+        .await;
+}
+
 #[tokio::test]
 async fn tls_required_refuses_plain_clients_and_plain_http() {
     let pki = TestPki::new();
@@ -165,13 +170,7 @@ async fn tls_required_refuses_plain_clients_and_plain_http() {
     // IDENTIFY is allowed in plain text; anything else is refused, fatally.
     let mut conn = Conn::connect(&nsqd).await;
     assert!(!identify_plain(&mut conn, false).await.tls_v1);
-    conn.send(Command::Pub {
-        topic: "t".into(),
-        body: Bytes::from_static(b"x"),
-    })
-    .await;
-    conn.expect_error("E_INVALID cannot PUB in current state (TLS required)")
-        .await;
+    expect_plain_pub_refused(&mut conn).await;
     conn.expect_closed().await;
     let mut conn = Conn::connect(&nsqd).await;
     conn.send(Command::Nop).await;
@@ -187,23 +186,14 @@ async fn tls_required_refuses_plain_clients_and_plain_http() {
 
     // Plain HTTP answers 403 with the HTTPS port, in upstream's bytes.
     let https_port = nsqd.https_addr().unwrap().port();
-    let reply = http_request(
-        &http_url(&nsqd),
-        reqwest::Method::GET,
-        "/ping",
-        Bytes::new(),
-    )
-    .await;
+    let reply = get(&nsqd, "/ping").await;
     assert_eq!(reply.status, 403);
     assert_eq!(
         reply.body,
         format!(r#"{{"message": "TLS_REQUIRED", "https_port": {https_port}}}"#)
     );
-    assert_eq!(reply.header("x-nsq-content-type"), Some("nsq; version=1.0"));
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/json; charset=utf-8")
-    );
+    assert_eq!(reply.header(NSQ_HEADER), Some(NSQ_HEADER_VALUE));
+    assert_eq!(reply.header("content-type"), Some(JSON));
     // HTTPS serves the API; our client follows the 403 to it, as upstream's does.
     let pool = tls_pool(&pki, false);
     let https = NsqdHttp::with_pool(&https_url(&nsqd), &pool);
@@ -233,29 +223,10 @@ async fn tcp_https_mode_leaves_plain_http_open() {
     })
     .await;
     let mut conn = Conn::connect(&nsqd).await;
-    conn.send(Command::Pub {
-        topic: "t".into(),
-        body: Bytes::from_static(b"x"),
-    })
-    .await;
-    conn.expect_error("E_INVALID cannot PUB in current state (TLS required)")
-        .await;
-    let reply = http_request(
-        &http_url(&nsqd),
-        reqwest::Method::POST,
-        "/pub?topic=t",
-        Bytes::from_static(b"x"),
-    )
-    .await;
+    expect_plain_pub_refused(&mut conn).await;
+    let reply = post(&nsqd, "/pub?topic=t", "x").await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "OK"));
-    let reply = http_request(
-        &http_url(&nsqd),
-        reqwest::Method::GET,
-        "/config/tls_required",
-        Bytes::new(),
-    )
-    .await;
-    assert_eq!(reply.body, "1");
+    assert_eq!(get(&nsqd, "/config/tls_required").await.body, "1");
     nsqd.shutdown().await;
 }
 
@@ -264,13 +235,7 @@ async fn mutual_tls_needs_a_certificate_from_the_ca() {
     let pki = TestPki::new();
     let nsqd = start_nsqd(pki.nsqd_options_verifying_clients()).await;
     // Asking for client certificates makes TLS required, as upstream.
-    let reply = http_request(
-        &http_url(&nsqd),
-        reqwest::Method::GET,
-        "/ping",
-        Bytes::new(),
-    )
-    .await;
+    let reply = get(&nsqd, "/ping").await;
     assert_eq!(reply.status, 403);
 
     // No certificate, or one the CA never signed: the handshake (or, with

@@ -52,6 +52,19 @@ fn assert_success(out: &Output) {
     );
 }
 
+/// How many nsqd `lookupd` lists for `topic` (0 if it does not know it).
+async fn producer_count(lookupd: &nsqlookupd::Lookupd, topic: &str) -> usize {
+    let addr = lookupd.http_addr().to_string();
+    let lookup = nsq::http_client::api_url(&addr, "/lookup", &[("topic", topic)]).expect("URL");
+    let answer: nsq::api::LookupResponse = reqwest::get(lookup)
+        .await
+        .expect("GET /lookup")
+        .json()
+        .await
+        .unwrap_or_default();
+    answer.producers.len()
+}
+
 /// Number of channels `topic` has on `nsqd`.
 async fn channel_count(nsqd: &Nsqd, topic: &str) -> usize {
     topic_stats(nsqd, topic)
@@ -97,15 +110,8 @@ async fn nsq_tail_follows_several_topics_through_lookupd() {
     for topic in ["tail_a", "tail_b"] {
         conn.publish(topic, b"first").await;
     }
-    let lookup = format!("http://{}/lookup?topic=tail_b", lookupd.http_addr());
     eventually("tail_b registered", || async {
-        let answer: nsq::api::LookupResponse = reqwest::get(&lookup)
-            .await
-            .expect("GET /lookup")
-            .json()
-            .await
-            .unwrap_or_default();
-        !answer.producers.is_empty()
+        producer_count(&lookupd, "tail_b").await > 0
     })
     .await;
 
@@ -283,15 +289,8 @@ async fn nsq_stat_rows_match_stats() {
     })
     .await;
     conn.expect_response("OK").await;
-    let lookup = format!("http://{}/lookup?topic=stat", lookupd.http_addr());
     eventually("both nsqds registered", || async {
-        let answer: nsq::api::LookupResponse = reqwest::get(&lookup)
-            .await
-            .expect("GET /lookup")
-            .json()
-            .await
-            .unwrap_or_default();
-        answer.producers.len() == 2
+        producer_count(&lookupd, "stat").await == 2
     })
     .await;
     let expected = expected_row(&[&first, &second], "stat", "ch").await;
