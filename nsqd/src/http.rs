@@ -351,7 +351,9 @@ async fn publish(node: &Node, query: &str, content_length: Option<u64>, body: Bo
     } else {
         Item::Deferred(msg, Instant::now() + defer)
     };
-    node.publish(&topic.name, item, len).map_err(put_error)?;
+    node.publish(&topic.name, item, len)
+        .await
+        .map_err(put_error)?;
     Ok(V1::Text("OK".into()))
 }
 
@@ -389,6 +391,7 @@ async fn multi_publish(
     if count > 0 {
         let run = Run::new(records, count, node.ids.reserve(count as u64), unix_nanos());
         node.publish(&topic.name, Item::Run(run), bytes)
+            .await
             .map_err(put_error)?;
     }
     Ok(V1::Text("OK".into()))

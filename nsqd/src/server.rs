@@ -2,6 +2,7 @@
 //! the listeners, builds the [`Node`], starts its tasks, and stops them all.
 
 use crate::diskqueue::DiskConfig;
+use crate::log::{LogWriter, SyncPolicy};
 use crate::metadata;
 use crate::node::{Node, NodeSetup};
 use crate::options::{ClientAuthPolicy, Options, TlsRequired};
@@ -102,6 +103,18 @@ impl Nsqd {
             max_msg_size: opts.max_msg_size as u64,
         };
         let imported = metadata::import_upstream_queues(&disk).map_err(data_err)?;
+        // Log mode: one writer thread for every topic's log; durable (group
+        // commit, an OK after the fsync) with `--sync-every=1`.
+        let log_writer = match opts.mem_queue_size {
+            0 => Some(Arc::new(
+                LogWriter::start(SyncPolicy {
+                    sync_every: opts.sync_every.max(1) as u64,
+                    sync_timeout: opts.sync_timeout,
+                })
+                .map_err(data_err)?,
+            )),
+            _ => None,
+        };
         if imported > 0 {
             tracing::info!(
                 messages = imported,
@@ -119,6 +132,7 @@ impl Nsqd {
             lookupd_http,
             auth_http,
             disk,
+            log_writer,
             dir_lock,
             log_level_hook,
             opts,

@@ -333,6 +333,7 @@ impl Session {
         };
         self.node
             .publish(topic, item, bytes)
+            .await
             .map_err(|e| ClientError::fatal(fail_code, format!("{cmd} failed {e}")))?;
         self.client.published(topic, count);
         self.respond(OK).await

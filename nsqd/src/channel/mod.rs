@@ -4,20 +4,24 @@
 //! contend with each other. Timeouts and deferrals are exact: a per-channel
 //! timer task sleeps until the earliest deadline instead of scanning.
 
+mod cursor;
+
 use crate::client_conn::ClientConn;
 use crate::diskqueue::{self, DiskConfig, DiskQueue};
 use crate::e2e::{E2eLatency, Samples};
 use crate::guid::unix_nanos;
+use crate::log::{Journal, LogWriter, TopicLog};
 use crate::message::Message;
 use crate::queue::{instant_to_unix, Backend, BoundedQueue, Item};
+use cursor::{Cursor, Next};
 use nsq::api::{ChannelStats, ClientStats};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::hash_map::Entry;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +44,7 @@ pub enum SubscribeError {
 }
 
 /// Limits and settings a channel takes from the node's options.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChannelConfig {
     pub mem_queue_size: usize,
     pub max_msg_timeout: Duration,
@@ -48,7 +52,29 @@ pub struct ChannelConfig {
     pub e2e_percentiles: Arc<[f64]>,
     pub e2e_window: Duration,
     pub disk: DiskConfig,
+    /// The log writer, in log mode (`--mem-queue-size=0`): non-ephemeral
+    /// topics keep their messages in a log, channels read it as cursors.
+    pub log_writer: Option<Arc<LogWriter>>,
 }
+
+impl ChannelConfig {
+    /// Whether a topic of this name keeps its messages in a log.
+    pub fn log_mode(&self, topic: &str) -> bool {
+        self.log_writer.is_some() && !nsq::protocol::is_ephemeral(topic)
+    }
+}
+
+/// Where a log-mode channel reads: its topic's log and release point.
+pub struct LogSource {
+    pub log: Arc<TopicLog>,
+    pub released: Arc<AtomicU64>,
+    /// Runs of seqs moved from each channel's disk queue into the new log:
+    /// a channel's new journal skips the runs of the others.
+    pub imported: BTreeMap<String, std::ops::Range<u64>>,
+}
+
+/// Messages an ephemeral topic or channel keeps in memory in log mode.
+const EPHEMERAL_LOG_MODE_CAPACITY: usize = 10_000;
 
 /// Opens the backend of a topic or channel and takes back the messages it
 /// held in memory at the last shutdown.
@@ -57,8 +83,14 @@ pub fn open_backend(
     config: &ChannelConfig,
 ) -> std::io::Result<(BoundedQueue, Vec<diskqueue::Stored>)> {
     if nsq::protocol::is_ephemeral(name) {
+        // In log mode (`--mem-queue-size=0`) an ephemeral queue still holds
+        // what a consumer has not taken yet, up to upstream's default size.
+        let capacity = match config.mem_queue_size {
+            0 => EPHEMERAL_LOG_MODE_CAPACITY,
+            n => n,
+        };
         return Ok((
-            BoundedQueue::new(config.mem_queue_size, Backend::Discard { dropped: 0 }),
+            BoundedQueue::new(capacity, Backend::Discard { dropped: 0 }),
             Vec::new(),
         ));
     }
@@ -72,6 +104,8 @@ pub fn open_backend(
 
 struct InFlight {
     msg: Message,
+    /// The message's seq in the topic log (log mode; 0 otherwise).
+    seq: u64,
     client_id: u64,
     deadline: Instant,
     delivered_at: Instant,
@@ -79,6 +113,9 @@ struct InFlight {
 
 struct Deferred {
     due: Instant,
+    /// Ties broken in deferral order.
+    order: u64,
+    /// As `InFlight::seq`.
     seq: u64,
     msg: Message,
 }
@@ -97,18 +134,25 @@ impl PartialOrd for Deferred {
 impl Ord for Deferred {
     /// Reversed, so that the max-heap pops the earliest due first.
     fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.due, other.seq).cmp(&(self.due, self.seq))
+        (other.due, other.order).cmp(&(self.due, self.order))
     }
 }
 
+/// What waits to be delivered: a queue of the channel's own, or (log mode)
+/// a cursor over the topic's log.
+enum Queue {
+    Memory(BoundedQueue),
+    Log(Box<Cursor>),
+}
+
 struct State {
-    queue: BoundedQueue,
+    queue: Queue,
     in_flight: FxHashMap<u64, InFlight>,
     /// (deadline, id) of in-flight messages. FIN leaves stale entries behind;
     /// they are skipped when popped and purged when they outnumber the live ones.
     timeouts: BinaryHeap<Reverse<(Instant, u64)>>,
     deferred: BinaryHeap<Deferred>,
-    deferred_seq: u64,
+    deferred_order: u64,
     clients: FxHashMap<u64, Arc<ClientConn>>,
     /// When the timer task will next wake by itself; `None` if it waits for a nudge.
     timer_wake: Option<Instant>,
@@ -131,14 +175,44 @@ impl State {
         self.timer_wake.is_none_or(|wake| deadline < wake)
     }
 
-    fn defer(&mut self, msg: Message, due: Instant) -> bool {
-        self.deferred_seq += 1;
+    fn defer(&mut self, seq: u64, msg: Message, due: Instant) -> bool {
+        self.deferred_order += 1;
         self.deferred.push(Deferred {
             due,
-            seq: self.deferred_seq,
+            order: self.deferred_order,
+            seq,
             msg,
         });
         self.deadline_needs_timer(due)
+    }
+
+    /// Puts a message back in line (REQ 0, timeout, a consumer gone, a
+    /// deferral due); true when the line was empty. `record`: the journal
+    /// learns the attempts (log mode). If the disk refuses it, it stays in
+    /// memory rather than being lost.
+    fn requeue_now(&mut self, seq: u64, msg: Message, record: bool) -> bool {
+        match &mut self.queue {
+            Queue::Memory(queue) => {
+                let was_empty = queue.is_empty();
+                if let Err(e) = queue.push(Item::One(msg.clone())) {
+                    tracing::error!(error = %e, "requeue to disk failed; keeping the message in memory");
+                    queue.push_front(Item::One(msg));
+                }
+                was_empty
+            }
+            Queue::Log(cursor) => {
+                let was_empty = !cursor.has_ready();
+                cursor.requeue(seq, msg, record);
+                was_empty
+            }
+        }
+    }
+
+    fn depth(&self) -> usize {
+        match &self.queue {
+            Queue::Memory(queue) => queue.depth(),
+            Queue::Log(cursor) => cursor.depth(),
+        }
     }
 
     fn take_in_flight(&mut self, client_id: u64, id: u64) -> Result<InFlight, InFlightError> {
@@ -164,6 +238,9 @@ pub struct Channel {
     pub name: String,
     pub topic_name: String,
     pub ephemeral: bool,
+    /// A cursor over the topic's log (log mode), not a queue of its own.
+    cursor: bool,
+    me: Weak<Channel>,
     config: ChannelConfig,
     state: Mutex<State>,
     /// Wakes message pumps: messages arrived, or the channel was unpaused.
@@ -179,35 +256,64 @@ pub struct Channel {
 
 impl Channel {
     /// Creates the channel (restoring what it had on disk) and starts its
-    /// timer task on the current runtime.
-    pub fn new(topic_name: &str, name: &str, config: ChannelConfig) -> std::io::Result<Arc<Self>> {
+    /// timer task on the current runtime. With a `source` (a log-mode topic
+    /// and a durable channel), the channel is a cursor over the topic's log
+    /// and opens its journal; a new one starts at the topic's release point.
+    /// Blocking when it opens a journal or a disk queue.
+    pub fn new(
+        topic_name: &str,
+        name: &str,
+        config: ChannelConfig,
+        source: Option<&LogSource>,
+    ) -> std::io::Result<Arc<Self>> {
         let ephemeral = nsq::protocol::is_ephemeral(name);
-        let (mut queue, front) = open_backend(&format!("{topic_name}:{name}"), &config)?;
         let e2e = (!config.e2e_percentiles.is_empty()).then(|| E2eLatency::new(config.e2e_window));
         let mut state = State {
-            queue: BoundedQueue::new(0, Backend::Discard { dropped: 0 }),
+            queue: Queue::Memory(BoundedQueue::new(0, Backend::Discard { dropped: 0 })),
             in_flight: FxHashMap::default(),
             timeouts: BinaryHeap::new(),
             deferred: BinaryHeap::new(),
-            deferred_seq: 0,
+            deferred_order: 0,
             clients: FxHashMap::default(),
             timer_wake: None,
             e2e,
             exiting: false,
         };
-        for stored in front.into_iter().rev() {
-            match Item::from_stored(stored) {
-                Item::Deferred(msg, due) => {
-                    state.defer(msg, due);
+        match (source, &config.log_writer) {
+            (Some(source), Some(writer)) if !ephemeral => {
+                let start = source.released.load(Ordering::Acquire);
+                let journal = Journal::open(writer, &source.log, name, start)?;
+                for (other, run) in &source.imported {
+                    if other != name && run.start >= start {
+                        journal.fin_range(run.start, run.end);
+                    }
                 }
-                item => queue.push_front(item),
+                state.queue = Queue::Log(Box::new(Cursor::new(
+                    source.log.clone(),
+                    journal,
+                    source.released.clone(),
+                )));
+            }
+            _ => {
+                let (mut queue, front) = open_backend(&format!("{topic_name}:{name}"), &config)?;
+                for stored in front.into_iter().rev() {
+                    match Item::from_stored(stored) {
+                        Item::Deferred(msg, due) => {
+                            state.defer(0, msg, due);
+                        }
+                        item => queue.push_front(item),
+                    }
+                }
+                state.queue = Queue::Memory(queue);
             }
         }
-        state.queue = queue;
-        let channel = Arc::new(Channel {
+        let cursor = matches!(state.queue, Queue::Log(_));
+        let channel = Arc::new_cyclic(|me| Channel {
             name: name.to_string(),
             topic_name: topic_name.to_string(),
             ephemeral,
+            cursor,
+            me: me.clone(),
             state: Mutex::new(state),
             config,
             available: Notify::new(),
@@ -222,21 +328,29 @@ impl Channel {
         Ok(channel)
     }
 
-    /// Queues messages copied from the topic.
+    /// Whether the channel reads its topic's log (rather than taking copies).
+    pub fn is_cursor(&self) -> bool {
+        self.cursor
+    }
+
+    /// Queues messages copied from the topic (channels that are not cursors).
     pub fn put(&self, item: Item) -> std::io::Result<()> {
         self.message_count
             .fetch_add(item.len() as u64, Ordering::Relaxed);
         let mut st = self.state.lock();
         match item {
             Item::Deferred(msg, due) => {
-                if st.defer(msg, due) {
+                if st.defer(0, msg, due) {
                     drop(st);
                     self.timer.notify_one();
                 }
             }
             item => {
-                let was_empty = st.queue.is_empty();
-                st.queue.push(item)?;
+                let Queue::Memory(queue) = &mut st.queue else {
+                    unreachable!("the topic copies only into channels with a queue");
+                };
+                let was_empty = queue.is_empty();
+                queue.push(item)?;
                 drop(st);
                 if was_empty {
                     self.available.notify_waiters();
@@ -246,15 +360,60 @@ impl Channel {
         Ok(())
     }
 
-    /// Puts a message back in line (REQ 0, timeout, a consumer gone). If the
-    /// disk refuses it, it stays in memory rather than being lost.
-    fn requeue_locked(st: &mut State, msg: Message) -> bool {
-        let was_empty = st.queue.is_empty();
-        if let Err(e) = st.queue.push(Item::One(msg.clone())) {
-            tracing::error!(error = %e, "requeue to disk failed; keeping the message in memory");
-            st.queue.push_front(Item::One(msg));
+    /// Counts messages the topic released to this cursor; `wake` its
+    /// consumers when they may be readable already.
+    pub fn released(&self, count: u64, wake: bool) {
+        if !self.cursor {
+            return;
         }
-        was_empty
+        self.message_count.fetch_add(count, Ordering::Relaxed);
+        if wake {
+            self.available.notify_waiters();
+        }
+    }
+
+    /// The topic was emptied: seqs `[start, end)` are not this cursor's.
+    pub fn skip_log_range(&self, start: u64, end: u64) {
+        if let Queue::Log(cursor) = &self.state.lock().queue {
+            cursor.journal().fin_range(start, end);
+        }
+    }
+
+    /// Wakes consumers: the log has more to read.
+    pub fn log_advanced(&self) {
+        self.available.notify_waiters();
+    }
+
+    /// The lowest seq this cursor still needs (`floor`: unfinished; `read`:
+    /// next from the log's cache), for the topic's retention.
+    pub fn log_positions(&self) -> Option<(u64, u64)> {
+        match &self.state.lock().queue {
+            Queue::Memory(_) => None,
+            Queue::Log(cursor) => Some((cursor.journal().floor(), cursor.position())),
+        }
+    }
+
+    /// Runs a refill off the log's files, then wakes the consumers.
+    fn spawn_refill(&self, job: cursor::RefillJob) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let refilled = match tokio::task::spawn_blocking(move || job.run()).await {
+                Ok(refilled) => refilled,
+                Err(e) => {
+                    tracing::error!(error = %e, "log refill panicked");
+                    return;
+                }
+            };
+            let ok = match &mut me.state.lock().queue {
+                Queue::Log(cursor) => cursor.apply_refill(refilled),
+                Queue::Memory(_) => true,
+            };
+            if !ok {
+                // A read error: give the disk a moment before the next try.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            me.available.notify_waiters();
+        });
     }
 
     /// A future that completes when messages may have become available. Create
@@ -282,18 +441,39 @@ impl Channel {
         let mut st = self.state.lock();
         let mut taken = 0;
         let mut rng = (sample_rate > 0).then(rand::rng);
+        let now_unix = match st.queue {
+            Queue::Log(_) => unix_nanos(),
+            Queue::Memory(_) => 0,
+        };
+        let mut refill = None;
+        let mut wake_timer = false;
         while taken < max {
-            let mut msg = match st.queue.pop() {
-                None => break,
-                Some(Item::One(msg)) => msg,
-                Some(Item::Deferred(msg, due)) => {
-                    st.defer(msg, due);
+            let got = match &mut st.queue {
+                Queue::Memory(queue) => match queue.pop() {
+                    None => Next::Nothing,
+                    Some(Item::One(msg)) => Next::Ready(0, msg),
+                    Some(Item::Deferred(msg, due)) => Next::Deferred(0, msg, instant_to_unix(due)),
+                    Some(Item::Run(_)) => unreachable!("pop yields single messages"),
+                },
+                Queue::Log(cursor) => cursor.next(now_unix),
+            };
+            let (seq, mut msg) = match got {
+                Next::Ready(seq, msg) => (seq, msg),
+                Next::Deferred(seq, msg, due) => {
+                    wake_timer |= st.defer(seq, msg, crate::queue::unix_to_instant(due));
                     continue;
                 }
-                Some(Item::Run(_)) => unreachable!("pop yields single messages"),
+                Next::Nothing => break,
+                Next::Refill(job) => {
+                    refill = Some(job);
+                    break;
+                }
             };
             if let Some(rng) = rng.as_mut() {
                 if rand::Rng::random_range(rng, 0..100) > sample_rate {
+                    if let Queue::Log(cursor) = &st.queue {
+                        cursor.finish(seq);
+                    }
                     continue;
                 }
             }
@@ -304,6 +484,7 @@ impl Channel {
                 msg.id,
                 InFlight {
                     msg,
+                    seq,
                     client_id: client.id,
                     deadline,
                     delivered_at: now,
@@ -311,8 +492,11 @@ impl Channel {
             );
             taken += 1;
         }
-        let wake_timer = taken > 0 && st.deadline_needs_timer(deadline);
+        wake_timer |= taken > 0 && st.deadline_needs_timer(deadline);
         drop(st);
+        if let Some(job) = refill {
+            self.spawn_refill(job);
+        }
         if taken > 0 {
             client.delivered(taken);
         }
@@ -325,6 +509,9 @@ impl Channel {
     pub fn finish(&self, client_id: u64, id: u64) -> Result<(), InFlightError> {
         let mut st = self.state.lock();
         let entry = st.take_in_flight(client_id, id)?;
+        if let Queue::Log(cursor) = &st.queue {
+            cursor.finish(entry.seq);
+        }
         if let Some(e2e) = st.e2e.as_mut() {
             let latency = unix_nanos().saturating_sub(entry.msg.timestamp).max(0) as u64;
             e2e.record(latency, Instant::now());
@@ -338,12 +525,22 @@ impl Channel {
         let entry = st.take_in_flight(client_id, id)?;
         self.requeue_count.fetch_add(1, Ordering::Relaxed);
         if delay.is_zero() {
-            let was_empty = Self::requeue_locked(&mut st, entry.msg);
+            let was_empty = st.requeue_now(entry.seq, entry.msg, true);
             drop(st);
             if was_empty {
                 self.available.notify_waiters();
             }
-        } else if st.defer(entry.msg, Instant::now() + delay) {
+            return Ok(());
+        }
+        let due = Instant::now() + delay;
+        if let Queue::Log(cursor) = &st.queue {
+            cursor.defer(
+                entry.seq,
+                &entry.msg,
+                unix_nanos() + delay.as_nanos() as i64,
+            );
+        }
+        if st.defer(entry.seq, entry.msg, due) {
             drop(st);
             self.timer.notify_one();
         }
@@ -401,7 +598,7 @@ impl Channel {
         let mut notify = false;
         for id in orphans {
             if let Some(entry) = st.in_flight.remove(&id) {
-                notify |= Self::requeue_locked(&mut st, entry.msg);
+                notify |= st.requeue_now(entry.seq, entry.msg, true);
             }
         }
         drop(st);
@@ -439,7 +636,13 @@ impl Channel {
     /// old messages fail, as upstream's do.
     pub fn empty(&self) -> std::io::Result<()> {
         let mut st = self.state.lock();
-        let cleared = st.queue.clear();
+        let cleared = match &mut st.queue {
+            Queue::Memory(queue) => queue.clear(),
+            Queue::Log(cursor) => {
+                cursor.empty();
+                Ok(())
+            }
+        };
         st.in_flight.clear();
         st.timeouts.clear();
         st.deferred.clear();
@@ -462,18 +665,25 @@ impl Channel {
         }
     }
 
-    /// The channel was deleted: stop, and remove its messages from disk.
+    /// The channel was deleted: stop, and remove its messages (or its
+    /// journal) from disk. Blocking.
     pub fn delete(&self, disk: &DiskConfig) {
         self.close();
         let mut st = self.state.lock();
         let queue = std::mem::replace(
             &mut st.queue,
-            BoundedQueue::new(0, Backend::Discard { dropped: 0 }),
+            Queue::Memory(BoundedQueue::new(0, Backend::Discard { dropped: 0 })),
         );
-        if let Backend::Disk(q) = queue.into_backend() {
-            if let Err(e) = q.delete() {
-                tracing::warn!(channel = %self.name, error = %e, "failed to remove the channel's files");
-            }
+        drop(st);
+        let removed = match queue {
+            Queue::Memory(queue) => match queue.into_backend() {
+                Backend::Disk(q) => q.delete(),
+                Backend::Discard { .. } => Ok(()),
+            },
+            Queue::Log(cursor) => cursor.journal().delete(),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(channel = %self.name, error = %e, "failed to remove the channel's files");
         }
         diskqueue::remove_front(&disk.dir, &self.queue_name());
     }
@@ -483,15 +693,19 @@ impl Channel {
     pub fn shutdown(&self, disk: &DiskConfig) -> std::io::Result<()> {
         self.close();
         let mut st = self.state.lock();
-        if self.ephemeral {
-            return Ok(());
-        }
+        let st = &mut *st;
+        let queue = match &mut st.queue {
+            // The log and the journal hold everything; the writer flushes them.
+            Queue::Log(_) => return Ok(()),
+            Queue::Memory(_) if self.ephemeral => return Ok(()),
+            Queue::Memory(queue) => queue,
+        };
         // In-flight messages first: they were next in line before anything queued.
         let mut in_flight: Vec<InFlight> = st.in_flight.drain().map(|(_, e)| e).collect();
         in_flight.sort_by_key(|e| e.delivered_at);
         let mut saved: Vec<(Message, Option<i64>)> =
             in_flight.into_iter().map(|e| (e.msg, None)).collect();
-        for item in st.queue.drain_memory() {
+        for item in queue.drain_memory() {
             item.for_each_message(|m, at| {
                 saved.push((m.clone(), at));
                 Ok(())
@@ -503,12 +717,16 @@ impl Channel {
                 .map(|d| (d.msg, Some(instant_to_unix(d.due)))),
         );
         diskqueue::save_front(&disk.dir, &self.queue_name(), &saved)?;
-        st.queue.backend().sync()
+        queue.backend().sync()
     }
 
-    /// Makes the disk queue durable if it has unsynced writes.
+    /// Makes the disk queue durable if it has unsynced writes (a cursor's
+    /// journal is the log writer's).
     pub fn sync(&self) -> std::io::Result<()> {
-        self.state.lock().queue.backend().sync()
+        match &mut self.state.lock().queue {
+            Queue::Memory(queue) => queue.backend().sync(),
+            Queue::Log(_) => Ok(()),
+        }
     }
 
     fn queue_name(&self) -> String {
@@ -527,10 +745,19 @@ impl Channel {
         let st = self.state.lock();
         let clients: Option<Vec<ClientStats>> =
             include_clients.then(|| st.clients.values().map(|c| c.stats(topic_filter)).collect());
+        let (backend_depth, corrupt, disk_bytes) = match &st.queue {
+            Queue::Memory(queue) => (
+                queue.backend_depth(),
+                queue.corrupt_bytes(),
+                queue.backend_bytes(),
+            ),
+            // The topic's log holds the bytes, and reports them.
+            Queue::Log(cursor) => (cursor.disk_depth(), 0, 0),
+        };
         ChannelStats {
             channel_name: self.name.clone(),
-            depth: st.queue.depth() as i64,
-            backend_depth: st.queue.backend_depth() as i64,
+            depth: st.depth() as i64,
+            backend_depth: backend_depth as i64,
             in_flight_count: st.in_flight.len() as i64,
             deferred_count: st.deferred.len() as i64,
             message_count: self.message_count.load(Ordering::Relaxed),
@@ -540,8 +767,8 @@ impl Channel {
             clients,
             paused: self.is_paused(),
             e2e_processing_latency: samples.report(&self.config.e2e_percentiles),
-            backend_corrupt_bytes: st.queue.corrupt_bytes(),
-            backend_bytes: st.queue.backend_bytes(),
+            backend_corrupt_bytes: corrupt,
+            backend_bytes: disk_bytes,
         }
     }
 
@@ -566,12 +793,12 @@ impl Channel {
                 if let Some(owner) = st.clients.get(&entry.client_id) {
                     owners.push(owner.clone());
                 }
-                notify |= Self::requeue_locked(&mut st, entry.msg);
+                notify |= st.requeue_now(entry.seq, entry.msg, true);
             }
         }
         while st.deferred.peek().is_some_and(|d| d.due <= now) {
             let d = st.deferred.pop().expect("peeked");
-            notify |= Self::requeue_locked(&mut st, d.msg);
+            notify |= st.requeue_now(d.seq, d.msg, false);
         }
         let next = st.next_deadline();
         st.timer_wake = next;
@@ -603,3 +830,6 @@ impl Channel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
