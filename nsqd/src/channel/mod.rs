@@ -5,20 +5,22 @@
 //! timer task sleeps until the earliest deadline instead of scanning.
 
 mod cursor;
+mod lifecycle;
+mod state;
+mod timer;
 
 use crate::client_conn::ClientConn;
 use crate::diskqueue::{self, DiskConfig, DiskQueue};
-use crate::e2e::{E2eLatency, Samples};
+use crate::e2e::E2eLatency;
 use crate::guid::unix_nanos;
 use crate::log::{Journal, LogWriter, TopicLog};
 use crate::message::Message;
 use crate::queue::{instant_to_unix, Backend, BoundedQueue, Item};
 use cursor::{Cursor, Next};
-use nsq::api::{ChannelStats, ClientStats};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
-use std::cmp::{Ordering as CmpOrdering, Reverse};
-use std::collections::hash_map::Entry;
+use state::{InFlight, Queue, State};
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -100,138 +102,6 @@ pub fn open_backend(
         BoundedQueue::new(config.mem_queue_size, Backend::Disk(Box::new(disk))),
         front,
     ))
-}
-
-struct InFlight {
-    msg: Message,
-    /// The message's seq in the topic log (log mode; 0 otherwise).
-    seq: u64,
-    client_id: u64,
-    deadline: Instant,
-    delivered_at: Instant,
-}
-
-struct Deferred {
-    due: Instant,
-    /// Ties broken in deferral order.
-    order: u64,
-    /// As `InFlight::seq`.
-    seq: u64,
-    msg: Message,
-}
-
-impl PartialEq for Deferred {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == CmpOrdering::Equal
-    }
-}
-impl Eq for Deferred {}
-impl PartialOrd for Deferred {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Deferred {
-    /// Reversed, so that the max-heap pops the earliest due first.
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.due, other.order).cmp(&(self.due, self.order))
-    }
-}
-
-/// What waits to be delivered: a queue of the channel's own, or (log mode)
-/// a cursor over the topic's log.
-enum Queue {
-    Memory(BoundedQueue),
-    Log(Box<Cursor>),
-}
-
-struct State {
-    queue: Queue,
-    in_flight: FxHashMap<u64, InFlight>,
-    /// (deadline, id) of in-flight messages. FIN leaves stale entries behind;
-    /// they are skipped when popped and purged when they outnumber the live ones.
-    timeouts: BinaryHeap<Reverse<(Instant, u64)>>,
-    deferred: BinaryHeap<Deferred>,
-    deferred_order: u64,
-    clients: FxHashMap<u64, Arc<ClientConn>>,
-    /// When the timer task will next wake by itself; `None` if it waits for a nudge.
-    timer_wake: Option<Instant>,
-    e2e: Option<E2eLatency>,
-    exiting: bool,
-}
-
-impl State {
-    fn next_deadline(&self) -> Option<Instant> {
-        let timeout = self.timeouts.peek().map(|Reverse((t, _))| *t);
-        let deferred = self.deferred.peek().map(|d| d.due);
-        match (timeout, deferred) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// True when the timer task must be woken to honour `deadline`.
-    fn deadline_needs_timer(&self, deadline: Instant) -> bool {
-        self.timer_wake.is_none_or(|wake| deadline < wake)
-    }
-
-    fn defer(&mut self, seq: u64, msg: Message, due: Instant) -> bool {
-        self.deferred_order += 1;
-        self.deferred.push(Deferred {
-            due,
-            order: self.deferred_order,
-            seq,
-            msg,
-        });
-        self.deadline_needs_timer(due)
-    }
-
-    /// Puts a message back in line (REQ 0, timeout, a consumer gone, a
-    /// deferral due); true when the line was empty. `record`: the journal
-    /// learns the attempts (log mode). If the disk refuses it, it stays in
-    /// memory rather than being lost.
-    fn requeue_now(&mut self, seq: u64, msg: Message, record: bool) -> bool {
-        match &mut self.queue {
-            Queue::Memory(queue) => {
-                let was_empty = queue.is_empty();
-                if let Err(e) = queue.push(Item::One(msg.clone())) {
-                    tracing::error!(error = %e, "requeue to disk failed; keeping the message in memory");
-                    queue.push_front(Item::One(msg));
-                }
-                was_empty
-            }
-            Queue::Log(cursor) => {
-                let was_empty = !cursor.has_ready();
-                cursor.requeue(seq, msg, record);
-                was_empty
-            }
-        }
-    }
-
-    fn depth(&self) -> usize {
-        match &self.queue {
-            Queue::Memory(queue) => queue.depth(),
-            Queue::Log(cursor) => cursor.depth(),
-        }
-    }
-
-    fn take_in_flight(&mut self, client_id: u64, id: u64) -> Result<InFlight, InFlightError> {
-        let entry = match self.in_flight.entry(id) {
-            Entry::Vacant(_) => return Err(InFlightError::NotInFlight),
-            Entry::Occupied(e) if e.get().client_id != client_id => {
-                return Err(InFlightError::NotOwner)
-            }
-            Entry::Occupied(e) => e.remove(),
-        };
-        if self.timeouts.len() > 2 * self.in_flight.len() + 1024 {
-            self.timeouts = self
-                .in_flight
-                .iter()
-                .map(|(id, e)| Reverse((e.deadline, *id)))
-                .collect();
-        }
-        Ok(entry)
-    }
 }
 
 pub struct Channel {
@@ -650,184 +520,6 @@ impl Channel {
             client.in_flight_dropped();
         }
         cleared
-    }
-
-    /// Stops the channel and disconnects its consumers.
-    fn close(&self) {
-        let clients: Vec<Arc<ClientConn>> = {
-            let mut st = self.state.lock();
-            st.exiting = true;
-            st.clients.values().cloned().collect()
-        };
-        self.exit.cancel();
-        for client in clients {
-            client.close();
-        }
-    }
-
-    /// The channel was deleted: stop, and remove its messages (or its
-    /// journal) from disk. Blocking.
-    pub fn delete(&self, disk: &DiskConfig) {
-        self.close();
-        let mut st = self.state.lock();
-        let queue = std::mem::replace(
-            &mut st.queue,
-            Queue::Memory(BoundedQueue::new(0, Backend::Discard { dropped: 0 })),
-        );
-        drop(st);
-        let removed = match queue {
-            Queue::Memory(queue) => match queue.into_backend() {
-                Backend::Disk(q) => q.delete(),
-                Backend::Discard { .. } => Ok(()),
-            },
-            Queue::Log(cursor) => cursor.journal().delete(),
-        };
-        if let Err(e) = removed {
-            tracing::warn!(channel = %self.name, error = %e, "failed to remove the channel's files");
-        }
-        diskqueue::remove_front(&disk.dir, &self.queue_name());
-    }
-
-    /// nsqd is stopping: save everything held in memory (queued, in flight,
-    /// deferred with its deadline) and make the disk queue durable.
-    pub fn shutdown(&self, disk: &DiskConfig) -> std::io::Result<()> {
-        self.close();
-        let mut st = self.state.lock();
-        let st = &mut *st;
-        let queue = match &mut st.queue {
-            // The log and the journal hold everything; the writer flushes them.
-            Queue::Log(_) => return Ok(()),
-            Queue::Memory(_) if self.ephemeral => return Ok(()),
-            Queue::Memory(queue) => queue,
-        };
-        // In-flight messages first: they were next in line before anything queued.
-        let mut in_flight: Vec<InFlight> = st.in_flight.drain().map(|(_, e)| e).collect();
-        in_flight.sort_by_key(|e| e.delivered_at);
-        let mut saved: Vec<(Message, Option<i64>)> =
-            in_flight.into_iter().map(|e| (e.msg, None)).collect();
-        for item in queue.drain_memory() {
-            item.for_each_message(|m, at| {
-                saved.push((m.clone(), at));
-                Ok(())
-            })?;
-        }
-        saved.extend(
-            st.deferred
-                .drain()
-                .map(|d| (d.msg, Some(instant_to_unix(d.due)))),
-        );
-        diskqueue::save_front(&disk.dir, &self.queue_name(), &saved)?;
-        queue.backend().sync()
-    }
-
-    /// Makes the disk queue durable if it has unsynced writes (a cursor's
-    /// journal is the log writer's).
-    pub fn sync(&self) -> std::io::Result<()> {
-        match &mut self.state.lock().queue {
-            Queue::Memory(queue) => queue.backend().sync(),
-            Queue::Log(_) => Ok(()),
-        }
-    }
-
-    fn queue_name(&self) -> String {
-        format!("{}:{}", self.topic_name, self.name)
-    }
-
-    pub fn collect_e2e(&self, into: &mut Samples) {
-        if let Some(e2e) = self.state.lock().e2e.as_mut() {
-            e2e.collect(into);
-        }
-    }
-
-    pub fn stats(&self, include_clients: bool, topic_filter: &str) -> ChannelStats {
-        let mut samples = Samples::default();
-        self.collect_e2e(&mut samples);
-        let st = self.state.lock();
-        let clients: Option<Vec<ClientStats>> =
-            include_clients.then(|| st.clients.values().map(|c| c.stats(topic_filter)).collect());
-        let (backend_depth, corrupt, disk_bytes) = match &st.queue {
-            Queue::Memory(queue) => (
-                queue.backend_depth(),
-                queue.corrupt_bytes(),
-                queue.backend_bytes(),
-            ),
-            // The topic's log holds the bytes, and reports them.
-            Queue::Log(cursor) => (cursor.disk_depth(), 0, 0),
-        };
-        ChannelStats {
-            channel_name: self.name.clone(),
-            depth: st.depth() as i64,
-            backend_depth: backend_depth as i64,
-            in_flight_count: st.in_flight.len() as i64,
-            deferred_count: st.deferred.len() as i64,
-            message_count: self.message_count.load(Ordering::Relaxed),
-            requeue_count: self.requeue_count.load(Ordering::Relaxed),
-            timeout_count: self.timeout_count.load(Ordering::Relaxed),
-            client_count: st.clients.len() as i64,
-            clients,
-            paused: self.is_paused(),
-            e2e_processing_latency: samples.report(&self.config.e2e_percentiles),
-            backend_corrupt_bytes: corrupt,
-            backend_bytes: disk_bytes,
-        }
-    }
-
-    /// Requeues expired in-flight messages and releases due deferred ones;
-    /// returns when the next deadline falls.
-    fn process_deadlines(&self, now: Instant) -> Option<Instant> {
-        let mut st = self.state.lock();
-        let mut owners = Vec::new();
-        let mut notify = false;
-        while let Some(&Reverse((deadline, id))) = st.timeouts.peek() {
-            if deadline > now {
-                break;
-            }
-            st.timeouts.pop();
-            if st
-                .in_flight
-                .get(&id)
-                .is_some_and(|e| e.deadline == deadline)
-            {
-                let entry = st.in_flight.remove(&id).expect("checked above");
-                self.timeout_count.fetch_add(1, Ordering::Relaxed);
-                if let Some(owner) = st.clients.get(&entry.client_id) {
-                    owners.push(owner.clone());
-                }
-                notify |= st.requeue_now(entry.seq, entry.msg, true);
-            }
-        }
-        while st.deferred.peek().is_some_and(|d| d.due <= now) {
-            let d = st.deferred.pop().expect("peeked");
-            notify |= st.requeue_now(d.seq, d.msg, false);
-        }
-        let next = st.next_deadline();
-        st.timer_wake = next;
-        drop(st);
-        for owner in owners {
-            owner.message_done();
-        }
-        if notify {
-            self.available.notify_waiters();
-        }
-        next
-    }
-
-    async fn run_timer(self: Arc<Self>) {
-        loop {
-            let nudged = self.timer.notified();
-            let next = self.process_deadlines(Instant::now());
-            let sleep = async {
-                match next {
-                    Some(t) => tokio::time::sleep_until(t.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = self.exit.cancelled() => return,
-                _ = nudged => {}
-                _ = sleep => {}
-            }
-        }
     }
 }
 
