@@ -481,3 +481,120 @@ async fn lookupd_limits_connections_and_closes_silent_ones() {
     );
     lookupd.shutdown().await;
 }
+
+/// Negotiates compression with `json`, sends `wire` (the client's whole
+/// compressed stream) in one write and returns every frame nsqd sent after
+/// the IDENTIFY response, once it has closed the connection.
+async fn compressed_exchange(
+    nsqd: &Nsqd,
+    json: &str,
+    mut decoder: nsq::protocol::compress::Decoder,
+    wire: &[u8],
+) -> Vec<nsq::protocol::Frame> {
+    let mut stream = TcpStream::connect(nsqd.tcp_addr()).await.unwrap();
+    let mut hello = MAGIC_V2.to_vec();
+    hello.extend_from_slice(&Command::Identify(json.as_bytes().to_vec().into()).to_bytes());
+    stream.write_all(&hello).await.unwrap();
+    let mut plain = bytes::BytesMut::new();
+    let identified = loop {
+        if let Some(frame) = decode_frame(&mut plain, 1 << 20).unwrap() {
+            break frame;
+        }
+        let n = tokio::time::timeout(PATIENCE, stream.read_buf(&mut plain))
+            .await
+            .expect("IDENTIFY answered")
+            .unwrap();
+        assert!(n > 0, "closed before the IDENTIFY response");
+    };
+    assert_eq!(identified.frame_type, FrameType::Response);
+    stream.write_all(wire).await.unwrap();
+    // Everything after the IDENTIFY response is compressed.
+    let mut raw = plain;
+    loop {
+        match tokio::time::timeout(PATIENCE, stream.read_buf(&mut raw)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("nsqd kept the connection open after bad compressed input"),
+        }
+    }
+    let mut plain = bytes::BytesMut::new();
+    decoder.decode(&mut raw, &mut plain, 1 << 20).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = decode_frame(&mut plain, 1 << 20).unwrap() {
+        frames.push(frame);
+    }
+    frames
+}
+
+/// Upstream closes on a chunk that fails its checksum and publishes nothing;
+/// the whole chunk is checked before any byte of it is parsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snappy_chunk_with_a_bad_checksum_is_never_executed() {
+    use nsq::protocol::compress::{Decoder, Encoder};
+    let nsqd = start_default_nsqd().await;
+    // A short body stays an uncompressed chunk (0x01), a long repetitive
+    // one becomes a compressed chunk (0x00).
+    for (topic, body, kind) in [
+        ("crc", vec![b'x'; 4], 0x01),
+        ("crc", vec![b'a'; 2000], 0x00),
+    ] {
+        let publish = Command::Pub {
+            topic: topic.into(),
+            body: body.into(),
+        };
+        let mut wire = bytes::BytesMut::new();
+        Encoder::snappy()
+            .encode(&publish.to_bytes(), &mut wire)
+            .unwrap();
+        // Stream identifier (10 bytes), then type, length (3), masked CRC (4).
+        assert_eq!(wire[10], kind);
+        wire[14] ^= 0x01;
+        let frames = compressed_exchange(
+            &nsqd,
+            r#"{"feature_negotiation":true,"snappy":true}"#,
+            Decoder::snappy(),
+            &wire,
+        )
+        .await;
+        let answers: Vec<_> = frames.iter().map(|f| f.data.clone()).collect();
+        assert_eq!(
+            answers,
+            [&b"OK"[..]],
+            "only IDENTIFY's OK, for chunk type {kind:#04x}"
+        );
+        assert!(
+            topic_stats(&nsqd, topic).await.is_none(),
+            "{topic} was created"
+        );
+    }
+    nsqd.shutdown().await;
+}
+
+/// Raw DEFLATE has no checksum, but a stream that breaks does not get to
+/// execute what it decoded in the same step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_deflate_stream_is_never_executed() {
+    use nsq::protocol::compress::{Decoder, Encoder};
+    let nsqd = start_default_nsqd().await;
+    let publish = Command::Pub {
+        topic: "broken".into(),
+        body: b"body".to_vec().into(),
+    };
+    let mut wire = bytes::BytesMut::new();
+    Encoder::deflate(6)
+        .encode(&publish.to_bytes(), &mut wire)
+        .unwrap();
+    // A final block of the reserved type 3: the stream is broken.
+    wire.extend_from_slice(&[0xff, 0xff]);
+    let frames = compressed_exchange(
+        &nsqd,
+        r#"{"feature_negotiation":true,"deflate":true}"#,
+        Decoder::deflate(),
+        &wire,
+    )
+    .await;
+    let answers: Vec<_> = frames.iter().map(|f| f.data.clone()).collect();
+    assert_eq!(answers, [&b"OK"[..]]);
+    assert!(topic_stats(&nsqd, "broken").await.is_none());
+    nsqd.shutdown().await;
+}

@@ -246,8 +246,12 @@ impl Session {
 
     /// Reads more input; false when the connection is done.
     async fn fill(&mut self) -> bool {
-        if self.decoder.is_some() && self.decode() {
-            return true;
+        if self.decoder.is_some() {
+            match self.decode() {
+                Some(true) => return true,
+                Some(false) => {}
+                None => return false,
+            }
         }
         let deadline = self.heartbeat_interval.map(|hb| hb * 2);
         let target = if self.decoder.is_some() {
@@ -278,27 +282,23 @@ impl Session {
         self.last_wait = waited.elapsed();
         match n {
             Ok(0) | Err(_) => false,
-            Ok(_) => {
-                if self.decoder.is_some() {
-                    self.decode();
-                }
-                true
-            }
+            // Bad compressed input ends the session before the parser runs.
+            Ok(_) => self.decoder.is_none() || self.decode().is_some(),
         }
     }
 
-    /// Decodes buffered compressed input; true if plain input grew.
-    fn decode(&mut self) -> bool {
-        let Some(decoder) = self.decoder.as_mut() else {
-            return false;
-        };
+    /// Decodes buffered compressed input: whether plain input grew, or `None`
+    /// when the input is bad and the connection is closing (the decoder
+    /// then adds nothing to the plain input).
+    fn decode(&mut self) -> Option<bool> {
+        let decoder = self.decoder.as_mut()?;
         let before = self.input.len();
         match decoder.decode(&mut self.raw, &mut self.input, before + DECODE_STEP) {
-            Ok(()) => self.input.len() > before,
+            Ok(()) => Some(self.input.len() > before),
             Err(e) => {
                 tracing::debug!(client = self.client.id, error = %e, "bad compressed input");
                 self.client.close();
-                false
+                None
             }
         }
     }
