@@ -41,19 +41,15 @@ struct Served {
 async fn serve_on<L>(node: Arc<Node>, listener: L, https: bool)
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L::Addr: Clone + Send + Sync + 'static,
 {
     let app = Router::new().fallback(route).with_state(Served {
         node: node.clone(),
         https,
     });
-    let shutdown = node.shutdown_token();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %e, https, "HTTP server failed");
-    }
+    let name = if https { "HTTPS" } else { "HTTP" };
+    let timeouts = node.opts.http_timeouts;
+    nsq_daemon::http_server::serve(name, listener, app, timeouts, node.shutdown_token()).await
 }
 
 /// With `--tls-required=true`, plain HTTP refuses every request and points

@@ -598,3 +598,155 @@ async fn a_broken_deflate_stream_is_never_executed() {
     assert!(topic_stats(&nsqd, "broken").await.is_none());
     nsqd.shutdown().await;
 }
+
+/// Short HTTP timeouts, so that the tests below wait seconds, not minutes.
+fn quick_http() -> nsq_daemon::http_server::HttpTimeouts {
+    nsq_daemon::http_server::HttpTimeouts {
+        http_header_timeout: Duration::from_secs(2),
+        http_idle_timeout: Duration::from_secs(1),
+    }
+}
+
+/// The HTTP listeners of an nsqd, an nsqlookupd and an nsqadmin, all with
+/// [`quick_http`] timeouts; the daemons are returned to be shut down.
+async fn http_daemons() -> (
+    Nsqd,
+    nsqlookupd::Lookupd,
+    nsqadmin::NsqAdmin,
+    Vec<std::net::SocketAddr>,
+) {
+    let nsqd = start_nsqd(Options {
+        http_timeouts: quick_http(),
+        ..test_options()
+    })
+    .await;
+    let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
+        tcp_address: "127.0.0.1:0".into(),
+        http_address: "127.0.0.1:0".into(),
+        broadcast_address: "127.0.0.1".into(),
+        http_timeouts: quick_http(),
+        ..nsqlookupd::Options::default()
+    })
+    .await
+    .expect("nsqlookupd starts");
+    let admin = nsqadmin::NsqAdmin::start(nsqadmin::Options {
+        http_address: "127.0.0.1:0".into(),
+        nsqd_http_addresses: vec![nsqd.http_addr().unwrap().to_string()],
+        http_timeouts: quick_http(),
+        ..nsqadmin::Options::default()
+    })
+    .await
+    .expect("nsqadmin starts");
+    let addrs = vec![
+        nsqd.http_addr().unwrap(),
+        lookupd.http_addr(),
+        admin.http_addr(),
+    ];
+    (nsqd, lookupd, admin, addrs)
+}
+
+async fn pings(addr: std::net::SocketAddr) -> bool {
+    let answer = http_client()
+        .get(format!("http://{addr}/ping"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    matches!(answer, Ok(r) if r.status() == 200)
+}
+
+/// A client that sends its headers a byte a second is closed once the header
+/// timeout has passed, and `/ping` answers others all along; a connection
+/// left idle after a request is closed after the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_http_clients_are_closed_on_every_listener() {
+    let (nsqd, lookupd, admin, addrs) = http_daemons().await;
+    for addr in addrs {
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let header = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa";
+        let mut closed_after = None;
+        for byte in header {
+            if slow.write_all(&[*byte]).await.is_err()
+                || closed_at_once_within(&mut slow, Duration::from_secs(1)).await
+            {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            assert!(pings(addr).await, "{addr}: /ping stopped answering");
+        }
+        let closed_after =
+            closed_after.unwrap_or_else(|| panic!("{addr}: a trickling client was never closed"));
+        assert!(
+            closed_after >= Duration::from_millis(1500) && closed_after < Duration::from_secs(5),
+            "{addr}: closed after {closed_after:?}; the header timeout is 2 s"
+        );
+
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"OK") {
+            let n = tokio::time::timeout(PATIENCE, idle.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "{addr}: closed before answering");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answered = Instant::now();
+        assert!(
+            closed_at_once(&mut idle).await,
+            "{addr}: an idle connection stayed open"
+        );
+        let idled = answered.elapsed();
+        assert!(
+            idled >= Duration::from_millis(700) && idled < Duration::from_secs(4),
+            "{addr}: closed after {idled:?} idle; the idle timeout is 1 s"
+        );
+    }
+    admin.shutdown().await;
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+}
+
+/// True if the server closes `stream` within `limit` (it sends nothing).
+async fn closed_at_once_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(limit, stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// Go accepts a megabyte of headers; hyper's defaults refuse a hundred
+/// headers (431) and a long request line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_many_headers_and_a_long_query_are_served() {
+    let (nsqd, lookupd, admin, addrs) = http_daemons().await;
+    let query = "x".repeat(60_000);
+    for addr in addrs {
+        let mut request = http_client().get(format!("http://{addr}/ping?pad={query}"));
+        for i in 0..200 {
+            request = request.header(format!("x-header-{i}"), "v".repeat(100));
+        }
+        let answer = request.send().await.expect("request");
+        assert_eq!(answer.status(), 200, "{addr}");
+    }
+    let big = http_client()
+        .post(format!(
+            "http://{}/pub?topic=headers&pad={query}",
+            nsqd.http_addr().unwrap()
+        ))
+        .header("x-big", "v".repeat(500_000))
+        .body("body")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(big.status(), 200);
+    assert_eq!(topic_message_count(&nsqd, "headers").await, 1);
+    admin.shutdown().await;
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+}
