@@ -161,7 +161,7 @@ impl Nsqd {
 
     /// Stops accepting, closes every connection and waits for the listeners.
     pub async fn shutdown(mut self) {
-        tracing::info!("shutting down");
+        tracing::info!("nsqd: shutting down");
         self.node.begin_shutdown();
         while self.tasks.join_next().await.is_some() {}
         let node = self.node.clone();
