@@ -17,13 +17,16 @@ use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::http_api::{
     config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1,
 };
+use nsq_daemon::tcp::{Listener, LocalAddr};
 use nsq_daemon::VERSION;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
-    serve_on(node, listener, false).await
+pub async fn serve(node: Arc<Node>, listener: Listener) {
+    match listener {
+        Listener::Tcp(tcp) => serve_on(node, tcp, false).await,
+        Listener::Unix(unix) => serve_on(node, unix, false).await,
+    }
 }
 
 /// The same API over TLS (`--https-address`).
@@ -229,8 +232,13 @@ fn info(node: &Node) -> V1 {
         version: VERSION.into(),
         broadcast_address: opts.broadcast_address.clone(),
         hostname: crate::options::hostname(),
-        http_port: node.http_addr.map_or(-1, |a| a.port() as i32),
-        tcp_port: node.tcp_addr.port() as i32,
+        // -1 for a unix socket, as upstream.
+        http_port: node
+            .http_addr
+            .as_ref()
+            .and_then(LocalAddr::port)
+            .map_or(-1, i32::from),
+        tcp_port: node.tcp_addr.port().map_or(-1, i32::from),
         start_time: node.start_time,
         max_heartbeat_interval: opts.max_heartbeat_interval.as_nanos() as i64,
         max_output_buffer_size: opts.max_output_buffer_size,

@@ -27,11 +27,8 @@ use bytes::{Bytes, BytesMut};
 use nsq::protocol::compress::Decoder;
 use nsq::protocol::{FrameType, MAGIC_V2, OK};
 use nsq::transport::SPIN_WINDOW;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// Plain bytes decoded per step from a compressed stream; bounds what a tiny
@@ -46,29 +43,46 @@ enum Closed {
     AfterError,
 }
 
-pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
-    let (mut reader, writer) = stream.into_split();
-    let mut magic = [0u8; 4];
+/// Who is at the other end of a connection.
+pub struct Remote {
+    /// As stats show it: `ip:port`, or `@` for a unix socket peer.
+    pub address: String,
+    /// The IP, the default client ID and hostname; empty over a unix socket.
+    pub host: String,
+}
+
+pub async fn serve_connection(
+    node: Arc<Node>,
+    (mut reader, writer): (ReadHalf, WriteHalf),
+    remote: Remote,
+) {
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let read_magic = async {
+        while input.len() < MAGIC_V2.len() {
+            if !matches!(reader.read_buf(&mut input).await, Ok(1..)) {
+                return false;
+            }
+        }
+        true
+    };
     tokio::select! {
         _ = node.stopping() => return,
-        read = tokio::time::timeout(CLIENT_TIMEOUT, reader.read_exact(&mut magic)) => {
-            if !matches!(read, Ok(Ok(_))) {
+        read = tokio::time::timeout(CLIENT_TIMEOUT, read_magic) => {
+            if !matches!(read, Ok(true)) {
                 return;
             }
         }
     }
-    let out = Arc::new(Output::new(
-        WriteHalf::Plain(writer),
-        Some(DEFAULT_HEARTBEAT_INTERVAL),
-    ));
-    if &magic != MAGIC_V2 {
-        tracing::debug!(%peer, ?magic, "bad protocol magic");
+    let out = Arc::new(Output::new(writer, Some(DEFAULT_HEARTBEAT_INTERVAL)));
+    let magic = input.split_to(MAGIC_V2.len());
+    if &magic[..] != MAGIC_V2 {
+        tracing::debug!(peer = %remote.address, ?magic, "bad protocol magic");
         let _ = out.send(FrameType::Error, b"E_BAD_PROTOCOL").await;
         out.shutdown().await;
         return;
     }
     let opts = &node.opts;
-    let host = peer.ip().to_string();
+    let host = remote.host.clone();
     let settings = ClientSettings {
         client_id: host.clone(),
         hostname: host,
@@ -84,12 +98,12 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     let connect_ts = unix_nanos() / 1_000_000_000;
     let client = Arc::new(ClientConn::new(
         node.new_client_id(),
-        peer.to_string(),
+        remote.address.clone(),
         settings,
         connect_ts,
     ));
     node.add_client(client.clone());
-    tracing::debug!(client = client.id, %peer, "client connected");
+    tracing::debug!(client = client.id, peer = %remote.address, "client connected");
 
     let heartbeat = tokio::spawn(pump::heartbeats(
         client.clone(),
@@ -106,11 +120,11 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
         must_upgrade: node.opts.tls_required != TlsRequired::No,
         node: node.clone(),
         client: client.clone(),
-        peer,
-        reader: ReadHalf::Plain(reader),
+        remote,
+        reader,
         heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
         auth_secret: None,
-        input: BytesMut::with_capacity(16 * 1024),
+        input,
         raw: BytesMut::new(),
         decoder: None,
         out: out.clone(),
@@ -130,7 +144,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
 struct Session {
     node: Arc<Node>,
     client: Arc<ClientConn>,
-    peer: SocketAddr,
+    remote: Remote,
     limits: Limits,
     reader: ReadHalf,
     /// `--tls-required` and not yet upgraded: only IDENTIFY is allowed.
