@@ -571,19 +571,25 @@ async fn a_snappy_chunk_with_a_bad_checksum_is_never_executed() {
 }
 
 /// Raw DEFLATE has no checksum, but a stream that breaks does not get to
-/// execute what it decoded in the same step.
+/// execute what it decoded in the same step: here a whole PUB, decoded in the
+/// step's first 64 KiB, before the break.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_deflate_stream_is_never_executed() {
     use nsq::protocol::compress::{Decoder, Encoder};
     let nsqd = start_default_nsqd().await;
-    let publish = Command::Pub {
+    let mut plain = Command::Pub {
         topic: "broken".into(),
         body: b"body".to_vec().into(),
+    }
+    .to_bytes()
+    .to_vec();
+    let big = Command::Pub {
+        topic: "broken".into(),
+        body: vec![b'a'; 100_000].into(),
     };
+    plain.extend_from_slice(&big.to_bytes());
     let mut wire = bytes::BytesMut::new();
-    Encoder::deflate(6)
-        .encode(&publish.to_bytes(), &mut wire)
-        .unwrap();
+    Encoder::deflate(6).encode(&plain, &mut wire).unwrap();
     // A final block of the reserved type 3: the stream is broken.
     wire.extend_from_slice(&[0xff, 0xff]);
     let frames = compressed_exchange(
