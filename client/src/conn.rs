@@ -246,7 +246,11 @@ pub struct Connection {
 /// unix socket when `addr` is a path.
 async fn dial(addr: &str) -> std::io::Result<(ReadHalf, WriteHalf)> {
     if transport::is_unix_socket_path(addr) {
-        let stream = tokio::net::UnixStream::connect(addr).await?;
+        let stream = tokio::net::UnixStream::connect(addr).await.map_err(|e| {
+            // Most likely a TCP address without its port.
+            let why = format!("no unix socket at this path ({e}); a TCP address is host:port");
+            std::io::Error::new(e.kind(), why)
+        })?;
         return Ok(transport::split_unix(stream));
     }
     let stream = TcpStream::connect(addr).await?;

@@ -191,3 +191,15 @@ async fn nsqd_on_a_unix_socket_registers_its_broadcast_port() {
     lookupd.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An address without a port is a path by upstream's rule; when nothing is
+/// there, the error says what a TCP address looks like.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_without_a_port_gets_a_clear_error() {
+    let error = nsq::conn::Connection::connect("localhost", &nsq::Config::default())
+        .await
+        .err()
+        .expect("nothing listens at ./localhost")
+        .to_string();
+    assert!(error.contains("host:port"), "{error}");
+}
