@@ -15,6 +15,7 @@ use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
 use nsq_daemon::logging::LogLevelHook;
 use nsq_daemon::lookup_protocol::{LookupCommand, PeerIdentity};
+use nsq_daemon::tcp::LocalAddr;
 use nsq_daemon::VERSION;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
@@ -32,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 /// its listeners are bound, and the parts built from the options.
 pub struct NodeSetup {
     pub opts: Options,
-    pub tcp_addr: SocketAddr,
-    pub http_addr: Option<SocketAddr>,
+    pub tcp_addr: LocalAddr,
+    pub http_addr: Option<LocalAddr>,
     pub https_addr: Option<SocketAddr>,
     pub tls: Option<nsq_daemon::tls::TlsAcceptor>,
     pub lookupd_tls: Option<crate::tls::LookupdTls>,
@@ -57,8 +58,8 @@ pub struct Node {
     /// Unix seconds.
     pub start_time: i64,
     started_at: Instant,
-    pub tcp_addr: SocketAddr,
-    pub http_addr: Option<SocketAddr>,
+    pub tcp_addr: LocalAddr,
+    pub http_addr: Option<LocalAddr>,
     pub https_addr: Option<SocketAddr>,
     /// Upgrades connections that ask for TLS; `None` without `--tls-cert`.
     pub tls: Option<nsq_daemon::tls::TlsAcceptor>,
@@ -89,15 +90,17 @@ pub struct Node {
 impl Node {
     pub fn new(setup: NodeSetup) -> Arc<Node> {
         let opts = setup.opts;
-        let port = |configured: u16, bound: Option<SocketAddr>| match configured {
-            0 => bound.map_or(0, |a| a.port()),
+        // As upstream: a unix socket has no port to announce, so lookupd
+        // hears 0 unless --broadcast-*-port says otherwise.
+        let port = |configured: u16, bound: Option<&LocalAddr>| match configured {
+            0 => bound.and_then(LocalAddr::port).unwrap_or(0),
             port => port,
         };
         let identity = PeerIdentity {
             broadcast_address: opts.broadcast_address.clone(),
             hostname: crate::options::hostname(),
-            tcp_port: port(opts.broadcast_tcp_port, Some(setup.tcp_addr)),
-            http_port: port(opts.broadcast_http_port, setup.http_addr),
+            tcp_port: port(opts.broadcast_tcp_port, Some(&setup.tcp_addr)),
+            http_port: port(opts.broadcast_http_port, setup.http_addr.as_ref()),
             version: VERSION.to_string(),
         };
         let data_dir = setup.disk.dir.clone();
