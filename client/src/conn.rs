@@ -242,13 +242,28 @@ pub struct Connection {
     pub identity: IdentifyResponse,
 }
 
+/// The halves of a new plain connection to `addr`: TCP with Nagle off, or a
+/// unix socket when `addr` is a path.
+async fn dial(addr: &str) -> std::io::Result<(ReadHalf, WriteHalf)> {
+    if transport::is_unix_socket_path(addr) {
+        let stream = tokio::net::UnixStream::connect(addr).await.map_err(|e| {
+            // Most likely a TCP address without its port.
+            let why = format!("no unix socket at this path ({e}); a TCP address is host:port");
+            std::io::Error::new(e.kind(), why)
+        })?;
+        return Ok(transport::split_unix(stream));
+    }
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(transport::split(stream))
+}
+
 impl Connection {
-    /// Dials `addr`, sends the magic and IDENTIFY, and performs the upgrades
-    /// nsqd agreed to.
+    /// Dials `addr` (`host:port`, or the path of nsqd's unix socket), sends
+    /// the magic and IDENTIFY, and performs the upgrades nsqd agreed to.
     pub async fn connect(addr: &str, config: &Config) -> Result<Connection> {
-        let stream = match tokio::time::timeout(config.dial_timeout, TcpStream::connect(addr)).await
-        {
-            Ok(Ok(stream)) => stream,
+        let (read, write) = match tokio::time::timeout(config.dial_timeout, dial(addr)).await {
+            Ok(Ok(halves)) => halves,
             Ok(Err(e)) => return Err(Error::io(addr, e)),
             Err(_) => {
                 return Err(Error::Timeout {
@@ -257,8 +272,6 @@ impl Connection {
                 })
             }
         };
-        stream.set_nodelay(true).map_err(|e| Error::io(addr, e))?;
-        let (read, write) = transport::split(stream);
         let mut conn = Connection {
             reader: FrameReader {
                 addr: addr.to_string(),

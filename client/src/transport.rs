@@ -1,7 +1,9 @@
 //! The two halves of a TCP connection that may turn to TLS midway, as NSQ's
 //! connections do: they start plain and, when IDENTIFY asks for it, continue
 //! encrypted. Generic over the TLS stream, because a client's and a server's
-//! differ: this crate's connections and nsqd's use the same halves.
+//! differ: this crate's connections and nsqd's use the same halves. A
+//! connection may also run over a unix socket (nsqd v1.3 listens on one when
+//! its address is a path), plain only.
 //!
 //! Enums, not boxed trait objects, keep the plain path as direct as a bare
 //! socket: one predictable branch per read or write.
@@ -11,7 +13,7 @@ use std::io;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{unix, TcpStream, UnixStream};
 
 /// How long a connection in a tight request/response loop polls for its
 /// next bytes before it parks: waking a parked task costs more than that.
@@ -36,6 +38,7 @@ pub const SPIN_WINDOW: Duration = Duration::from_micros(50);
 /// ```
 pub enum ReadHalf<S> {
     Plain(OwnedReadHalf),
+    Unix(unix::OwnedReadHalf),
     Tls(tokio::io::ReadHalf<S>),
     /// Lent to a TLS upgrade in progress: reads fail until it is put back.
     Detached,
@@ -55,6 +58,7 @@ pub enum ReadHalf<S> {
 /// ```
 pub enum WriteHalf<S> {
     Plain(OwnedWriteHalf),
+    Unix(unix::OwnedWriteHalf),
     Tls(tokio::io::WriteHalf<S>),
     /// Lent to a TLS upgrade in progress: writes fail until it is put back.
     Detached,
@@ -64,6 +68,33 @@ pub enum WriteHalf<S> {
 pub fn split<S>(tcp: TcpStream) -> (ReadHalf<S>, WriteHalf<S>) {
     let (read, write) = tcp.into_split();
     (ReadHalf::Plain(read), WriteHalf::Plain(write))
+}
+
+/// The halves of a unix socket connection.
+pub fn split_unix<S>(stream: UnixStream) -> (ReadHalf<S>, WriteHalf<S>) {
+    let (read, write) = stream.into_split();
+    (ReadHalf::Unix(read), WriteHalf::Unix(write))
+}
+
+/// Whether `addr` names a unix socket rather than a TCP `host:port`, by
+/// upstream's rule: whatever does not split as `host:port` is a path.
+///
+/// ```
+/// use nsq::transport::is_unix_socket_path;
+///
+/// assert!(is_unix_socket_path("/run/nsqd.sock"));
+/// assert!(!is_unix_socket_path("127.0.0.1:4150"));
+/// assert!(!is_unix_socket_path("[::1]:4150"));
+/// ```
+pub fn is_unix_socket_path(addr: &str) -> bool {
+    let host_port = match addr.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once("]:"),
+        None => addr.split_once(':').filter(|(_, port)| !port.contains(':')),
+    };
+    match host_port {
+        Some((host, _)) => host.contains(['[', ']']),
+        None => true,
+    }
 }
 
 /// The halves of a connection once its TLS handshake is done.
@@ -79,6 +110,10 @@ pub fn reunite<S>(read: ReadHalf<S>, write: WriteHalf<S>) -> io::Result<TcpStrea
         (ReadHalf::Plain(read), WriteHalf::Plain(write)) => read
             .reunite(write)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+        (ReadHalf::Unix(_), _) | (_, WriteHalf::Unix(_)) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "TLS over a unix socket is not supported",
+        )),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "connection is not plain TCP",
@@ -95,12 +130,13 @@ impl<S: AsyncRead> ReadHalf<S> {
     pub async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             ReadHalf::Plain(r) => r.read_buf(buf).await,
+            ReadHalf::Unix(r) => r.read_buf(buf).await,
             ReadHalf::Tls(r) => r.read_buf(buf).await,
             ReadHalf::Detached => Err(detached()),
         }
     }
 
-    /// As [`ReadHalf::read_buf`], but a plain socket is first polled for up
+    /// As [`ReadHalf::read_buf`], but a plain socket (TCP or unix) is first polled for up
     /// to `window` before the task parks: in a request/response loop the
     /// answer usually comes sooner than a parked task wakes. TLS parks at
     /// once (its reads cannot be polled without waiting). Cancel-safe.
@@ -109,10 +145,15 @@ impl<S: AsyncRead> ReadHalf<S> {
         buf: &mut BytesMut,
         window: Duration,
     ) -> io::Result<usize> {
-        if let (ReadHalf::Plain(r), false) = (&mut *self, window.is_zero()) {
+        if !window.is_zero() {
             let until = Instant::now() + window;
             loop {
-                match r.try_read_buf(buf) {
+                let attempt = match self {
+                    ReadHalf::Plain(r) => r.try_read_buf(buf),
+                    ReadHalf::Unix(r) => r.try_read_buf(buf),
+                    _ => break,
+                };
+                match attempt {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         if Instant::now() >= until {
                             break;
@@ -132,6 +173,7 @@ impl<S: AsyncWrite> WriteHalf<S> {
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             WriteHalf::Plain(w) => w.write_all(bytes).await,
+            WriteHalf::Unix(w) => w.write_all(bytes).await,
             // rustls may hold records back until flushed.
             WriteHalf::Tls(w) => {
                 w.write_all(bytes).await?;
@@ -145,6 +187,7 @@ impl<S: AsyncWrite> WriteHalf<S> {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             WriteHalf::Plain(w) => w.shutdown().await,
+            WriteHalf::Unix(w) => w.shutdown().await,
             WriteHalf::Tls(w) => w.shutdown().await,
             WriteHalf::Detached => Ok(()),
         }

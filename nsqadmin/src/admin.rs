@@ -87,7 +87,7 @@ impl NsqAdmin {
 
     /// Stops serving and sampling, and waits for both.
     pub async fn shutdown(mut self) {
-        tracing::info!("shutting down");
+        tracing::info!("nsqadmin: shutting down");
         self.state.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
     }

@@ -96,6 +96,9 @@ pub struct Options {
     #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
     #[serde(skip)]
     pub history_retention: Duration,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub http_timeouts: nsq_daemon::http_server::HttpTimeouts,
 }
 
 impl Default for Options {

@@ -47,22 +47,8 @@ const ROUTES: &[Route] = &[
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
     let app = Router::new().fallback(route).with_state(state.clone());
-    let shutdown = state.shutdown.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await });
-    let deadline = async {
-        state.shutdown.cancelled().await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    tokio::select! {
-        served = server => if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        },
-        _ = deadline => tracing::warn!("HTTP: requests still open at shutdown; dropped"),
-    }
+    let timeouts = state.opts.http_timeouts;
+    nsq_daemon::http_server::serve("HTTP", listener, app, timeouts, state.shutdown.clone()).await
 }
 
 async fn route(

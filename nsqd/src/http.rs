@@ -17,13 +17,16 @@ use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::http_api::{
     config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1,
 };
+use nsq_daemon::tcp::{Listener, LocalAddr};
 use nsq_daemon::VERSION;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
-    serve_on(node, listener, false).await
+pub async fn serve(node: Arc<Node>, listener: Listener) {
+    match listener {
+        Listener::Tcp(tcp) => serve_on(node, tcp, false).await,
+        Listener::Unix(unix) => serve_on(node, unix, false).await,
+    }
 }
 
 /// The same API over TLS (`--https-address`).
@@ -41,19 +44,15 @@ struct Served {
 async fn serve_on<L>(node: Arc<Node>, listener: L, https: bool)
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L::Addr: Clone + Send + Sync + 'static,
 {
     let app = Router::new().fallback(route).with_state(Served {
         node: node.clone(),
         https,
     });
-    let shutdown = node.shutdown_token();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %e, https, "HTTP server failed");
-    }
+    let name = if https { "HTTPS" } else { "HTTP" };
+    let timeouts = node.opts.http_timeouts;
+    nsq_daemon::http_server::serve(name, listener, app, timeouts, node.shutdown_token()).await
 }
 
 /// With `--tls-required=true`, plain HTTP refuses every request and points
@@ -233,8 +232,13 @@ fn info(node: &Node) -> V1 {
         version: VERSION.into(),
         broadcast_address: opts.broadcast_address.clone(),
         hostname: crate::options::hostname(),
-        http_port: node.http_addr.map_or(-1, |a| a.port() as i32),
-        tcp_port: node.tcp_addr.port() as i32,
+        // -1 for a unix socket, as upstream.
+        http_port: node
+            .http_addr
+            .as_ref()
+            .and_then(LocalAddr::port)
+            .map_or(-1, i32::from),
+        tcp_port: node.tcp_addr.port().map_or(-1, i32::from),
         start_time: node.start_time,
         max_heartbeat_interval: opts.max_heartbeat_interval.as_nanos() as i64,
         max_output_buffer_size: opts.max_output_buffer_size,
@@ -351,7 +355,9 @@ async fn publish(node: &Node, query: &str, content_length: Option<u64>, body: Bo
     } else {
         Item::Deferred(msg, Instant::now() + defer)
     };
-    node.publish(&topic.name, item, len).map_err(put_error)?;
+    node.publish(&topic.name, item, len)
+        .await
+        .map_err(put_error)?;
     Ok(V1::Text("OK".into()))
 }
 
@@ -389,6 +395,7 @@ async fn multi_publish(
     if count > 0 {
         let run = Run::new(records, count, node.ids.reserve(count as u64), unix_nanos());
         node.publish(&topic.name, Item::Run(run), bytes)
+            .await
             .map_err(put_error)?;
     }
     Ok(V1::Text("OK".into()))

@@ -11,9 +11,6 @@ mod diskqueue;
 mod e2e;
 mod guid;
 mod http;
-// The durable log engine, not yet used by topics and channels: issue 15
-// wires it in. Until then its API is used only by its own tests.
-#[allow(dead_code, unused_imports)]
 mod log;
 mod lookup;
 mod message;

@@ -139,6 +139,7 @@ fn quantiles(out: &mut Exposition, labels: &[(&str, &str)], latency: &E2eProcess
 pub fn render(node: &Node, format: Format) -> String {
     let me = node.peer_identity();
     let stats = node.stats("", "", false);
+    let log_fsyncs = node.log_fsyncs();
     let node = format!("{}:{}", me.broadcast_address, me.http_port);
     let node = node.as_str();
     let topics = stats.topics.as_deref().unwrap_or_default();
@@ -159,6 +160,14 @@ pub fn render(node: &Node, format: Format) -> String {
     process_families(&mut out, &node_only);
     out.family("nsqd_topics", "Topics on this nsqd", Kind::Gauge)
         .sample(&node_only, topics.len() as u64);
+    if let Some(fsyncs) = log_fsyncs {
+        out.family(
+            "nsqd_log_fsyncs",
+            "fsyncs of topic logs, journals and their directories (log mode)",
+            Kind::Counter,
+        )
+        .sample(&node_only, fsyncs);
+    }
     for (name, help, value) in TOPIC_METRICS {
         out.family(name, help, value(&TopicStats::default()).kind());
         for t in topics {

@@ -6,6 +6,7 @@ use crate::channel::{Channel, ChannelConfig};
 use crate::client_conn::ClientConn;
 use crate::diskqueue::DiskConfig;
 use crate::guid::IdGenerator;
+use crate::log::LogWriter;
 use crate::lookup::Lookup;
 use crate::metadata::{self, ChannelMeta, Metadata, TopicMeta};
 use crate::options::{LogLevel, Options};
@@ -14,6 +15,7 @@ use crate::topic::{PutError, Topic};
 use nsq::api::Stats;
 use nsq_daemon::logging::LogLevelHook;
 use nsq_daemon::lookup_protocol::{LookupCommand, PeerIdentity};
+use nsq_daemon::tcp::LocalAddr;
 use nsq_daemon::VERSION;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
@@ -31,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 /// its listeners are bound, and the parts built from the options.
 pub struct NodeSetup {
     pub opts: Options,
-    pub tcp_addr: SocketAddr,
-    pub http_addr: Option<SocketAddr>,
+    pub tcp_addr: LocalAddr,
+    pub http_addr: Option<LocalAddr>,
     pub https_addr: Option<SocketAddr>,
     pub tls: Option<nsq_daemon::tls::TlsAcceptor>,
     pub lookupd_tls: Option<crate::tls::LookupdTls>,
@@ -40,6 +42,8 @@ pub struct NodeSetup {
     pub auth_http: reqwest::Client,
     /// The data directory and how its disk queues are written.
     pub disk: DiskConfig,
+    /// The log writer, in log mode (`--mem-queue-size=0`).
+    pub log_writer: Option<Arc<LogWriter>>,
     /// Held for the node's life: one nsqd per data directory.
     pub dir_lock: File,
     pub log_level_hook: Option<LogLevelHook>,
@@ -54,8 +58,8 @@ pub struct Node {
     /// Unix seconds.
     pub start_time: i64,
     started_at: Instant,
-    pub tcp_addr: SocketAddr,
-    pub http_addr: Option<SocketAddr>,
+    pub tcp_addr: LocalAddr,
+    pub http_addr: Option<LocalAddr>,
     pub https_addr: Option<SocketAddr>,
     /// Upgrades connections that ask for TLS; `None` without `--tls-cert`.
     pub tls: Option<nsq_daemon::tls::TlsAcceptor>,
@@ -65,6 +69,9 @@ pub struct Node {
     pub lookup: Lookup,
     data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Taken while a topic's files are opened or removed, so that one topic
+    /// never has two logs open, nor one opened while it is being removed.
+    topic_files: Mutex<()>,
     clients: Mutex<FxHashMap<u64, Arc<ClientConn>>>,
     next_client_id: AtomicU64,
     log_level: Mutex<LogLevel>,
@@ -83,15 +90,17 @@ pub struct Node {
 impl Node {
     pub fn new(setup: NodeSetup) -> Arc<Node> {
         let opts = setup.opts;
-        let port = |configured: u16, bound: Option<SocketAddr>| match configured {
-            0 => bound.map_or(0, |a| a.port()),
+        // As upstream: a unix socket has no port to announce, so lookupd
+        // hears 0 unless --broadcast-*-port says otherwise.
+        let port = |configured: u16, bound: Option<&LocalAddr>| match configured {
+            0 => bound.and_then(LocalAddr::port).unwrap_or(0),
             port => port,
         };
         let identity = PeerIdentity {
             broadcast_address: opts.broadcast_address.clone(),
             hostname: crate::options::hostname(),
-            tcp_port: port(opts.broadcast_tcp_port, Some(setup.tcp_addr)),
-            http_port: port(opts.broadcast_http_port, setup.http_addr),
+            tcp_port: port(opts.broadcast_tcp_port, Some(&setup.tcp_addr)),
+            http_port: port(opts.broadcast_http_port, setup.http_addr.as_ref()),
             version: VERSION.to_string(),
         };
         let data_dir = setup.disk.dir.clone();
@@ -102,6 +111,7 @@ impl Node {
             e2e_percentiles: opts.e2e_processing_latency_percentiles.clone().into(),
             e2e_window: opts.e2e_processing_latency_window_time,
             disk: setup.disk,
+            log_writer: setup.log_writer,
         };
         let shutdown = CancellationToken::new();
         Arc::new_cyclic(|me: &std::sync::Weak<Node>| {
@@ -133,6 +143,7 @@ impl Node {
                 }),
                 tls: setup.tls,
                 topics: RwLock::new(BTreeMap::new()),
+                topic_files: Mutex::new(()),
                 clients: Mutex::new(FxHashMap::default()),
                 next_client_id: AtomicU64::new(0),
                 log_level: Mutex::new(opts.log_level),
@@ -185,13 +196,14 @@ impl Node {
         if let Some(topic) = self.topic(name) {
             return Ok(topic);
         }
-        let mut topics = self.topics.write();
-        if let Some(topic) = topics.get(name) {
-            return Ok(topic.clone());
+        // Opening a topic may read its files: outside the topics' lock, so
+        // that publishes to other topics go on meanwhile.
+        let _turn = self.topic_files.lock();
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
         }
-        let topic = Topic::new(name, self.channel_config.clone())?;
-        topics.insert(name.to_string(), topic.clone());
-        drop(topics);
+        let topic = blocking(|| Topic::new(name, self.channel_config.clone()))?;
+        self.topics.write().insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, "topic created");
         self.note_metadata_change(name);
         self.lookup.notify(LookupCommand::Register {
@@ -254,7 +266,7 @@ impl Node {
         topic: &Topic,
         name: &str,
     ) -> Result<Arc<Channel>, PutError> {
-        let (channel, created) = topic.get_or_create_channel(name)?;
+        let (channel, created) = blocking(|| topic.get_or_create_channel(name))?;
         if created {
             tracing::info!(topic = %topic.name, channel = name, "channel created");
             self.note_metadata_change(name);
@@ -266,11 +278,22 @@ impl Node {
         Ok(channel)
     }
 
-    /// Publishes to a topic, creating it if needed.
-    pub fn publish(&self, topic: &str, item: Item, body_bytes: usize) -> Result<(), PutError> {
-        let result = self
+    /// Publishes to a topic, creating it if needed; returns once the
+    /// publish may be acknowledged (in log mode, once the log committed it).
+    pub async fn publish(
+        &self,
+        topic: &str,
+        item: Item,
+        body_bytes: usize,
+    ) -> Result<(), PutError> {
+        let put = self
             .get_or_create_topic(topic)
-            .and_then(|t| t.put(item, body_bytes));
+            .and_then(|t| Ok((t.put(item, body_bytes)?, t)));
+        let result = match put {
+            Ok((Some(end), topic)) => topic.committed(end).await.map_err(PutError::Backend),
+            Ok((None, _)) => Ok(()),
+            Err(e) => Err(e),
+        };
         match &result {
             Err(PutError::Backend(e)) => {
                 tracing::error!(topic, error = %e, "publish failed: disk write error");
@@ -292,10 +315,11 @@ impl Node {
     }
 
     pub fn delete_topic(&self, name: &str) -> bool {
+        let _turn = self.topic_files.lock();
         let Some(topic) = self.topics.write().remove(name) else {
             return false;
         };
-        topic.delete();
+        blocking(|| topic.delete());
         tracing::info!(topic = name, "topic deleted");
         self.note_metadata_change(name);
         self.lookup.notify(LookupCommand::Unregister {
@@ -306,7 +330,7 @@ impl Node {
     }
 
     pub fn delete_channel(&self, topic: &Topic, channel: &str) -> bool {
-        let deleted = topic.delete_channel(channel).is_some();
+        let deleted = blocking(|| topic.delete_channel(channel)).is_some();
         if deleted {
             tracing::info!(topic = %topic.name, channel, "channel deleted");
             self.note_metadata_change(channel);
@@ -330,7 +354,7 @@ impl Node {
                 topics.remove(&topic.name);
             }
             drop(topics);
-            topic.delete();
+            blocking(|| topic.delete());
             tracing::info!(topic = %topic.name, "ephemeral topic deleted");
             self.lookup.notify(LookupCommand::Unregister {
                 topic: topic.name.clone(),
@@ -428,6 +452,10 @@ impl Node {
                 tracing::error!(topic = %topic.name, error = %e, "failed to save topic state");
             }
         }
+        // Last: it writes and fsyncs what the logs and journals still hold.
+        if let Some(writer) = &self.channel_config.log_writer {
+            writer.shutdown();
+        }
         metadata
     }
 
@@ -438,6 +466,11 @@ impl Node {
                 tracing::error!(topic = %topic.name, error = %e, "disk queue sync failed");
             }
         }
+    }
+
+    /// fsyncs the log writer made since start; `None` outside log mode.
+    pub fn log_fsyncs(&self) -> Option<u64> {
+        self.channel_config.log_writer.as_ref().map(|w| w.fsyncs())
     }
 
     pub fn started_at(&self) -> Instant {
@@ -508,7 +541,8 @@ impl Node {
     }
 
     /// Recreates the topics and channels of `nsqd.dat`, and any whose queue
-    /// files exist without an entry there (created just before a crash).
+    /// files, logs or journals exist without an entry there (created just
+    /// before a crash).
     pub async fn restore(&self) -> std::io::Result<()> {
         let mut wanted: BTreeMap<String, (bool, BTreeMap<String, bool>)> = BTreeMap::new();
         if let Some(meta) = metadata::load(&self.data_dir)? {
@@ -523,6 +557,18 @@ impl Node {
         for file in std::fs::read_dir(&self.data_dir)?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
         {
+            if let Some(topic) = file.strip_suffix(".log") {
+                // A topic log, with a journal per channel.
+                let entry = wanted.entry(topic.to_string()).or_default();
+                for journal in std::fs::read_dir(self.data_dir.join(&file))?
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                {
+                    if let Some(channel) = journal.strip_suffix(".journal") {
+                        entry.1.entry(channel.to_string()).or_insert(false);
+                    }
+                }
+                continue;
+            }
             let Some((name, _)) = file.split_once(".queue.") else {
                 continue;
             };
@@ -568,5 +614,18 @@ impl Node {
             topic.start();
         }
         Ok(())
+    }
+}
+
+/// Runs file work (opening or removing a topic's log or a channel's
+/// journal) from an async context: on a multi-threaded runtime the worker
+/// hands its other tasks to the rest first, so that a slow disk stalls only
+/// the caller.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    match multi_thread {
+        true => tokio::task::block_in_place(f),
+        false => f(),
     }
 }

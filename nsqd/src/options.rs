@@ -160,6 +160,9 @@ pub struct Options {
     #[arg(long, default_value_t = 0)]
     #[serde(skip)]
     pub max_tcp_connections: usize,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub http_timeouts: nsq_daemon::http_server::HttpTimeouts,
 
     /// Latency quantile to report, in (0,1]; repeatable or comma-separated.
     /// Without one, latency is not measured.

@@ -2,10 +2,12 @@
 //! the listeners, builds the [`Node`], starts its tasks, and stops them all.
 
 use crate::diskqueue::DiskConfig;
+use crate::log::{LogWriter, SyncPolicy};
 use crate::metadata;
 use crate::node::{Node, NodeSetup};
 use crate::options::{ClientAuthPolicy, Options, TlsRequired};
 use nsq_daemon::logging::LogLevelHook;
+use nsq_daemon::tcp::{Listener, LocalAddr};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,19 +56,22 @@ impl Nsqd {
         let lookupd_tls = crate::tls::lookupd(&opts)?;
         let auth_http = crate::tls::http_client(&opts)?;
         let lookupd_http = crate::tls::lookupd_http(&opts)?;
-        let listen = nsq_daemon::tcp::listen;
+        // TCP and HTTP listen on a unix socket when their address is a path.
+        let listen = nsq_daemon::tcp::listen_tcp_or_unix;
         let tcp = listen("TCP", &opts.tcp_address).await?;
         let http = match opts.http_address.as_str() {
             "" => None,
             addr => Some(listen("HTTP", addr).await?),
         };
         let https = match (&tls, opts.https_address.as_str()) {
-            (Some(_), addr) if !addr.is_empty() => Some(listen("HTTPS", addr).await?),
+            (Some(_), addr) if !addr.is_empty() => {
+                Some(nsq_daemon::tcp::listen("HTTPS", addr).await?)
+            }
             _ => None,
         };
         // Upstream expands the statsd prefix once, and `/config` shows it so.
         let http_port = match (opts.broadcast_http_port, &http) {
-            (0, Some(l)) => l.local_addr().map_or(0, |a| a.port()),
+            (0, Some(l)) => l.local_addr().port().unwrap_or(0),
             (port, _) => port,
         };
         opts.statsd_prefix =
@@ -102,6 +107,18 @@ impl Nsqd {
             max_msg_size: opts.max_msg_size as u64,
         };
         let imported = metadata::import_upstream_queues(&disk).map_err(data_err)?;
+        // Log mode: one writer thread for every topic's log; durable (group
+        // commit, an OK after the fsync) with `--sync-every=1`.
+        let log_writer = match opts.mem_queue_size {
+            0 => Some(Arc::new(
+                LogWriter::start(SyncPolicy {
+                    sync_every: opts.sync_every.max(1) as u64,
+                    sync_timeout: opts.sync_timeout,
+                })
+                .map_err(data_err)?,
+            )),
+            _ => None,
+        };
         if imported > 0 {
             tracing::info!(
                 messages = imported,
@@ -111,20 +128,34 @@ impl Nsqd {
         let bound =
             |l: &tokio::net::TcpListener| l.local_addr().expect("bound socket has an address");
         let node = Node::new(NodeSetup {
-            tcp_addr: bound(&tcp),
-            http_addr: http.as_ref().map(bound),
+            tcp_addr: tcp.local_addr(),
+            http_addr: http.as_ref().map(Listener::local_addr),
             https_addr: https.as_ref().map(bound),
             tls,
             lookupd_tls,
             lookupd_http,
             auth_http,
             disk,
+            log_writer,
             dir_lock,
             log_level_hook,
             opts,
         });
         node.restore().await.map_err(data_err)?;
         node.persist_metadata().map_err(data_err)?;
+        if !node.opts.nsqlookupd_tcp_addresses.is_empty() {
+            // nsqd on a unix socket announces port 0 unless told otherwise.
+            let identity = node.peer_identity();
+            for (listener, port) in [("tcp", identity.tcp_port), ("http", identity.http_port)] {
+                if port == 0 {
+                    tracing::warn!(
+                        "{} listens on a unix socket and announces port 0, which nsqlookupd \
+                         refuses; give --broadcast-{listener}-port",
+                        listener.to_ascii_uppercase()
+                    );
+                }
+            }
+        }
         node.lookup
             .set_addresses(node.opts.nsqlookupd_tcp_addresses.clone());
         let mut tasks = JoinSet::new();
@@ -136,7 +167,7 @@ impl Nsqd {
         tracing::info!(address = %node.tcp_addr, "TCP: listening");
         tasks.spawn(crate::tcp::serve(node.clone(), tcp));
         if let Some(http) = http {
-            tracing::info!(address = %bound(&http), "HTTP: listening");
+            tracing::info!(address = %http.local_addr(), "HTTP: listening");
             tasks.spawn(crate::http::serve(node.clone(), http));
         }
         if let (Some(https), Some(tls)) = (https, node.tls.clone()) {
@@ -147,12 +178,31 @@ impl Nsqd {
         Ok(Nsqd { node, tasks })
     }
 
+    /// The TCP address. Panics when nsqd listens on a unix socket: see
+    /// [`Nsqd::tcp_listen_addr`].
     pub fn tcp_addr(&self) -> SocketAddr {
-        self.node.tcp_addr
+        match &self.node.tcp_addr {
+            LocalAddr::Tcp(addr) => *addr,
+            LocalAddr::Unix(path) => panic!("nsqd listens on the unix socket {}", path.display()),
+        }
     }
 
+    /// The HTTP address; `None` when HTTP is disabled or on a unix socket.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.node.http_addr
+        match &self.node.http_addr {
+            Some(LocalAddr::Tcp(addr)) => Some(*addr),
+            _ => None,
+        }
+    }
+
+    /// Where TCP clients connect: an address or a unix socket's path.
+    pub fn tcp_listen_addr(&self) -> &LocalAddr {
+        &self.node.tcp_addr
+    }
+
+    /// Where HTTP clients connect, when HTTP is enabled.
+    pub fn http_listen_addr(&self) -> Option<&LocalAddr> {
+        self.node.http_addr.as_ref()
     }
 
     pub fn https_addr(&self) -> Option<SocketAddr> {
@@ -161,7 +211,7 @@ impl Nsqd {
 
     /// Stops accepting, closes every connection and waits for the listeners.
     pub async fn shutdown(mut self) {
-        tracing::info!("shutting down");
+        tracing::info!("nsqd: shutting down");
         self.node.begin_shutdown();
         while self.tasks.join_next().await.is_some() {}
         let node = self.node.clone();

@@ -1,14 +1,35 @@
-//! The TCP listener: accepts connections and hands each to protocol V2.
+//! The TCP listener (or unix socket): accepts connections and hands each to
+//! protocol V2.
 
 use crate::node::Node;
+use crate::protocol_v2::{serve_connection, Remote};
+use nsq_daemon::tcp::{serve_tcp, Listener};
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+pub async fn serve(node: Arc<Node>, listener: Listener) {
     let shutdown = node.shutdown_token();
     let max_connections = node.opts.max_tcp_connections;
-    nsq_daemon::tcp::serve_tcp(listener, shutdown, max_connections, move |stream, peer| {
-        crate::protocol_v2::serve_connection(node.clone(), stream, peer)
-    })
-    .await
+    match listener {
+        Listener::Tcp(tcp) => {
+            serve_tcp(tcp, shutdown, max_connections, move |stream, peer| {
+                let remote = Remote {
+                    address: peer.to_string(),
+                    host: peer.ip().to_string(),
+                };
+                serve_connection(node.clone(), nsq::transport::split(stream), remote)
+            })
+            .await
+        }
+        Listener::Unix(unix) => {
+            serve_tcp(unix, shutdown, max_connections, move |stream, peer| {
+                // Go names an unnamed unix peer "@", and finds no host in it.
+                let remote = Remote {
+                    address: peer.to_string(),
+                    host: String::new(),
+                };
+                serve_connection(node.clone(), nsq::transport::split_unix(stream), remote)
+            })
+            .await
+        }
+    }
 }

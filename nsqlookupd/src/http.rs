@@ -13,41 +13,25 @@ use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::http_api::{err, resolve, Answer, Params, Route, GET, POST, V1};
 use nsq_daemon::VERSION;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How long shutdown waits for requests in progress (a client that stalls
-/// mid-request would otherwise hold it up for good).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
-    serve_on(state, listener).await
+    serve_on(state, listener, "HTTP").await
 }
 
 /// The same API over TLS (`--https-address`, ours).
 pub async fn serve_https(state: Arc<State>, listener: nsq_daemon::tls::HttpsListener) {
-    serve_on(state, listener).await
+    serve_on(state, listener, "HTTPS").await
 }
 
-async fn serve_on<L>(state: Arc<State>, listener: L)
+async fn serve_on<L>(state: Arc<State>, listener: L, name: &'static str)
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L::Addr: Clone + Send + Sync + 'static,
 {
     let app = Router::new().fallback(route).with_state(state.clone());
-    let shutdown = state.shutdown.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
-    let deadline = async {
-        state.shutdown.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        served = server => if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        },
-        _ = deadline => tracing::warn!("HTTP: requests still open at shutdown; dropped"),
-    }
+    let timeouts = state.opts.http_timeouts;
+    nsq_daemon::http_server::serve(name, listener, app, timeouts, state.shutdown.clone()).await
 }
 
 const ROUTES: &[Route] = &[

@@ -99,7 +99,7 @@ impl Lookupd {
 
     /// Stops accepting, closes every connection and waits for both servers.
     pub async fn shutdown(mut self) {
-        tracing::info!("shutting down");
+        tracing::info!("nsqlookupd: shutting down");
         self.state.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
     }

@@ -61,6 +61,8 @@ pub struct Options {
     /// (ours; upstream has no such limit).
     #[arg(long, default_value_t = 0)]
     pub max_tcp_connections: usize,
+    #[command(flatten)]
+    pub http_timeouts: nsq_daemon::http_server::HttpTimeouts,
     /// A TCP peer must send the magic, and each command, within this time
     /// (not a flag: upstream waits forever, and nsqd PINGs every 15 s).
     #[arg(skip = Duration::from_secs(60))]

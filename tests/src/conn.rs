@@ -205,3 +205,29 @@ impl Conn {
         conn
     }
 }
+
+/// For clients that outlive the nsqd they talk to (crash tests): failures
+/// are results, not panics.
+impl Conn {
+    /// Sends a command; `Err` once the connection is gone.
+    pub async fn try_send(&mut self, cmd: Command) -> std::io::Result<()> {
+        self.stream.write_all(&cmd.to_bytes()).await
+    }
+
+    /// SUB and its OK; `Err` if anything else comes back.
+    pub async fn try_subscribe(&mut self, topic: &str, channel: &str) -> Result<(), ()> {
+        let sub = Command::Sub {
+            topic: topic.into(),
+            channel: channel.into(),
+        };
+        self.try_send(sub).await.map_err(|_| ())?;
+        match self.read_frame_within(crate::PATIENCE).await {
+            Ok(Some(frame))
+                if frame.frame_type == FrameType::Response && &frame.data[..] == b"OK" =>
+            {
+                Ok(())
+            }
+            _ => Err(()),
+        }
+    }
+}

@@ -73,6 +73,17 @@ impl Daemon {
         )
     }
 
+    /// As [`Daemon::start`], with environment variables set for nsqd.
+    pub fn start_with_env(
+        data_path: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut command = std::process::Command::new(workspace_binary("nsqd"));
+        command.envs(env.iter().copied());
+        Daemon::start_with(command, "127.0.0.1", data_path, extra)
+    }
+
     /// As [`Daemon::start`], inside network namespace `netns`, listening on `ip`.
     pub fn start_in_netns(
         netns: &str,

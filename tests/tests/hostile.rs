@@ -481,3 +481,278 @@ async fn lookupd_limits_connections_and_closes_silent_ones() {
     );
     lookupd.shutdown().await;
 }
+
+/// Negotiates compression with `json`, sends `wire` (the client's whole
+/// compressed stream) in one write and returns every frame nsqd sent after
+/// the IDENTIFY response, once it has closed the connection.
+async fn compressed_exchange(
+    nsqd: &Nsqd,
+    json: &str,
+    mut decoder: nsq::protocol::compress::Decoder,
+    wire: &[u8],
+) -> Vec<nsq::protocol::Frame> {
+    let mut stream = TcpStream::connect(nsqd.tcp_addr()).await.unwrap();
+    let mut hello = MAGIC_V2.to_vec();
+    hello.extend_from_slice(&Command::Identify(json.as_bytes().to_vec().into()).to_bytes());
+    stream.write_all(&hello).await.unwrap();
+    let mut plain = bytes::BytesMut::new();
+    let identified = loop {
+        if let Some(frame) = decode_frame(&mut plain, 1 << 20).unwrap() {
+            break frame;
+        }
+        let n = tokio::time::timeout(PATIENCE, stream.read_buf(&mut plain))
+            .await
+            .expect("IDENTIFY answered")
+            .unwrap();
+        assert!(n > 0, "closed before the IDENTIFY response");
+    };
+    assert_eq!(identified.frame_type, FrameType::Response);
+    stream.write_all(wire).await.unwrap();
+    // Everything after the IDENTIFY response is compressed.
+    let mut raw = plain;
+    loop {
+        match tokio::time::timeout(PATIENCE, stream.read_buf(&mut raw)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("nsqd kept the connection open after bad compressed input"),
+        }
+    }
+    let mut plain = bytes::BytesMut::new();
+    decoder.decode(&mut raw, &mut plain, 1 << 20).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = decode_frame(&mut plain, 1 << 20).unwrap() {
+        frames.push(frame);
+    }
+    frames
+}
+
+/// Upstream closes on a chunk that fails its checksum and publishes nothing;
+/// the whole chunk is checked before any byte of it is parsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snappy_chunk_with_a_bad_checksum_is_never_executed() {
+    use nsq::protocol::compress::{Decoder, Encoder};
+    let nsqd = start_default_nsqd().await;
+    // A short body stays an uncompressed chunk (0x01), a long repetitive
+    // one becomes a compressed chunk (0x00).
+    for (topic, body, kind) in [
+        ("crc", vec![b'x'; 4], 0x01),
+        ("crc", vec![b'a'; 2000], 0x00),
+    ] {
+        let publish = Command::Pub {
+            topic: topic.into(),
+            body: body.into(),
+        };
+        let mut wire = bytes::BytesMut::new();
+        Encoder::snappy()
+            .encode(&publish.to_bytes(), &mut wire)
+            .unwrap();
+        // Stream identifier (10 bytes), then type, length (3), masked CRC (4).
+        assert_eq!(wire[10], kind);
+        wire[14] ^= 0x01;
+        let frames = compressed_exchange(
+            &nsqd,
+            r#"{"feature_negotiation":true,"snappy":true}"#,
+            Decoder::snappy(),
+            &wire,
+        )
+        .await;
+        let answers: Vec<_> = frames.iter().map(|f| f.data.clone()).collect();
+        assert_eq!(
+            answers,
+            [&b"OK"[..]],
+            "only IDENTIFY's OK, for chunk type {kind:#04x}"
+        );
+        assert!(
+            topic_stats(&nsqd, topic).await.is_none(),
+            "{topic} was created"
+        );
+    }
+    nsqd.shutdown().await;
+}
+
+/// Raw DEFLATE has no checksum, but a stream that breaks does not get to
+/// execute what it decoded in the same step: here a whole PUB, decoded in the
+/// step's first 64 KiB, before the break.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_deflate_stream_is_never_executed() {
+    use nsq::protocol::compress::{Decoder, Encoder};
+    let nsqd = start_default_nsqd().await;
+    let mut plain = Command::Pub {
+        topic: "broken".into(),
+        body: b"body".to_vec().into(),
+    }
+    .to_bytes()
+    .to_vec();
+    let big = Command::Pub {
+        topic: "broken".into(),
+        body: vec![b'a'; 100_000].into(),
+    };
+    plain.extend_from_slice(&big.to_bytes());
+    let mut wire = bytes::BytesMut::new();
+    Encoder::deflate(6).encode(&plain, &mut wire).unwrap();
+    // A final block of the reserved type 3: the stream is broken.
+    wire.extend_from_slice(&[0xff, 0xff]);
+    let frames = compressed_exchange(
+        &nsqd,
+        r#"{"feature_negotiation":true,"deflate":true}"#,
+        Decoder::deflate(),
+        &wire,
+    )
+    .await;
+    let answers: Vec<_> = frames.iter().map(|f| f.data.clone()).collect();
+    assert_eq!(answers, [&b"OK"[..]]);
+    assert!(topic_stats(&nsqd, "broken").await.is_none());
+    nsqd.shutdown().await;
+}
+
+/// Short HTTP timeouts, so that the tests below wait seconds, not minutes.
+fn quick_http() -> nsq_daemon::http_server::HttpTimeouts {
+    nsq_daemon::http_server::HttpTimeouts {
+        http_header_timeout: Duration::from_secs(2),
+        http_idle_timeout: Duration::from_secs(1),
+    }
+}
+
+/// The HTTP listeners of an nsqd, an nsqlookupd and an nsqadmin, all with
+/// [`quick_http`] timeouts; the daemons are returned to be shut down.
+async fn http_daemons() -> (
+    Nsqd,
+    nsqlookupd::Lookupd,
+    nsqadmin::NsqAdmin,
+    Vec<std::net::SocketAddr>,
+) {
+    let nsqd = start_nsqd(Options {
+        http_timeouts: quick_http(),
+        ..test_options()
+    })
+    .await;
+    let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
+        tcp_address: "127.0.0.1:0".into(),
+        http_address: "127.0.0.1:0".into(),
+        broadcast_address: "127.0.0.1".into(),
+        http_timeouts: quick_http(),
+        ..nsqlookupd::Options::default()
+    })
+    .await
+    .expect("nsqlookupd starts");
+    let admin = nsqadmin::NsqAdmin::start(nsqadmin::Options {
+        http_address: "127.0.0.1:0".into(),
+        nsqd_http_addresses: vec![nsqd.http_addr().unwrap().to_string()],
+        http_timeouts: quick_http(),
+        ..nsqadmin::Options::default()
+    })
+    .await
+    .expect("nsqadmin starts");
+    let addrs = vec![
+        nsqd.http_addr().unwrap(),
+        lookupd.http_addr(),
+        admin.http_addr(),
+    ];
+    (nsqd, lookupd, admin, addrs)
+}
+
+async fn pings(addr: std::net::SocketAddr) -> bool {
+    let answer = http_client()
+        .get(format!("http://{addr}/ping"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    matches!(answer, Ok(r) if r.status() == 200)
+}
+
+/// A client that sends its headers a byte a second is closed once the header
+/// timeout has passed, and `/ping` answers others all along; a connection
+/// left idle after a request is closed after the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_http_clients_are_closed_on_every_listener() {
+    let (nsqd, lookupd, admin, addrs) = http_daemons().await;
+    for addr in addrs {
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let header = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa";
+        let mut closed_after = None;
+        for byte in header {
+            if slow.write_all(&[*byte]).await.is_err()
+                || closed_at_once_within(&mut slow, Duration::from_secs(1)).await
+            {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            assert!(pings(addr).await, "{addr}: /ping stopped answering");
+        }
+        let closed_after =
+            closed_after.unwrap_or_else(|| panic!("{addr}: a trickling client was never closed"));
+        assert!(
+            closed_after >= Duration::from_millis(1500) && closed_after < Duration::from_secs(5),
+            "{addr}: closed after {closed_after:?}; the header timeout is 2 s"
+        );
+
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"OK") {
+            let n = tokio::time::timeout(PATIENCE, idle.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "{addr}: closed before answering");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answered = Instant::now();
+        assert!(
+            closed_at_once(&mut idle).await,
+            "{addr}: an idle connection stayed open"
+        );
+        let idled = answered.elapsed();
+        assert!(
+            idled >= Duration::from_millis(700) && idled < Duration::from_secs(4),
+            "{addr}: closed after {idled:?} idle; the idle timeout is 1 s"
+        );
+    }
+    admin.shutdown().await;
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+}
+
+/// True if the server closes `stream` within `limit` (it sends nothing).
+async fn closed_at_once_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(limit, stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// Go accepts a megabyte of headers; hyper's defaults refuse a hundred
+/// headers (431) and a long request line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_many_headers_and_a_long_query_are_served() {
+    let (nsqd, lookupd, admin, addrs) = http_daemons().await;
+    let query = "x".repeat(60_000);
+    for addr in addrs {
+        let mut request = http_client().get(format!("http://{addr}/ping?pad={query}"));
+        for i in 0..200 {
+            request = request.header(format!("x-header-{i}"), "v".repeat(100));
+        }
+        let answer = request.send().await.expect("request");
+        assert_eq!(answer.status(), 200, "{addr}");
+    }
+    let big = http_client()
+        .post(format!(
+            "http://{}/pub?topic=headers&pad={query}",
+            nsqd.http_addr().unwrap()
+        ))
+        .header("x-big", "v".repeat(500_000))
+        .body("body")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(big.status(), 200);
+    assert_eq!(topic_message_count(&nsqd, "headers").await, 1);
+    admin.shutdown().await;
+    nsqd.shutdown().await;
+    lookupd.shutdown().await;
+}

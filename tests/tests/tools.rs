@@ -93,12 +93,34 @@ async fn nsq_tail_prints_exactly_n_messages_then_exits() {
     assert_success(&out);
     let expected: Vec<String> = (0..5).map(|i| format!("message {i}")).collect();
     assert_eq!(lines(&out), expected);
+    // Its own lines and the client library's carry one time format.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        assert!(
+            go_log_line(line, "[nsq_tail] "),
+            "not prefix + 2006/01/02 15:04:05.000000: {line}"
+        );
+    }
     // The channel it made was ephemeral and went away with it.
     eventually("the ephemeral channel to go", || async {
         channel_count(&nsqd, "tail_direct").await == 0
     })
     .await;
     nsqd.shutdown().await;
+}
+
+/// Whether `line` is `prefix`, a time as `2006/01/02 15:04:05.000000`, a space.
+fn go_log_line(line: &str, prefix: &str) -> bool {
+    let Some(rest) = line.strip_prefix(prefix) else {
+        return false;
+    };
+    let shape = "dddd/dd/dd dd:dd:dd.dddddd ";
+    rest.len() > shape.len()
+        && rest.bytes().zip(shape.bytes()).all(|(c, s)| match s {
+            b'd' => c.is_ascii_digit(),
+            _ => c == s,
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,6 +467,14 @@ async fn nsq_local_runs_a_cluster_and_stops_on_sigterm() {
         out.status,
         out.stderr
     );
+    // One log, three daemons: each says which one is stopping.
+    for daemon in ["nsqadmin", "nsqd", "nsqlookupd"] {
+        assert!(
+            out.stderr.contains(&format!("{daemon}: shutting down")),
+            "{}",
+            out.stderr
+        );
+    }
     let printed = out.stdout;
     assert!(printed.contains(&format!("http://127.0.0.1:{nsqd_http}/pub?topic=test")));
     assert!(printed.contains(&format!("TCP 127.0.0.1:{nsqd_tcp}")));
@@ -454,6 +484,58 @@ async fn nsq_local_runs_a_cluster_and_stops_on_sigterm() {
     assert!(data.join("nsqd.dat").exists());
     let metadata = std::fs::read_to_string(data.join("nsqd.dat")).expect("nsqd.dat");
     assert!(metadata.contains("\"local\""), "{metadata}");
+}
+
+/// A taken port stops nsq_local with a pointer to `--ports-from`, and its
+/// log names the daemon that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsq_local_points_at_ports_from_when_a_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let dir = temp_dir("nsq_local-taken");
+    let out = finish(
+        tool("nsq_local")
+            .arg(format!("--ports-from={port}"))
+            .current_dir(&dir)
+            .spawn()
+            .expect("spawn nsq_local"),
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(out.status.code(), Some(1));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("nsqlookupd failed to start"), "{log}");
+    assert!(log.contains("--ports-from=N"), "{log}");
+}
+
+/// `--help` lists the flags without the Go-style parser's artefacts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_has_no_parser_noise() {
+    for name in [
+        "nsqd",
+        "nsqlookupd",
+        "nsqadmin",
+        "nsq_local",
+        "nsq_tail",
+        "to_nsq",
+        "nsq_stat",
+        "nsq_to_file",
+        "nsq_to_http",
+        "nsq_to_nsq",
+    ] {
+        let out = finish(tool(name).arg("--help").spawn().expect("spawn")).await;
+        assert_success(&out);
+        let help = String::from_utf8_lossy(&out.stdout);
+        // Boolean flags are shown bare (Go-style parsing takes `--version=false`
+        // too, but help need not say so), and no default is an empty string.
+        assert!(help.contains("--version\n"), "{name}: {help}");
+        for noise in ["[default: \"\"]", "--version[", "[=<VERSION>]"] {
+            assert!(!help.contains(noise), "{name}: {noise} in\n{help}");
+        }
+    }
+    let out = finish(tool("nsqd").arg("--help").spawn().expect("spawn")).await;
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--snappy\n"), "{help}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

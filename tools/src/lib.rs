@@ -205,10 +205,11 @@ pub async fn join_all(
     Ok(total)
 }
 
-/// Writes a line the way Go's standard logger does: prefix, `2006/01/02
-/// 15:04:05`, message, on stderr. The time is UTC.
+/// Writes a line the way Go's standard logger does: prefix, time, message,
+/// on stderr; the time as the log lines of [`nsq_daemon::logging`] have it,
+/// so that one stream carries one format.
 pub fn log(prefix: &str, message: fmt::Arguments) {
-    let now = chrono::Utc::now().format("%Y/%m/%d %H:%M:%S");
+    let now = nsq_daemon::logging::timestamp();
     eprintln!("{prefix}{now} {message}");
 }
 

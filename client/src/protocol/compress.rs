@@ -161,7 +161,25 @@ impl Decoder {
 
     /// Decodes from the front of `src` onto `dst` until `src` holds no complete
     /// unit or `dst` reaches `limit` bytes. Consumed input is removed from `src`.
+    ///
+    /// On error `dst` is left as it was before the call and the stream is
+    /// dead: no byte of a chunk that fails its checksum, nor anything a
+    /// broken deflate stream produced in the same step, may reach a parser.
     pub fn decode(
+        &mut self,
+        src: &mut BytesMut,
+        dst: &mut BytesMut,
+        limit: usize,
+    ) -> io::Result<()> {
+        let before = dst.len();
+        let result = self.decode_step(src, dst, limit);
+        if result.is_err() {
+            dst.truncate(before);
+        }
+        result
+    }
+
+    fn decode_step(
         &mut self,
         src: &mut BytesMut,
         dst: &mut BytesMut,
@@ -316,6 +334,57 @@ mod tests {
         dec.decode(&mut BytesMut::from(&wire[..]), &mut out, 1 << 20)
             .unwrap();
         assert_eq!(&out[..], b"from the snap crate");
+    }
+
+    /// A snappy chunk: `kind`, 3-byte length, masked CRC, payload.
+    fn chunk(kind: u8, crc: u32, payload: &[u8]) -> Vec<u8> {
+        let len = (payload.len() + 4) as u32;
+        let mut c = vec![kind];
+        c.extend_from_slice(&len.to_le_bytes()[..3]);
+        c.extend_from_slice(&crc.to_le_bytes());
+        c.extend_from_slice(payload);
+        c
+    }
+
+    #[test]
+    fn a_chunk_that_fails_its_checksum_yields_nothing() {
+        let plain = b"PUB crc\n\x00\x00\x00\x04body";
+        let mut compressed = vec![0; snap::raw::max_compress_len(plain.len())];
+        let n = snap::raw::Encoder::new()
+            .compress(plain, &mut compressed)
+            .unwrap();
+        let good = chunk(0x01, masked_crc(b"NOP\n"), b"NOP\n");
+        for bad in [
+            chunk(0x01, masked_crc(plain) ^ 1, plain),
+            chunk(0x00, masked_crc(plain) ^ 1, &compressed[..n]),
+        ] {
+            let mut wire = BytesMut::from(SNAPPY_STREAM_ID);
+            wire.extend_from_slice(&good);
+            wire.extend_from_slice(&bad);
+            let mut out = BytesMut::from(&b"kept"[..]);
+            let err = Decoder::snappy()
+                .decode(&mut wire, &mut out, 1 << 20)
+                .unwrap_err();
+            assert!(err.to_string().contains("checksum"), "{err}");
+            assert_eq!(&out[..], b"kept", "nothing of the failing step");
+        }
+    }
+
+    #[test]
+    fn a_broken_deflate_stream_yields_nothing_of_its_last_step() {
+        // A whole command fits the step's first 64 KiB of output; the break
+        // comes later in the same step.
+        let mut plain = b"PUB t\n\x00\x00\x00\x01x".to_vec();
+        plain.extend_from_slice(&[b'a'; 100_000]);
+        let mut wire = BytesMut::new();
+        Encoder::deflate(6).encode(&plain, &mut wire).unwrap();
+        // A final block of the reserved type 3.
+        wire.extend_from_slice(&[0xff, 0xff]);
+        let mut out = BytesMut::new();
+        assert!(Decoder::deflate()
+            .decode(&mut wire, &mut out, 1 << 20)
+            .is_err());
+        assert!(out.is_empty(), "{} bytes decoded", out.len());
     }
 
     #[test]

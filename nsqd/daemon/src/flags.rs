@@ -165,7 +165,12 @@ pub fn try_parse<T: CommandFactory + FromArgMatches>(
 ) -> Result<(T, Parsed), clap::Error> {
     let args = normalize_dashes(args);
     let cmd = go_style(T::command());
-    let matches = cmd.clone().try_get_matches_from(&args)?;
+    let matches = match cmd.clone().try_get_matches_from(&args) {
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Err(help(T::command(), &args[0]).unwrap_or(e))
+        }
+        matches => matches?,
+    };
     let mut parsed = Parsed::default();
     let config_path = matches
         .try_get_one::<String>("config")
@@ -193,6 +198,28 @@ pub fn defaults<T: clap::Args + FromArgMatches>() -> T {
         .try_get_matches_from(["defaults"])
         .expect("declared defaults parse");
     T::from_arg_matches(&matches).expect("declared defaults parse")
+}
+
+/// The `--help` of `cmd` as declared: boolean flags shown bare (`--verbose`,
+/// not `--verbose[=<VERBOSE>] [default: false]`, which is how the Go-style
+/// parser sees them) and no `[default: ""]`.
+fn help(cmd: Command, program: &OsString) -> Option<clap::Error> {
+    quiet_empty_defaults(cmd)
+        .try_get_matches_from([program.clone(), "--help".into()])
+        .err()
+        .filter(|e| e.kind() == clap::error::ErrorKind::DisplayHelp)
+}
+
+/// Help says nothing of a default that is the empty string.
+fn quiet_empty_defaults(cmd: Command) -> Command {
+    cmd.mut_args(|arg| {
+        let defaults = arg.get_default_values();
+        if !defaults.is_empty() && defaults.iter().all(|d| d.is_empty()) {
+            arg.hide_default_value(true)
+        } else {
+            arg
+        }
+    })
 }
 
 /// `cmd` with Go's syntax for its boolean flags (clap's `SetTrue` ones):
@@ -355,6 +382,18 @@ mod tests {
             "Go takes no separate value"
         );
         assert!(demo(&["--verbose=maybe"]).is_err());
+    }
+
+    #[test]
+    fn help_shows_flags_without_parser_noise() {
+        let err = demo(&["--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        let help = err.to_string();
+        assert!(help.contains("--verbose"), "{help}");
+        assert!(help.contains("[default: 1s]"), "{help}");
+        for noise in ["[default: \"\"]", "[=<", "[default: false]"] {
+            assert!(!help.contains(noise), "{noise} in:\n{help}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod flags;
 pub mod http_api;
+pub mod http_server;
 pub mod logging;
 pub mod lookup_protocol;
 pub mod metrics;

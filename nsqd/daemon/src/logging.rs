@@ -84,6 +84,7 @@ impl Logging {
                         prefix: prefix.clone(),
                     })
                     .with_target(false)
+                    .with_timer(GoTime)
                     .with_ansi(std::io::stderr().is_terminal());
                 registry.with(layer).init();
             }
@@ -102,6 +103,22 @@ impl Logging {
 
     pub fn set_level(&self, level: LogLevel) {
         let _ = self.level.modify(|filter| *filter = level_filter(level));
+    }
+}
+
+/// Now, as Go's logger writes it with microseconds (`2006/01/02
+/// 15:04:05.000000`, UTC): every text log line of every program, and the
+/// tools' own lines, carry this one format.
+pub fn timestamp() -> impl std::fmt::Display {
+    chrono::Utc::now().format("%Y/%m/%d %H:%M:%S%.6f")
+}
+
+/// Stamps text log lines with [`timestamp`].
+struct GoTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for GoTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", timestamp())
     }
 }
 

@@ -1,5 +1,10 @@
 //! TCP listeners as both daemons need them: a deep accept queue, and an
 //! accept loop that bounds open connections and waits for them at shutdown.
+//! nsqd may listen on a unix socket instead (upstream v1.3), through the
+//! same loop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Connections the kernel may queue for `accept`; Linux caps it at
 /// `net.core.somaxconn`, as Go's listeners use.
@@ -33,6 +38,146 @@ pub async fn listen(
     })
 }
 
+/// Where a listener is bound: a TCP address, or a unix socket's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl LocalAddr {
+    /// The TCP port; `None` for a unix socket.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            LocalAddr::Tcp(addr) => Some(addr.port()),
+            LocalAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LocalAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalAddr::Tcp(addr) => addr.fmt(f),
+            LocalAddr::Unix(path) => path.display().fmt(f),
+        }
+    }
+}
+
+/// A bound listener: TCP, or a unix socket when the address was a path.
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(UnixSocket),
+}
+
+impl Listener {
+    pub fn local_addr(&self) -> LocalAddr {
+        match self {
+            Listener::Tcp(l) => {
+                LocalAddr::Tcp(l.local_addr().expect("bound socket has an address"))
+            }
+            Listener::Unix(l) => LocalAddr::Unix(l.path.clone()),
+        }
+    }
+}
+
+/// Binds `listener` on `addr` as upstream nsqd does: a unix socket when
+/// `addr` is not `host:port` ([`nsq::transport::is_unix_socket_path`]),
+/// else TCP as [`listen`] does.
+pub async fn listen_tcp_or_unix(
+    listener: &'static str,
+    addr: &str,
+) -> Result<Listener, ListenError> {
+    if !nsq::transport::is_unix_socket_path(addr) {
+        return listen(listener, addr).await.map(Listener::Tcp);
+    }
+    let path = PathBuf::from(addr);
+    let error = |source| ListenError {
+        listener,
+        addr: addr.to_string(),
+        source,
+    };
+    // As Go's: an existing file, even a stale socket, is "address in use";
+    // it is not ours to remove.
+    let socket = tokio::net::UnixListener::bind(&path).map_err(error)?;
+    Ok(Listener::Unix(UnixSocket { socket, path }))
+}
+
+/// A unix socket listener that removes its socket file when dropped, as
+/// Go's does when closed.
+pub struct UnixSocket {
+    socket: tokio::net::UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "failed to remove the unix socket");
+        }
+    }
+}
+
+impl axum::serve::Listener for UnixSocket {
+    type Io = tokio::net::UnixStream;
+    type Addr = UnixPeer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match Accept::accept(self).await {
+                Ok(accepted) => return accepted,
+                // Usually out of file descriptors: back off instead of spinning.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(UnixPeer)
+    }
+}
+
+/// The peer of a unix socket connection: unnamed, shown as Go shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixPeer;
+
+impl std::fmt::Display for UnixPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("@")
+    }
+}
+
+/// What [`serve_tcp`] accepts from: a TCP listener or a unix socket.
+pub trait Accept: Send {
+    type Stream: Send + 'static;
+    type Peer: std::fmt::Display + Send + 'static;
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, Self::Peer)>> + Send;
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    type Peer = SocketAddr;
+
+    /// Accepts with Nagle off.
+    async fn accept(&self) -> std::io::Result<(Self::Stream, Self::Peer)> {
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
+    }
+}
+
+impl Accept for UnixSocket {
+    type Stream = tokio::net::UnixStream;
+    type Peer = UnixPeer;
+
+    async fn accept(&self) -> std::io::Result<(Self::Stream, Self::Peer)> {
+        let (stream, _) = self.socket.accept().await?;
+        Ok((stream, UnixPeer))
+    }
+}
+
 async fn bind_deep(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     let mut last_error = None;
     for addr in tokio::net::lookup_host(addr).await? {
@@ -56,20 +201,21 @@ async fn bind_deep(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     }))
 }
 
-/// Accepts TCP connections until `shutdown`, running `handle` on each (with
-/// Nagle off), then waits for the connections still open to finish.
+/// Accepts connections until `shutdown`, running `handle` on each (TCP
+/// with Nagle off), then waits for the connections still open to finish.
 ///
 /// With `max_connections` above 0, a connection that would exceed that many
 /// open ones is closed as soon as it is accepted, before a byte is read, so
 /// a flood of idle or hostile peers cannot exhaust file descriptors or memory.
 /// One warning says so, then at most one per [`WARN_INTERVAL`] while refusals go on.
-pub async fn serve_tcp<F, Fut>(
-    listener: tokio::net::TcpListener,
+pub async fn serve_tcp<L, F, Fut>(
+    listener: L,
     shutdown: tokio_util::sync::CancellationToken,
     max_connections: usize,
     handle: F,
 ) where
-    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    L: Accept,
+    F: Fn(L::Stream, L::Peer) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let slots = (max_connections > 0)
@@ -94,7 +240,6 @@ pub async fn serve_tcp<F, Fut>(
                             );
                         }
                     } else {
-                        let _ = stream.set_nodelay(true);
                         let connection = handle(stream, peer);
                         connections.spawn(async move {
                             connection.await;

@@ -84,11 +84,10 @@ mod writer;
 
 pub use acks::Disposition;
 pub use journal::Journal;
-pub use meta::{write_atomically, TopicMeta};
-pub use reader::LogReader;
+pub use meta::TopicMeta;
 pub use record::LogEntry;
 pub use topic_log::{LogConfig, TopicLog};
-pub use writer::{LogWriter, PausePoint, SyncPolicy};
+pub use writer::{LogWriter, SyncPolicy};
 
 /// `read_cached` was asked for seqs the tail cache no longer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -35,6 +35,7 @@ impl LogReader {
     }
 
     /// The seq after the last one returned (or where the reader started).
+    #[cfg(test)]
     pub fn position(&self) -> u64 {
         self.pos
     }

@@ -40,8 +40,9 @@ impl SyncPolicy {
     }
 }
 
-/// Where the writer thread stops for good when `NSQD_TEST_PAUSE_AT` names it,
-/// so that a test can kill the process exactly there.
+/// Where the writer thread stops for good when `NSQD_TEST_PAUSE_AT` names it
+/// (`NAME`, or `NAME@N` for its `N`th time), so that a test can kill the
+/// process exactly there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PausePoint {
     /// A round's batches are written, not yet synced.
@@ -69,14 +70,19 @@ impl PausePoint {
             .map(|(p, _)| *p)
     }
 
-    /// The only environment read of the engine, once per writer.
-    fn from_env() -> Option<PausePoint> {
+    /// The only environment read of the engine, once per writer: the
+    /// point, and how many times to pass it first.
+    fn from_env() -> Option<(PausePoint, u64)> {
         let value = std::env::var("NSQD_TEST_PAUSE_AT").ok()?;
-        let point = PausePoint::parse(&value);
+        let (name, nth) = match value.split_once('@') {
+            Some((name, n)) => (name, n.trim().parse::<u64>().ok().filter(|&n| n > 0)),
+            None => (value.as_str(), Some(1)),
+        };
+        let point = PausePoint::parse(name).zip(nth);
         if point.is_none() {
             tracing::warn!(value, "unknown NSQD_TEST_PAUSE_AT point; ignoring it");
         }
-        point
+        point.map(|(p, n)| (p, n - 1))
     }
 }
 
@@ -91,10 +97,13 @@ impl fmt::Display for PausePoint {
 }
 
 /// The file operations every log and journal does through the writer: the
-/// fsync counter, and the write-error hook of the tests.
+/// fsync counter, and the hooks of the tests: write errors, and a slow disk
+/// (`NSQD_TEST_FSYNC_DELAY_MS`, read once per writer: each fsync of a file
+/// takes that much longer).
 #[derive(Default)]
 pub(super) struct Io {
     fsyncs: AtomicU64,
+    fsync_delay: Option<Duration>,
     /// Successful writes left before an injected ENOSPC; negative when off.
     #[cfg(test)]
     fail_after: std::sync::atomic::AtomicI64,
@@ -103,7 +112,24 @@ pub(super) struct Io {
 impl Io {
     pub(super) fn sync_file(&self, file: &File) -> io::Result<()> {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if let Some(delay) = self.fsync_delay {
+            std::thread::sleep(delay);
+        }
         file.sync_data()
+    }
+
+    fn fsync_delay_from_env() -> Option<Duration> {
+        let value = std::env::var("NSQD_TEST_FSYNC_DELAY_MS").ok()?;
+        match value.trim().parse::<u64>() {
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(_) => {
+                tracing::warn!(
+                    value,
+                    "NSQD_TEST_FSYNC_DELAY_MS is not a number; ignoring it"
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -189,6 +215,8 @@ pub(super) struct Shared {
     flushed: Condvar,
     stopped: AtomicBool,
     pause_at: Option<PausePoint>,
+    /// Times `pause_at` is still passed before the writer stops there.
+    pause_skips: AtomicU64,
     /// Held by a test to let several appends land in one round.
     #[cfg(test)]
     gate: Mutex<()>,
@@ -226,7 +254,12 @@ impl Shared {
     }
 
     pub(super) fn pause(&self, point: PausePoint) {
-        if self.pause_at == Some(point) {
+        if self.pause_at == Some(point)
+            && self
+                .pause_skips
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_err()
+        {
             eprintln!("nsqd test pause at {point}");
             loop {
                 std::thread::park();
@@ -246,9 +279,11 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn start(policy: SyncPolicy) -> io::Result<LogWriter> {
+        let pause = PausePoint::from_env();
         let shared = Arc::new(Shared {
             policy,
             io: Io {
+                fsync_delay: Io::fsync_delay_from_env(),
                 #[cfg(test)]
                 fail_after: std::sync::atomic::AtomicI64::new(-1),
                 ..Io::default()
@@ -257,7 +292,8 @@ impl LogWriter {
             wake: Condvar::new(),
             flushed: Condvar::new(),
             stopped: AtomicBool::new(false),
-            pause_at: PausePoint::from_env(),
+            pause_at: pause.map(|(point, _)| point),
+            pause_skips: AtomicU64::new(pause.map_or(0, |(_, skips)| skips)),
             #[cfg(test)]
             gate: Mutex::new(()),
         });
@@ -291,10 +327,6 @@ impl LogWriter {
     /// fsyncs of files and directories since start.
     pub fn fsyncs(&self) -> u64 {
         self.shared.fsyncs()
-    }
-
-    pub fn policy(&self) -> SyncPolicy {
-        self.shared.policy
     }
 
     fn stop(&self, how: Stop) {

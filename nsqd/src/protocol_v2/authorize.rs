@@ -52,9 +52,8 @@ impl Session {
             .as_ref()
             .ok_or_else(|| ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled"))?;
         let tls = self.client.tls();
-        let remote_ip = self.peer.ip().to_string();
         let credentials = Credentials {
-            remote_ip: &remote_ip,
+            remote_ip: &self.remote.host,
             tls: tls.is_some(),
             common_name: tls.map_or("", |t| t.peer_common_name.as_str()),
             secret,

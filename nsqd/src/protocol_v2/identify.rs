@@ -54,7 +54,10 @@ impl Session {
             ));
         }
         // A connection upgrades once; a repeated IDENTIFY does not ask again.
-        let tls_v1 = req.tls_v1 && self.node.tls.is_some() && self.client.tls().is_none();
+        // Not over a unix socket: TLS there would protect nothing.
+        let over_tcp = matches!(self.reader, ReadHalf::Plain(_));
+        let tls_v1 =
+            req.tls_v1 && over_tcp && self.node.tls.is_some() && self.client.tls().is_none();
         let response = IdentifyResponse {
             max_rdy_count: opts.max_rdy_count,
             version: VERSION.into(),

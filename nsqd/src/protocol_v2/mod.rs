@@ -27,11 +27,8 @@ use bytes::{Bytes, BytesMut};
 use nsq::protocol::compress::Decoder;
 use nsq::protocol::{FrameType, MAGIC_V2, OK};
 use nsq::transport::SPIN_WINDOW;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// Plain bytes decoded per step from a compressed stream; bounds what a tiny
@@ -46,29 +43,46 @@ enum Closed {
     AfterError,
 }
 
-pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
-    let (mut reader, writer) = stream.into_split();
-    let mut magic = [0u8; 4];
+/// Who is at the other end of a connection.
+pub struct Remote {
+    /// As stats show it: `ip:port`, or `@` for a unix socket peer.
+    pub address: String,
+    /// The IP, the default client ID and hostname; empty over a unix socket.
+    pub host: String,
+}
+
+pub async fn serve_connection(
+    node: Arc<Node>,
+    (mut reader, writer): (ReadHalf, WriteHalf),
+    remote: Remote,
+) {
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let read_magic = async {
+        while input.len() < MAGIC_V2.len() {
+            if !matches!(reader.read_buf(&mut input).await, Ok(1..)) {
+                return false;
+            }
+        }
+        true
+    };
     tokio::select! {
         _ = node.stopping() => return,
-        read = tokio::time::timeout(CLIENT_TIMEOUT, reader.read_exact(&mut magic)) => {
-            if !matches!(read, Ok(Ok(_))) {
+        read = tokio::time::timeout(CLIENT_TIMEOUT, read_magic) => {
+            if !matches!(read, Ok(true)) {
                 return;
             }
         }
     }
-    let out = Arc::new(Output::new(
-        WriteHalf::Plain(writer),
-        Some(DEFAULT_HEARTBEAT_INTERVAL),
-    ));
-    if &magic != MAGIC_V2 {
-        tracing::debug!(%peer, ?magic, "bad protocol magic");
+    let out = Arc::new(Output::new(writer, Some(DEFAULT_HEARTBEAT_INTERVAL)));
+    let magic = input.split_to(MAGIC_V2.len());
+    if &magic[..] != MAGIC_V2 {
+        tracing::debug!(peer = %remote.address, ?magic, "bad protocol magic");
         let _ = out.send(FrameType::Error, b"E_BAD_PROTOCOL").await;
         out.shutdown().await;
         return;
     }
     let opts = &node.opts;
-    let host = peer.ip().to_string();
+    let host = remote.host.clone();
     let settings = ClientSettings {
         client_id: host.clone(),
         hostname: host,
@@ -84,12 +98,12 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
     let connect_ts = unix_nanos() / 1_000_000_000;
     let client = Arc::new(ClientConn::new(
         node.new_client_id(),
-        peer.to_string(),
+        remote.address.clone(),
         settings,
         connect_ts,
     ));
     node.add_client(client.clone());
-    tracing::debug!(client = client.id, %peer, "client connected");
+    tracing::debug!(client = client.id, peer = %remote.address, "client connected");
 
     let heartbeat = tokio::spawn(pump::heartbeats(
         client.clone(),
@@ -106,11 +120,11 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
         must_upgrade: node.opts.tls_required != TlsRequired::No,
         node: node.clone(),
         client: client.clone(),
-        peer,
-        reader: ReadHalf::Plain(reader),
+        remote,
+        reader,
         heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
         auth_secret: None,
-        input: BytesMut::with_capacity(16 * 1024),
+        input,
         raw: BytesMut::new(),
         decoder: None,
         out: out.clone(),
@@ -130,7 +144,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAd
 struct Session {
     node: Arc<Node>,
     client: Arc<ClientConn>,
-    peer: SocketAddr,
+    remote: Remote,
     limits: Limits,
     reader: ReadHalf,
     /// `--tls-required` and not yet upgraded: only IDENTIFY is allowed.
@@ -246,8 +260,12 @@ impl Session {
 
     /// Reads more input; false when the connection is done.
     async fn fill(&mut self) -> bool {
-        if self.decoder.is_some() && self.decode() {
-            return true;
+        if self.decoder.is_some() {
+            match self.decode() {
+                Some(true) => return true,
+                Some(false) => {}
+                None => return false,
+            }
         }
         let deadline = self.heartbeat_interval.map(|hb| hb * 2);
         let target = if self.decoder.is_some() {
@@ -278,27 +296,23 @@ impl Session {
         self.last_wait = waited.elapsed();
         match n {
             Ok(0) | Err(_) => false,
-            Ok(_) => {
-                if self.decoder.is_some() {
-                    self.decode();
-                }
-                true
-            }
+            // Bad compressed input ends the session before the parser runs.
+            Ok(_) => self.decoder.is_none() || self.decode().is_some(),
         }
     }
 
-    /// Decodes buffered compressed input; true if plain input grew.
-    fn decode(&mut self) -> bool {
-        let Some(decoder) = self.decoder.as_mut() else {
-            return false;
-        };
+    /// Decodes buffered compressed input: whether plain input grew, or `None`
+    /// when the input is bad and the connection is closing (the decoder
+    /// then adds nothing to the plain input).
+    fn decode(&mut self) -> Option<bool> {
+        let decoder = self.decoder.as_mut()?;
         let before = self.input.len();
         match decoder.decode(&mut self.raw, &mut self.input, before + DECODE_STEP) {
-            Ok(()) => self.input.len() > before,
+            Ok(()) => Some(self.input.len() > before),
             Err(e) => {
                 tracing::debug!(client = self.client.id, error = %e, "bad compressed input");
                 self.client.close();
-                false
+                None
             }
         }
     }
@@ -333,6 +347,7 @@ impl Session {
         };
         self.node
             .publish(topic, item, bytes)
+            .await
             .map_err(|e| ClientError::fatal(fail_code, format!("{cmd} failed {e}")))?;
         self.client.published(topic, count);
         self.respond(OK).await

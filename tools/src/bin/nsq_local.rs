@@ -115,7 +115,7 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
     {
         Ok(lookupd) => lookupd,
         Err(e) => {
-            tracing::error!(error = %e, "nsqlookupd failed to start");
+            failed_to_start("nsqlookupd", &e);
             return 1;
         }
     };
@@ -132,7 +132,7 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
     {
         Ok(nsqd) => nsqd,
         Err(e) => {
-            tracing::error!(error = %e, "nsqd failed to start");
+            failed_to_start("nsqd", &e);
             lookupd.shutdown().await;
             return 1;
         }
@@ -147,7 +147,7 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
     {
         Ok(admin) => admin,
         Err(e) => {
-            tracing::error!(error = %e, "nsqadmin failed to start");
+            failed_to_start("nsqadmin", &e);
             nsqd.shutdown().await;
             lookupd.shutdown().await;
             return 1;
@@ -173,6 +173,31 @@ async fn run(opts: Opts, ports: Ports) -> i32 {
     nsqd.shutdown().await;
     lookupd.shutdown().await;
     0
+}
+
+/// Logs why a daemon did not start, with a way out when its port is taken.
+fn failed_to_start(daemon: &str, error: &(dyn std::error::Error + 'static)) {
+    tracing::error!(error = %error, "{daemon} failed to start");
+    if port_taken(error) {
+        tracing::error!(
+            "a port is taken (another NSQ running?); pick free ones with --ports-from=N, \
+             which uses N and N+1 (nsqlookupd), N+10 and N+11 (nsqd), N+21 (nsqadmin)"
+        );
+    }
+}
+
+/// Whether "address in use" is somewhere in the chain of `error`.
+fn port_taken(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Where the three daemons listen.

@@ -6,11 +6,24 @@
 //! With no channel, or while paused, messages wait in the topic itself (memory,
 //! then disk); a pump task streams that backlog to the channels once there are
 //! some, and new publishes queue behind it so that order holds.
+//!
+//! In log mode (`--mem-queue-size=0`, a topic that is not ephemeral) a
+//! publish is appended once to the topic's log instead, and its channels
+//! read the log as cursors. The topic keeps a release point: seqs below it
+//! belong to the channels, seqs above it wait in the topic (no channel yet,
+//! paused, or not started). A publish is acknowledged once the log writer
+//! has committed it: fsynced, in durable mode (`--sync-every=1`), where
+//! concurrent publishes share each fsync.
 
-use crate::channel::{open_backend, Channel, ChannelConfig};
+use crate::channel::{open_backend, Channel, ChannelConfig, LogSource};
 use crate::diskqueue;
 use crate::e2e::Samples;
+use crate::log::{LogConfig, TopicLog};
 use crate::queue::{BoundedQueue, Item};
+
+mod log_mode;
+
+use log_mode::{import_disk_queues, watch_log};
 use nsq::api::TopicStats;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -38,6 +51,13 @@ struct State {
     /// Messages flow to channels only once the topic has its channels: those
     /// in `nsqd.dat` at start, or those lookupd knows for a new topic.
     started: bool,
+}
+
+impl State {
+    /// Log mode: whether publishes go to the channels at once.
+    fn releasing(&self) -> bool {
+        self.started && !self.paused && !self.exiting && !self.channels.is_empty()
+    }
 }
 
 impl State {
@@ -73,6 +93,10 @@ pub struct Topic {
     pub ephemeral: bool,
     me: Weak<Topic>,
     channel_config: ChannelConfig,
+    /// The log and release point, in log mode.
+    log: Option<LogSource>,
+    /// Writers of `topic.meta` take turns, so that the last state wins.
+    meta_lock: Mutex<()>,
     state: Mutex<State>,
     paused: AtomicBool,
     message_count: AtomicU64,
@@ -80,16 +104,47 @@ pub struct Topic {
 }
 
 impl Topic {
-    /// Opens the topic, with whatever it had on disk.
+    /// Opens the topic, with whatever it had on disk. Blocking.
     pub fn new(name: &str, channel_config: ChannelConfig) -> io::Result<Arc<Self>> {
-        let (mut queue, front) = open_backend(name, &channel_config)?;
-        for stored in front.into_iter().rev() {
-            queue.push_front(Item::from_stored(stored));
-        }
-        Ok(Arc::new_cyclic(|me| Topic {
+        let (queue, log) = match &channel_config.log_writer {
+            Some(writer) if channel_config.log_mode(name) => {
+                let disk = &channel_config.disk;
+                let cfg = LogConfig::new(disk.max_bytes_per_file, disk.max_msg_size);
+                let new_log = !disk.dir.join(format!("{name}.log")).exists();
+                let log = TopicLog::open(writer, &disk.dir, name, cfg)?;
+                let imported = match new_log {
+                    true => import_disk_queues(name, &channel_config, &log, writer)?,
+                    false => BTreeMap::new(),
+                };
+                let meta = log.read_meta().unwrap_or_else(|e| {
+                    tracing::warn!(topic = name, error = %e, "topic.meta unreadable; its whole log is its backlog");
+                    None
+                });
+                let meta = meta.unwrap_or_default();
+                let released = meta.released_end.unwrap_or(meta.backlog_floor);
+                let queue = BoundedQueue::new(0, crate::queue::Backend::Discard { dropped: 0 });
+                let source = LogSource {
+                    log,
+                    released: Arc::new(AtomicU64::new(released)),
+                    imported,
+                };
+                (queue, Some(source))
+            }
+            _ => {
+                let (mut queue, front) = open_backend(name, &channel_config)?;
+                for stored in front.into_iter().rev() {
+                    queue.push_front(Item::from_stored(stored));
+                }
+                (queue, None)
+            }
+        };
+        let watch = log.as_ref().map(|source| source.log.clone());
+        let topic = Arc::new_cyclic(|me| Topic {
             name: name.to_string(),
             ephemeral: nsq::protocol::is_ephemeral(name),
             me: me.clone(),
+            log,
+            meta_lock: Mutex::new(()),
             state: Mutex::new(State {
                 channels: BTreeMap::new(),
                 queue,
@@ -102,11 +157,20 @@ impl Topic {
             paused: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
             message_bytes: AtomicU64::new(0),
-        }))
+        });
+        if let Some(log) = watch {
+            tokio::spawn(watch_log(Arc::downgrade(&topic), log));
+        }
+        Ok(topic)
     }
 
-    /// Accepts published messages; `body_bytes` feeds `message_bytes`.
-    pub fn put(&self, item: Item, body_bytes: usize) -> Result<(), PutError> {
+    /// Accepts published messages; `body_bytes` feeds `message_bytes`. In
+    /// log mode, the end of the seqs they got: the publish is acknowledged
+    /// once [`Topic::committed`] says so.
+    pub fn put(&self, item: Item, body_bytes: usize) -> Result<Option<u64>, PutError> {
+        if let Some(source) = &self.log {
+            return self.append(source, item, body_bytes).map(Some);
+        }
         let mut st = self.state.lock();
         if st.exiting {
             return Err(PutError::Exiting);
@@ -121,11 +185,16 @@ impl Topic {
         self.message_count.fetch_add(count, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(body_bytes as u64, Ordering::Relaxed);
-        Ok(())
+        Ok(None)
     }
 
-    /// Starts the backlog pump if the backlog can flow and none runs.
+    /// Starts the backlog pump if the backlog can flow and none runs (log
+    /// mode: releases the backlog).
     fn kick(&self, st: &mut State) {
+        if self.log.is_some() {
+            self.release_all(st);
+            return;
+        }
         if st.pumping || !st.backlog_can_flow() {
             return;
         }
@@ -163,7 +232,12 @@ impl Topic {
         if let Some(channel) = st.channels.get(name) {
             return Ok((channel.clone(), false));
         }
-        let channel = Channel::new(&self.name, name, self.channel_config.clone())?;
+        let channel = Channel::new(
+            &self.name,
+            name,
+            self.channel_config.clone(),
+            self.log.as_ref(),
+        )?;
         st.channels.insert(name.to_string(), channel.clone());
         self.kick(&mut st);
         Ok((channel, true))
@@ -179,8 +253,16 @@ impl Topic {
 
     /// Removes a channel and its messages.
     pub fn delete_channel(&self, name: &str) -> Option<Arc<Channel>> {
-        let channel = self.state.lock().channels.remove(name)?;
+        let (channel, last) = {
+            let mut st = self.state.lock();
+            let channel = st.channels.remove(name)?;
+            (channel, st.channels.is_empty())
+        };
         channel.delete(&self.channel_config.disk);
+        if last {
+            // What is published from now on waits in the topic.
+            self.save_meta_later();
+        }
         Some(channel)
     }
 
@@ -221,6 +303,7 @@ impl Topic {
     pub fn pause(&self) {
         self.state.lock().paused = true;
         self.paused.store(true, Ordering::Release);
+        self.save_meta_later();
     }
 
     pub fn unpause(&self) {
@@ -228,6 +311,8 @@ impl Topic {
         st.paused = false;
         self.paused.store(false, Ordering::Release);
         self.kick(&mut st);
+        drop(st);
+        self.save_meta_later();
     }
 
     pub fn is_paused(&self) -> bool {
@@ -236,7 +321,23 @@ impl Topic {
 
     /// Drops the messages waiting in the topic itself; channels keep theirs.
     pub fn empty(&self) -> io::Result<()> {
-        self.state.lock().queue.clear()
+        let Some(source) = &self.log else {
+            return self.state.lock().queue.clear();
+        };
+        {
+            let st = self.state.lock();
+            let end = source.log.end_seq();
+            let from = source.released.load(Ordering::Acquire);
+            if end > from {
+                // The channels must pass these seqs without delivering them.
+                for channel in st.channels.values() {
+                    channel.skip_log_range(from, end);
+                }
+                source.released.fetch_max(end, Ordering::AcqRel);
+            }
+        }
+        self.save_meta_later();
+        Ok(())
     }
 
     fn stop(&self) -> BTreeMap<String, Arc<Channel>> {
@@ -246,9 +347,16 @@ impl Topic {
     }
 
     /// The topic was deleted: its channels and messages go, files included.
+    /// Blocking.
     pub fn delete(&self) {
         for channel in self.stop().values() {
             channel.delete(&self.channel_config.disk);
+        }
+        if let Some(source) = &self.log {
+            if let Err(e) = source.log.delete() {
+                tracing::warn!(topic = %self.name, error = %e, "failed to remove the topic's log");
+            }
+            return;
         }
         let mut st = self.state.lock();
         let queue = std::mem::replace(
@@ -277,6 +385,10 @@ impl Topic {
         if self.ephemeral {
             return result;
         }
+        if self.log.is_some() {
+            self.save_meta();
+            return result;
+        }
         let mut st = self.state.lock();
         let mut saved = Vec::new();
         for item in st.queue.drain_memory() {
@@ -290,9 +402,13 @@ impl Topic {
         result
     }
 
-    /// Makes the disk queues of the topic and its channels durable.
+    /// Makes the disk queues of the topic and its channels durable (the
+    /// log writer syncs logs by itself).
     pub fn sync(&self) -> io::Result<()> {
         let channels = self.channels();
+        if self.log.is_some() {
+            return channels.iter().try_for_each(|c| c.sync());
+        }
         self.state.lock().queue.backend().sync()?;
         channels.iter().try_for_each(|c| c.sync())
     }
@@ -314,13 +430,29 @@ impl Topic {
                     .into_iter()
                     .collect()
             };
-            (
-                st.queue.depth(),
-                st.queue.backend_depth(),
-                st.queue.corrupt_bytes(),
-                st.queue.backend_bytes(),
-                channels,
-            )
+            match &self.log {
+                Some(source) => {
+                    let held = source
+                        .log
+                        .end_seq()
+                        .saturating_sub(source.released.load(Ordering::Acquire))
+                        as usize;
+                    (
+                        held,
+                        held,
+                        source.log.corrupt_bytes(),
+                        source.log.disk_bytes(),
+                        channels,
+                    )
+                }
+                None => (
+                    st.queue.depth(),
+                    st.queue.backend_depth(),
+                    st.queue.corrupt_bytes(),
+                    st.queue.backend_bytes(),
+                    channels,
+                ),
+            }
         };
         if !channel_filter.is_empty() && channels.is_empty() {
             return None;

@@ -1,0 +1,527 @@
+//! A channel: one copy of a topic's stream, shared by competing consumers.
+//!
+//! All state sits behind one short-held lock per channel, so channels never
+//! contend with each other. Timeouts and deferrals are exact: a per-channel
+//! timer task sleeps until the earliest deadline instead of scanning.
+
+mod cursor;
+mod lifecycle;
+mod state;
+mod timer;
+
+use crate::client_conn::ClientConn;
+use crate::diskqueue::{self, DiskConfig, DiskQueue};
+use crate::e2e::E2eLatency;
+use crate::guid::unix_nanos;
+use crate::log::{Journal, LogWriter, TopicLog};
+use crate::message::Message;
+use crate::queue::{instant_to_unix, Backend, BoundedQueue, Item};
+use cursor::{Cursor, Next};
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use state::{InFlight, Queue, State};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Why a FIN, REQ or TOUCH failed; the text follows upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InFlightError {
+    #[error("ID not in flight")]
+    NotInFlight,
+    #[error("client does not own message")]
+    NotOwner,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("exiting")]
+    Exiting,
+    #[error("too many consumers")]
+    TooManyConsumers,
+}
+
+/// Limits and settings a channel takes from the node's options.
+#[derive(Clone)]
+pub struct ChannelConfig {
+    pub mem_queue_size: usize,
+    pub max_msg_timeout: Duration,
+    pub max_channel_consumers: usize,
+    pub e2e_percentiles: Arc<[f64]>,
+    pub e2e_window: Duration,
+    pub disk: DiskConfig,
+    /// The log writer, in log mode (`--mem-queue-size=0`): non-ephemeral
+    /// topics keep their messages in a log, channels read it as cursors.
+    pub log_writer: Option<Arc<LogWriter>>,
+}
+
+impl ChannelConfig {
+    /// Whether a topic of this name keeps its messages in a log.
+    pub fn log_mode(&self, topic: &str) -> bool {
+        self.log_writer.is_some() && !nsq::protocol::is_ephemeral(topic)
+    }
+}
+
+/// Where a log-mode channel reads: its topic's log and release point.
+pub struct LogSource {
+    pub log: Arc<TopicLog>,
+    pub released: Arc<AtomicU64>,
+    /// Runs of seqs moved from each channel's disk queue into the new log:
+    /// a channel's new journal skips the runs of the others.
+    pub imported: BTreeMap<String, std::ops::Range<u64>>,
+}
+
+/// Messages an ephemeral topic or channel keeps in memory in log mode.
+const EPHEMERAL_LOG_MODE_CAPACITY: usize = 10_000;
+
+/// Opens the backend of a topic or channel and takes back the messages it
+/// held in memory at the last shutdown.
+pub fn open_backend(
+    name: &str,
+    config: &ChannelConfig,
+) -> std::io::Result<(BoundedQueue, Vec<diskqueue::Stored>)> {
+    if nsq::protocol::is_ephemeral(name) {
+        // In log mode (`--mem-queue-size=0`) an ephemeral queue still holds
+        // what a consumer has not taken yet, up to upstream's default size.
+        let capacity = match config.mem_queue_size {
+            0 => EPHEMERAL_LOG_MODE_CAPACITY,
+            n => n,
+        };
+        return Ok((
+            BoundedQueue::new(capacity, Backend::Discard { dropped: 0 }),
+            Vec::new(),
+        ));
+    }
+    let disk = DiskQueue::open(name, config.disk.clone())?;
+    let front = diskqueue::take_front(&config.disk.dir, name, config.disk.max_msg_size)?;
+    Ok((
+        BoundedQueue::new(config.mem_queue_size, Backend::Disk(Box::new(disk))),
+        front,
+    ))
+}
+
+pub struct Channel {
+    pub name: String,
+    pub topic_name: String,
+    pub ephemeral: bool,
+    /// A cursor over the topic's log (log mode), not a queue of its own.
+    cursor: bool,
+    me: Weak<Channel>,
+    config: ChannelConfig,
+    state: Mutex<State>,
+    /// Wakes message pumps: messages arrived, or the channel was unpaused.
+    available: Notify,
+    /// Wakes the timer task for a deadline earlier than its sleep.
+    timer: Notify,
+    exit: CancellationToken,
+    paused: AtomicBool,
+    message_count: AtomicU64,
+    requeue_count: AtomicU64,
+    timeout_count: AtomicU64,
+}
+
+impl Channel {
+    /// Creates the channel (restoring what it had on disk) and starts its
+    /// timer task on the current runtime. With a `source` (a log-mode topic
+    /// and a durable channel), the channel is a cursor over the topic's log
+    /// and opens its journal; a new one starts at the topic's release point.
+    /// Blocking when it opens a journal or a disk queue.
+    pub fn new(
+        topic_name: &str,
+        name: &str,
+        config: ChannelConfig,
+        source: Option<&LogSource>,
+    ) -> std::io::Result<Arc<Self>> {
+        let ephemeral = nsq::protocol::is_ephemeral(name);
+        let e2e = (!config.e2e_percentiles.is_empty()).then(|| E2eLatency::new(config.e2e_window));
+        let mut state = State {
+            queue: Queue::Memory(BoundedQueue::new(0, Backend::Discard { dropped: 0 })),
+            in_flight: FxHashMap::default(),
+            timeouts: BinaryHeap::new(),
+            deferred: BinaryHeap::new(),
+            deferred_order: 0,
+            clients: FxHashMap::default(),
+            timer_wake: None,
+            e2e,
+            exiting: false,
+        };
+        match (source, &config.log_writer) {
+            (Some(source), Some(writer)) if !ephemeral => {
+                let start = source.released.load(Ordering::Acquire);
+                let journal = Journal::open(writer, &source.log, name, start)?;
+                for (other, run) in &source.imported {
+                    if other != name && run.start >= start {
+                        journal.fin_range(run.start, run.end);
+                    }
+                }
+                state.queue = Queue::Log(Box::new(Cursor::new(
+                    source.log.clone(),
+                    journal,
+                    source.released.clone(),
+                )));
+            }
+            _ => {
+                let (mut queue, front) = open_backend(&format!("{topic_name}:{name}"), &config)?;
+                for stored in front.into_iter().rev() {
+                    match Item::from_stored(stored) {
+                        Item::Deferred(msg, due) => {
+                            state.defer(0, msg, due);
+                        }
+                        item => queue.push_front(item),
+                    }
+                }
+                state.queue = Queue::Memory(queue);
+            }
+        }
+        let cursor = matches!(state.queue, Queue::Log(_));
+        let channel = Arc::new_cyclic(|me| Channel {
+            name: name.to_string(),
+            topic_name: topic_name.to_string(),
+            ephemeral,
+            cursor,
+            me: me.clone(),
+            state: Mutex::new(state),
+            config,
+            available: Notify::new(),
+            timer: Notify::new(),
+            exit: CancellationToken::new(),
+            paused: AtomicBool::new(false),
+            message_count: AtomicU64::new(0),
+            requeue_count: AtomicU64::new(0),
+            timeout_count: AtomicU64::new(0),
+        });
+        tokio::spawn(channel.clone().run_timer());
+        Ok(channel)
+    }
+
+    /// Whether the channel reads its topic's log (rather than taking copies).
+    pub fn is_cursor(&self) -> bool {
+        self.cursor
+    }
+
+    /// Queues messages copied from the topic (channels that are not cursors).
+    pub fn put(&self, item: Item) -> std::io::Result<()> {
+        self.message_count
+            .fetch_add(item.len() as u64, Ordering::Relaxed);
+        let mut st = self.state.lock();
+        match item {
+            Item::Deferred(msg, due) => {
+                if st.defer(0, msg, due) {
+                    drop(st);
+                    self.timer.notify_one();
+                }
+            }
+            item => {
+                let Queue::Memory(queue) = &mut st.queue else {
+                    unreachable!("the topic copies only into channels with a queue");
+                };
+                let was_empty = queue.is_empty();
+                queue.push(item)?;
+                drop(st);
+                if was_empty {
+                    self.available.notify_waiters();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts messages the topic released to this cursor; `wake` its
+    /// consumers when they may be readable already.
+    pub fn released(&self, count: u64, wake: bool) {
+        if !self.cursor {
+            return;
+        }
+        self.message_count.fetch_add(count, Ordering::Relaxed);
+        if wake {
+            self.available.notify_waiters();
+        }
+    }
+
+    /// The topic was emptied: seqs `[start, end)` are not this cursor's.
+    pub fn skip_log_range(&self, start: u64, end: u64) {
+        if let Queue::Log(cursor) = &self.state.lock().queue {
+            cursor.journal().fin_range(start, end);
+        }
+    }
+
+    /// Wakes consumers: the log has more to read.
+    pub fn log_advanced(&self) {
+        self.available.notify_waiters();
+    }
+
+    /// The lowest seq this cursor still needs (`floor`: unfinished; `read`:
+    /// next from the log's cache), for the topic's retention.
+    pub fn log_positions(&self) -> Option<(u64, u64)> {
+        match &self.state.lock().queue {
+            Queue::Memory(_) => None,
+            Queue::Log(cursor) => Some((cursor.journal().floor(), cursor.position())),
+        }
+    }
+
+    /// Runs a refill off the log's files, then wakes the consumers.
+    fn spawn_refill(&self, job: cursor::RefillJob) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let refilled = match tokio::task::spawn_blocking(move || job.run()).await {
+                Ok(refilled) => refilled,
+                Err(e) => {
+                    tracing::error!(error = %e, "log refill panicked");
+                    return;
+                }
+            };
+            let ok = match &mut me.state.lock().queue {
+                Queue::Log(cursor) => cursor.apply_refill(refilled),
+                Queue::Memory(_) => true,
+            };
+            if !ok {
+                // A read error: give the disk a moment before the next try.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            me.available.notify_waiters();
+        });
+    }
+
+    /// A future that completes when messages may have become available. Create
+    /// it, `enable` it, then check with [`Channel::take`], then await it.
+    pub fn available(&self) -> tokio::sync::futures::Notified<'_> {
+        self.available.notified()
+    }
+
+    /// Moves up to `max` messages into flight for `client`, handing each to
+    /// `emit` under the lock so that the caller can encode without copying.
+    /// Messages dropped by `sample_rate` (1..99) are consumed and not delivered.
+    pub fn take(
+        &self,
+        client: &ClientConn,
+        max: usize,
+        msg_timeout: Duration,
+        sample_rate: i32,
+        mut emit: impl FnMut(&Message),
+    ) -> usize {
+        if max == 0 || self.paused.load(Ordering::Acquire) {
+            return 0;
+        }
+        let now = Instant::now();
+        let deadline = now + msg_timeout;
+        let mut st = self.state.lock();
+        let mut taken = 0;
+        let mut rng = (sample_rate > 0).then(rand::rng);
+        let now_unix = match st.queue {
+            Queue::Log(_) => unix_nanos(),
+            Queue::Memory(_) => 0,
+        };
+        let mut refill = None;
+        let mut wake_timer = false;
+        while taken < max {
+            let got = match &mut st.queue {
+                Queue::Memory(queue) => match queue.pop() {
+                    None => Next::Nothing,
+                    Some(Item::One(msg)) => Next::Ready(0, msg),
+                    Some(Item::Deferred(msg, due)) => Next::Deferred(0, msg, instant_to_unix(due)),
+                    Some(Item::Run(_)) => unreachable!("pop yields single messages"),
+                },
+                Queue::Log(cursor) => cursor.next(now_unix),
+            };
+            let (seq, mut msg) = match got {
+                Next::Ready(seq, msg) => (seq, msg),
+                Next::Deferred(seq, msg, due) => {
+                    wake_timer |= st.defer(seq, msg, crate::queue::unix_to_instant(due));
+                    continue;
+                }
+                Next::Nothing => break,
+                Next::Refill(job) => {
+                    refill = Some(job);
+                    break;
+                }
+            };
+            if let Some(rng) = rng.as_mut() {
+                if rand::Rng::random_range(rng, 0..100) > sample_rate {
+                    if let Queue::Log(cursor) = &st.queue {
+                        cursor.finish(seq);
+                    }
+                    continue;
+                }
+            }
+            msg.attempts = msg.attempts.saturating_add(1);
+            emit(&msg);
+            st.timeouts.push(Reverse((deadline, msg.id)));
+            st.in_flight.insert(
+                msg.id,
+                InFlight {
+                    msg,
+                    seq,
+                    client_id: client.id,
+                    deadline,
+                    delivered_at: now,
+                },
+            );
+            taken += 1;
+        }
+        wake_timer |= taken > 0 && st.deadline_needs_timer(deadline);
+        drop(st);
+        if let Some(job) = refill {
+            self.spawn_refill(job);
+        }
+        if taken > 0 {
+            client.delivered(taken);
+        }
+        if wake_timer {
+            self.timer.notify_one();
+        }
+        taken
+    }
+
+    pub fn finish(&self, client_id: u64, id: u64) -> Result<(), InFlightError> {
+        let mut st = self.state.lock();
+        let entry = st.take_in_flight(client_id, id)?;
+        if let Queue::Log(cursor) = &st.queue {
+            cursor.finish(entry.seq);
+        }
+        if let Some(e2e) = st.e2e.as_mut() {
+            let latency = unix_nanos().saturating_sub(entry.msg.timestamp).max(0) as u64;
+            e2e.record(latency, Instant::now());
+        }
+        Ok(())
+    }
+
+    /// REQ: back in line now (`delay` zero) or after `delay`.
+    pub fn requeue(&self, client_id: u64, id: u64, delay: Duration) -> Result<(), InFlightError> {
+        let mut st = self.state.lock();
+        let entry = st.take_in_flight(client_id, id)?;
+        self.requeue_count.fetch_add(1, Ordering::Relaxed);
+        if delay.is_zero() {
+            let was_empty = st.requeue_now(entry.seq, entry.msg, true);
+            drop(st);
+            if was_empty {
+                self.available.notify_waiters();
+            }
+            return Ok(());
+        }
+        let due = Instant::now() + delay;
+        if let Queue::Log(cursor) = &st.queue {
+            cursor.defer(
+                entry.seq,
+                &entry.msg,
+                unix_nanos() + delay.as_nanos() as i64,
+            );
+        }
+        if st.defer(entry.seq, entry.msg, due) {
+            drop(st);
+            self.timer.notify_one();
+        }
+        Ok(())
+    }
+
+    /// TOUCH: restarts the timeout, but never past delivery + `--max-msg-timeout`.
+    pub fn touch(
+        &self,
+        client_id: u64,
+        id: u64,
+        msg_timeout: Duration,
+    ) -> Result<(), InFlightError> {
+        let mut st = self.state.lock();
+        let entry = match st.in_flight.get_mut(&id) {
+            None => return Err(InFlightError::NotInFlight),
+            Some(e) if e.client_id != client_id => return Err(InFlightError::NotOwner),
+            Some(e) => e,
+        };
+        let deadline =
+            (Instant::now() + msg_timeout).min(entry.delivered_at + self.config.max_msg_timeout);
+        entry.deadline = deadline;
+        st.timeouts.push(Reverse((deadline, id)));
+        if st.deadline_needs_timer(deadline) {
+            drop(st);
+            self.timer.notify_one();
+        }
+        Ok(())
+    }
+
+    pub fn add_client(&self, client: Arc<ClientConn>) -> Result<(), SubscribeError> {
+        let mut st = self.state.lock();
+        if st.exiting {
+            return Err(SubscribeError::Exiting);
+        }
+        let max = self.config.max_channel_consumers;
+        if max > 0 && st.clients.len() >= max {
+            return Err(SubscribeError::TooManyConsumers);
+        }
+        st.clients.insert(client.id, client);
+        Ok(())
+    }
+
+    /// Removes a departed consumer. Its in-flight messages go straight back in
+    /// line rather than waiting out their timeouts (upstream waits; see #137).
+    pub fn remove_client(&self, client_id: u64) {
+        let mut st = self.state.lock();
+        st.clients.remove(&client_id);
+        let orphans: Vec<u64> = st
+            .in_flight
+            .iter()
+            .filter(|(_, e)| e.client_id == client_id)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut notify = false;
+        for id in orphans {
+            if let Some(entry) = st.in_flight.remove(&id) {
+                notify |= st.requeue_now(entry.seq, entry.msg, true);
+            }
+        }
+        drop(st);
+        if notify {
+            self.available.notify_waiters();
+        }
+    }
+
+    /// Marks the channel as going away if it has no consumers; used to retire
+    /// ephemeral channels without racing a new SUB.
+    pub fn retire_if_unused(&self) -> bool {
+        let mut st = self.state.lock();
+        if st.clients.is_empty() && !st.exiting {
+            st.exiting = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    pub fn unpause(&self) {
+        self.paused.store(false, Ordering::Release);
+        self.available.notify_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Drops every queued, in-flight and deferred message; later FINs for the
+    /// old messages fail, as upstream's do.
+    pub fn empty(&self) -> std::io::Result<()> {
+        let mut st = self.state.lock();
+        let cleared = match &mut st.queue {
+            Queue::Memory(queue) => queue.clear(),
+            Queue::Log(cursor) => {
+                cursor.empty();
+                Ok(())
+            }
+        };
+        st.in_flight.clear();
+        st.timeouts.clear();
+        st.deferred.clear();
+        for client in st.clients.values() {
+            client.in_flight_dropped();
+        }
+        cleared
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! The topic and channel state machines without sockets: put, take, FIN,
+//! REQ, timeout, deferral, pause and empty, in each storage mode. A memory
+//! topic copies messages into its channels; a log topic appends them once
+//! and its channels read the log, which makes them visible after a commit
+//! round, so takes here retry for a moment.
+
+use super::*;
+use crate::client_conn::{ClientConn, ClientSettings};
+use crate::diskqueue::DiskConfig;
+use crate::log::{SyncPolicy, TempDir};
+use crate::topic::Topic;
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Memory,
+    /// `--mem-queue-size=0`: a log fsynced every `--sync-every`.
+    Log,
+    /// `--mem-queue-size=0 --sync-every=1`.
+    Durable,
+}
+
+const MODES: [Mode; 3] = [Mode::Memory, Mode::Log, Mode::Durable];
+
+struct Fixture {
+    topic: Arc<Topic>,
+    writer: Option<Arc<LogWriter>>,
+    _dir: TempDir,
+}
+
+impl Fixture {
+    fn new(mode: Mode) -> Fixture {
+        let dir = TempDir::new("state");
+        let writer = match mode {
+            Mode::Memory => None,
+            Mode::Log | Mode::Durable => Some(Arc::new(
+                LogWriter::start(SyncPolicy {
+                    sync_every: if matches!(mode, Mode::Durable) {
+                        1
+                    } else {
+                        100
+                    },
+                    sync_timeout: Duration::from_millis(50),
+                })
+                .unwrap(),
+            )),
+        };
+        let config = ChannelConfig {
+            mem_queue_size: if matches!(mode, Mode::Memory) { 100 } else { 0 },
+            max_msg_timeout: Duration::from_secs(60),
+            max_channel_consumers: 0,
+            e2e_percentiles: Arc::from(Vec::new()),
+            e2e_window: Duration::from_secs(60),
+            disk: DiskConfig {
+                dir: dir.path().to_path_buf(),
+                max_bytes_per_file: 1 << 20,
+                sync_every: 100,
+                max_msg_size: 1 << 20,
+            },
+            log_writer: writer.clone(),
+        };
+        let topic = Topic::new("t", config).unwrap();
+        topic.start();
+        Fixture {
+            topic,
+            writer,
+            _dir: dir,
+        }
+    }
+
+    fn channel(&self, name: &str) -> Arc<Channel> {
+        self.topic.get_or_create_channel(name).unwrap().0
+    }
+
+    async fn publish(&self, body: &str) {
+        self.publish_item(Item::One(message(body))).await;
+    }
+
+    async fn publish_item(&self, item: Item) {
+        let len = item.len();
+        if let Some(end) = self.topic.put(item, len).unwrap() {
+            self.topic.committed(end).await.unwrap();
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(writer) = &self.writer {
+            writer.shutdown();
+        }
+    }
+}
+
+fn message(body: &str) -> Message {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    Message {
+        id: NEXT.fetch_add(1, Ordering::Relaxed),
+        timestamp: unix_nanos(),
+        attempts: 0,
+        body: body.to_string().into(),
+    }
+}
+
+fn consumer(id: u64) -> ClientConn {
+    let settings = ClientSettings {
+        client_id: format!("c{id}"),
+        hostname: "test".into(),
+        user_agent: "test".into(),
+        heartbeat_interval: None,
+        output_buffer_size: 16 * 1024,
+        output_buffer_timeout: None,
+        msg_timeout: Duration::from_secs(60),
+        sample_rate: 0,
+        deflate: false,
+        snappy: false,
+    };
+    ClientConn::new(id, "test".into(), settings, 0)
+}
+
+/// (id, body, attempts) of what one take handed out.
+fn take(
+    channel: &Channel,
+    client: &ClientConn,
+    max: usize,
+    timeout: Duration,
+) -> Vec<(u64, String, u16)> {
+    let mut out = Vec::new();
+    channel.take(client, max, timeout, 0, |m| {
+        out.push((
+            m.id,
+            String::from_utf8_lossy(&m.body).into_owned(),
+            m.attempts,
+        ))
+    });
+    out
+}
+
+/// Takes until `n` messages came (within two seconds).
+async fn take_n(
+    channel: &Channel,
+    client: &ClientConn,
+    n: usize,
+    timeout: Duration,
+) -> Vec<(u64, String, u16)> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut out = Vec::new();
+    while out.len() < n {
+        out.extend(take(channel, client, n - out.len(), timeout));
+        assert!(Instant::now() < deadline, "took {out:?}, wanted {n}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    out
+}
+
+/// Asserts that nothing can be taken for a while.
+async fn nothing_for(channel: &Channel, client: &ClientConn, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        let got = take(channel, client, 10, Duration::from_secs(60));
+        assert!(got.is_empty(), "took {got:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn bodies(taken: &[(u64, String, u16)]) -> Vec<&str> {
+    taken.iter().map(|(_, b, _)| b.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn take_fin_and_req_in_order_with_attempts() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let client = consumer(1);
+        for body in ["a", "b", "c"] {
+            f.publish(body).await;
+        }
+        let first = take_n(&c, &client, 2, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&first), ["a", "b"], "{mode:?}");
+        assert!(first.iter().all(|(_, _, attempts)| *attempts == 1));
+        c.finish(1, first[0].0).unwrap();
+        assert_eq!(c.finish(1, first[0].0), Err(InFlightError::NotInFlight));
+        assert_eq!(c.finish(2, first[1].0), Err(InFlightError::NotOwner));
+        // REQ 0: back in line (a memory queue at its end, as upstream's; a
+        // cursor ahead of what it has not read yet).
+        c.requeue(1, first[1].0, Duration::ZERO).unwrap();
+        let mut again = take_n(&c, &client, 2, Duration::from_secs(60)).await;
+        again.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(bodies(&again), ["b", "c"], "{mode:?}");
+        assert_eq!(
+            (again[0].2, again[1].2),
+            (2, 1),
+            "{mode:?}: attempts count deliveries"
+        );
+        let stats = c.stats(false, "");
+        assert_eq!((stats.in_flight_count, stats.depth), (2, 0), "{mode:?}");
+        assert_eq!(stats.requeue_count, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_deferrals_come_back_when_due() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let client = consumer(1);
+        f.publish("slow").await;
+        f.publish("later").await;
+        let taken = take_n(&c, &client, 2, Duration::from_millis(100)).await;
+        // "later" is REQ'd with a delay before its timeout falls.
+        c.requeue(1, taken[1].0, Duration::from_millis(300))
+            .unwrap();
+        assert_eq!(c.stats(false, "").deferred_count, 1, "{mode:?}");
+        let back = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&back), ["slow"], "{mode:?}: timed out");
+        assert_eq!(back[0].2, 2);
+        assert_eq!(c.stats(false, "").timeout_count, 1);
+        let started = Instant::now();
+        let due = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&due), ["later"], "{mode:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "{mode:?}: not before its delay"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_publish_waits_its_time() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let client = consumer(1);
+        let due = Instant::now() + Duration::from_millis(300);
+        f.publish_item(Item::Deferred(message("deferred"), due))
+            .await;
+        f.publish("now").await;
+        let first = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&first), ["now"], "{mode:?}");
+        let second = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&second), ["deferred"], "{mode:?}");
+        assert!(Instant::now() >= due - Duration::from_millis(5), "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_messages_and_empty_drops_them() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let client = consumer(1);
+        f.publish("a").await;
+        f.publish("b").await;
+        c.pause();
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+        c.unpause();
+        let taken = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        c.empty().unwrap();
+        let stats = c.stats(false, "");
+        assert_eq!((stats.depth, stats.in_flight_count), (0, 0), "{mode:?}");
+        assert_eq!(c.finish(1, taken[0].0), Err(InFlightError::NotInFlight));
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+        f.publish("c").await;
+        let after = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&after), ["c"], "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_keeps_messages_until_it_has_channels_and_while_paused() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let client = consumer(1);
+        f.publish("early").await;
+        let stats = f.topic.stats("", false, "").unwrap();
+        assert_eq!(stats.depth, 1, "{mode:?}: waits in the topic");
+        // The first channel gets the backlog; one created later does not.
+        let first = f.channel("first");
+        let got = take_n(&first, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&got), ["early"], "{mode:?}");
+        let second = f.channel("second");
+        f.topic.pause();
+        f.publish("held").await;
+        nothing_for(&second, &client, Duration::from_millis(50)).await;
+        assert_eq!(f.topic.stats("", false, "").unwrap().depth, 1, "{mode:?}");
+        f.topic.unpause();
+        for channel in [&first, &second] {
+            let got = take_n(channel, &client, 1, Duration::from_secs(60)).await;
+            assert_eq!(bodies(&got), ["held"], "{mode:?}");
+        }
+        // Emptying the topic drops what it held, not what channels have.
+        f.topic.pause();
+        f.publish("dropped").await;
+        f.topic.empty().unwrap();
+        f.topic.unpause();
+        nothing_for(&first, &client, Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_consumer_gives_its_messages_back() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let (one, two) = (Arc::new(consumer(1)), consumer(2));
+        c.add_client(one.clone()).unwrap();
+        f.publish("m").await;
+        take_n(&c, &one, 1, Duration::from_secs(60)).await;
+        c.remove_client(1);
+        let got = take_n(&c, &two, 1, Duration::from_secs(60)).await;
+        assert_eq!((got[0].1.as_str(), got[0].2), ("m", 2), "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_channel_gets_copies_in_every_mode() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let durable = f.channel("durable");
+        let tail = f.channel("tail#ephemeral");
+        assert!(!tail.is_cursor());
+        let client = consumer(1);
+        f.publish("x").await;
+        for channel in [&durable, &tail] {
+            let got = take_n(channel, &client, 1, Duration::from_secs(60)).await;
+            assert_eq!(bodies(&got), ["x"], "{mode:?}");
+        }
+    }
+}

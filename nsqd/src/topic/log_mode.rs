@@ -1,0 +1,219 @@
+//! A topic in log mode: appends, the release point, `topic.meta`, retention,
+//! and the move of earlier disk queues into a new log.
+
+use super::{fan_out, PutError, State, Topic};
+use crate::channel::{Channel, ChannelConfig, LogSource};
+use crate::diskqueue;
+use crate::log::{LogWriter, TopicLog, TopicMeta};
+use crate::message::Message;
+use crate::queue::{instant_to_unix, Item};
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How often a log-mode topic lets go of segments every channel has passed.
+const RETAIN_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Topic {
+    /// Log mode: appends to the log, releases to the channels when they
+    /// take messages now, and copies to the channels that are not cursors
+    /// (ephemeral ones).
+    pub(super) fn append(
+        &self,
+        source: &LogSource,
+        item: Item,
+        body_bytes: usize,
+    ) -> Result<u64, PutError> {
+        let count = item.len() as u64;
+        let mut msgs: Vec<(Message, Option<i64>)> = Vec::with_capacity(item.len());
+        match &item {
+            Item::Run(run) => {
+                let mut run = run.clone();
+                while let Some(msg) = run.next_message() {
+                    msgs.push((msg, None));
+                }
+            }
+            Item::One(msg) => msgs.push((msg.clone(), None)),
+            Item::Deferred(msg, due) => msgs.push((msg.clone(), Some(instant_to_unix(*due)))),
+        }
+        let st = self.state.lock();
+        if st.exiting {
+            return Err(PutError::Exiting);
+        }
+        let range = source.log.append(msgs.iter().map(|(m, at)| (m, *at)));
+        if st.releasing() {
+            self.release(&st, source, range.end, false);
+            let copies: BTreeMap<String, Arc<Channel>> = st
+                .channels
+                .iter()
+                .filter(|(_, c)| !c.is_cursor())
+                .map(|(n, c)| (n.clone(), c.clone()))
+                .collect();
+            if !copies.is_empty() {
+                fan_out(&copies, item)?;
+            }
+        }
+        drop(st);
+        self.message_count.fetch_add(count, Ordering::Relaxed);
+        self.message_bytes
+            .fetch_add(body_bytes as u64, Ordering::Relaxed);
+        Ok(range.end)
+    }
+
+    /// Waits until the log has committed the seqs below `end` (see [`Topic::put`]).
+    pub async fn committed(&self, end: u64) -> io::Result<()> {
+        match &self.log {
+            Some(source) => source.log.committed(end).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Log mode: hands the seqs below `to` to the channels. `wake`: their
+    /// consumers may read now (otherwise the log's watcher wakes them once
+    /// the seqs are visible).
+    pub(super) fn release(&self, st: &State, source: &LogSource, to: u64, wake: bool) {
+        let from = source.released.fetch_max(to, Ordering::AcqRel);
+        if to <= from {
+            return;
+        }
+        for channel in st.channels.values() {
+            channel.released(to - from, wake);
+        }
+    }
+
+    /// Log mode: releases everything appended so far if the channels take
+    /// messages now.
+    pub(super) fn release_all(&self, st: &State) {
+        if let Some(source) = &self.log {
+            if st.releasing() {
+                self.release(st, source, source.log.end_seq(), true);
+            }
+        }
+    }
+
+    /// Log mode: records the release point in `topic.meta`, from a blocking
+    /// task, so that a restart knows what the topic itself still holds.
+    pub(super) fn save_meta_later(&self) {
+        if self.log.is_some() {
+            if let Some(me) = self.me.upgrade() {
+                tokio::task::spawn_blocking(move || me.save_meta());
+            }
+        }
+    }
+
+    /// As [`Topic::save_meta_later`], now. Blocking.
+    pub(super) fn save_meta(&self) {
+        let Some(source) = &self.log else { return };
+        let _turn = self.meta_lock.lock();
+        let paused = self.state.lock().paused;
+        let released = source.released.load(Ordering::Acquire);
+        let meta = TopicMeta {
+            backlog_floor: released,
+            released_end: paused.then_some(released),
+        };
+        if let Err(e) = source.log.write_meta(&meta) {
+            tracing::error!(topic = %self.name, error = %e, "failed to write topic.meta");
+        }
+    }
+
+    /// Log mode: lets the log drop what every channel has finished, and its
+    /// cache what every channel has read.
+    pub(super) fn retain(&self, log: &TopicLog) {
+        let Some(source) = &self.log else { return };
+        let released = source.released.load(Ordering::Acquire);
+        let (mut floor, mut read) = (released, released);
+        for channel in self.channels() {
+            if let Some((f, r)) = channel.log_positions() {
+                floor = floor.min(f);
+                read = read.min(r);
+            }
+        }
+        log.retain_from(floor);
+        log.trim_cache_below(read);
+    }
+}
+
+/// Log mode: wakes the channels' consumers each time the writer makes more
+/// of the log visible, and lets go of what every channel is done with.
+pub(super) async fn watch_log(topic: Weak<Topic>, log: Arc<TopicLog>) {
+    let mut seen = log.visible_end();
+    let mut retain = tokio::time::interval(RETAIN_INTERVAL);
+    loop {
+        tokio::select! {
+            visible = log.wait_visible(seen) => {
+                let Ok(visible) = visible else { return };
+                seen = visible;
+                let Some(topic) = topic.upgrade() else { return };
+                for channel in topic.channels() {
+                    channel.log_advanced();
+                }
+            }
+            _ = retain.tick() => {
+                let Some(topic) = topic.upgrade() else { return };
+                topic.retain(&log);
+            }
+        }
+    }
+}
+
+/// A topic that had disk queues (an earlier run without log mode, or an
+/// imported upstream data directory) gets a log: what its own queue held
+/// is appended first (its backlog, for every channel), then what each
+/// channel's queue held, each channel's run noted so that the others skip
+/// it. The queues are removed once the log has them on disk. Blocking.
+pub(super) fn import_disk_queues(
+    topic: &str,
+    config: &ChannelConfig,
+    log: &TopicLog,
+    writer: &LogWriter,
+) -> io::Result<BTreeMap<String, std::ops::Range<u64>>> {
+    let dir = &config.disk.dir;
+    let mut channels: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| {
+            let (queue, _) = f.split_once(".queue.")?;
+            let (t, c) = queue.split_once(':')?;
+            (t == topic).then(|| c.to_string())
+        })
+        .collect();
+    channels.sort();
+    channels.dedup();
+    let has_topic_queue = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .any(|f| f.starts_with(&format!("{topic}.queue.")));
+    if channels.is_empty() && !has_topic_queue {
+        return Ok(BTreeMap::new());
+    }
+    let mut drained = Vec::new();
+    let mut drain = |queue_name: &str| -> io::Result<std::ops::Range<u64>> {
+        let start = log.end_seq();
+        let mut stored = diskqueue::take_front(dir, queue_name, config.disk.max_msg_size)?;
+        let mut queue = diskqueue::DiskQueue::open(queue_name, config.disk.clone())?;
+        while let Some(s) = queue.pop()? {
+            stored.push(s);
+        }
+        for batch in stored.chunks(1024) {
+            log.append(batch.iter().map(|s| (&s.msg, s.deliver_at)));
+        }
+        drained.push(queue);
+        Ok(start..log.end_seq())
+    };
+    drain(topic)?;
+    let mut runs = BTreeMap::new();
+    for channel in channels {
+        let run = drain(&format!("{topic}:{channel}"))?;
+        runs.insert(channel, run);
+    }
+    writer.flush();
+    for queue in drained {
+        queue.delete()?;
+    }
+    tracing::info!(
+        topic,
+        messages = log.end_seq(),
+        "moved the topic's disk queues into its log"
+    );
+    Ok(runs)
+}
