@@ -53,7 +53,9 @@ impl Sorted {
         if n == 0 {
             return None;
         }
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
+        // Less a hair, so that 99.9 % of 1000 (999.0000000000001 in floating
+        // point) is rank 999.
+        let rank = ((p / 100.0) * n as f64 - 1e-9).ceil() as usize;
         let index = rank.clamp(1, n) - 1;
         Some(Duration::from_nanos(self.nanos[index]))
     }
