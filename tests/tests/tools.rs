@@ -588,3 +588,97 @@ async fn tools_take_go_nsq_options() {
     assert_eq!(lines(&out), vec!["one".to_string()]);
     nsqd.shutdown().await;
 }
+
+/// The `name: value` lines a bench tool prints, as a lookup.
+fn report(out: &Output) -> std::collections::HashMap<String, String> {
+    lines(out)
+        .iter()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn count(report: &std::collections::HashMap<String, String>, key: &str) -> u64 {
+    report
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {report:?}"))
+}
+
+/// Every message bench_durable says was acknowledged is one nsqd took, with
+/// PUB and with MPUB, on a durable nsqd (an fsync per message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_durable_counts_what_nsqd_took() {
+    let nsqd = start_nsqd(Options {
+        mem_queue_size: 0,
+        sync_every: 1,
+        ..test_options()
+    })
+    .await;
+    let addr = format!("--nsqd-tcp-address={}", nsqd.tcp_addr());
+    // nsqd runs in this process, so its CPU is this process's.
+    let pid = format!("--pid={}", std::process::id());
+    for (topic, batch) in [("durable_pub", "1"), ("durable_mpub", "10")] {
+        let child = tool("bench_durable")
+            .args([
+                &addr,
+                &pid,
+                "--runfor=500ms",
+                "--connections=2",
+                "--size=50",
+            ])
+            .arg(format!("--topic={topic}"))
+            .arg(format!("--batch-size={batch}"))
+            .spawn()
+            .expect("spawn bench_durable");
+        let out = finish(child).await;
+        assert_success(&out);
+        let report = report(&out);
+        let messages = count(&report, "messages");
+        assert!(messages > 0, "{report:?}");
+        assert_eq!(messages, topic_message_count(&nsqd, topic).await);
+        assert_eq!(
+            count(&report, "requests") * batch.parse::<u64>().unwrap(),
+            messages
+        );
+        for key in ["msgs/s", "ack p50", "ack p99", "ack max", "nsqd cpu/msg"] {
+            assert!(report.contains_key(key), "no {key} in {report:?}");
+        }
+    }
+    nsqd.shutdown().await;
+}
+
+/// bench_latency receives and finishes exactly what it published, and times it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_latency_receives_what_it_published() {
+    let nsqd = start_default_nsqd().await;
+    let child = tool("bench_latency")
+        .arg(format!("--nsqd-tcp-address={}", nsqd.tcp_addr()))
+        .arg(format!("--pid={}", std::process::id()))
+        .args(["--topic=latency", "--rate=1000", "--runfor=1s"])
+        .args(["--producers=2", "--consumers=2", "--rdy=10"])
+        .spawn()
+        .expect("spawn bench_latency");
+    let out = finish(child).await;
+    assert_success(&out);
+    let report = report(&out);
+    let published = count(&report, "published");
+    // A second at 1000 a second, give or take the timer's ticks.
+    assert!((900..=1100).contains(&published), "{report:?}");
+    assert_eq!(published, topic_message_count(&nsqd, "latency").await);
+    assert_eq!(count(&report, "received"), published);
+    assert!(!report.contains_key("stale"), "{report:?}");
+    let p50 = report["latency p50"].trim_end_matches(" ms");
+    assert!(p50.parse::<f64>().is_ok(), "{report:?}");
+    for key in ["latency p99.9", "latency max", "nsqd cpu/msg"] {
+        assert!(report.contains_key(key), "no {key} in {report:?}");
+    }
+    // Every message was finished.
+    eventually("the channel to be empty", || async {
+        channel_stats(&nsqd, "latency", "ch")
+            .await
+            .is_some_and(|c| c.depth == 0 && c.in_flight_count == 0 && c.message_count == published)
+    })
+    .await;
+    nsqd.shutdown().await;
+}

@@ -3,11 +3,13 @@
 //! * [`stat`]: `nsq_stat`'s per-channel totals and row format.
 //! * [`throttle`]: `to_nsq --rate`.
 //! * [`Progress`]: a live count on a terminal.
+//! * [`cpu`] and [`latency`]: nsqd's CPU per message and latency percentiles,
+//!   for `bench_durable` and `bench_latency`.
 //!
-//! The benchmark programs (`bench_writer`, `bench_reader`) measure nsqd, so the
-//! client side here stays lean: one buffered read half per connection decoded
-//! in place with the `nsq` crate's codec, commands encoded once or in batches,
-//! and nothing else on the path.
+//! The benchmark programs (`bench_writer`, `bench_reader`, `bench_durable`,
+//! `bench_latency`) measure nsqd, so the client side here stays lean: one
+//! buffered read half per connection decoded in place with the `nsq` crate's
+//! codec, commands encoded once or in batches, and nothing else on the path.
 
 use bytes::BytesMut;
 use nsq::protocol::message::ShortMessage;
@@ -26,8 +28,10 @@ use tokio::task::JoinHandle;
 
 pub mod archive;
 pub mod consume;
+pub mod cpu;
 pub mod hostpool;
 pub mod json_filter;
+pub mod latency;
 pub mod stat;
 pub mod strftime;
 pub mod throttle;
