@@ -1,6 +1,9 @@
 //! A FIFO of messages on disk: the overflow behind a topic's or channel's
 //! memory queue.
 //!
+//! One file, past 600 lines, because its corruption and recovery tests
+//! read the private record layout they exercise.
+//!
 //! Files, for a queue named `NAME` (`topic` or `topic:channel`):
 //! * `NAME.queue.NNNNNN.dat`: segments of records, rolled before a record
 //!   would take one past `--max-bytes-per-file`, deleted once read.
@@ -661,11 +664,9 @@ mod tests {
         }
     }
 
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("dq-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    /// A directory removed when the test ends, also when it fails.
+    fn dir(tag: &str) -> crate::log::TempDir {
+        crate::log::TempDir::new(&format!("dq-{tag}"))
     }
 
     fn msg(i: u64) -> Message {
@@ -685,7 +686,8 @@ mod tests {
 
     #[test]
     fn rolls_segments_and_deletes_read_ones() {
-        let d = dir("roll");
+        let guard = dir("roll");
+        let d = guard.path();
         let mut q = DiskQueue::open("t", config(&d, 200)).unwrap();
         for i in 0..20 {
             q.put(&msg(i), if i == 3 { Some(77) } else { None })
@@ -732,7 +734,8 @@ mod tests {
 
     #[test]
     fn positions_survive_reopen_and_unsynced_records_are_recovered() {
-        let d = dir("reopen");
+        let guard = dir("reopen");
+        let d = guard.path();
         let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
         for i in 0..10 {
             q.put(&msg(i), None).unwrap();
@@ -752,7 +755,8 @@ mod tests {
 
     #[test]
     fn torn_tail_is_cut() {
-        let d = dir("torn");
+        let guard = dir("torn");
+        let d = guard.path();
         let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
         for i in 0..5 {
             q.put(&msg(i), None).unwrap();
@@ -771,7 +775,8 @@ mod tests {
 
     #[test]
     fn checksum_failure_skips_only_the_bad_record() {
-        let d = dir("crc");
+        let guard = dir("crc");
+        let d = guard.path();
         let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
         for i in 0..5 {
             q.put(&msg(i), None).unwrap();
@@ -792,7 +797,8 @@ mod tests {
 
     #[test]
     fn missing_segment_is_skipped() {
-        let d = dir("missing");
+        let guard = dir("missing");
+        let d = guard.path();
         let mut q = DiskQueue::open("t", config(&d, 100)).unwrap();
         for i in 0..6 {
             q.put(&msg(i), None).unwrap();
@@ -810,7 +816,8 @@ mod tests {
 
     #[test]
     fn empty_and_delete_remove_files() {
-        let d = dir("empty");
+        let guard = dir("empty");
+        let d = guard.path();
         let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
         q.put(&msg(1), None).unwrap();
         q.empty().unwrap();

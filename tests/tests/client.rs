@@ -1,4 +1,7 @@
 //! The `nsq` crate's Producer and Consumer against our nsqd.
+//!
+//! One file, past 600 lines, because producer and consumer scenarios share
+//! one set of configs and consumer helpers.
 
 use nsq::config::BackoffStrategy;
 use nsq::{Config, Consumer, Message, Producer};

@@ -444,3 +444,48 @@ async fn a_slow_disk_stalls_only_what_waits_for_it() {
     );
     assert!(d.terminate().success());
 }
+
+/// fsyncs the log writer made so far, from `/metrics`.
+async fn log_fsyncs(d: &Daemon) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", d.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("nsqd_log_fsyncs_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no nsqd_log_fsyncs_total in\n{text}"))
+}
+
+/// A message that reaches three channels is written once: it costs no more
+/// fsyncs than one that reaches one channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_does_not_multiply_fsyncs() {
+    let dir = temp_dir("fan-out");
+    let d = Daemon::start(&dir, &["--mem-queue-size=0", "--sync-every=1"]);
+    let http = reqwest::Client::new();
+    for (topic, channels) in [("one", 1), ("three", 3)] {
+        for c in 0..channels {
+            let url = format!("{}/channel/create?topic={topic}&channel=c{c}", d.http_url());
+            http.post(url).send().await.unwrap();
+        }
+    }
+    let mut cost = Vec::new();
+    for topic in ["one", "three"] {
+        let mut conn = Conn::connect_addr(d.tcp).await;
+        let before = log_fsyncs(&d).await;
+        for i in 0..200 {
+            conn.publish(topic, format!("{topic}-{i}").as_bytes()).await;
+        }
+        cost.push(log_fsyncs(&d).await - before);
+    }
+    let (one, three) = (cost[0], cost[1]);
+    assert!(one >= 200, "each synchronous durable PUB is fsynced: {one}");
+    assert!(
+        three <= one + one / 10,
+        "three channels cost {three} fsyncs, one channel {one}"
+    );
+    assert!(d.terminate().success());
+}

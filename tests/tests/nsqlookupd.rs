@@ -1,6 +1,9 @@
 //! nsqlookupd end to end, on loopback: protocol V1 sessions over raw TCP as
 //! nsqd speaks them, every HTTP endpoint (compared with upstream v1.3.0's
 //! captures where there is one), inactivity, tombstones and ephemeral names.
+//!
+//! One file, past 600 lines, because every test drives the same raw V1
+//! peer that stands in for nsqd.
 
 use nsq_daemon::lookup_protocol::{LookupCommand, LookupdIdentity, PeerIdentity, MAGIC_V1};
 use nsq_e2e::{

@@ -1,5 +1,8 @@
 //! The bundled tools run as users run them: the built binaries against
 //! in-process daemons on loopback.
+//!
+//! One file, past 600 lines, because the tools share the spawn-and-finish
+//! helpers and their daemons.
 
 use nsq_e2e::*;
 use std::io::Write;
