@@ -688,7 +688,7 @@ mod tests {
     fn rolls_segments_and_deletes_read_ones() {
         let guard = dir("roll");
         let d = guard.path();
-        let mut q = DiskQueue::open("t", config(&d, 200)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 200)).unwrap();
         for i in 0..20 {
             q.put(&msg(i), if i == 3 { Some(77) } else { None })
                 .unwrap();
@@ -704,7 +704,7 @@ mod tests {
             .unwrap()
             .iter()
             .map(|&n| {
-                fs::metadata(DiskQueue::segment_path(&d, "t", n))
+                fs::metadata(DiskQueue::segment_path(d, "t", n))
                     .unwrap()
                     .len()
             })
@@ -712,7 +712,7 @@ mod tests {
         assert_eq!(q.bytes(), on_disk);
         for f in q.segment_numbers().unwrap() {
             assert!(
-                fs::metadata(DiskQueue::segment_path(&d, "t", f))
+                fs::metadata(DiskQueue::segment_path(d, "t", f))
                     .unwrap()
                     .len()
                     <= 200
@@ -736,7 +736,7 @@ mod tests {
     fn positions_survive_reopen_and_unsynced_records_are_recovered() {
         let guard = dir("reopen");
         let d = guard.path();
-        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 1 << 20)).unwrap();
         for i in 0..10 {
             q.put(&msg(i), None).unwrap();
         }
@@ -748,7 +748,7 @@ mod tests {
         }
         q.flush_writer().unwrap(); // in the OS, but the metadata never saw them
         drop(q);
-        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 1 << 20)).unwrap();
         assert_eq!(q.depth(), 14);
         assert_eq!(drain(&mut q), (1..15).collect::<Vec<_>>());
     }
@@ -757,17 +757,17 @@ mod tests {
     fn torn_tail_is_cut() {
         let guard = dir("torn");
         let d = guard.path();
-        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 1 << 20)).unwrap();
         for i in 0..5 {
             q.put(&msg(i), None).unwrap();
         }
         q.sync().unwrap();
         drop(q);
-        let seg = DiskQueue::segment_path(&d, "t", 0);
+        let seg = DiskQueue::segment_path(d, "t", 0);
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
         f.write_all(&[0, 0, 0, 40, 1, 2, 3]).unwrap(); // half a record
         drop(f);
-        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 1 << 20)).unwrap();
         assert_eq!(q.corrupt_bytes(), 7);
         q.put(&msg(5), None).unwrap();
         assert_eq!(drain(&mut q), vec![0, 1, 2, 3, 4, 5]);
@@ -777,20 +777,20 @@ mod tests {
     fn checksum_failure_skips_only_the_bad_record() {
         let guard = dir("crc");
         let d = guard.path();
-        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 1 << 20)).unwrap();
         for i in 0..5 {
             q.put(&msg(i), None).unwrap();
         }
         q.sync().unwrap();
         drop(q);
-        let seg = DiskQueue::segment_path(&d, "t", 0);
+        let seg = DiskQueue::segment_path(d, "t", 0);
         let mut data = fs::read(&seg).unwrap();
         let mut scratch = BytesMut::new();
         encode_record(&mut scratch, &msg(0), None);
         let second = scratch.len();
         data[second + 20] ^= 0xff; // inside record 1's payload
         fs::write(&seg, &data).unwrap();
-        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 1 << 20)).unwrap();
         assert_eq!(drain(&mut q), vec![0, 2, 3, 4]);
         assert!(q.corrupt_bytes() > 0);
     }
@@ -799,14 +799,14 @@ mod tests {
     fn missing_segment_is_skipped() {
         let guard = dir("missing");
         let d = guard.path();
-        let mut q = DiskQueue::open("t", config(&d, 100)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 100)).unwrap();
         for i in 0..6 {
             q.put(&msg(i), None).unwrap();
         }
         q.sync().unwrap();
         drop(q);
-        fs::remove_file(DiskQueue::segment_path(&d, "t", 1)).unwrap();
-        let mut q = DiskQueue::open("t", config(&d, 100)).unwrap();
+        fs::remove_file(DiskQueue::segment_path(d, "t", 1)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 100)).unwrap();
         let got = drain(&mut q);
         assert!(
             got.len() >= 4 && got.contains(&0) && got.contains(&5),
@@ -818,13 +818,13 @@ mod tests {
     fn empty_and_delete_remove_files() {
         let guard = dir("empty");
         let d = guard.path();
-        let mut q = DiskQueue::open("t", config(&d, 1 << 20)).unwrap();
+        let mut q = DiskQueue::open("t", config(d, 1 << 20)).unwrap();
         q.put(&msg(1), None).unwrap();
         q.empty().unwrap();
         assert_eq!((q.depth(), q.pop().unwrap()), (0, None));
         q.put(&msg(2), None).unwrap();
         assert_eq!(drain(&mut q), vec![2]);
         q.delete().unwrap();
-        assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(d).unwrap().count(), 0);
     }
 }
