@@ -134,26 +134,40 @@ impl ClientConn {
         self.message_count.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// FIN of one of its messages succeeded.
-    pub fn finished(&self) {
+    /// FIN of one of its messages succeeded. True when the pump may be
+    /// waiting for the room this made: the caller wakes it with
+    /// [`ClientConn::wake_pump`], once for all the FINs it read together.
+    #[must_use]
+    pub fn finished(&self) -> bool {
         self.finish_count.fetch_add(1, Ordering::Relaxed);
-        self.message_done();
+        self.leave_flight()
     }
 
-    /// REQ of one of its messages succeeded.
-    pub fn requeued(&self) {
+    /// REQ of one of its messages succeeded; the result as [`ClientConn::finished`]'s.
+    #[must_use]
+    pub fn requeued(&self) -> bool {
         self.requeue_count.fetch_add(1, Ordering::Relaxed);
-        self.message_done();
+        self.leave_flight()
     }
 
-    /// A message of this client left flight (FIN, REQ, timeout).
+    /// A message of this client timed out of flight.
     pub fn message_done(&self) {
-        let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        // Below capacity the pump is not waiting for room, so a wake-up would
-        // only cost a context switch.
-        if before >= self.ready_count.load(Ordering::Acquire) {
-            self.wake.notify_one();
+        if self.leave_flight() {
+            self.wake_pump();
         }
+    }
+
+    /// One message fewer in flight; true when the client was at its RDY.
+    /// Below it the pump is not waiting for room, so a wake-up would only
+    /// cost a context switch.
+    fn leave_flight(&self) -> bool {
+        let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        before >= self.ready_count.load(Ordering::Acquire)
+    }
+
+    /// Makes the pump look for room again.
+    pub fn wake_pump(&self) {
+        self.wake.notify_one();
     }
 
     /// The channel was emptied: none of its messages is in flight any more.

@@ -107,6 +107,21 @@ pub enum Request {
     Nop,
 }
 
+impl Request {
+    /// Whether nsqd answers the command when it succeeds. A consumer's FIN,
+    /// REQ, TOUCH and RDY, and NOP, get no answer (only an error).
+    pub fn is_answered(&self) -> bool {
+        !matches!(
+            self,
+            Request::Rdy(_)
+                | Request::Fin(_)
+                | Request::Req { .. }
+                | Request::Touch(_)
+                | Request::Nop
+        )
+    }
+}
+
 /// Takes the next complete command off `buf`; `Ok(None)` means more bytes are
 /// needed. Every error is fatal: the connection closes after it.
 pub fn parse(

@@ -132,6 +132,8 @@ pub async fn serve_connection(
         heartbeat: Some(heartbeat),
         pump: None,
         last_wait: Duration::MAX,
+        answered: false,
+        refill: false,
     };
     let closed = session.run().await;
     if let Closed::AfterError = closed {
@@ -164,6 +166,10 @@ struct Session {
     pump: Option<JoinHandle<()>>,
     /// How long the last read waited for data.
     last_wait: Duration,
+    /// Whether the last command was answered (see [`Request::is_answered`]).
+    answered: bool,
+    /// FINs or REQs freed room the pump may be waiting for.
+    refill: bool,
 }
 
 impl Session {
@@ -172,15 +178,28 @@ impl Session {
             let state = self.state();
             let result = match command::parse(&mut self.input, &self.limits, state) {
                 Ok(None) => {
+                    self.refill_pump();
                     if !self.fill().await {
                         return Closed::Quietly;
                     }
                     continue;
                 }
-                Ok(Some(request)) => self.apply(request).await,
+                Ok(Some(request)) => {
+                    // Unanswered commands (FIN above all) neither wait nor
+                    // block, so the refill they ask for can wait for the
+                    // rest of what was read: one wake-up and one write of
+                    // the pump for all of it, not one per FIN.
+                    self.answered = request.is_answered();
+                    if self.answered {
+                        self.refill_pump();
+                    }
+                    self.apply(request).await
+                }
                 Err(err) => Err(err),
             };
             if let Err(err) = result {
+                self.refill_pump();
+                self.answered = true;
                 if let Some(closed) = self.send_error(err).await {
                     return closed;
                 }
@@ -258,6 +277,13 @@ impl Session {
         err.fatal.then_some(Closed::AfterError)
     }
 
+    /// Wakes the pump if FINs or REQs made room it may be waiting for.
+    fn refill_pump(&mut self) {
+        if std::mem::take(&mut self.refill) {
+            self.client.wake_pump();
+        }
+    }
+
     /// Reads more input; false when the connection is done.
     async fn fill(&mut self) -> bool {
         if self.decoder.is_some() {
@@ -276,9 +302,11 @@ impl Session {
         if target.capacity() - target.len() < 4096 {
             target.reserve(16 * 1024);
         }
-        // A client in a tight request/response loop (its last request came
-        // within the spin window) is polled briefly before the task parks.
-        let spin = match self.last_wait < SPIN_WINDOW {
+        // A client in a tight request/response loop (its last request was
+        // answered and came within the spin window) is polled briefly before
+        // the task parks. A consumer's stream of FINs is not such a loop:
+        // polling for it costs more than it saves.
+        let spin = match self.answered && self.last_wait < SPIN_WINDOW {
             true => SPIN_WINDOW,
             false => Duration::ZERO,
         };

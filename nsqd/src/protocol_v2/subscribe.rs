@@ -73,7 +73,7 @@ impl Session {
             .ok_or_else(|| ClientError::invalid(format!("cannot {cmd} in current state")))
     }
 
-    pub(super) fn fin(&self, id: MessageId) -> Result<(), ClientError> {
+    pub(super) fn fin(&mut self, id: MessageId) -> Result<(), ClientError> {
         let channel = self.subscribed_to("FIN")?;
         let result = id
             .to_u64()
@@ -81,12 +81,12 @@ impl Session {
             .and_then(|n| channel.finish(self.client.id, n));
         result
             .map_err(|e| ClientError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
-        self.client.finished();
+        self.refill |= self.client.finished();
         Ok(())
     }
 
     /// REQ: back in line after `timeout_ms`, at most `--max-req-timeout`.
-    pub(super) fn req(&self, id: MessageId, timeout_ms: u64) -> Result<(), ClientError> {
+    pub(super) fn req(&mut self, id: MessageId, timeout_ms: u64) -> Result<(), ClientError> {
         let channel = self.subscribed_to("REQ")?;
         let max = self.node.opts.max_req_timeout;
         let delay = Duration::from_millis(timeout_ms).min(max);
@@ -103,7 +103,7 @@ impl Session {
             .and_then(|n| channel.requeue(self.client.id, n, delay));
         result
             .map_err(|e| ClientError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}")))?;
-        self.client.requeued();
+        self.refill |= self.client.requeued();
         Ok(())
     }
 
