@@ -221,13 +221,17 @@ fn an_urgent_requeue_is_fsynced_in_the_next_round_and_a_fin_is_not() {
 fn a_large_journal_is_compacted_to_the_same_state() {
     let s = setup("compact", 1);
     let j = s.journal(0);
-    // Records that grow the journal while the state stays small.
-    for seq in 0..3_000 {
-        j.requeue(seq, 1, Some(seq as i64));
-        j.fin(seq);
+    // Records that grow the journal while the state stays small, all in one
+    // round (a round in between would compact early and leave deltas after).
+    {
+        let _held = s.writer.hold_rounds();
+        for seq in 0..3_000 {
+            j.requeue(seq, 1, Some(seq as i64));
+            j.fin(seq);
+        }
+        j.requeue(5_000, 3, Some(77));
+        j.fin(4_000);
     }
-    j.requeue(5_000, 3, Some(77));
-    j.fin(4_000);
     let before = (j.floor(), states(&j, 5_010));
     s.writer.flush();
     assert_eq!(
