@@ -16,6 +16,7 @@ use nsq::protocol::message::ShortMessage;
 use nsq::protocol::{
     decode_frame, Command, Frame, FrameError, FrameType, IdentifyRequest, HEARTBEAT, MAGIC_V2, OK,
 };
+use nsq::transport;
 use nsq_daemon::flags::format_duration;
 use std::fmt;
 use std::io::{self, IsTerminal};
@@ -56,9 +57,6 @@ pub fn check_sources(nsqd_flag: &str, nsqds: &[String], lookupds: &[String]) -> 
     }
 }
 
-/// How long a read polls before it parks.
-const SPIN: Duration = Duration::from_micros(50);
-
 /// Upstream's bench tools refuse frames above 1 MiB of data.
 pub const MAX_FRAME_SIZE: usize = 1024 * 1024;
 
@@ -87,9 +85,12 @@ pub enum BenchError {
     Deadline(String),
 }
 
-/// One protocol-V2 connection to nsqd with its read buffer.
+/// One protocol-V2 connection to nsqd (TCP, or a unix socket when the
+/// address is a path) with its read buffer. Never TLS: the bench tools, as
+/// upstream's, speak the plain protocol.
 pub struct Conn {
-    stream: TcpStream,
+    read: transport::ReadHalf<TcpStream>,
+    write: transport::WriteHalf<TcpStream>,
     buf: BytesMut,
     max_frame: usize,
 }
@@ -98,12 +99,29 @@ impl Conn {
     /// Connects (giving up after a second, as upstream does), turns off Nagle
     /// as Go does by default and sends the protocol magic.
     pub async fn connect(addr: &str, max_frame: usize) -> Result<Conn, BenchError> {
-        let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
-            .await
-            .map_err(|_| BenchError::ConnectTimeout(addr.to_string()))??;
-        stream.set_nodelay(true)?;
+        let timed_out = |_| BenchError::ConnectTimeout(addr.to_string());
+        let limit = Duration::from_secs(1);
+        let (read, write) = match transport::is_unix_socket_path(addr) {
+            true => {
+                let connect = tokio::net::UnixStream::connect(addr);
+                transport::split_unix(
+                    tokio::time::timeout(limit, connect)
+                        .await
+                        .map_err(timed_out)??,
+                )
+            }
+            false => {
+                let connect = TcpStream::connect(addr);
+                let stream = tokio::time::timeout(limit, connect)
+                    .await
+                    .map_err(timed_out)??;
+                stream.set_nodelay(true)?;
+                transport::split(stream)
+            }
+        };
         let mut conn = Conn {
-            stream,
+            read,
+            write,
             buf: BytesMut::with_capacity(READ_CHUNK),
             max_frame,
         };
@@ -112,7 +130,7 @@ impl Conn {
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await
+        self.write.write_all(bytes).await
     }
 
     /// The next frame already in the buffer, if a whole one is there.
@@ -131,18 +149,10 @@ impl Conn {
         // Poll briefly before parking, as Go's scheduler spins before it
         // sleeps: on a round-trip-bound run, waking a parked thread costs more
         // than the answer takes to come.
-        let spin_until = std::time::Instant::now() + SPIN;
-        let n = loop {
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if std::time::Instant::now() >= spin_until {
-                        break self.stream.read_buf(&mut self.buf).await?;
-                    }
-                    tokio::task::yield_now().await;
-                }
-                result => break result?,
-            }
-        };
+        let n = self
+            .read
+            .read_buf_spinning(&mut self.buf, transport::SPIN_WINDOW)
+            .await?;
         match n {
             0 => Err(BenchError::Closed),
             _ => Ok(()),
