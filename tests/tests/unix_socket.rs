@@ -112,7 +112,8 @@ async fn nsqd_serves_v2_and_http_on_unix_sockets() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// nsq_tail takes a socket path for `--nsqd-tcp-address`, as for an address.
+/// nsq_tail and bench_writer take a socket path for `--nsqd-tcp-address`, as
+/// for an address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_take_a_socket_path_for_nsqd() {
     let dir = temp_dir("unix-tools");
@@ -133,6 +134,36 @@ async fn tools_take_a_socket_path_for_nsqd() {
     let exit = tail.wait(PATIENCE).await;
     assert!(exit.status.success(), "nsq_tail failed: {}", exit.stderr);
     assert_eq!(exit.stdout.trim(), "tailed");
+    // The bench tools too.
+    let bench = ToolProcess::spawn(
+        "bench_writer",
+        &[
+            format!("--nsqd-tcp-address={}", tcp.display()),
+            "--topic=bench".into(),
+            "--runfor=1s".into(),
+        ],
+    );
+    let exit = bench.wait(Duration::from_secs(30)).await;
+    assert!(
+        exit.status.success(),
+        "bench_writer failed: {}",
+        exit.stderr
+    );
+    let tail = ToolProcess::spawn(
+        "nsq_tail",
+        &[
+            format!("--nsqd-tcp-address={}", tcp.display()),
+            "--topic=bench".into(),
+            "-n".into(),
+            "1".into(),
+        ],
+    );
+    let exit = tail.wait(PATIENCE).await;
+    assert!(exit.status.success(), "nsq_tail failed: {}", exit.stderr);
+    assert!(
+        !exit.stdout.trim().is_empty(),
+        "bench_writer published nothing"
+    );
     nsqd.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
