@@ -143,7 +143,7 @@ async fn tools_take_a_socket_path_for_nsqd() {
             "--runfor=1s".into(),
         ],
     );
-    let exit = bench.wait(Duration::from_secs(30)).await;
+    let exit = bench.wait(std::time::Duration::from_secs(30)).await;
     assert!(
         exit.status.success(),
         "bench_writer failed: {}",
