@@ -2,7 +2,7 @@
 //! and the move of earlier disk queues into a new log.
 
 use super::{fan_out, PutError, State, Topic};
-use crate::channel::{Channel, ChannelConfig, LogSource};
+use crate::channel::{ChannelConfig, LogSource};
 use crate::diskqueue;
 use crate::log::{LogWriter, TopicLog, TopicMeta};
 use crate::message::Message;
@@ -45,15 +45,9 @@ impl Topic {
         let range = source.log.append(msgs.iter().map(|(m, at)| (m, *at)));
         if st.releasing() {
             self.release(&st, source, range.end, false);
-            let copies: BTreeMap<String, Arc<Channel>> = st
-                .channels
-                .iter()
-                .filter(|(_, c)| !c.is_cursor())
-                .map(|(n, c)| (n.clone(), c.clone()))
-                .collect();
-            if !copies.is_empty() {
-                fan_out(&copies, item)?;
-            }
+            // Cursors read the log; only the other channels (ephemeral
+            // ones) take copies.
+            fan_out(st.channels.values().filter(|c| !c.is_cursor()), item)?;
         }
         drop(st);
         self.message_count.fetch_add(count, Ordering::Relaxed);

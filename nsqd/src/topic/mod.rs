@@ -54,34 +54,31 @@ struct State {
 }
 
 impl State {
-    /// Log mode: whether publishes go to the channels at once.
+    /// Whether publishes go to the channels at once (log mode: whether the
+    /// release point follows the log's end).
     fn releasing(&self) -> bool {
         self.started && !self.paused && !self.exiting && !self.channels.is_empty()
     }
-}
 
-impl State {
     /// True when the backlog should be moving to channels now.
     fn backlog_can_flow(&self) -> bool {
-        self.started
-            && !self.paused
-            && !self.exiting
-            && !self.channels.is_empty()
-            && !self.queue.is_empty()
+        self.releasing() && !self.queue.is_empty()
     }
 }
 
-fn fan_out(channels: &BTreeMap<String, Arc<Channel>>, item: Item) -> io::Result<()> {
-    let last = channels.len() - 1;
-    let mut item = Some(item);
+/// Gives each channel its copy of `item`; the last one gets `item` itself.
+fn fan_out<'a>(channels: impl Iterator<Item = &'a Arc<Channel>>, item: Item) -> io::Result<()> {
     let mut result = Ok(());
-    for (i, channel) in channels.values().enumerate() {
-        let copy = if i == last {
-            item.take().expect("moved once")
-        } else {
-            item.clone().expect("present")
-        };
-        if let Err(e) = channel.put(copy) {
+    let mut held: Option<&Arc<Channel>> = None;
+    for channel in channels {
+        if let Some(previous) = held.replace(channel) {
+            if let Err(e) = previous.put(item.clone()) {
+                result = Err(e);
+            }
+        }
+    }
+    if let Some(last) = held {
+        if let Err(e) = last.put(item) {
             result = Err(e);
         }
     }
@@ -180,7 +177,7 @@ impl Topic {
             st.queue.push(item)?;
             self.kick(&mut st);
         } else {
-            fan_out(&st.channels, item)?;
+            fan_out(st.channels.values(), item)?;
         }
         self.message_count.fetch_add(count, Ordering::Relaxed);
         self.message_bytes
@@ -214,7 +211,7 @@ impl Topic {
                         return;
                     }
                     let Some(item) = st.queue.pop() else { break };
-                    if let Err(e) = fan_out(&st.channels, item) {
+                    if let Err(e) = fan_out(st.channels.values(), item) {
                         tracing::error!(topic = %self.name, error = %e, "moving backlog to channels failed");
                     }
                 }
