@@ -3,7 +3,8 @@
 //! [`crate::api`], errors carry the daemon's status and message.
 
 use crate::api::{
-    ChannelsResponse, LookupResponse, NodesResponse, NsqdInfo, Stats, TopicsResponse, ACCEPT_V1,
+    ChannelSettings, ChannelsResponse, LookupResponse, NodesResponse, NsqdInfo, Requeued,
+    ShownMessages, Stats, TopicsResponse, ACCEPT_V1,
 };
 use crate::{Error, Result};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -363,6 +364,85 @@ impl NsqdHttp {
                 None,
             )
             .await
+    }
+
+    /// `/channel/dead`: the oldest `n` dead letters of a channel and how
+    /// many it holds (ours; upstream answers 404).
+    pub async fn dead_letters(
+        &self,
+        topic: &str,
+        channel: &str,
+        n: usize,
+    ) -> Result<ShownMessages> {
+        let n = n.to_string();
+        self.0
+            .get(
+                "/channel/dead",
+                &[("topic", topic), ("channel", channel), ("n", &n)],
+            )
+            .await
+    }
+
+    /// `/channel/dead/requeue`: every dead letter goes back in line with its
+    /// attempts reset; answers how many.
+    pub async fn requeue_dead(&self, topic: &str, channel: &str) -> Result<u64> {
+        let bytes = self
+            .0
+            .send(
+                reqwest::Method::POST,
+                "/channel/dead/requeue",
+                &[("topic", topic), ("channel", channel)],
+                None,
+            )
+            .await?;
+        serde_json::from_slice::<Requeued>(&bytes)
+            .map(|r| r.requeued)
+            .map_err(|e| self.0.unreadable("/channel/dead/requeue", e))
+    }
+
+    /// `/channel/dead/empty`: drops a channel's dead letters.
+    pub async fn empty_dead(&self, topic: &str, channel: &str) -> Result<()> {
+        self.0
+            .post(
+                "/channel/dead/empty",
+                &[("topic", topic), ("channel", channel)],
+                None,
+            )
+            .await
+    }
+
+    /// `/channel/peek`: the next `n` (at most 100) messages the channel would
+    /// deliver, changing nothing.
+    pub async fn peek(&self, topic: &str, channel: &str, n: usize) -> Result<ShownMessages> {
+        let n = n.to_string();
+        self.0
+            .get(
+                "/channel/peek",
+                &[("topic", topic), ("channel", channel), ("n", &n)],
+            )
+            .await
+    }
+
+    /// `/channel/config`: sets what is given (`max_attempts`; `msg_ttl`,
+    /// zero for none) for one channel, persistently, and answers the
+    /// settings in force. With neither, only reads them.
+    pub async fn channel_config(
+        &self,
+        topic: &str,
+        channel: &str,
+        max_attempts: Option<u16>,
+        msg_ttl: Option<Duration>,
+    ) -> Result<ChannelSettings> {
+        let max_attempts = max_attempts.map(|n| n.to_string());
+        let msg_ttl = msg_ttl.map(|ttl| format!("{}ms", ttl.as_millis()));
+        let mut query = vec![("topic", topic), ("channel", channel)];
+        query.extend(max_attempts.as_deref().map(|n| ("max_attempts", n)));
+        query.extend(msg_ttl.as_deref().map(|ttl| ("msg_ttl", ttl)));
+        let bytes = self
+            .0
+            .send(reqwest::Method::POST, "/channel/config", &query, None)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| self.0.unreadable("/channel/config", e))
     }
 }
 

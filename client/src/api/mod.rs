@@ -3,10 +3,12 @@
 //! Every struct deserializes leniently (missing fields take defaults), so the
 //! same types read the answers of upstream NSQ and of ours.
 
+mod dead;
 mod info;
 mod lookupd;
 mod stats;
 
+pub use dead::{ChannelSettings, Requeued, ShownMessage, ShownMessages};
 pub use info::NsqdInfo;
 pub use lookupd::{
     join_host_port, ChannelsResponse, DebugPeer, LookupResponse, LookupdInfo, Node, NodesResponse,

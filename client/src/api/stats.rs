@@ -96,6 +96,14 @@ pub struct ChannelStats {
     /// Bytes waiting in the disk queue (ours; absent when 0).
     #[serde(skip_serializing_if = "is_zero")]
     pub backend_bytes: u64,
+    /// Messages kept as dead letters (ours): see `/channel/dead`.
+    pub dead_count: u64,
+    /// Messages that expired past the channel's TTL since start (ours).
+    pub expired_count: u64,
+    /// Deliveries before a message becomes a dead letter; 0: no limit (ours).
+    pub max_attempts: u16,
+    /// The channel's message TTL in milliseconds; 0: none (ours).
+    pub msg_ttl_ms: u64,
 }
 
 /// A connection in [`Stats`]: a consumer of a [`ChannelStats`], or a producer.
