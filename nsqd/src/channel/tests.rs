@@ -57,6 +57,8 @@ impl Fixture {
                 max_msg_size: 1 << 20,
             },
             log_writer: writer.clone(),
+            max_attempts: 0,
+            msg_ttl: Duration::ZERO,
         };
         let topic = Topic::new("t", config).unwrap();
         topic.start();
@@ -325,5 +327,106 @@ async fn an_ephemeral_channel_gets_copies_in_every_mode() {
             let got = take_n(channel, &client, 1, Duration::from_secs(60)).await;
             assert_eq!(bodies(&got), ["x"], "{mode:?}");
         }
+    }
+}
+
+/// A consumer that REQs every delivery sees a message `max_attempts` times;
+/// then it is a dead letter, counted in no depth, listed with its attempts,
+/// and a requeue brings it back once with attempts 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_attempts_makes_dead_letters_that_can_be_requeued() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        c.set_overrides(Overrides {
+            max_attempts: Some(3),
+            msg_ttl: None,
+        });
+        let client = consumer(1);
+        f.publish("doomed").await;
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let got = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+            seen.push(got[0].2);
+            c.requeue(1, got[0].0, Duration::ZERO).unwrap();
+        }
+        assert_eq!(seen, [1, 2, 3], "{mode:?}");
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+        let stats = c.stats(false, "");
+        assert_eq!((stats.depth, stats.in_flight_count), (0, 0), "{mode:?}");
+        assert_eq!((stats.dead_count, stats.max_attempts), (1, 3), "{mode:?}");
+        let (dead, total) = tokio::task::block_in_place(|| c.dead_letters(10)).unwrap();
+        assert_eq!(total, 1);
+        assert_eq!((&dead[0].body[..], dead[0].attempts), (&b"doomed"[..], 3));
+
+        assert_eq!(tokio::task::block_in_place(|| c.requeue_dead()).unwrap(), 1);
+        assert_eq!((c.dead_count(), c.depth()), (0, 1), "{mode:?}");
+        let back = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!((back[0].1.as_str(), back[0].2), ("doomed", 1), "{mode:?}");
+        // Requeued and timed out, it counts on from 1.
+        c.requeue(1, back[0].0, Duration::ZERO).unwrap();
+        let again = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(again[0].2, 2);
+        c.finish(1, again[0].0).unwrap();
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+        assert_eq!(c.dead_count(), 0);
+    }
+}
+
+/// Past the TTL a message is not delivered: it becomes a dead letter and
+/// counts as expired. A requeued dead letter is not expired again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_past_the_ttl_become_dead_letters() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let client = consumer(1);
+        let mut old = message("old");
+        old.timestamp -= 5_000_000_000;
+        f.publish_item(Item::One(old)).await;
+        f.publish("new").await;
+        c.set_overrides(Overrides {
+            max_attempts: None,
+            msg_ttl: Some(Duration::from_secs(2)),
+        });
+        let got = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&got), ["new"], "{mode:?}");
+        let stats = c.stats(false, "");
+        assert_eq!((stats.expired_count, stats.dead_count), (1, 1), "{mode:?}");
+        assert_eq!(stats.msg_ttl_ms, 2000);
+        tokio::task::block_in_place(|| c.requeue_dead()).unwrap();
+        let back = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&back), ["old"], "{mode:?}");
+        assert_eq!(tokio::task::block_in_place(|| c.empty_dead()).unwrap(), 0);
+    }
+}
+
+/// Peek shows the next messages in delivery order and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_shows_what_comes_next_without_taking_it() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let client = consumer(1);
+        for i in 0..150 {
+            f.publish(&format!("m{i}")).await;
+        }
+        let first = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        c.requeue(1, first[0].0, Duration::ZERO).unwrap();
+        let peeked = tokio::task::block_in_place(|| c.peek(100)).unwrap();
+        let names: Vec<String> = peeked
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .collect();
+        // Memory mode puts a REQ'd message at the end, a cursor in front.
+        let expected: Vec<String> = match mode {
+            Mode::Memory => (1..101).map(|i| format!("m{i}")).collect(),
+            _ => (0..100).map(|i| format!("m{i}")).collect(),
+        };
+        assert_eq!(names, expected, "{mode:?}");
+        let stats = c.stats(false, "");
+        assert_eq!((stats.depth, stats.in_flight_count), (150, 0), "{mode:?}");
+        let all = take_n(&c, &client, 150, Duration::from_secs(60)).await;
+        assert_eq!(all.len(), 150);
     }
 }
