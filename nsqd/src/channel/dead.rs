@@ -20,7 +20,7 @@ use crate::log::Journal;
 use crate::message::Message;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -77,6 +77,8 @@ enum Op {
 /// its state.
 #[derive(Debug, Clone)]
 struct Slot {
+    /// The message's ID.
+    id: u64,
     offset: u64,
     len: u64,
     msg: Option<Message>,
@@ -92,6 +94,9 @@ struct Store {
     /// Bytes of the records of entries still held.
     held: u64,
     index: BTreeMap<u64, Slot>,
+    /// Entry ids by message ID: a message that comes back after a crash
+    /// (its finish in the journal was lost) is not kept twice.
+    ids: HashMap<u64, u64>,
 }
 
 #[derive(Default)]
@@ -141,6 +146,7 @@ impl DeadLetters {
             len: 0,
             held: 0,
             index: BTreeMap::new(),
+            ids: HashMap::new(),
         };
         if let Some(path) = &path {
             store.open(path, max_payload, topic, channel)?;
@@ -263,14 +269,19 @@ impl DeadLetters {
     }
 
     fn flush_locked(&self, store: &mut Store) -> io::Result<()> {
-        let Pending { ops, finish } = std::mem::take(&mut *self.pending.lock());
+        let Pending { mut ops, finish } = std::mem::take(&mut *self.pending.lock());
         if ops.is_empty() && finish.is_empty() {
             return Ok(());
+        }
+        let before = ops.len();
+        ops.retain(|op| !matches!(op, Op::Dead { msg, .. } if store.ids.contains_key(&msg.id)));
+        let repeated = (before - ops.len()) as u64;
+        if repeated > 0 {
+            self.count.fetch_sub(repeated, Ordering::Relaxed);
         }
         if let Err(e) = store.write(&ops, self.path.is_some()) {
             // Back in front of anything newer, for the retry.
             let mut pending = self.pending.lock();
-            let mut ops = ops;
             ops.append(&mut pending.ops);
             pending.ops = ops;
             let mut finish = finish;
@@ -482,9 +493,11 @@ impl Store {
         match op {
             Op::Dead { eid, msg } => {
                 self.held += record_len;
+                self.ids.insert(msg.id, eid);
                 self.index.insert(
                     eid,
                     Slot {
+                        id: msg.id,
                         offset,
                         len: record_len,
                         dead: true,
@@ -522,6 +535,7 @@ impl Store {
     fn remove(&mut self, eid: u64) {
         if let Some(slot) = self.index.remove(&eid) {
             self.held -= slot.len;
+            self.ids.remove(&slot.id);
         }
     }
 
@@ -629,6 +643,7 @@ impl Store {
         self.file = Some(OpenOptions::new().read(true).append(true).open(path)?);
         self.len = buf.len() as u64;
         self.held = index.values().map(|s| s.len).sum();
+        self.ids = index.iter().map(|(&eid, slot)| (slot.id, eid)).collect();
         self.index = index;
         Ok(())
     }
@@ -780,6 +795,21 @@ mod tests {
             drop(dead);
             open(dir.path())
         };
+        assert_eq!(dead.count(), 2);
+    }
+
+    #[test]
+    fn a_message_buried_twice_is_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dead, _) = open(dir.path());
+        dead.kill(msg(1, 3), None);
+        dead.flush().unwrap();
+        drop(dead);
+        // After a crash that lost the journal's finish, it dies again.
+        let (dead, _) = open(dir.path());
+        dead.kill(msg(1, 3), None);
+        dead.kill(msg(2, 3), None);
+        assert_eq!(dead.list(10).unwrap().1, 2);
         assert_eq!(dead.count(), 2);
     }
 
