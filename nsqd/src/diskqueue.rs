@@ -10,6 +10,10 @@
 //! * `NAME.queue.meta`: `depth\nread_file,read_pos\nwrite_file,write_pos\n`,
 //!   replaced atomically (temp file, fsync, rename) at every sync.
 //!
+//! Writes reach the OS on the caller's thread, so that a full disk fails the
+//! publish that hit it; fsyncs and metadata writes go to the sync thread
+//! ([`crate::syncer`]), except for [`DiskQueue::sync`], which waits.
+//!
 //! A record is `[len: u32 BE][crc32c(payload): u32 BE][payload]`, the payload
 //! `[kind: u8][timestamp: i64][attempts: u16][id: u64][deliver_at: i64][body]`
 //! (big-endian; `deliver_at` is Unix ns, 0 when the message is not deferred).
@@ -21,10 +25,12 @@
 //! and logged, never fatal.
 
 use crate::message::Message;
+use crate::syncer::SyncSlot;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const RECORD_HEADER: usize = 8;
 const PAYLOAD_HEADER: usize = 1 + 8 + 2 + 8 + 8;
@@ -113,6 +119,8 @@ pub struct DiskQueue {
     /// Bytes skipped as corrupt, since start.
     corrupt_bytes: u64,
     scratch: BytesMut,
+    /// Where fsyncs and metadata writes go, off the caller's thread.
+    syncs: Arc<SyncSlot>,
 }
 
 impl DiskQueue {
@@ -146,6 +154,7 @@ impl DiskQueue {
             unsynced: 0,
             corrupt_bytes: 0,
             scratch: BytesMut::new(),
+            syncs: SyncSlot::new(name),
         };
         let segments = q.segment_numbers()?;
         match fs::read_to_string(q.meta_path())
@@ -305,7 +314,7 @@ impl DiskQueue {
         self.depth += 1;
         self.unsynced += 1;
         let result = if self.unsynced >= self.config.sync_every {
-            self.sync()
+            self.sync_soon()
         } else if self.pending.len() >= WRITE_BUFFER {
             self.flush_writer()
         } else {
@@ -335,12 +344,13 @@ impl DiskQueue {
     }
 
     fn roll(&mut self) -> io::Result<()> {
-        self.sync()?;
+        self.sync_soon()?;
         self.write_num += 1;
         self.write_pos = 0;
         self.flushed_pos = 0;
         self.open_writer()?;
-        self.write_meta()
+        self.syncs.submit(None, self.meta());
+        Ok(())
     }
 
     /// Hands pending records to the OS. On failure the file is cut back to
@@ -406,7 +416,7 @@ impl DiskQueue {
                     // is what keeps consumed messages from coming back.
                     self.unsynced += 1;
                     if self.unsynced >= self.config.sync_every {
-                        if let Err(e) = self.sync() {
+                        if let Err(e) = self.sync_soon() {
                             tracing::warn!(queue = %self.name, error = %e, "sync after read failed; will retry");
                         }
                     }
@@ -507,31 +517,46 @@ impl DiskQueue {
         Ok(())
     }
 
-    /// Makes everything written so far durable, and the positions with it.
-    /// The records themselves are what recovery trusts, so a metadata file
-    /// that cannot be replaced (say, on a full disk) is only logged.
+    /// Makes everything written so far durable, and the positions with it,
+    /// and waits for it. Blocking.
     pub fn sync(&mut self) -> io::Result<()> {
+        let batch = self.submit_sync()?;
+        self.syncs.wait(batch)
+    }
+
+    /// Waits for the fsyncs already handed to the sync thread. Blocking.
+    pub fn wait_for_syncs(&self) -> io::Result<()> {
+        self.syncs.wait_all()
+    }
+
+    /// Hands what was written so far to the OS now (a write error is the
+    /// caller's), and to the disk soon, on the sync thread: the caller never
+    /// waits for an fsync.
+    pub fn sync_soon(&mut self) -> io::Result<()> {
+        self.submit_sync().map(drop)
+    }
+
+    fn submit_sync(&mut self) -> io::Result<u64> {
         self.flush_writer()?;
-        if let Some(writer) = self.writer.as_ref() {
-            writer.sync_data()?;
-        }
+        let file = match self.writer.as_ref() {
+            Some(writer) => Some((self.write_num, writer.try_clone()?)),
+            None => None,
+        };
         self.unsynced = 0;
-        if let Err(e) = self.write_meta() {
-            tracing::warn!(queue = %self.name, error = %e, "failed to write queue metadata");
-        }
-        Ok(())
+        Ok(self.syncs.submit(file, self.meta()))
     }
 
     pub fn needs_sync(&self) -> bool {
         self.unsynced > 0
     }
 
-    fn write_meta(&self) -> io::Result<()> {
+    /// The metadata file and what it should say now.
+    fn meta(&self) -> (PathBuf, String) {
         let text = format!(
             "{}\n{},{}\n{},{}\n",
             self.depth, self.read_num, self.read_pos, self.write_num, self.write_pos
         );
-        write_atomically(&self.meta_path(), text.as_bytes())
+        (self.meta_path(), text)
     }
 
     /// Drops every message: all files go, and writing starts on a new segment.
@@ -547,7 +572,8 @@ impl DiskQueue {
         self.read_pos = 0;
         self.depth = 0;
         self.open_writer()?;
-        self.write_meta()
+        self.syncs.submit(None, self.meta());
+        Ok(())
     }
 
     fn remove_segments(&self) -> io::Result<()> {
@@ -559,6 +585,7 @@ impl DiskQueue {
 
     /// Removes the queue's files for good (its topic or channel was deleted).
     pub fn delete(mut self) -> io::Result<()> {
+        self.syncs.retire();
         self.reader = None;
         self.writer = None;
         self.remove_segments()?;

@@ -27,6 +27,7 @@ mod server;
 mod stats;
 mod statsd;
 mod stream;
+mod syncer;
 mod tcp;
 mod tls;
 mod topic;

@@ -340,11 +340,20 @@ impl Backend {
         }
     }
 
+    /// Makes the disk queue durable and waits for it. Blocking.
     pub fn sync(&mut self) -> io::Result<()> {
         match self {
             Backend::Discard { .. } => Ok(()),
             Backend::Disk(q) if q.needs_sync() => q.sync(),
-            Backend::Disk(_) => Ok(()),
+            Backend::Disk(q) => q.wait_for_syncs(),
+        }
+    }
+
+    /// Has the disk queue made durable soon, without waiting (`--sync-timeout`).
+    pub fn sync_soon(&mut self) -> io::Result<()> {
+        match self {
+            Backend::Disk(q) if q.needs_sync() => q.sync_soon(),
+            _ => Ok(()),
         }
     }
 }

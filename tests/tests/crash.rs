@@ -445,6 +445,68 @@ async fn a_slow_disk_stalls_only_what_waits_for_it() {
     assert!(d.terminate().success());
 }
 
+/// Memory mode on a slow disk: a topic that spills every message to its
+/// disk queue and syncs after each (`--sync-every=1`) hands the fsyncs to
+/// the sync thread, so its own publishes, another topic and `/ping` answer
+/// at once; a clean stop still waits for them, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_disk_does_not_stall_memory_mode() {
+    let dir = temp_dir("slow-disk-memory");
+    let flags = ["--mem-queue-size=1", "--sync-every=1"];
+    let d = Daemon::start_with_env(&dir, &flags, &[("NSQD_TEST_FSYNC_DELAY_MS", "800")]);
+    let http = reqwest::Client::new();
+    let url = d.http_url();
+    http.post(format!("{url}/channel/create?topic=spill&channel=c"))
+        .send()
+        .await
+        .unwrap();
+    let mut spiller = Conn::connect_addr(d.tcp).await;
+    let mut sub = Conn::connect_addr(d.tcp).await;
+    sub.subscribe("fast", "c").await;
+    sub.rdy(100).await;
+    let mut publisher = Conn::connect_addr(d.tcp).await;
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let sent = Instant::now();
+        spiller.publish("spill", format!("s-{i}").as_bytes()).await;
+        publisher.publish("fast", format!("f-{i}").as_bytes()).await;
+        let m = sub.expect_message().await;
+        sub.fin(m.id).await;
+        let ping = http.get(format!("{url}/ping")).send().await.unwrap();
+        assert_eq!(ping.status(), 200);
+        slowest = slowest.max(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(400),
+        "a spilling publish, another topic's round trip and /ping took {slowest:?} while fsyncs took 800 ms"
+    );
+    drop((spiller, sub, publisher));
+    // The stop waits for the slow fsyncs: the delay was real.
+    let stopping = Instant::now();
+    assert!(d.terminate().success());
+    assert!(
+        stopping.elapsed() >= Duration::from_millis(500),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+
+    let d = Daemon::start(&dir, &flags);
+    let mut conn = Conn::connect_addr(d.tcp).await;
+    conn.subscribe("spill", "c").await;
+    conn.rdy(100).await;
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let m = conn.expect_message().await;
+        got.push(String::from_utf8_lossy(&m.body).into_owned());
+        conn.send(Command::Fin(m.id)).await;
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("s-{i}")).collect();
+    assert_eq!(got, expected);
+    conn.expect_silence(Duration::from_millis(300)).await;
+    assert!(d.terminate().success());
+}
+
 /// fsyncs the log writer made so far, from `/metrics`.
 async fn log_fsyncs(d: &Daemon) -> u64 {
     let text = reqwest::get(format!("{}/metrics", d.http_url()))

@@ -90,11 +90,11 @@ impl Channel {
         queue.backend().sync()
     }
 
-    /// Makes the disk queue durable if it has unsynced writes (a cursor's
-    /// journal is the log writer's).
+    /// Has the disk queue made durable if it has unsynced writes, on the
+    /// sync thread (a cursor's journal is the log writer's).
     pub fn sync(&self) -> std::io::Result<()> {
         match &mut self.state.lock().queue {
-            Queue::Memory(queue) => queue.backend().sync(),
+            Queue::Memory(queue) => queue.backend().sync_soon(),
             Queue::Log(_) => Ok(()),
         }
     }

@@ -399,14 +399,14 @@ impl Topic {
         result
     }
 
-    /// Makes the disk queues of the topic and its channels durable (the
-    /// log writer syncs logs by itself).
+    /// Has the disk queues of the topic and its channels made durable, on
+    /// the sync thread (the log writer syncs logs by itself).
     pub fn sync(&self) -> io::Result<()> {
         let channels = self.channels();
         if self.log.is_some() {
             return channels.iter().try_for_each(|c| c.sync());
         }
-        self.state.lock().queue.backend().sync()?;
+        self.state.lock().queue.backend().sync_soon()?;
         channels.iter().try_for_each(|c| c.sync())
     }
 
