@@ -4,6 +4,7 @@
 use crate::charts;
 use crate::ctx::Ctx;
 use crate::history::Key;
+use crate::messages::Listing;
 use crate::model::{ChannelStats, ClientStats, Producer, TopicStats};
 use crate::views::{self, age, ago, Partial};
 use axum::http::StatusCode;
@@ -25,14 +26,16 @@ pub async fn render(ctx: &Ctx, pattern: &str) -> Response {
         }
         "/topics/:topic/:channel" => {
             let (topic, channel) = (ctx.params[0].clone(), ctx.params[1].clone());
-            views::channel(cluster, &topic, &channel).await.map(|p| {
-                p.map(|c| {
-                    (
-                        format!("{topic} / {channel}"),
-                        channel_page(ctx, &topic, &channel, c.as_ref()),
-                    )
+            views::channel_page(cluster, &topic, &channel)
+                .await
+                .map(|p| {
+                    p.map(|(c, dead)| {
+                        (
+                            format!("{topic} / {channel}"),
+                            channel_page(ctx, &topic, &channel, c.as_ref(), &dead),
+                        )
+                    })
                 })
-            })
         }
         "/nodes" => {
             let pings = cluster.last_pings().await;
@@ -282,11 +285,7 @@ fn topic_page(ctx: &Ctx, t: &TopicStats) -> Markup {
         div.actions {
             (lifecycle(ctx, &format!("topic {topic}"), &api, t.paused,
                 "Channels stop receiving new messages.", "/topics"))
-            button.peek data-topic=(topic) disabled[channels.is_empty()]
-                title=(if channels.is_empty() { "a topic without channels keeps its messages for the first channel; peeking would take them" } else { "shows the next messages through an ephemeral channel of its own" })
-                { "Peek" }
         }
-        div #peek {}
         @if nodes.is_empty() {
             p.empty { "No nsqd has this topic." }
         }
@@ -348,7 +347,7 @@ fn channel_table(ctx: &Ctx, topic: &str, channels: &[ChannelStats]) -> Markup {
             thead { tr {
                 th { "Channel" } th.n { "Depth" } th.n { "Memory + Disk" } th.n { "In-flight" }
                 th.n { "Deferred" } th.n { "Requeued" } th.n { "Timed out" } th.n { "Messages" }
-                th.n { "msg/s" } th.n { "Clients" } th { "Depth, last hour" }
+                th.n { "msg/s" } th.n { "Clients" } th.n { "Dead letters" } th { "Depth, last hour" }
             } }
             tbody {
                 @for c in channels {
@@ -365,6 +364,7 @@ fn channel_table(ctx: &Ctx, topic: &str, channels: &[ChannelStats]) -> Markup {
                         td.n.messages { (num(c.message_count)) }
                         td.n { (rate(history.rate(&key))) }
                         td.n { (num(c.client_count)) }
+                        td.n.dead { (num(c.dead_count)) }
                         td.spark { (charts::sparkline(&history.chart(&key), 0)) }
                     }
                 }
@@ -373,7 +373,13 @@ fn channel_table(ctx: &Ctx, topic: &str, channels: &[ChannelStats]) -> Markup {
     }
 }
 
-fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>) -> Markup {
+fn channel_page(
+    ctx: &Ctx,
+    topic: &str,
+    channel: &str,
+    c: Option<&ChannelStats>,
+    dead: &Listing,
+) -> Markup {
     let base = ctx.state.opts.prefix();
     let api = format!("/api/topics/{}/{}", enc(topic), enc(channel));
     let key = Key::Channel(topic.to_string(), channel.to_string());
@@ -390,6 +396,7 @@ fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>)
                     (lifecycle(ctx, &format!("channel {channel}"), &api, c.paused,
                         "Its consumers stop getting messages.", &format!("/topics/{}", enc(topic))))
                 }
+                (settings(c))
                 div.charts {
                     (charts::chart(&history.chart(&key), "Depth and in-flight", &[(0, "depth"), (1, "in-flight")], false))
                     (charts::chart(&history.chart(&key), "Received, msg/s", &[(2, "msg/s")], true))
@@ -399,7 +406,8 @@ fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>)
                     thead { tr {
                         th { "Node" } th.n { "Depth" } th.n { "Memory + Disk" } th.n { "In-flight" }
                         th.n { "Deferred" } th.n { "Requeued" } th.n { "Timed out" } th.n { "Messages" }
-                        th.n { "Clients" } th { "E2E latency" }
+                        th.n { "Clients" } th.n { "Dead letters" } th.n { "Expired" }
+                        th.n { "Max attempts" } th.n { "TTL" } th { "E2E latency" }
                     } }
                     tbody {
                         @for n in c.nodes.as_deref().unwrap_or_default() {
@@ -414,6 +422,10 @@ fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>)
                                 td.n { (num(n.timeout_count)) }
                                 td.n { (num(n.message_count)) }
                                 td.n { (num(n.client_count)) }
+                                td.n.dead { (num(n.dead_count)) }
+                                td.n.expired { (num(n.expired_count)) }
+                                td.n.max-attempts { (max_attempts(n.max_attempts)) }
+                                td.n.ttl { (ttl(n.msg_ttl_ms)) }
                                 td { (e2e(n.e2e_processing_latency.as_ref())) }
                             }
                         }
@@ -428,11 +440,123 @@ fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>)
                         td.n { (num(c.timeout_count)) }
                         td.n.messages { (num(c.message_count)) }
                         td.n { (num(c.client_count)) }
+                        td.n.dead { (num(c.dead_count)) }
+                        td.n.expired { (num(c.expired_count)) }
+                        td {} td {}
                         td { (e2e(c.e2e_processing_latency.as_ref())) }
                     } }
                 }
+                (dead_letters(ctx, topic, channel, c, dead))
+                h2 { "Next messages" }
+                div.actions {
+                    button.peek data-topic=(topic) data-channel=(channel)
+                        title="shows the next messages each nsqd would deliver, without taking them"
+                        { "Peek" }
+                }
+                div #peek {}
                 h2 { "Clients" }
                 (clients_table(c.clients.as_deref().unwrap_or_default()))
+            }
+        }
+    }
+}
+
+fn max_attempts(n: u16) -> String {
+    if n == 0 {
+        "no limit".into()
+    } else {
+        num(n)
+    }
+}
+
+fn ttl(ms: u64) -> String {
+    if ms == 0 {
+        "none".into()
+    } else {
+        nsq_daemon::flags::format_duration(std::time::Duration::from_millis(ms))
+    }
+}
+
+/// The dead-letter settings in force: one line when every node agrees,
+/// else a pointer to the nodes' table.
+fn settings(c: &ChannelStats) -> Markup {
+    let nodes = c.nodes.as_deref().unwrap_or_default();
+    let agree = nodes
+        .iter()
+        .all(|n| (n.max_attempts, n.msg_ttl_ms) == (c.max_attempts, c.msg_ttl_ms));
+    html! {
+        p.summary #settings {
+            "Dead letters " strong #dead-count { (num(c.dead_count)) }
+            " · expired " strong #expired-count { (num(c.expired_count)) }
+            @if agree {
+                " · max attempts " strong #max-attempts { (max_attempts(c.max_attempts)) }
+                " · TTL " strong #ttl { (ttl(c.msg_ttl_ms)) }
+            } @else {
+                " · max attempts and TTL differ between nodes (see below)"
+            }
+        }
+    }
+}
+
+fn dead_letters(ctx: &Ctx, topic: &str, channel: &str, c: &ChannelStats, dead: &Listing) -> Markup {
+    let api = format!("/api/dead/{}/{}", enc(topic), enc(channel));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    html! {
+        h2 { "Dead letters " span.count { (num(c.dead_count)) } }
+        @if c.dead_count == 0 {
+            p.empty {
+                "No dead letters. A message becomes one when it was delivered max attempts times "
+                "without a FIN, or outlived the TTL (nsqd's --max-attempts and --msg-ttl, or "
+                code { "/channel/config" } ")."
+            }
+        } @else {
+            div.actions {
+                (action(ctx, "Requeue all", "POST", &api, r#"{"action":"requeue"}"#,
+                    &format!("Requeue all {} dead letters of channel {channel}? They go back in line with their attempts reset.", c.dead_count), None))
+                (action(ctx, "Empty dead letters", "POST", &api, r#"{"action":"empty"}"#,
+                    &format!("Empty the {} dead letters of channel {channel}? They are deleted.", c.dead_count), None))
+            }
+            @if dead.messages.len() < c.dead_count as usize {
+                p.empty { "The oldest " (dead.messages.len()) " of " (num(c.dead_count)) ":" }
+            }
+            (message_table("dead-letters", dead, now))
+        }
+    }
+}
+
+/// Bodies are cut at this many characters in tables.
+const BODY_SHOWN: usize = 500;
+
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(BODY_SHOWN) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// Messages shown from a channel: dead letters here, peeked ones in app.js
+/// (which draws the same columns).
+fn message_table(id: &str, listing: &Listing, now_ns: i64) -> Markup {
+    html! {
+        table.stats.messages id=(id) {
+            thead { tr {
+                th { "Node" } th { "ID" } th.n { "Attempts" } th.n { "Age" } th { "Body" }
+            } }
+            tbody {
+                @for m in &listing.messages {
+                    tr data-id=(m.id) {
+                        td { (m.node) }
+                        td { code { (m.id) } }
+                        td.n.attempts { (m.attempts) }
+                        td.n { (ago((now_ns - m.timestamp).max(0) / 1_000_000_000)) }
+                        td.body { @match &m.text {
+                            Some(text) => pre { (clip(text)) },
+                            None => span.badge.binary { "binary, " (num(m.size as u64)) " bytes" },
+                        } }
+                    }
+                }
             }
         }
     }
@@ -592,5 +716,11 @@ mod tests {
         assert_eq!(num(-1000i64), "-1,000");
         assert_eq!(enc("a#ephemeral"), "a%23ephemeral");
         assert_eq!(enc("127.0.0.1:4151"), "127.0.0.1:4151");
+        assert_eq!(max_attempts(0), "no limit");
+        assert_eq!(max_attempts(3), "3");
+        assert_eq!(ttl(0), "none");
+        assert_eq!(ttl(90_000), "1m30s");
+        assert_eq!(clip("short"), "short");
+        assert_eq!(clip(&"é".repeat(600)), format!("{}…", "é".repeat(500)));
     }
 }
