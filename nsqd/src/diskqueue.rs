@@ -422,6 +422,55 @@ impl DiskQueue {
         }
     }
 
+    /// Appends up to `n` unread messages to `out` in order, moving nothing:
+    /// passes over deferred ones not due at `now_unix` and those `keep`
+    /// refuses, and stops at corrupt data (which a read would skip).
+    pub fn peek(
+        &mut self,
+        n: usize,
+        now_unix: i64,
+        keep: &dyn Fn(&Message) -> bool,
+        out: &mut Vec<Message>,
+    ) -> io::Result<()> {
+        if self.is_empty() || n == 0 {
+            return Ok(());
+        }
+        self.flush_writer()?;
+        let max_payload = self.max_payload();
+        let mut found = 0;
+        let (mut num, mut pos) = (self.read_num, self.read_pos);
+        while num <= self.write_num && found < n {
+            let path = Self::segment_path(&self.config.dir, &self.name, num);
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    (num, pos) = (num + 1, 0);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            file.seek(SeekFrom::Start(pos))?;
+            let end = (num == self.write_num).then_some(self.write_pos);
+            let mut reader = BufReader::with_capacity(64 * 1024, file);
+            while found < n && end.is_none_or(|end| pos < end) {
+                match read_one(&mut reader, max_payload)? {
+                    ReadOutcome::Record(stored, len) => {
+                        pos += len as u64;
+                        let due = stored.deliver_at.is_some_and(|at| at > now_unix);
+                        if !due && keep(&stored.msg) {
+                            out.push(stored.msg);
+                            found += 1;
+                        }
+                    }
+                    ReadOutcome::End => break,
+                    ReadOutcome::Corrupt => return Ok(()),
+                }
+            }
+            (num, pos) = (num + 1, 0);
+        }
+        Ok(())
+    }
+
     fn next_segment(&mut self) {
         let done = Self::segment_path(&self.config.dir, &self.name, self.read_num);
         self.reader = None;

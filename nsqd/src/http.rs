@@ -15,7 +15,8 @@ use bytes::{BufMut, BytesMut};
 use nsq::api::NsqdInfo;
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use nsq_daemon::http_api::{
-    config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_PUT, POST, V1,
+    config_option, err, read_limited, resolve, Answer, Params, Route, GET, GET_POST, GET_PUT, POST,
+    V1,
 };
 use nsq_daemon::tcp::{Listener, LocalAddr};
 use nsq_daemon::VERSION;
@@ -90,6 +91,11 @@ const ROUTES: &[Route] = &[
     ("/channel/empty", POST),
     ("/channel/pause", POST),
     ("/channel/unpause", POST),
+    ("/channel/dead", GET),
+    ("/channel/dead/requeue", POST),
+    ("/channel/dead/empty", POST),
+    ("/channel/peek", GET),
+    ("/channel/config", GET_POST),
     ("/config/:opt", GET_PUT),
     ("/metrics", GET),
 ];
@@ -203,6 +209,9 @@ async fn route(State(served): State<Served>, req: Request) -> Response {
                 }
                 Ok(V1::Empty)
             }
+            path if crate::http_channel::handles(path) => {
+                crate::http_channel::answer(&node, path, &params()?, method == Method::POST).await
+            }
             _ => config(&node, &path[CONFIG.len()..], &method, body).await,
         }
     };
@@ -297,7 +306,7 @@ fn put_error(e: crate::topic::PutError) -> V1 {
 }
 
 /// `?topic=` of an existing topic and a valid `?channel=` (the `/channel/*` endpoints).
-fn existing_topic_and_channel_arg<'p>(
+pub(crate) fn existing_topic_and_channel_arg<'p>(
     node: &Node,
     params: &'p Params,
 ) -> Result<(Arc<crate::topic::Topic>, &'p str), V1> {

@@ -11,6 +11,7 @@ mod diskqueue;
 mod e2e;
 mod guid;
 mod http;
+mod http_channel;
 mod log;
 mod lookup;
 mod message;

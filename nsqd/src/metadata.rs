@@ -28,6 +28,21 @@ pub struct TopicMeta {
 pub struct ChannelMeta {
     pub name: String,
     pub paused: bool,
+    /// The channel's own `max_attempts` (ours; upstream ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u16>,
+    /// The channel's own message TTL in milliseconds (ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_ttl_ms: Option<u64>,
+}
+
+impl ChannelMeta {
+    pub fn overrides(&self) -> crate::channel::Overrides {
+        crate::channel::Overrides {
+            max_attempts: self.max_attempts,
+            msg_ttl: self.msg_ttl_ms.map(std::time::Duration::from_millis),
+        }
+    }
 }
 
 pub fn path(dir: &Path) -> PathBuf {

@@ -120,6 +120,16 @@ const CHANNEL_METRICS: &[ChannelMetric] = &[
         "1 while the channel is paused",
         |c| Sample::Gauge(c.paused.into()),
     ),
+    (
+        "nsqd_channel_dead_letters",
+        "Messages kept as dead letters (max attempts used up, or past the TTL)",
+        |c| Sample::Gauge(c.dead_count as i64),
+    ),
+    (
+        "nsqd_channel_expired",
+        "Messages that outlived the channel's TTL and became dead letters",
+        |c| Sample::Counter(c.expired_count),
+    ),
 ];
 
 const LATENCY_HELP: &str =

@@ -112,6 +112,8 @@ impl Node {
             e2e_window: opts.e2e_processing_latency_window_time,
             disk: setup.disk,
             log_writer: setup.log_writer,
+            max_attempts: opts.max_attempts,
+            msg_ttl: opts.msg_ttl,
         };
         let shutdown = CancellationToken::new();
         Arc::new_cyclic(|me: &std::sync::Weak<Node>| {
@@ -398,9 +400,14 @@ impl Node {
                     .channels()
                     .into_iter()
                     .filter(|c| !c.ephemeral)
-                    .map(|c| ChannelMeta {
-                        name: c.name.clone(),
-                        paused: c.is_paused(),
+                    .map(|c| {
+                        let overrides = c.overrides();
+                        ChannelMeta {
+                            name: c.name.clone(),
+                            paused: c.is_paused(),
+                            max_attempts: overrides.max_attempts,
+                            msg_ttl_ms: overrides.msg_ttl.map(|ttl| ttl.as_millis() as u64),
+                        }
                     })
                     .collect();
                 TopicMeta {
@@ -544,13 +551,17 @@ impl Node {
     /// files, logs or journals exist without an entry there (created just
     /// before a crash).
     pub async fn restore(&self) -> std::io::Result<()> {
-        let mut wanted: BTreeMap<String, (bool, BTreeMap<String, bool>)> = BTreeMap::new();
+        let mut wanted: BTreeMap<String, (bool, BTreeMap<String, ChannelMeta>)> = BTreeMap::new();
+        let found = |name: &str| ChannelMeta {
+            name: name.to_string(),
+            ..ChannelMeta::default()
+        };
         if let Some(meta) = metadata::load(&self.data_dir)? {
             for t in meta.topics {
                 let entry = wanted.entry(t.name).or_default();
                 entry.0 = t.paused;
                 for c in t.channels.unwrap_or_default() {
-                    entry.1.insert(c.name, c.paused);
+                    entry.1.insert(c.name.clone(), c);
                 }
             }
         }
@@ -564,12 +575,16 @@ impl Node {
                     .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 {
                     if let Some(channel) = journal.strip_suffix(".journal") {
-                        entry.1.entry(channel.to_string()).or_insert(false);
+                        entry
+                            .1
+                            .entry(channel.to_string())
+                            .or_insert_with(|| found(channel));
                     }
                 }
                 continue;
             }
-            let Some((name, _)) = file.split_once(".queue.") else {
+            let dead_letters = file.strip_suffix(".dead");
+            let Some(name) = dead_letters.or_else(|| Some(file.split_once(".queue.")?.0)) else {
                 continue;
             };
             match name.split_once(':') {
@@ -579,7 +594,7 @@ impl Node {
                         .or_default()
                         .1
                         .entry(c.to_string())
-                        .or_insert(false);
+                        .or_insert_with(|| found(c));
                 }
                 None => {
                     wanted.entry(name.to_string()).or_default();
@@ -597,17 +612,18 @@ impl Node {
             if paused {
                 topic.pause();
             }
-            for (channel, paused) in channels {
-                if !nsq::protocol::is_valid_channel_name(&channel)
-                    || nsq::protocol::is_ephemeral(&channel)
+            for (channel_name, meta) in channels {
+                if !nsq::protocol::is_valid_channel_name(&channel_name)
+                    || nsq::protocol::is_ephemeral(&channel_name)
                 {
-                    tracing::warn!(topic = %name, channel = %channel, "skipping invalid channel in the data directory");
+                    tracing::warn!(topic = %name, channel = %channel_name, "skipping invalid channel in the data directory");
                     continue;
                 }
                 let channel = self
-                    .get_or_create_channel(&topic, &channel)
+                    .get_or_create_channel(&topic, &channel_name)
                     .map_err(std::io::Error::other)?;
-                if paused {
+                channel.set_overrides(meta.overrides());
+                if meta.paused {
                     channel.pause();
                 }
             }

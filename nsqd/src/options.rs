@@ -127,6 +127,15 @@ pub struct Options {
     #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
     #[serde(serialize_with = "as_nanos")]
     pub max_req_timeout: Duration,
+    /// Deliveries after which a message becomes a dead letter instead of
+    /// being delivered again (0: no limit); a channel may set its own.
+    #[arg(long, default_value_t = 0)]
+    pub max_attempts: u16,
+    /// Age past which a message is not delivered but becomes a dead letter
+    /// (0: none); a channel may set its own.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
+    pub msg_ttl: Duration,
     /// Largest command body (MPUB, IDENTIFY), in bytes.
     #[arg(long, default_value_t = 5_242_880)]
     pub max_body_size: i64,

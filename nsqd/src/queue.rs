@@ -124,6 +124,44 @@ impl MemQueue {
         }
     }
 
+    /// Appends up to `n` messages in delivery order to `out`, taking none;
+    /// passes over deferred ones not due at `now` and those `keep` refuses.
+    /// Returns how many it appended.
+    pub fn peek(
+        &self,
+        n: usize,
+        now: Instant,
+        keep: &dyn Fn(&Message) -> bool,
+        out: &mut Vec<Message>,
+    ) -> usize {
+        let start = out.len();
+        for item in &self.items {
+            let mut offer = |msg: Message| {
+                if keep(&msg) {
+                    out.push(msg);
+                }
+                out.len() - start < n
+            };
+            let more = match item {
+                Item::Run(run) => {
+                    let mut run = run.clone();
+                    let mut more = true;
+                    while let Some(msg) = run.next_message().filter(|_| more) {
+                        more = offer(msg);
+                    }
+                    more
+                }
+                Item::One(msg) => offer(msg.clone()),
+                Item::Deferred(_, due) if *due > now => true,
+                Item::Deferred(msg, _) => offer(msg.clone()),
+            };
+            if !more {
+                break;
+            }
+        }
+        out.len() - start
+    }
+
     /// Takes every queued item, oldest first.
     pub fn drain(&mut self) -> impl Iterator<Item = Item> + '_ {
         self.len = 0;
@@ -193,6 +231,21 @@ impl BoundedQueue {
     /// The next message, memory first.
     pub fn pop(&mut self) -> Option<Item> {
         self.mem.pop().or_else(|| self.backend.pop())
+    }
+
+    /// Up to `n` messages in delivery order, memory then disk, taking none
+    /// (see [`MemQueue::peek`]). Blocking when it reads the disk queue.
+    pub fn peek(
+        &mut self,
+        n: usize,
+        keep: &dyn Fn(&Message) -> bool,
+        out: &mut Vec<Message>,
+    ) -> io::Result<()> {
+        let found = self.mem.peek(n, Instant::now(), keep, out);
+        match &mut self.backend {
+            Backend::Disk(q) if found < n => q.peek(n - found, unix_nanos(), keep, out),
+            _ => Ok(()),
+        }
     }
 
     /// Takes what waits in memory, oldest first; the backend keeps its part.

@@ -151,6 +151,11 @@ pub fn lines(
                 delta(channel.timeout_count, last.timeouts),
             );
             gauge(&mut out, format!("{prefix}.clients"), channel.client_count);
+            gauge(
+                &mut out,
+                format!("{prefix}.dead_count"),
+                channel.dead_count as i64,
+            );
             e2e(&mut out, &prefix, &channel.e2e_processing_latency);
             seen.insert(
                 key,

@@ -64,6 +64,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_zero_u16(n: &u16) -> bool {
+    *n == 0
+}
+
 /// A channel in [`TopicStats`], with its consumers when asked for.
 ///
 /// ```
@@ -96,13 +100,19 @@ pub struct ChannelStats {
     /// Bytes waiting in the disk queue (ours; absent when 0).
     #[serde(skip_serializing_if = "is_zero")]
     pub backend_bytes: u64,
-    /// Messages kept as dead letters (ours): see `/channel/dead`.
+    // Ours, each absent when 0, so that a node that does not use dead
+    // letters answers exactly upstream's document.
+    /// Messages kept as dead letters: see `/channel/dead`.
+    #[serde(skip_serializing_if = "is_zero")]
     pub dead_count: u64,
-    /// Messages that expired past the channel's TTL since start (ours).
+    /// Messages that expired past the channel's TTL since start.
+    #[serde(skip_serializing_if = "is_zero")]
     pub expired_count: u64,
-    /// Deliveries before a message becomes a dead letter; 0: no limit (ours).
+    /// Deliveries before a message becomes a dead letter; 0: no limit.
+    #[serde(skip_serializing_if = "is_zero_u16")]
     pub max_attempts: u16,
-    /// The channel's message TTL in milliseconds; 0: none (ours).
+    /// The channel's message TTL in milliseconds; 0: none.
+    #[serde(skip_serializing_if = "is_zero")]
     pub msg_ttl_ms: u64,
 }
 

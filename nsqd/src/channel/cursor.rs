@@ -88,6 +88,84 @@ impl RefillJob {
     }
 }
 
+/// The entry's message as the channel would have it, with the due time
+/// (Unix ns) when it must wait; `None` when it was finished.
+fn classify(
+    journal: &Journal,
+    entry: LogEntry,
+    now_unix: i64,
+) -> Option<(u64, Message, Option<i64>)> {
+    let (attempts, due) = match journal.classify(entry.seq) {
+        Disposition::Finished => return None,
+        Disposition::Deliver { attempts, due } => (attempts, due),
+    };
+    let mut msg = entry.msg;
+    if let Some(attempts) = attempts {
+        msg.attempts = attempts;
+    }
+    let due = due.or(entry.deliver_at).filter(|&due| due > now_unix);
+    Some((entry.seq, msg, due))
+}
+
+/// The rest of a peek: the log from `from` to `limit`, read off the cache
+/// or, when older, off the files.
+pub(crate) struct LogPeek {
+    log: Arc<TopicLog>,
+    journal: Arc<Journal>,
+    from: u64,
+    limit: u64,
+}
+
+impl LogPeek {
+    /// Appends up to `n` more messages to `out`. Blocking.
+    pub(crate) fn read(
+        self,
+        n: usize,
+        now_unix: i64,
+        keep: &dyn Fn(&Message) -> bool,
+        out: &mut Vec<Message>,
+    ) -> io::Result<()> {
+        let start = out.len();
+        let mut offer = |entry: LogEntry| {
+            if let Some((_, msg, None)) = classify(&self.journal, entry, now_unix) {
+                if keep(&msg) {
+                    out.push(msg);
+                }
+            }
+            out.len() - start < n
+        };
+        let mut from = self.from;
+        let mut batch = Vec::new();
+        while from < self.limit {
+            batch.clear();
+            match self.log.read_cached(from, READ_BATCH, &mut batch) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {
+                    for entry in batch.drain(..) {
+                        if entry.seq >= self.limit {
+                            return Ok(());
+                        }
+                        from = entry.seq + 1;
+                        if !offer(entry) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(_not_cached) => {
+                    let mut reader = self.log.reader(from);
+                    while let Some(entry) = reader.next(self.limit)? {
+                        if !offer(entry) {
+                            break;
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) struct Cursor {
     log: Arc<TopicLog>,
     journal: Arc<Journal>,
@@ -144,17 +222,10 @@ impl Cursor {
         }
         loop {
             while let Some(entry) = self.ahead.pop_front() {
-                let (attempts, due) = match self.journal.classify(entry.seq) {
-                    Disposition::Finished => continue,
-                    Disposition::Deliver { attempts, due } => (attempts, due),
-                };
-                let mut msg = entry.msg;
-                if let Some(attempts) = attempts {
-                    msg.attempts = attempts;
-                }
-                return match due.or(entry.deliver_at) {
-                    Some(due) if due > now_unix => Next::Deferred(entry.seq, msg, due),
-                    _ => Next::Ready(entry.seq, msg),
+                return match classify(&self.journal, entry, now_unix) {
+                    None => continue,
+                    Some((seq, msg, Some(due))) => Next::Deferred(seq, msg, due),
+                    Some((seq, msg, None)) => Next::Ready(seq, msg),
                 };
             }
             if self.refilling {
@@ -187,6 +258,34 @@ impl Cursor {
                 return next;
             }
         }
+    }
+
+    /// Appends up to `n` messages to `out` in the order [`Cursor::next`]
+    /// would give them, moving nothing; passes over deferred ones and those
+    /// `keep` refuses. Returns the part of the log still to read, if any.
+    pub(crate) fn peek(
+        &self,
+        n: usize,
+        now_unix: i64,
+        keep: &dyn Fn(&Message) -> bool,
+        out: &mut Vec<Message>,
+    ) -> Option<LogPeek> {
+        let start = out.len();
+        let ahead = self.ahead.iter().filter_map(|entry| {
+            match classify(&self.journal, entry.clone(), now_unix) {
+                Some((_, msg, None)) => Some(msg),
+                _ => None,
+            }
+        });
+        let queued = self.front.iter().map(|(_, msg)| msg.clone()).chain(ahead);
+        out.extend(queued.filter(|msg| keep(msg)).take(n));
+        let limit = self.limit();
+        (out.len() - start < n && self.next < limit).then(|| LogPeek {
+            log: self.log.clone(),
+            journal: self.journal.clone(),
+            from: self.next,
+            limit,
+        })
     }
 
     /// Queues entries below `limit` in order, finishing the seqs the log does

@@ -1,5 +1,6 @@
 //! A channel's end (deletion, shutdown) and what it reports (stats).
 
+use super::dead::REVIVED;
 use super::state::{InFlight, Queue};
 use super::Channel;
 use crate::client_conn::ClientConn;
@@ -42,7 +43,7 @@ impl Channel {
             },
             Queue::Log(cursor) => cursor.journal().delete(),
         };
-        if let Err(e) = removed {
+        if let Err(e) = removed.and(self.dead.delete()) {
             tracing::warn!(channel = %self.name, error = %e, "failed to remove the channel's files");
         }
         diskqueue::remove_front(&disk.dir, &self.queue_name());
@@ -52,6 +53,9 @@ impl Channel {
     /// deferred with its deadline) and make the disk queue durable.
     pub fn shutdown(&self, disk: &DiskConfig) -> std::io::Result<()> {
         self.close();
+        // Dead letters, and requeued ones until finished, live in their own
+        // file: not saved with the queue below.
+        self.dead.flush()?;
         let mut st = self.state.lock();
         let st = &mut *st;
         let queue = match &mut st.queue {
@@ -61,7 +65,12 @@ impl Channel {
             Queue::Memory(queue) => queue,
         };
         // In-flight messages first: they were next in line before anything queued.
-        let mut in_flight: Vec<InFlight> = st.in_flight.drain().map(|(_, e)| e).collect();
+        let mut in_flight: Vec<InFlight> = st
+            .in_flight
+            .drain()
+            .map(|(_, e)| e)
+            .filter(|e| e.seq & REVIVED == 0)
+            .collect();
         in_flight.sort_by_key(|e| e.delivered_at);
         let mut saved: Vec<(Message, Option<i64>)> =
             in_flight.into_iter().map(|e| (e.msg, None)).collect();
@@ -74,6 +83,7 @@ impl Channel {
         saved.extend(
             st.deferred
                 .drain()
+                .filter(|d| d.seq & REVIVED == 0)
                 .map(|d| (d.msg, Some(instant_to_unix(d.due)))),
         );
         diskqueue::save_front(&disk.dir, &self.queue_name(), &saved)?;
@@ -129,6 +139,10 @@ impl Channel {
             e2e_processing_latency: samples.report(&self.config.e2e_percentiles),
             backend_corrupt_bytes: corrupt,
             backend_bytes: disk_bytes,
+            dead_count: self.dead_count(),
+            expired_count: self.expired_count(),
+            max_attempts: self.limits().0,
+            msg_ttl_ms: self.limits().1.as_millis() as u64,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! timer task sleeps until the earliest deadline instead of scanning.
 
 mod cursor;
+mod dead;
 mod lifecycle;
 mod state;
 mod timer;
@@ -17,12 +18,13 @@ use crate::log::{Journal, LogWriter, TopicLog};
 use crate::message::Message;
 use crate::queue::{instant_to_unix, Backend, BoundedQueue, Item};
 use cursor::{Cursor, Next};
+use dead::{DeadLetters, REVIVED};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use state::{InFlight, Queue, State};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -57,6 +59,20 @@ pub struct ChannelConfig {
     /// The log writer, in log mode (`--mem-queue-size=0`): non-ephemeral
     /// topics keep their messages in a log, channels read it as cursors.
     pub log_writer: Option<Arc<LogWriter>>,
+    /// `--max-attempts`: deliveries before a message becomes a dead letter
+    /// (0: no limit), unless the channel sets its own.
+    pub max_attempts: u16,
+    /// `--msg-ttl`: age past which a message is not delivered but becomes a
+    /// dead letter (zero: none), unless the channel sets its own.
+    pub msg_ttl: Duration,
+}
+
+/// A channel's own dead-letter settings (`/channel/config`), kept in the
+/// node's metadata; `None` takes the node's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub max_attempts: Option<u16>,
+    pub msg_ttl: Option<Duration>,
 }
 
 impl ChannelConfig {
@@ -122,6 +138,12 @@ pub struct Channel {
     message_count: AtomicU64,
     requeue_count: AtomicU64,
     timeout_count: AtomicU64,
+    expired_count: AtomicU64,
+    dead: Arc<DeadLetters>,
+    overrides: Mutex<Overrides>,
+    /// The settings in force, read by every `take`.
+    max_attempts: AtomicU32,
+    msg_ttl_ns: AtomicU64,
 }
 
 impl Channel {
@@ -138,7 +160,12 @@ impl Channel {
     ) -> std::io::Result<Arc<Self>> {
         let ephemeral = nsq::protocol::is_ephemeral(name);
         let e2e = (!config.e2e_percentiles.is_empty()).then(|| E2eLatency::new(config.e2e_window));
+        let dead_dir = (!ephemeral).then_some(config.disk.dir.as_path());
+        let (dead, revived) =
+            DeadLetters::open(topic_name, name, dead_dir, config.disk.max_msg_size)?;
         let mut state = State {
+            revived: Default::default(),
+            dead: dead.clone(),
             queue: Queue::Memory(BoundedQueue::new(0, Backend::Discard { dropped: 0 })),
             in_flight: FxHashMap::default(),
             timeouts: BinaryHeap::new(),
@@ -177,7 +204,18 @@ impl Channel {
                 state.queue = Queue::Memory(queue);
             }
         }
+        let now = unix_nanos();
+        for entry in revived {
+            match entry.due {
+                due if due > now => {
+                    state.defer(entry.seq, entry.msg, crate::queue::unix_to_instant(due));
+                }
+                _ => state.revived.push_back((entry.seq, entry.msg)),
+            }
+        }
         let cursor = matches!(state.queue, Queue::Log(_));
+        let max_attempts = AtomicU32::new(config.max_attempts.into());
+        let msg_ttl_ns = AtomicU64::new(config.msg_ttl.as_nanos() as u64);
         let channel = Arc::new_cyclic(|me| Channel {
             name: name.to_string(),
             topic_name: topic_name.to_string(),
@@ -193,6 +231,11 @@ impl Channel {
             message_count: AtomicU64::new(0),
             requeue_count: AtomicU64::new(0),
             timeout_count: AtomicU64::new(0),
+            expired_count: AtomicU64::new(0),
+            dead,
+            overrides: Mutex::new(Overrides::default()),
+            max_attempts,
+            msg_ttl_ns,
         });
         tokio::spawn(channel.clone().run_timer());
         Ok(channel)
@@ -311,14 +354,21 @@ impl Channel {
         let mut st = self.state.lock();
         let mut taken = 0;
         let mut rng = (sample_rate > 0).then(rand::rng);
+        let max_attempts = self.max_attempts.load(Ordering::Relaxed) as u16;
+        let ttl = self.msg_ttl_ns.load(Ordering::Relaxed) as i64;
         let now_unix = match st.queue {
-            Queue::Log(_) => unix_nanos(),
-            Queue::Memory(_) => 0,
+            Queue::Memory(_) if ttl == 0 => 0,
+            _ => unix_nanos(),
         };
         let mut refill = None;
         let mut wake_timer = false;
         while taken < max {
+            let revived = st.revived.pop_front();
             let got = match &mut st.queue {
+                _ if revived.is_some() => {
+                    let (seq, msg) = revived.expect("checked");
+                    Next::Ready(seq, msg)
+                }
                 Queue::Memory(queue) => match queue.pop() {
                     None => Next::Nothing,
                     Some(Item::One(msg)) => Next::Ready(0, msg),
@@ -339,11 +389,19 @@ impl Channel {
                     break;
                 }
             };
+            let revived = seq & REVIVED != 0;
+            if max_attempts > 0 && msg.attempts >= max_attempts {
+                st.bury(seq, msg);
+                continue;
+            }
+            if ttl > 0 && !revived && now_unix.saturating_sub(msg.timestamp) > ttl {
+                self.expired_count.fetch_add(1, Ordering::Relaxed);
+                st.bury(seq, msg);
+                continue;
+            }
             if let Some(rng) = rng.as_mut() {
                 if rand::Rng::random_range(rng, 0..100) > sample_rate {
-                    if let Queue::Log(cursor) = &st.queue {
-                        cursor.finish(seq);
-                    }
+                    st.finish_seq(seq);
                     continue;
                 }
             }
@@ -379,9 +437,7 @@ impl Channel {
     pub fn finish(&self, client_id: u64, id: u64) -> Result<(), InFlightError> {
         let mut st = self.state.lock();
         let entry = st.take_in_flight(client_id, id)?;
-        if let Queue::Log(cursor) = &st.queue {
-            cursor.finish(entry.seq);
-        }
+        st.finish_seq(entry.seq);
         if let Some(e2e) = st.e2e.as_mut() {
             let latency = unix_nanos().saturating_sub(entry.msg.timestamp).max(0) as u64;
             e2e.record(latency, Instant::now());
@@ -403,12 +459,12 @@ impl Channel {
             return Ok(());
         }
         let due = Instant::now() + delay;
-        if let Queue::Log(cursor) = &st.queue {
-            cursor.defer(
-                entry.seq,
-                &entry.msg,
-                unix_nanos() + delay.as_nanos() as i64,
-            );
+        let due_unix = unix_nanos() + delay.as_nanos() as i64;
+        if entry.seq & REVIVED != 0 {
+            self.dead
+                .requeue_revived(entry.seq, entry.msg.attempts, Some(due_unix));
+        } else if let Queue::Log(cursor) = &st.queue {
+            cursor.defer(entry.seq, &entry.msg, due_unix);
         }
         if st.defer(entry.seq, entry.msg, due) {
             drop(st);
@@ -502,6 +558,103 @@ impl Channel {
         self.paused.load(Ordering::Acquire)
     }
 
+    /// The channel's own dead-letter settings.
+    pub fn overrides(&self) -> Overrides {
+        *self.overrides.lock()
+    }
+
+    /// Replaces the channel's own dead-letter settings; they apply to the
+    /// next delivery.
+    pub fn set_overrides(&self, overrides: Overrides) {
+        *self.overrides.lock() = overrides;
+        let max_attempts = overrides.max_attempts.unwrap_or(self.config.max_attempts);
+        let ttl = overrides.msg_ttl.unwrap_or(self.config.msg_ttl);
+        self.max_attempts
+            .store(max_attempts.into(), Ordering::Relaxed);
+        self.msg_ttl_ns
+            .store(ttl.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The settings in force: `max_attempts` (0: no limit) and the TTL
+    /// (zero: none).
+    pub fn limits(&self) -> (u16, Duration) {
+        (
+            self.max_attempts.load(Ordering::Relaxed) as u16,
+            Duration::from_nanos(self.msg_ttl_ns.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Messages waiting to be delivered (not in flight, not deferred).
+    pub fn depth(&self) -> usize {
+        self.state.lock().depth()
+    }
+
+    pub fn dead_count(&self) -> u64 {
+        self.dead.count()
+    }
+
+    pub fn expired_count(&self) -> u64 {
+        self.expired_count.load(Ordering::Relaxed)
+    }
+
+    /// The oldest `n` dead letters and how many there are. Blocking.
+    pub fn dead_letters(&self, n: usize) -> std::io::Result<(Vec<Message>, u64)> {
+        self.dead.list(n)
+    }
+
+    /// Every dead letter goes back in line, ahead of the queue, with its
+    /// attempts reset; returns how many. Blocking.
+    pub fn requeue_dead(&self) -> std::io::Result<u64> {
+        let revived = self.dead.revive_all()?;
+        let count = revived.len() as u64;
+        if count > 0 {
+            let mut st = self.state.lock();
+            st.revived
+                .extend(revived.into_iter().map(|r| (r.seq, r.msg)));
+            drop(st);
+            self.available.notify_waiters();
+        }
+        Ok(count)
+    }
+
+    /// Drops every dead letter; returns how many. Blocking.
+    pub fn empty_dead(&self) -> std::io::Result<u64> {
+        self.dead.empty()
+    }
+
+    /// The next `n` messages the channel would deliver, in order, changing
+    /// nothing: not in flight, not deferred, not about to become dead
+    /// letters. Blocking (it may read the disk queue or the log's files).
+    pub fn peek(&self, n: usize) -> std::io::Result<Vec<Message>> {
+        let (max_attempts, ttl) = self.limits();
+        let now_unix = unix_nanos();
+        let ttl = ttl.as_nanos() as i64;
+        let attempts_left = |msg: &Message| max_attempts == 0 || msg.attempts < max_attempts;
+        let keep = |msg: &Message| {
+            attempts_left(msg) && (ttl == 0 || now_unix.saturating_sub(msg.timestamp) <= ttl)
+        };
+        let mut out = Vec::with_capacity(n);
+        let rest = {
+            let mut st = self.state.lock();
+            let revived = st.revived.iter().map(|(_, msg)| msg);
+            out.extend(revived.filter(|msg| attempts_left(msg)).take(n).cloned());
+            let more = n - out.len();
+            match &mut st.queue {
+                _ if more == 0 => None,
+                Queue::Memory(queue) => {
+                    queue.peek(more, &keep, &mut out)?;
+                    None
+                }
+                Queue::Log(cursor) => cursor.peek(more, now_unix, &keep, &mut out),
+            }
+        };
+        if let Some(rest) = rest {
+            let more = n - out.len();
+            rest.read(more, now_unix, &keep, &mut out)?;
+        }
+        Ok(out)
+    }
+
     /// Drops every queued, in-flight and deferred message; later FINs for the
     /// old messages fail, as upstream's do.
     pub fn empty(&self) -> std::io::Result<()> {
@@ -516,6 +669,8 @@ impl Channel {
         st.in_flight.clear();
         st.timeouts.clear();
         st.deferred.clear();
+        st.revived.clear();
+        self.dead.drop_live();
         for client in st.clients.values() {
             client.in_flight_dropped();
         }

@@ -3,6 +3,7 @@
 //! is deferred, and its consumers.
 
 use super::cursor::Cursor;
+use super::dead::{DeadLetters, REVIVED};
 use super::InFlightError;
 use crate::client_conn::ClientConn;
 use crate::e2e::E2eLatency;
@@ -11,7 +12,7 @@ use crate::queue::{BoundedQueue, Item};
 use rustc_hash::FxHashMap;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::hash_map::Entry;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,6 +61,9 @@ pub(super) enum Queue {
 
 pub(super) struct State {
     pub(super) queue: Queue,
+    /// Requeued dead letters (seqs with [`REVIVED`]), served first.
+    pub(super) revived: VecDeque<(u64, Message)>,
+    pub(super) dead: Arc<DeadLetters>,
     pub(super) in_flight: FxHashMap<u64, InFlight>,
     /// (deadline, id) of in-flight messages. FIN leaves stale entries behind;
     /// they are skipped when popped and purged when they outnumber the live ones.
@@ -104,6 +108,13 @@ impl State {
     /// learns the attempts (log mode). If the disk refuses it, it stays in
     /// memory rather than being lost.
     pub(super) fn requeue_now(&mut self, seq: u64, msg: Message, record: bool) -> bool {
+        if seq & REVIVED != 0 {
+            if record {
+                self.dead.requeue_revived(seq, msg.attempts, None);
+            }
+            self.revived.push_back((seq, msg));
+            return self.revived.len() == 1;
+        }
         match &mut self.queue {
             Queue::Memory(queue) => {
                 let was_empty = queue.is_empty();
@@ -122,10 +133,34 @@ impl State {
     }
 
     pub(super) fn depth(&self) -> usize {
-        match &self.queue {
-            Queue::Memory(queue) => queue.depth(),
-            Queue::Log(cursor) => cursor.depth(),
+        self.revived.len()
+            + match &self.queue {
+                Queue::Memory(queue) => queue.depth(),
+                Queue::Log(cursor) => cursor.depth(),
+            }
+    }
+
+    /// A message taken for delivery is finished without one (`sample_rate`).
+    pub(super) fn finish_seq(&self, seq: u64) {
+        if seq & REVIVED != 0 {
+            self.dead.finish_revived(seq);
+        } else if let Queue::Log(cursor) = &self.queue {
+            cursor.finish(seq);
         }
+    }
+
+    /// A message taken for delivery becomes a dead letter instead. In log
+    /// mode its seq is finished once the dead letter is on disk.
+    pub(super) fn bury(&self, seq: u64, msg: Message) {
+        if seq & REVIVED != 0 {
+            self.dead.kill_revived(seq, msg.attempts);
+            return;
+        }
+        let finish = match &self.queue {
+            Queue::Log(cursor) => Some((cursor.journal().clone(), seq)),
+            Queue::Memory(_) => None,
+        };
+        self.dead.kill(msg, finish);
     }
 
     pub(super) fn take_in_flight(

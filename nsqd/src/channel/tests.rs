@@ -57,6 +57,8 @@ impl Fixture {
                 max_msg_size: 1 << 20,
             },
             log_writer: writer.clone(),
+            max_attempts: 0,
+            msg_ttl: Duration::ZERO,
         };
         let topic = Topic::new("t", config).unwrap();
         topic.start();
@@ -324,6 +326,358 @@ async fn an_ephemeral_channel_gets_copies_in_every_mode() {
         for channel in [&durable, &tail] {
             let got = take_n(channel, &client, 1, Duration::from_secs(60)).await;
             assert_eq!(bodies(&got), ["x"], "{mode:?}");
+        }
+    }
+}
+
+/// A consumer that REQs every delivery sees a message `max_attempts` times;
+/// then it is a dead letter, counted in no depth, listed with its attempts,
+/// and a requeue brings it back once with attempts 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_attempts_makes_dead_letters_that_can_be_requeued() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        c.set_overrides(Overrides {
+            max_attempts: Some(3),
+            msg_ttl: None,
+        });
+        let client = consumer(1);
+        f.publish("doomed").await;
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let got = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+            seen.push(got[0].2);
+            c.requeue(1, got[0].0, Duration::ZERO).unwrap();
+        }
+        assert_eq!(seen, [1, 2, 3], "{mode:?}");
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+        let stats = c.stats(false, "");
+        assert_eq!((stats.depth, stats.in_flight_count), (0, 0), "{mode:?}");
+        assert_eq!((stats.dead_count, stats.max_attempts), (1, 3), "{mode:?}");
+        let (dead, total) = tokio::task::block_in_place(|| c.dead_letters(10)).unwrap();
+        assert_eq!(total, 1);
+        assert_eq!((&dead[0].body[..], dead[0].attempts), (&b"doomed"[..], 3));
+
+        assert_eq!(tokio::task::block_in_place(|| c.requeue_dead()).unwrap(), 1);
+        assert_eq!((c.dead_count(), c.depth()), (0, 1), "{mode:?}");
+        let back = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!((back[0].1.as_str(), back[0].2), ("doomed", 1), "{mode:?}");
+        // Requeued and timed out, it counts on from 1.
+        c.requeue(1, back[0].0, Duration::ZERO).unwrap();
+        let again = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(again[0].2, 2);
+        c.finish(1, again[0].0).unwrap();
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+        assert_eq!(c.dead_count(), 0);
+    }
+}
+
+/// Past the TTL a message is not delivered: it becomes a dead letter and
+/// counts as expired. A requeued dead letter is not expired again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_past_the_ttl_become_dead_letters() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let client = consumer(1);
+        let mut old = message("old");
+        old.timestamp -= 5_000_000_000;
+        f.publish_item(Item::One(old)).await;
+        f.publish("new").await;
+        c.set_overrides(Overrides {
+            max_attempts: None,
+            msg_ttl: Some(Duration::from_secs(2)),
+        });
+        let got = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&got), ["new"], "{mode:?}");
+        let stats = c.stats(false, "");
+        assert_eq!((stats.expired_count, stats.dead_count), (1, 1), "{mode:?}");
+        assert_eq!(stats.msg_ttl_ms, 2000);
+        tokio::task::block_in_place(|| c.requeue_dead()).unwrap();
+        let back = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(bodies(&back), ["old"], "{mode:?}");
+        assert_eq!(tokio::task::block_in_place(|| c.empty_dead()).unwrap(), 0);
+    }
+}
+
+/// Peek shows the next messages in delivery order and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_shows_what_comes_next_without_taking_it() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        let client = consumer(1);
+        for i in 0..150 {
+            f.publish(&format!("m{i}")).await;
+        }
+        let first = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        c.requeue(1, first[0].0, Duration::ZERO).unwrap();
+        let peeked = tokio::task::block_in_place(|| c.peek(100)).unwrap();
+        let names: Vec<String> = peeked
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .collect();
+        // Memory mode puts a REQ'd message at the end, a cursor in front.
+        let expected: Vec<String> = match mode {
+            Mode::Memory => (1..101).map(|i| format!("m{i}")).collect(),
+            _ => (0..100).map(|i| format!("m{i}")).collect(),
+        };
+        assert_eq!(names, expected, "{mode:?}");
+        let stats = c.stats(false, "");
+        assert_eq!((stats.depth, stats.in_flight_count), (150, 0), "{mode:?}");
+        let all = take_n(&c, &client, 150, Duration::from_secs(60)).await;
+        assert_eq!(all.len(), 150);
+    }
+}
+
+mod interleavings {
+    //! Property test: any interleaving of takes, FIN, REQ (now or later),
+    //! timeouts, pause, channel empty, peek and the dead-letter actions
+    //! keeps every message in exactly one place. Whatever was published
+    //! and not finished or dropped by an empty is queued, in flight,
+    //! deferred or a dead letter; no take hands out a message that is
+    //! finished, dead or already in flight; and a final drain finishes
+    //! every message still held exactly once.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Publish(u8),
+        /// Take up to n; with a zero timeout when `expire`.
+        Take(u8, bool),
+        Fin(u8),
+        Req(u8, bool),
+        Expire,
+        Pause(bool),
+        Empty,
+        Peek,
+        RequeueDead,
+        EmptyDead,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u8..4).prop_map(Op::Publish),
+            4 => (1u8..5, any::<bool>()).prop_map(|(n, e)| Op::Take(n, e)),
+            3 => any::<u8>().prop_map(Op::Fin),
+            3 => (any::<u8>(), any::<bool>()).prop_map(|(i, d)| Op::Req(i, d)),
+            1 => Just(Op::Expire),
+            1 => any::<bool>().prop_map(Op::Pause),
+            1 => Just(Op::Empty),
+            1 => Just(Op::Peek),
+            1 => Just(Op::RequeueDead),
+            1 => Just(Op::EmptyDead),
+        ]
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Place {
+        Held,
+        InFlight,
+        Finished,
+        Dropped,
+    }
+
+    struct Model {
+        places: HashMap<u64, Place>,
+        in_flight: Vec<u64>,
+        /// Dead letters the channel listed at the last requeue or empty.
+        finished: u64,
+        dropped: u64,
+    }
+
+    impl Model {
+        fn held(&self) -> u64 {
+            self.places.len() as u64 - self.finished - self.dropped
+        }
+    }
+
+    /// Takes in what the timer task timed out, then checks the count, all
+    /// under the channel's lock.
+    fn conserved(c: &Channel, model: &mut Model) -> Result<(), TestCaseError> {
+        let st = c.state.lock();
+        let places = &mut model.places;
+        model.in_flight.retain(|id| {
+            let still = st.in_flight.contains_key(id);
+            if !still {
+                places.insert(*id, Place::Held);
+            }
+            still
+        });
+        let counted = st.depth() + st.in_flight.len() + st.deferred.len();
+        prop_assert_eq!(counted as u64 + c.dead_count(), model.held());
+        prop_assert_eq!(st.in_flight.len(), model.in_flight.len());
+        Ok(())
+    }
+
+    async fn run(mode: Mode, ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        c.set_overrides(Overrides {
+            max_attempts: Some(2),
+            msg_ttl: None,
+        });
+        let client = consumer(1);
+        let mut model = Model {
+            places: HashMap::new(),
+            in_flight: Vec::new(),
+            finished: 0,
+            dropped: 0,
+        };
+        let mut paused = false;
+        for op in ops {
+            match op {
+                Op::Publish(n) => {
+                    for _ in 0..n {
+                        let msg = message("m");
+                        model.places.insert(msg.id, Place::Held);
+                        f.publish_item(Item::One(msg)).await;
+                    }
+                }
+                Op::Take(n, expire) => {
+                    let timeout = if expire {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(60)
+                    };
+                    for (id, _, attempts) in take(&c, &client, n.into(), timeout) {
+                        prop_assert!(!paused, "delivered while paused");
+                        prop_assert!(attempts <= 2, "attempts {attempts} past max_attempts");
+                        let place = model.places.get(&id).copied();
+                        if place == Some(Place::InFlight) {
+                            // Timed out by the timer task since the last look.
+                            model.in_flight.retain(|&other| other != id);
+                        } else {
+                            prop_assert_eq!(
+                                place,
+                                Some(Place::Held),
+                                "took {} from {:?}",
+                                id,
+                                place
+                            );
+                        }
+                        model.places.insert(id, Place::InFlight);
+                        model.in_flight.push(id);
+                    }
+                }
+                Op::Fin(i) | Op::Req(i, _) if !model.in_flight.is_empty() => {
+                    let id = model.in_flight.remove(i as usize % model.in_flight.len());
+                    let done = match op {
+                        Op::Fin(_) => c.finish(1, id),
+                        Op::Req(_, later) => {
+                            let delay = Duration::from_millis(if later { 20 } else { 0 });
+                            c.requeue(1, id, delay)
+                        }
+                        _ => unreachable!(),
+                    };
+                    match (done, &op) {
+                        (Ok(()), Op::Fin(_)) => {
+                            model.places.insert(id, Place::Finished);
+                            model.finished += 1;
+                        }
+                        // Timed out meanwhile: back in line.
+                        (Ok(()), _) | (Err(InFlightError::NotInFlight), _) => {
+                            model.places.insert(id, Place::Held);
+                        }
+                        (Err(e), _) => prop_assert!(false, "{e}"),
+                    }
+                }
+                Op::Fin(_) | Op::Req(..) => {}
+                Op::Expire => {
+                    c.process_deadlines(Instant::now() + Duration::from_millis(30));
+                }
+                Op::Pause(true) => {
+                    c.pause();
+                    paused = true;
+                }
+                Op::Pause(false) => {
+                    c.unpause();
+                    paused = false;
+                }
+                Op::Empty => {
+                    c.empty().unwrap();
+                    // Dead letters are not the channel's queue: they stay.
+                    let (dead, _) = tokio::task::block_in_place(|| c.dead_letters(10_000)).unwrap();
+                    let dead: std::collections::HashSet<u64> = dead.iter().map(|m| m.id).collect();
+                    for (id, place) in model.places.iter_mut() {
+                        if matches!(place, Place::Held | Place::InFlight) && !dead.contains(id) {
+                            *place = Place::Dropped;
+                            model.dropped += 1;
+                        }
+                    }
+                    model.in_flight.clear();
+                }
+                Op::Peek => {
+                    let peeked = tokio::task::block_in_place(|| c.peek(100)).unwrap();
+                    let mut seen = std::collections::HashSet::new();
+                    for msg in &peeked {
+                        prop_assert!(seen.insert(msg.id), "peek shows {} twice", msg.id);
+                        prop_assert_eq!(model.places.get(&msg.id), Some(&Place::Held));
+                    }
+                }
+                Op::RequeueDead => {
+                    tokio::task::block_in_place(|| c.requeue_dead()).unwrap();
+                }
+                Op::EmptyDead => {
+                    let (dead, _) = tokio::task::block_in_place(|| c.dead_letters(10_000)).unwrap();
+                    let emptied = tokio::task::block_in_place(|| c.empty_dead()).unwrap();
+                    prop_assert!(emptied >= dead.len() as u64);
+                    for msg in dead {
+                        prop_assert_eq!(model.places.get(&msg.id), Some(&Place::Held));
+                        model.places.insert(msg.id, Place::Dropped);
+                        model.dropped += 1;
+                    }
+                }
+            }
+            conserved(&c, &mut model)?;
+        }
+
+        // Drain: everything held comes out once, dead letters by a requeue.
+        c.unpause();
+        for id in model.in_flight.drain(..) {
+            if c.finish(1, id).is_ok() {
+                model.places.insert(id, Place::Finished);
+                model.finished += 1;
+            } else {
+                model.places.insert(id, Place::Held);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while model.held() > 0 {
+            prop_assert!(
+                Instant::now() < deadline,
+                "{} never came back",
+                model.held()
+            );
+            tokio::task::block_in_place(|| c.requeue_dead()).unwrap();
+            for (id, _, _) in take(&c, &client, 100, Duration::from_secs(60)) {
+                prop_assert_eq!(model.places.get(&id), Some(&Place::Held), "{} again", id);
+                c.finish(1, id).unwrap();
+                model.places.insert(id, Place::Finished);
+                model.finished += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        conserved(&c, &mut model)?;
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn no_interleaving_loses_or_repeats_a_message(ops in proptest::collection::vec(op(), 1..60)) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            for mode in [Mode::Memory, Mode::Log] {
+                runtime.block_on(run(mode, ops.clone()))?;
+            }
         }
     }
 }
