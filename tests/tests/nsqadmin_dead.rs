@@ -420,6 +420,80 @@ async fn peek_shows_queued_messages_without_taking_them() {
     assert_eq!(empty, json!({"messages": [], "total": 0, "message": ""}));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nsqd_with_the_channel_is_read_and_acted_on() {
+    let lookupd = start_lookupd().await;
+    let one = start_nsqd(options_with_lookupds(&[&lookupd])).await;
+    let two = start_nsqd(options_with_lookupds(&[&lookupd])).await;
+    make_dead_letters(&one, "mail", "send", &[b"one 1", b"one 2"]).await;
+    make_dead_letters(&two, "mail", "send", &[b"two 1"]).await;
+    let mut producer = Conn::connect(&two).await;
+    producer.publish("mail", b"queued on two").await;
+    let lookup = nsq::LookupdHttp::new(&lookupd.http_addr().to_string());
+    eventually("lookupd lists both nsqds", || async {
+        lookup
+            .lookup("mail")
+            .await
+            .is_ok_and(|l| l.producers.len() == 2)
+    })
+    .await;
+    let mut opts = admin_options();
+    opts.nsqlookupd_http_addresses = vec![lookupd.http_addr().to_string()];
+    let admin = nsqadmin::NsqAdmin::start(opts).await.unwrap();
+    let url = format!("http://{}", admin.http_addr());
+    let get = |path: &'static str| {
+        let url = url.clone();
+        async move { http_request(&url, Method::GET, path, bytes::Bytes::new()).await }
+    };
+
+    // Summed and merged over the nodes, the oldest first.
+    let page = get("/topics/mail/send").await;
+    assert!(
+        page.body.contains(r#"<strong id="dead-count">3</strong>"#),
+        "{}",
+        page.body
+    );
+    let dead = get("/api/dead/mail/send").await.json();
+    assert_eq!(dead["total"], 3);
+    let listed: Vec<(&str, &str)> = dead["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["node"].as_str().unwrap(), m["text"].as_str().unwrap()))
+        .collect();
+    let (node_one, node_two) = (
+        one.http_addr().unwrap().to_string(),
+        two.http_addr().unwrap().to_string(),
+    );
+    assert_eq!(
+        listed,
+        [
+            (node_one.as_str(), "one 1"),
+            (node_one.as_str(), "one 2"),
+            (node_two.as_str(), "two 1")
+        ]
+    );
+    let peeked = get("/api/peek/mail/send").await.json();
+    assert_eq!(peeked["total"], 1);
+    assert_eq!(peeked["messages"][0]["node"], node_two.as_str());
+    assert_eq!(peeked["messages"][0]["text"], "queued on two");
+
+    // Requeue all reaches both.
+    let requeued = http_request(
+        &url,
+        Method::POST,
+        "/api/dead/mail/send",
+        json!({"action": "requeue"}).to_string().into(),
+    )
+    .await;
+    assert_eq!(requeued.json(), json!({"requeued": 3, "message": ""}));
+    for (nsqd, depth) in [(&one, 2), (&two, 2)] {
+        let c = channel_stats(nsqd, "mail", "send").await.unwrap();
+        assert_eq!((c.dead_count, c.depth), (0, depth));
+    }
+    admin.shutdown().await;
+}
+
 /// An nsqd as upstream's v1.3.0 answers (its captured `/stats` and `/info`),
 /// found through a lookupd as captured too; every other path is upstream's
 /// 404 `NOT_FOUND`, as `/channel/peek` and `/channel/dead` are there.
