@@ -136,6 +136,26 @@ impl Error {
             _ => None,
         }
     }
+
+    /// Whether the daemon has no such endpoint: its router's 404 `NOT_FOUND`,
+    /// which is how an nsqd without our additions (upstream's, or an older
+    /// one of ours) answers `/channel/peek` or `/channel/dead`. A missing
+    /// topic or channel is a different 404 (`TOPIC_NOT_FOUND`, ...).
+    ///
+    /// ```
+    /// let e = nsq::Error::Http { url: "http://127.0.0.1:4151/channel/peek".into(), status: Some(404), message: "NOT_FOUND".into() };
+    /// assert!(e.is_unknown_endpoint());
+    /// ```
+    pub fn is_unknown_endpoint(&self) -> bool {
+        matches!(self, Error::Http { status: Some(404), message, .. } if message == "NOT_FOUND")
+    }
+
+    /// Whether nsqd answered 404 `TOPIC_NOT_FOUND` or `CHANNEL_NOT_FOUND`:
+    /// the node does not have what was asked for.
+    pub fn is_missing_topic_or_channel(&self) -> bool {
+        matches!(self, Error::Http { status: Some(404), message, .. }
+            if message == "TOPIC_NOT_FOUND" || message == "CHANNEL_NOT_FOUND")
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -154,5 +174,21 @@ mod tests {
         assert_eq!((e.code.as_str(), e.text.as_str()), ("E_FIN_FAILED", ""));
         assert!(!e.is_fatal());
         assert_eq!(e.to_string(), "E_FIN_FAILED");
+    }
+
+    #[test]
+    fn a_missing_endpoint_is_not_a_missing_channel() {
+        let http = |status, message: &str| Error::Http {
+            url: "http://127.0.0.1:4151/channel/peek".into(),
+            status,
+            message: message.into(),
+        };
+        assert!(http(Some(404), "NOT_FOUND").is_unknown_endpoint());
+        assert!(!http(Some(404), "CHANNEL_NOT_FOUND").is_unknown_endpoint());
+        assert!(http(Some(404), "CHANNEL_NOT_FOUND").is_missing_topic_or_channel());
+        assert!(http(Some(404), "TOPIC_NOT_FOUND").is_missing_topic_or_channel());
+        assert!(!http(Some(404), "NOT_FOUND").is_missing_topic_or_channel());
+        assert!(!http(Some(405), "METHOD_NOT_ALLOWED").is_unknown_endpoint());
+        assert!(!http(None, "NOT_FOUND").is_unknown_endpoint());
     }
 }

@@ -56,8 +56,9 @@
     busy = true;
     button.disabled = true;
     try {
-      await call(button.dataset.method || "POST", button.dataset.url, button.dataset.body);
-      flash("ok", button.textContent.trim() + ": done");
+      const answer = await call(button.dataset.method || "POST", button.dataset.url, button.dataset.body);
+      const done = answer.requeued !== undefined ? answer.requeued + " requeued" : "done";
+      flash("ok", button.textContent.trim() + ": " + done);
       if (button.dataset.after) {
         location.href = base + button.dataset.after;
         return;
@@ -87,28 +88,80 @@
     }
   });
 
+  // Age of a Unix-nanosecond timestamp as the pages write it: 5s, 1m05s, 2h01m.
+  function age(ns) {
+    const secs = Math.max(0, Math.floor((Date.now() * 1e6 - ns) / 1e9));
+    const h = Math.floor(secs / 3600), m = Math.floor(secs / 60) % 60, s = secs % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    if (h > 0) return h + "h" + two(m) + "m";
+    if (m > 0) return m + "m" + two(s) + "s";
+    return s + "s";
+  }
+
+  function cell(text, className) {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    td.textContent = text;
+    return td;
+  }
+
+  // The same columns as the dead-letter table the server draws.
+  function messageTable(messages) {
+    const table = document.createElement("table");
+    table.className = "stats messages";
+    table.id = "peeked";
+    const head = table.createTHead().insertRow();
+    for (const [title, n] of [["Node"], ["ID"], ["Attempts", 1], ["Age", 1], ["Body"]]) {
+      const th = document.createElement("th");
+      if (n) th.className = "n";
+      th.textContent = title;
+      head.appendChild(th);
+    }
+    const rows = table.createTBody();
+    for (const m of messages) {
+      const tr = rows.insertRow();
+      tr.dataset.id = m.id;
+      const id = cell("");
+      const code = document.createElement("code");
+      code.textContent = m.id;
+      id.appendChild(code);
+      const body = cell("", "body");
+      if (m.text === null) {
+        const badge = document.createElement("span");
+        badge.className = "badge binary";
+        badge.textContent = "binary, " + m.size.toLocaleString("en-US") + " bytes";
+        body.appendChild(badge);
+      } else {
+        const pre = document.createElement("pre");
+        pre.textContent = m.text.length > 500 ? m.text.slice(0, 500) + "…" : m.text;
+        body.appendChild(pre);
+      }
+      tr.append(cell(m.node), id, cell(m.attempts, "n attempts"), cell(age(m.timestamp), "n"), body);
+    }
+    return table;
+  }
+
   document.addEventListener("click", async (ev) => {
     const button = ev.target.closest("button.peek");
     if (!button) return;
     const out = document.getElementById("peek");
     button.disabled = true;
-    out.textContent = "waiting up to 3 s for messages…";
+    out.textContent = "reading…";
     try {
-      const answer = await call("GET", "/api/peek/" + encodeURIComponent(button.dataset.topic) + "?count=10&timeout=3s");
+      const url = "/api/peek/" + encodeURIComponent(button.dataset.topic) + "/" +
+        encodeURIComponent(button.dataset.channel) + "?count=10";
+      const answer = await call("GET", url);
       out.textContent = "";
-      const list = document.createElement("ol");
-      list.className = "peeked";
-      for (const m of answer.messages) {
-        const li = document.createElement("li");
-        const meta = document.createElement("small");
-        meta.textContent = m.id + " · " + m.node + " · attempts " + m.attempts + " · " + m.size + " B";
-        const pre = document.createElement("pre");
-        pre.textContent = m.body;
-        li.append(meta, pre);
-        list.appendChild(li);
+      const note = document.createElement("p");
+      note.className = "empty";
+      if (!answer.messages.length) {
+        note.textContent = "nothing queued";
+        out.appendChild(note);
+      } else {
+        note.textContent = "The next " + answer.messages.length + " of " +
+          answer.total.toLocaleString("en-US") + " queued, left in the channel:";
+        out.append(note, messageTable(answer.messages));
       }
-      if (!answer.messages.length) out.textContent = "no message arrived within 3 s";
-      else out.appendChild(list);
     } catch (e) {
       out.textContent = "peek failed: " + e.message;
     } finally {

@@ -3,6 +3,7 @@
 //! that does not answer is reported by name and the rest is still shown;
 //! only when none answers is the whole request an upstream error.
 
+use crate::messages::DeadAction;
 use crate::model::{self, older_version, Producer, ProducerTopic, TopicStats};
 use nsq::{HttpPool, LookupdHttp, NsqdHttp, TopicAction};
 use parking_lot::RwLock;
@@ -20,20 +21,28 @@ pub struct Cluster {
     nsqds: Vec<String>,
 }
 
+/// Runs `query` on every address at once, each answer with its address.
+async fn ask_all<T, F, Fut>(addrs: &[String], query: F) -> Vec<(String, nsq::Result<T>)>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = nsq::Result<T>>,
+{
+    join_all(addrs.iter().map(|a| {
+        let fut = query(a.clone());
+        async move { (a.clone(), fut.await) }
+    }))
+    .await
+}
+
 /// Runs `query` on every address at once; keeps answers and failures apart.
 async fn each<T, F, Fut>(addrs: &[String], query: F) -> (Vec<(String, T)>, Vec<String>)
 where
     F: Fn(String) -> Fut,
     Fut: Future<Output = nsq::Result<T>>,
 {
-    let answers = join_all(addrs.iter().map(|a| {
-        let fut = query(a.clone());
-        async move { (a.clone(), fut.await) }
-    }))
-    .await;
     let mut ok = Vec::new();
     let mut failed = Vec::new();
-    for (addr, answer) in answers {
+    for (addr, answer) in ask_all(addrs, query).await {
         match answer {
             Ok(value) => ok.push((addr, value)),
             Err(e) => failed.push(e.to_string()),
@@ -402,6 +411,57 @@ impl Cluster {
             failed.push(e.to_string());
         }
         Ok(failed)
+    }
+
+    /// Runs one of our channel endpoints (`endpoint`, for the messages) on
+    /// each of `nodes` (HTTP addresses). A node without the topic or channel
+    /// has nothing to give and is left out; one without the endpoint is
+    /// named as upstream's nsqd.
+    pub async fn on_channel<T, F, Fut>(
+        &self,
+        nodes: &[String],
+        endpoint: &str,
+        query: F,
+    ) -> Gathered<Vec<(String, T)>>
+    where
+        F: Fn(NsqdHttp) -> Fut,
+        Fut: Future<Output = nsq::Result<T>>,
+    {
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for (addr, answer) in ask_all(nodes, |a| query(self.nsqd(&a))).await {
+            match answer {
+                Ok(value) => ok.push((addr, value)),
+                Err(e) if e.is_missing_topic_or_channel() => {}
+                Err(e) if e.is_unknown_endpoint() => {
+                    failed.push(crate::messages::unknown_endpoint(&addr, endpoint))
+                }
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        gathered("nsqd", ok.len() + failed.len(), ok, failed)
+    }
+
+    /// Requeues or drops a channel's dead letters on every nsqd that has the
+    /// topic; answers how many were requeued.
+    pub async fn dead_letters_action(
+        &self,
+        action: DeadAction,
+        topic: &str,
+        channel: &str,
+    ) -> Gathered<u64> {
+        let (producers, mut warnings) = self.topic_producers(topic).await?;
+        let nodes: Vec<String> = producers.iter().map(Producer::http_address).collect();
+        let (answers, failed) = self
+            .on_channel(&nodes, action.endpoint(), |n| async move {
+                match action {
+                    DeadAction::Requeue => n.requeue_dead(topic, channel).await,
+                    DeadAction::Empty => n.empty_dead(topic, channel).await.map(|()| 0),
+                }
+            })
+            .await?;
+        warnings.extend(failed);
+        Ok((answers.iter().map(|(_, n)| n).sum(), warnings))
     }
 
     async fn on_producers<F, Fut>(&self, producers: &[Producer], act: F) -> Vec<String>

@@ -12,11 +12,11 @@ mod cluster;
 mod ctx;
 mod graphite;
 mod history;
+mod messages;
 mod model;
 mod notify;
 mod options;
 mod pages;
-mod peek;
 mod server;
 mod views;
 

@@ -161,6 +161,24 @@ pub struct ChannelStats {
     pub clients: Option<Vec<ClientStats>>,
     pub paused: bool,
     pub e2e_processing_latency: Option<E2eLatency>,
+    /// Dead letters held (ours, absent when 0 so that upstream's shape holds).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dead_count: u64,
+    /// Messages dead-lettered past their TTL since nsqd started (ours).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub expired_count: u64,
+    /// Deliveries before a message becomes a dead letter; 0: no limit (ours).
+    /// In a total: the largest of the nodes'.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_attempts: u16,
+    /// Age past which a message is not delivered, ms; 0: none (ours). In a
+    /// total: the largest of the nodes'.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub msg_ttl_ms: u64,
+}
+
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }
 
 impl ChannelStats {
@@ -188,6 +206,10 @@ impl ChannelStats {
             }),
             paused: c.paused,
             e2e_processing_latency: Some(E2eLatency::from_node(&c.e2e_processing_latency)),
+            dead_count: c.dead_count,
+            expired_count: c.expired_count,
+            max_attempts: c.max_attempts,
+            msg_ttl_ms: c.msg_ttl_ms,
         }
     }
 
@@ -212,6 +234,10 @@ impl ChannelStats {
             total.message_count += n.message_count;
             total.client_count += n.client_count;
             total.paused |= n.paused;
+            total.dead_count += n.dead_count;
+            total.expired_count += n.expired_count;
+            total.max_attempts = total.max_attempts.max(n.max_attempts);
+            total.msg_ttl_ms = total.msg_ttl_ms.max(n.msg_ttl_ms);
             if let (Some(t), Some(e)) =
                 (&mut total.e2e_processing_latency, &n.e2e_processing_latency)
             {
@@ -328,10 +354,6 @@ impl Producer {
     /// `broadcast_address:http_port`: how nsqadmin names and reaches a node.
     pub fn http_address(&self) -> String {
         join_host_port(&self.broadcast_address, self.http_port)
-    }
-
-    pub fn tcp_address(&self) -> String {
-        join_host_port(&self.broadcast_address, self.tcp_port)
     }
 
     pub fn node(&self) -> Node {

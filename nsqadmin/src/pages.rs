@@ -4,11 +4,15 @@
 use crate::charts;
 use crate::ctx::Ctx;
 use crate::history::Key;
+use crate::messages::Listing;
 use crate::model::{ChannelStats, ClientStats, Producer, TopicStats};
 use crate::views::{self, age, ago, Partial};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use dead_letters::{dead_letters, max_attempts, settings, ttl};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+mod dead_letters;
 
 /// Renders the page for a matched route.
 pub async fn render(ctx: &Ctx, pattern: &str) -> Response {
@@ -25,14 +29,16 @@ pub async fn render(ctx: &Ctx, pattern: &str) -> Response {
         }
         "/topics/:topic/:channel" => {
             let (topic, channel) = (ctx.params[0].clone(), ctx.params[1].clone());
-            views::channel(cluster, &topic, &channel).await.map(|p| {
-                p.map(|c| {
-                    (
-                        format!("{topic} / {channel}"),
-                        channel_page(ctx, &topic, &channel, c.as_ref()),
-                    )
+            views::channel_page(cluster, &topic, &channel)
+                .await
+                .map(|p| {
+                    p.map(|(c, dead)| {
+                        (
+                            format!("{topic} / {channel}"),
+                            channel_page(ctx, &topic, &channel, c.as_ref(), &dead),
+                        )
+                    })
                 })
-            })
         }
         "/nodes" => {
             let pings = cluster.last_pings().await;
@@ -282,11 +288,7 @@ fn topic_page(ctx: &Ctx, t: &TopicStats) -> Markup {
         div.actions {
             (lifecycle(ctx, &format!("topic {topic}"), &api, t.paused,
                 "Channels stop receiving new messages.", "/topics"))
-            button.peek data-topic=(topic) disabled[channels.is_empty()]
-                title=(if channels.is_empty() { "a topic without channels keeps its messages for the first channel; peeking would take them" } else { "shows the next messages through an ephemeral channel of its own" })
-                { "Peek" }
         }
-        div #peek {}
         @if nodes.is_empty() {
             p.empty { "No nsqd has this topic." }
         }
@@ -348,7 +350,7 @@ fn channel_table(ctx: &Ctx, topic: &str, channels: &[ChannelStats]) -> Markup {
             thead { tr {
                 th { "Channel" } th.n { "Depth" } th.n { "Memory + Disk" } th.n { "In-flight" }
                 th.n { "Deferred" } th.n { "Requeued" } th.n { "Timed out" } th.n { "Messages" }
-                th.n { "msg/s" } th.n { "Clients" } th { "Depth, last hour" }
+                th.n { "msg/s" } th.n { "Clients" } th.n { "Dead letters" } th { "Depth, last hour" }
             } }
             tbody {
                 @for c in channels {
@@ -365,6 +367,7 @@ fn channel_table(ctx: &Ctx, topic: &str, channels: &[ChannelStats]) -> Markup {
                         td.n.messages { (num(c.message_count)) }
                         td.n { (rate(history.rate(&key))) }
                         td.n { (num(c.client_count)) }
+                        td.n.dead { (num(c.dead_count)) }
                         td.spark { (charts::sparkline(&history.chart(&key), 0)) }
                     }
                 }
@@ -373,7 +376,13 @@ fn channel_table(ctx: &Ctx, topic: &str, channels: &[ChannelStats]) -> Markup {
     }
 }
 
-fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>) -> Markup {
+fn channel_page(
+    ctx: &Ctx,
+    topic: &str,
+    channel: &str,
+    c: Option<&ChannelStats>,
+    dead: &Listing,
+) -> Markup {
     let base = ctx.state.opts.prefix();
     let api = format!("/api/topics/{}/{}", enc(topic), enc(channel));
     let key = Key::Channel(topic.to_string(), channel.to_string());
@@ -390,6 +399,7 @@ fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>)
                     (lifecycle(ctx, &format!("channel {channel}"), &api, c.paused,
                         "Its consumers stop getting messages.", &format!("/topics/{}", enc(topic))))
                 }
+                (settings(c))
                 div.charts {
                     (charts::chart(&history.chart(&key), "Depth and in-flight", &[(0, "depth"), (1, "in-flight")], false))
                     (charts::chart(&history.chart(&key), "Received, msg/s", &[(2, "msg/s")], true))
@@ -399,7 +409,8 @@ fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>)
                     thead { tr {
                         th { "Node" } th.n { "Depth" } th.n { "Memory + Disk" } th.n { "In-flight" }
                         th.n { "Deferred" } th.n { "Requeued" } th.n { "Timed out" } th.n { "Messages" }
-                        th.n { "Clients" } th { "E2E latency" }
+                        th.n { "Clients" } th.n { "Dead letters" } th.n { "Expired" }
+                        th.n { "Max attempts" } th.n { "TTL" } th { "E2E latency" }
                     } }
                     tbody {
                         @for n in c.nodes.as_deref().unwrap_or_default() {
@@ -414,6 +425,10 @@ fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>)
                                 td.n { (num(n.timeout_count)) }
                                 td.n { (num(n.message_count)) }
                                 td.n { (num(n.client_count)) }
+                                td.n.dead { (num(n.dead_count)) }
+                                td.n.expired { (num(n.expired_count)) }
+                                td.n.max-attempts { (max_attempts(n.max_attempts)) }
+                                td.n.ttl { (ttl(n.msg_ttl_ms)) }
                                 td { (e2e(n.e2e_processing_latency.as_ref())) }
                             }
                         }
@@ -428,9 +443,20 @@ fn channel_page(ctx: &Ctx, topic: &str, channel: &str, c: Option<&ChannelStats>)
                         td.n { (num(c.timeout_count)) }
                         td.n.messages { (num(c.message_count)) }
                         td.n { (num(c.client_count)) }
+                        td.n.dead { (num(c.dead_count)) }
+                        td.n.expired { (num(c.expired_count)) }
+                        td {} td {}
                         td { (e2e(c.e2e_processing_latency.as_ref())) }
                     } }
                 }
+                (dead_letters(ctx, topic, channel, c, dead))
+                h2 { "Next messages" }
+                div.actions {
+                    button.peek data-topic=(topic) data-channel=(channel)
+                        title="shows the next messages each nsqd would deliver, without taking them"
+                        { "Peek" }
+                }
+                div #peek {}
                 h2 { "Clients" }
                 (clients_table(c.clients.as_deref().unwrap_or_default()))
             }

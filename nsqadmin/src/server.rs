@@ -2,6 +2,7 @@
 //! `/config` routes, all under `--base-path`, routed as httprouter does.
 
 use crate::ctx::{Ctx, State};
+use crate::messages::DeadAction;
 use crate::views::{self, warning_message, Partial};
 use axum::extract::{ConnectInfo, Request, State as Shared};
 use axum::http::{header, Method, StatusCode};
@@ -15,7 +16,6 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 const GET_POST_DELETE: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
@@ -41,7 +41,8 @@ const ROUTES: &[Route] = &[
     ("/api/nodes/:node", GET_DELETE),
     ("/api/counter", GET),
     ("/api/graphite", GET),
-    ("/api/peek/:topic", GET),
+    ("/api/peek/:topic/:channel", GET),
+    ("/api/dead/:topic/:channel", GET_POST),
     ("/config/:opt", GET_PUT),
 ];
 
@@ -129,11 +130,6 @@ struct Stats {
     stats: std::collections::BTreeMap<String, views::Counter>,
 }
 
-#[derive(Serialize)]
-struct Messages {
-    messages: Vec<crate::peek::Peeked>,
-}
-
 fn message_only(warnings: &[String]) -> V1 {
     V1::json(&serde_json::json!({ "message": warning_message(warnings) }))
 }
@@ -219,7 +215,9 @@ async fn api(ctx: Ctx, pattern: &str) -> Answer {
             .await
             .map(|p| with_message(p.map(|stats| Stats { stats }))),
         ("/api/graphite", _) => return crate::graphite::rate(&ctx).await,
-        ("/api/peek/:topic", _) => return peek(&ctx).await,
+        ("/api/peek/:topic/:channel", _) => return peek(&ctx).await,
+        ("/api/dead/:topic/:channel", &Method::GET) => return dead_letters(&ctx).await,
+        ("/api/dead/:topic/:channel", &Method::POST) => return dead_letters_action(&ctx).await,
         ("/config/:opt", _) => return config(&ctx).await,
         _ => return Err(err(StatusCode::NOT_FOUND, "NOT_FOUND")),
     };
@@ -325,49 +323,95 @@ async fn tombstone(ctx: &Ctx) -> Answer {
     Ok(message_only(&failed))
 }
 
-/// Ours: `GET /api/peek/:topic?count=10&timeout=3s`.
-async fn peek(ctx: &Ctx) -> Answer {
-    let topic = ctx.param(0);
+/// The topic and channel of `/api/peek` and `/api/dead`, checked.
+fn topic_channel(ctx: &Ctx) -> Result<(&str, &str), V1> {
+    let (topic, channel) = (ctx.param(0), ctx.param(1));
     if !is_valid_topic_name(topic) {
         return Err(err(StatusCode::BAD_REQUEST, "INVALID_TOPIC"));
     }
-    let count: usize = match ctx.query.get("count") {
-        None => 10,
+    if !is_valid_channel_name(channel) {
+        return Err(err(StatusCode::BAD_REQUEST, "INVALID_CHANNEL"));
+    }
+    Ok((topic, channel))
+}
+
+/// `count` (peek) or `n` (dead letters): 1 to 100, as nsqd's `/channel/peek` takes.
+fn count(ctx: &Ctx, name: &str) -> Result<usize, V1> {
+    match ctx.query.get(name) {
+        None => Ok(10),
         Some(n) => n
             .parse()
             .ok()
             .filter(|n| (1..=100).contains(n))
-            .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_COUNT"))?,
-    };
-    let wait = match ctx.query.get("timeout") {
-        None => Duration::from_secs(3),
-        Some(t) => nsq_daemon::flags::parse_duration(t)
-            .ok()
-            .filter(|d| *d <= Duration::from_secs(30))
-            .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_TIMEOUT"))?,
-    };
-    let view = views::topic(&ctx.state.cluster, topic)
-        .await
-        .map_err(upstream)?;
-    // A topic without channels keeps its messages for the first channel to
-    // come; peeking would take them, so refuse.
-    if view.data.channels.as_ref().is_none_or(Vec::is_empty) {
-        return Err(err(StatusCode::CONFLICT, "TOPIC_HAS_NO_CHANNELS"));
+            .ok_or(err(StatusCode::BAD_REQUEST, "INVALID_COUNT")),
     }
-    let (producers, mut warnings) = ctx
-        .state
-        .cluster
-        .topic_producers(topic)
+}
+
+/// Ours: `GET /api/peek/:topic/:channel?count=10`, the channel's next
+/// messages on each nsqd, left where they are.
+async fn peek(ctx: &Ctx) -> Answer {
+    let (topic, channel) = topic_channel(ctx)?;
+    let n = count(ctx, "count")?;
+    let listing = views::peek(&ctx.state.cluster, topic, channel, n)
         .await
         .map_err(upstream)?;
-    warnings.extend(view.warnings);
-    let messages = crate::peek::peek(&producers, topic, count, wait)
+    log_warnings(&listing.warnings);
+    Ok(with_message(listing))
+}
+
+/// Ours: `GET /api/dead/:topic/:channel?n=10`, the channel's oldest dead
+/// letters over the nsqds that have the topic.
+async fn dead_letters(ctx: &Ctx) -> Answer {
+    let (topic, channel) = topic_channel(ctx)?;
+    let n = count(ctx, "n")?;
+    let cluster = &ctx.state.cluster;
+    let (producers, mut warnings) = cluster.topic_producers(topic).await.map_err(upstream)?;
+    let nodes: Vec<String> = producers
+        .iter()
+        .map(crate::model::Producer::http_address)
+        .collect();
+    let listing = views::dead_letters(cluster, &nodes, topic, channel, n)
         .await
         .map_err(upstream)?;
+    warnings.extend(listing.warnings);
+    log_warnings(&warnings);
     Ok(with_message(Partial {
-        data: Messages { messages },
+        data: listing.data,
         warnings,
     }))
+}
+
+/// Ours: `POST /api/dead/:topic/:channel` with `{"action": "requeue" | "empty"}`
+/// on every nsqd that has the channel.
+async fn dead_letters_action(ctx: &Ctx) -> Answer {
+    #[derive(serde::Deserialize)]
+    struct Act {
+        #[serde(default)]
+        action: String,
+    }
+    #[derive(Serialize)]
+    struct Requeued {
+        requeued: u64,
+    }
+    let body: Act = json_body(ctx).await?;
+    let action =
+        DeadAction::parse(&body.action).ok_or(err(StatusCode::BAD_REQUEST, "INVALID_ACTION"))?;
+    let (topic, channel) = topic_channel(ctx)?;
+    let (requeued, warnings) = ctx
+        .state
+        .cluster
+        .dead_letters_action(action, topic, channel)
+        .await
+        .map_err(upstream)?;
+    ctx.notify(action.notification(), topic, channel, "");
+    log_warnings(&warnings);
+    Ok(match action {
+        DeadAction::Requeue => with_message(Partial {
+            data: Requeued { requeued },
+            warnings,
+        }),
+        DeadAction::Empty => message_only(&warnings),
+    })
 }
 
 /// `GET/PUT /config/:opt`, only from `--allow-config-from-cidr`.

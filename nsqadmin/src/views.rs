@@ -2,6 +2,7 @@
 //! both: the JSON routes serialize it, the pages render it.
 
 use crate::cluster::{unix_now, Cluster};
+use crate::messages::Listing;
 use crate::model::{ChannelStats, Producer, TopicStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -102,6 +103,82 @@ pub async fn channel(
         .collect();
     let data = (!nodes.is_empty()).then(|| ChannelStats::total(topic, channel, nodes));
     Ok(Partial { data, warnings })
+}
+
+/// How many dead letters the channel page lists.
+pub const DEAD_LETTERS_SHOWN: usize = 10;
+
+/// The channel page: the channel over its nodes, and its oldest dead
+/// letters, asked only of the nodes that hold some.
+pub async fn channel_page(
+    cluster: &Cluster,
+    topic: &str,
+    channel: &str,
+) -> ViewResult<(Option<ChannelStats>, Listing)> {
+    let Partial {
+        data: stats,
+        mut warnings,
+    } = self::channel(cluster, topic, channel).await?;
+    let holding: Vec<String> = stats
+        .iter()
+        .flat_map(|c| c.nodes.iter().flatten())
+        .filter(|n| n.dead_count > 0)
+        .map(|n| n.node.clone())
+        .collect();
+    let dead = if holding.is_empty() {
+        Listing::default()
+    } else {
+        match dead_letters(cluster, &holding, topic, channel, DEAD_LETTERS_SHOWN).await {
+            Ok(p) => {
+                warnings.extend(p.warnings);
+                p.data
+            }
+            Err(e) => {
+                warnings.push(e);
+                Listing::default()
+            }
+        }
+    };
+    Ok(Partial {
+        data: (stats, dead),
+        warnings,
+    })
+}
+
+/// The oldest `n` dead letters of a channel over `nodes` (HTTP addresses).
+pub async fn dead_letters(
+    cluster: &Cluster,
+    nodes: &[String],
+    topic: &str,
+    channel: &str,
+    n: usize,
+) -> ViewResult<Listing> {
+    let (answers, warnings) = cluster
+        .on_channel(nodes, "/channel/dead", |nsqd| async move {
+            nsqd.dead_letters(topic, channel, n).await
+        })
+        .await?;
+    Ok(Partial {
+        data: Listing::oldest(answers, n),
+        warnings,
+    })
+}
+
+/// The next `n` messages of a channel on each nsqd that has the topic,
+/// read without taking them.
+pub async fn peek(cluster: &Cluster, topic: &str, channel: &str, n: usize) -> ViewResult<Listing> {
+    let (producers, mut warnings) = cluster.topic_producers(topic).await?;
+    let nodes: Vec<String> = producers.iter().map(Producer::http_address).collect();
+    let (answers, w) = cluster
+        .on_channel(&nodes, "/channel/peek", |nsqd| async move {
+            nsqd.peek(topic, channel, n).await
+        })
+        .await?;
+    warnings.extend(w);
+    Ok(Partial {
+        data: Listing::queued(answers),
+        warnings,
+    })
 }
 
 /// Every nsqd.

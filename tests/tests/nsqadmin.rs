@@ -1,6 +1,6 @@
 //! nsqadmin against a live cluster started in the test: every page, the
 //! actions and their effect on nsqd, notifications, the ACL, a node that is
-//! down, `/config`, peek, history charts and `--base-path`. Its `/api` shapes
+//! down, `/config`, history charts and `--base-path`. Its `/api` shapes
 //! are in `nsqadmin_api.rs`.
 
 use axum::routing::post;
@@ -369,66 +369,6 @@ async fn config_is_read_and_changed_from_allowed_addresses_only() {
     assert_eq!(
         (denied.status, denied.json()),
         (403, json!({"message": "FORBIDDEN"}))
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peek_shows_new_messages_without_taking_them() {
-    let c = AdminCluster::start(|_| {}).await;
-    c.create_channel("feed", "main").await;
-    c.publish("feed", 1).await;
-    let url = c.url();
-    let peek = tokio::spawn(async move {
-        http_request(
-            &url,
-            Method::GET,
-            "/api/peek/feed?count=3&timeout=5s",
-            bytes::Bytes::new(),
-        )
-        .await
-    });
-    // Wait for the peek's ephemeral channel, then publish.
-    let nsqd = &c.nsqd;
-    eventually("peek channel subscribed", || async {
-        let s = stats(nsqd).await;
-        s.topics.unwrap_or_default().iter().any(|t| {
-            t.channels
-                .iter()
-                .any(|ch| ch.channel_name.starts_with("nsqadmin_peek_") && ch.client_count == 1)
-        })
-    })
-    .await;
-    let mut conn = Conn::connect(&c.nsqd).await;
-    for body in ["one", "two", "three"] {
-        conn.publish("feed", body.as_bytes()).await;
-    }
-    let answer = peek.await.unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let bodies: Vec<String> = answer.json()["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(bodies, ["one", "two", "three"]);
-    // The real channel still has everything, and the peek channel is gone.
-    assert_eq!(existing_channel(&c.nsqd, "feed", "main").await.depth, 4);
-    eventually("ephemeral peek channel removed", || async {
-        let s = stats(nsqd).await;
-        s.topics.unwrap_or_default().iter().all(|t| {
-            t.channels
-                .iter()
-                .all(|ch| !ch.channel_name.starts_with("nsqadmin_peek_"))
-        })
-    })
-    .await;
-
-    // A topic without channels keeps its backlog: no peek.
-    c.publish("lonely", 2).await;
-    let refused = c.get("/api/peek/lonely").await;
-    assert_eq!(
-        (refused.status, refused.json()),
-        (409, json!({"message": "TOPIC_HAS_NO_CHANNELS"}))
     );
 }
 

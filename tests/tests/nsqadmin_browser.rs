@@ -6,131 +6,15 @@
 //! Needs Debian's `chromium` and `chromium-driver` (tests/run-all.sh installs
 //! them); without them the test fails rather than skip.
 
-use fantoccini::elements::Element;
-use fantoccini::error::{CmdError, ErrorStatus};
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+mod browser;
+
+use browser::{click, output_dir, text, wait_for_text, Driver, BROWSER_PATIENCE};
+use fantoccini::Locator;
 use nsq_e2e::{
     eventually_within, options_with_lookupds, start_lookupd, start_nsqd, stats, temp_dir, Conn,
 };
 use nsqadmin::{NsqAdmin, Options as AdminOptions};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::Duration;
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// How long the browser steps may take on a loaded machine: Chromium starts
-/// slowly when the cores are busy with builds.
-const BROWSER_PATIENCE: Duration = Duration::from_secs(60);
-
-/// chromedriver on a free loopback port, in a process group of its own with
-/// the Chromium it starts, all killed on drop. Its output goes to
-/// `chromedriver.log` in [`output_dir`].
-struct Driver {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        for tool in [CHROMEDRIVER, CHROMIUM] {
-            assert!(
-                std::path::Path::new(tool).exists(),
-                "{tool} is missing: install Debian's chromium and chromium-driver (tests/run-all.sh does)"
-            );
-        }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let log = output_dir().join("chromedriver.log");
-        let file = std::fs::File::create(&log).expect("chromedriver log");
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .process_group(0)
-            .spawn()
-            .expect("chromedriver starts");
-        // Owned from here on: a panic below still kills it.
-        let mut driver = Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let status = format!("{}/status", driver.url);
-        let deadline = tokio::time::Instant::now() + BROWSER_PATIENCE;
-        loop {
-            if reqwest::get(&status)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return driver;
-            }
-            if let Some(exit) = driver.child.try_wait().expect("try_wait") {
-                panic!("chromedriver exited ({exit}); log:\n{}", driver.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver not ready after {BROWSER_PATIENCE:?}; log:\n{}",
-                driver.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // The whole group: Chromium outlives a killed chromedriver otherwise.
-        let group = self.child.id() as libc::pid_t;
-        // SAFETY: a plain kill(2) of the group this test started.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("chromedriver log:\n{}", self.log());
-        }
-    }
-}
-
-/// The page replaces its content on every refresh, so an element found a
-/// moment ago may be gone: find it again and retry, a few times.
-async fn with_fresh<T, F, Fut>(
-    browser: &Client,
-    locator: Locator<'_>,
-    act: F,
-) -> Result<T, CmdError>
-where
-    F: Fn(Element) -> Fut,
-    Fut: std::future::Future<Output = Result<T, CmdError>>,
-{
-    let mut tries = 0;
-    loop {
-        let element = browser.wait().for_element(locator).await?;
-        match act(element).await {
-            Err(CmdError::Standard(e))
-                if e.error == ErrorStatus::StaleElementReference && tries < 10 =>
-            {
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn output_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nsqadmin-browser");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_watches_depth_and_pauses_a_channel() {
@@ -169,28 +53,7 @@ async fn operator_watches_depth_and_pauses_a_channel() {
 
     let driver = Driver::start().await;
     let profile = temp_dir("chromium-profile");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let browser = tokio::time::timeout(
-        BROWSER_PATIENCE,
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&driver.url),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("no Chromium session in {BROWSER_PATIENCE:?}"))
-    .expect("a Chromium session");
+    let browser = browser::open(&driver, &profile).await;
     // In a task of its own, so that a failed assertion still ends the
     // session below and Chromium exits with it.
     let session = tokio::spawn({
@@ -198,46 +61,18 @@ async fn operator_watches_depth_and_pauses_a_channel() {
         async move {
             // The topics page lists the topic with its channel's depth...
             browser.goto(&format!("{base}/topics")).await?;
-            let depth = r#"tr[data-topic="clicks"] td.channel-depth"#;
-            let text = with_fresh(
-                &browser,
-                Locator::Css(depth),
-                |e| async move { e.text().await },
-            )
-            .await?;
-            assert_eq!(text, "5");
+            let depth = Locator::Css(r#"tr[data-topic="clicks"] td.channel-depth"#);
+            assert_eq!(text(&browser, depth).await?, "5");
             // ...and the number grows on its own as messages arrive.
             for i in 5..25 {
                 producer
                     .publish("clicks", format!("click {i}").as_bytes())
                     .await;
             }
-            let deadline = tokio::time::Instant::now() + BROWSER_PATIENCE;
-            loop {
-                let text = with_fresh(
-                    &browser,
-                    Locator::Css(depth),
-                    |e| async move { e.text().await },
-                )
-                .await?;
-                if text == "25" {
-                    break;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "depth stayed at {text}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            wait_for_text(&browser, depth, "25").await?;
 
             // Into the topic, then its channel.
-            let click = |e: Element| async move { e.click().await };
-            with_fresh(
-                &browser,
-                Locator::Css(r#"tr[data-topic="clicks"] a"#),
-                click,
-            )
-            .await?;
+            click(&browser, Locator::Css(r#"tr[data-topic="clicks"] a"#)).await?;
             browser
                 .wait()
                 .for_element(Locator::Css(r#"tr[data-channel="archive"] a"#))
@@ -247,14 +82,9 @@ async fn operator_watches_depth_and_pauses_a_channel() {
             browser.refresh().await?;
             let shot = browser.screenshot().await?;
             std::fs::write(output_dir().join("topic.png"), shot).unwrap();
-            with_fresh(
-                &browser,
-                Locator::Css(r#"tr[data-channel="archive"] a"#),
-                click,
-            )
-            .await?;
+            click(&browser, Locator::Css(r#"tr[data-channel="archive"] a"#)).await?;
             let pause = r#"//button[@class="action" and text()="Pause"]"#;
-            with_fresh(&browser, Locator::XPath(pause), click).await?;
+            click(&browser, Locator::XPath(pause)).await?;
             // The confirmation dialog names the channel; accept it.
             let question = browser.get_alert_text().await?;
             assert!(question.contains("archive"), "{question}");

@@ -1,8 +1,10 @@
 //! What the consuming tools (`nsq_to_file`, `nsq_to_http`, `nsq_to_nsq`)
 //! share: their client configs, connecting a consumer to its sources, and
-//! asking lookupd for topics.
+//! asking lookupd for topics and for the nsqds that have one (which
+//! `nsq_stat` and `nsq_tail --peek` use too).
 
 use crate::user_agent;
+use nsq::api::PeerInfo;
 use nsq::{HttpPool, LookupdHttp};
 use std::time::Duration;
 
@@ -76,6 +78,33 @@ pub async fn lookupd_topics(pool: &HttpPool, lookupds: &[String]) -> Result<Vec<
     }
     topics.sort();
     Ok(topics)
+}
+
+/// The HTTP addresses of the nsqds that the lookupds say have `topic`, each
+/// once. As upstream, lookupds that fail are tolerated while one answers.
+pub async fn lookupd_producers(
+    pool: &HttpPool,
+    lookupds: &[String],
+    topic: &str,
+) -> Result<Vec<String>, String> {
+    let mut nsqds = Vec::new();
+    let mut errors = Vec::new();
+    for lookupd in lookupds {
+        match LookupdHttp::with_pool(lookupd, pool).lookup(topic).await {
+            Ok(answer) => {
+                for addr in answer.producers.iter().map(PeerInfo::http_address) {
+                    if !nsqds.contains(&addr) {
+                        nsqds.push(addr);
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.len() == lookupds.len() {
+        return Err(errors.join("; "));
+    }
+    Ok(nsqds)
 }
 
 #[cfg(test)]

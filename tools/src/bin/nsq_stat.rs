@@ -4,11 +4,11 @@
 //! times and prints N rows.
 
 use clap::Parser;
-use nsq::api::PeerInfo;
-use nsq::{HttpPool, LookupdHttp, NsqdHttp};
+use nsq::{HttpPool, NsqdHttp};
 use nsq_daemon::flags::parse_duration;
 use nsq_daemon::signals::wait_for_signal;
 use nsq_daemon::version_line;
+use nsq_tools::consume::lookupd_producers;
 use nsq_tools::stat::{header, row, ChannelTotals, HEADER_EVERY};
 use nsq_tools::{check_sources, fatal};
 use std::time::Duration;
@@ -105,7 +105,7 @@ async fn stat_loop(pool: &HttpPool, opts: &Opts) {
     loop {
         let nsqds = match opts.lookupd_http_address.is_empty() {
             true => opts.nsqd_http_address.clone(),
-            false => lookup_producers(pool, &opts.lookupd_http_address, &opts.topic)
+            false => lookupd_producers(pool, &opts.lookupd_http_address, &opts.topic)
                 .await
                 .unwrap_or_else(|e| {
                     fatal(
@@ -130,33 +130,6 @@ async fn stat_loop(pool: &HttpPool, opts: &Opts) {
         i += 1;
         tokio::time::sleep(opts.interval).await;
     }
-}
-
-/// The HTTP addresses of the nsqds that lookupd says have `topic`.
-async fn lookup_producers(
-    pool: &HttpPool,
-    lookupds: &[String],
-    topic: &str,
-) -> Result<Vec<String>, String> {
-    let mut nsqds = Vec::new();
-    let mut errors = Vec::new();
-    for lookupd in lookupds {
-        match LookupdHttp::with_pool(lookupd, pool).lookup(topic).await {
-            Ok(answer) => {
-                for addr in answer.producers.iter().map(PeerInfo::http_address) {
-                    if !nsqds.contains(&addr) {
-                        nsqds.push(addr);
-                    }
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    // As upstream, a lookupd that fails is tolerated while another answers.
-    if errors.len() == lookupds.len() {
-        return Err(errors.join("; "));
-    }
-    Ok(nsqds)
 }
 
 /// The channel summed over `nsqds`; an error if none of them has it.
