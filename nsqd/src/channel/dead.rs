@@ -97,6 +97,8 @@ struct Store {
     /// Entry ids by message ID: a message that comes back after a crash
     /// (its finish in the journal was lost) is not kept twice.
     ids: HashMap<u64, u64>,
+    /// The channel was deleted: changes are dropped.
+    deleted: bool,
 }
 
 #[derive(Default)]
@@ -147,6 +149,7 @@ impl DeadLetters {
             held: 0,
             index: BTreeMap::new(),
             ids: HashMap::new(),
+            deleted: false,
         };
         if let Some(path) = &path {
             store.open(path, max_payload, topic, channel)?;
@@ -408,7 +411,8 @@ impl DeadLetters {
     pub(crate) fn delete(&self) -> io::Result<()> {
         let mut store = self.store.lock();
         store.file = None;
-        self.pending.lock().ops.clear();
+        store.deleted = true;
+        *self.pending.lock() = Pending::default();
         match &self.path {
             Some(path) => match fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -553,6 +557,9 @@ impl Store {
 
     /// Appends `ops` and fsyncs (or, without a file, only applies them).
     fn write(&mut self, ops: &[Op], on_disk: bool) -> io::Result<()> {
+        if self.deleted {
+            return Ok(());
+        }
         if !on_disk {
             for op in ops {
                 self.apply(op.clone(), 0, 0, true);
