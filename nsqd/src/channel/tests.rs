@@ -24,6 +24,7 @@ const MODES: [Mode; 3] = [Mode::Memory, Mode::Log, Mode::Durable];
 struct Fixture {
     topic: Arc<Topic>,
     writer: Option<Arc<LogWriter>>,
+    config: ChannelConfig,
     _dir: TempDir,
 }
 
@@ -60,13 +61,23 @@ impl Fixture {
             max_attempts: 0,
             msg_ttl: Duration::ZERO,
         };
-        let topic = Topic::new("t", config).unwrap();
+        let topic = Topic::new("t", config.clone()).unwrap();
         topic.start();
         Fixture {
             topic,
             writer,
+            config,
             _dir: dir,
         }
+    }
+
+    /// A clean stop and start of the topic on the same files, as nsqd's.
+    fn restart(&mut self) {
+        self.topic.shutdown().unwrap();
+        if let Some(writer) = &self.writer {
+            writer.flush();
+        }
+        self.topic = Topic::new("t", self.config.clone()).unwrap();
     }
 
     fn channel(&self, name: &str) -> Arc<Channel> {
@@ -457,6 +468,7 @@ mod interleavings {
         Peek,
         RequeueDead,
         EmptyDead,
+        Restart,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -471,6 +483,7 @@ mod interleavings {
             1 => Just(Op::Peek),
             1 => Just(Op::RequeueDead),
             1 => Just(Op::EmptyDead),
+            1 => Just(Op::Restart),
         ]
     }
 
@@ -515,12 +528,13 @@ mod interleavings {
     }
 
     async fn run(mode: Mode, ops: Vec<Op>) -> Result<(), TestCaseError> {
-        let f = Fixture::new(mode);
-        let c = f.channel("c");
-        c.set_overrides(Overrides {
+        let mut f = Fixture::new(mode);
+        let settings = Overrides {
             max_attempts: Some(2),
             msg_ttl: None,
-        });
+        };
+        let mut c = f.channel("c");
+        c.set_overrides(settings);
         let client = consumer(1);
         let mut model = Model {
             places: HashMap::new(),
@@ -621,6 +635,18 @@ mod interleavings {
                 }
                 Op::RequeueDead => {
                     tokio::task::block_in_place(|| c.requeue_dead()).unwrap();
+                }
+                Op::Restart => {
+                    drop(c);
+                    tokio::task::block_in_place(|| f.restart());
+                    c = f.channel("c");
+                    c.set_overrides(settings);
+                    f.topic.start();
+                    paused = false;
+                    // What was in flight is back in line.
+                    for id in model.in_flight.drain(..) {
+                        model.places.insert(id, Place::Held);
+                    }
                 }
                 Op::EmptyDead => {
                     let (dead, _) = tokio::task::block_in_place(|| c.dead_letters(10_000)).unwrap();
