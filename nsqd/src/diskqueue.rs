@@ -156,22 +156,19 @@ impl DiskQueue {
             scratch: BytesMut::new(),
             syncs: SyncSlot::new(name),
         };
-        let segments = q.segment_numbers()?;
-        match fs::read_to_string(q.meta_path())
+        let meta = fs::read_to_string(q.meta_path())
             .ok()
-            .and_then(|text| parse_meta(&text))
-        {
-            Some((depth, read, write)) => {
-                q.depth = depth;
-                (q.read_num, q.read_pos) = read;
-                (q.write_num, q.write_pos) = write;
-            }
-            None => {
-                // No metadata: everything on disk is unread.
-                if let (Some(&first), Some(&last)) = (segments.first(), segments.last()) {
-                    (q.read_num, q.write_num) = (first, first);
-                    let _ = last;
-                }
+            .and_then(|text| parse_meta(&text));
+        if let Some((depth, read, write)) = meta {
+            q.depth = depth;
+            (q.read_num, q.read_pos) = read;
+            (q.write_num, q.write_pos) = write;
+        }
+        let segments = q.segment_numbers();
+        if meta.is_none() {
+            // No metadata: everything on disk is unread.
+            if let Some(&first) = segments.first() {
+                (q.read_num, q.write_num) = (first, first);
             }
         }
         // Segments past the recorded write position were written after the
@@ -194,14 +191,29 @@ impl DiskQueue {
         Ok(q)
     }
 
-    fn segment_numbers(&self) -> io::Result<Vec<u64>> {
-        let prefix = format!("{}.queue.", self.name);
-        let mut nums: Vec<u64> = fs::read_dir(&self.config.dir)?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|f| f.strip_prefix(&prefix)?.strip_suffix(".dat")?.parse().ok())
+    /// The segments on disk from the read segment on. They are found by
+    /// their names, not by listing the directory, which would cost as much
+    /// as the whole data directory for every queue opened: numbers run on
+    /// from the read segment to the write segment, and a few past it are
+    /// probed for what was written after the metadata last was.
+    fn segment_numbers(&self) -> Vec<u64> {
+        const PROBED_PAST_WRITE: u64 = 4;
+        let exists = |num| Self::segment_path(&self.config.dir, &self.name, num).exists();
+        let mut nums: Vec<u64> = (self.read_num..=self.write_num)
+            .filter(|&num| exists(num))
             .collect();
-        nums.sort_unstable();
-        Ok(nums)
+        let mut num = self.write_num + 1;
+        let mut misses = 0;
+        while misses < PROBED_PAST_WRITE {
+            if exists(num) {
+                nums.push(num);
+                misses = 0;
+            } else {
+                misses += 1;
+            }
+            num += 1;
+        }
+        nums
     }
 
     /// Scans the write segment from `write_pos`, keeping valid records and
@@ -577,7 +589,7 @@ impl DiskQueue {
     }
 
     fn remove_segments(&self) -> io::Result<()> {
-        for num in self.segment_numbers()? {
+        for num in self.segment_numbers() {
             let _ = fs::remove_file(Self::segment_path(&self.config.dir, &self.name, num));
         }
         Ok(())
@@ -771,13 +783,12 @@ mod tests {
         }
         assert_eq!(q.depth(), 20);
         assert!(
-            q.segment_numbers().unwrap().len() > 3,
+            q.segment_numbers().len() > 3,
             "rolled at 200 bytes"
         );
         q.sync().unwrap();
         let on_disk: u64 = q
             .segment_numbers()
-            .unwrap()
             .iter()
             .map(|&n| {
                 fs::metadata(DiskQueue::segment_path(d, "t", n))
@@ -786,7 +797,7 @@ mod tests {
             })
             .sum();
         assert_eq!(q.bytes(), on_disk);
-        for f in q.segment_numbers().unwrap() {
+        for f in q.segment_numbers() {
             assert!(
                 fs::metadata(DiskQueue::segment_path(d, "t", f))
                     .unwrap()
@@ -802,7 +813,7 @@ mod tests {
         assert_eq!(rest[2].deliver_at, Some(77));
         assert_eq!(q.depth(), 0);
         assert_eq!(
-            q.segment_numbers().unwrap().len(),
+            q.segment_numbers().len(),
             1,
             "read segments deleted"
         );

@@ -436,6 +436,9 @@ impl Node {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = self.metadata_changed.notified() => {
+                    // Changes that come in a burst (10,000 topics created)
+                    // share one rewrite of the file.
+                    tokio::time::sleep(METADATA_SETTLE).await;
                     let node = self.clone();
                     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || node.persist_metadata()).await {
                         tracing::error!(error = %e, "failed to write nsqd.dat");
@@ -632,6 +635,10 @@ impl Node {
         Ok(())
     }
 }
+
+/// How long `nsqd.dat` waits after a change for more before it is written
+/// (pause states and channel settings are written at once, by their handlers).
+const METADATA_SETTLE: Duration = Duration::from_millis(50);
 
 /// Runs file work (opening or removing a topic's log or a channel's
 /// journal) from an async context: on a multi-threaded runtime the worker

@@ -89,7 +89,9 @@ struct Slot {
 
 /// The file and the index of its entries; taken only off the async workers.
 struct Store {
+    /// Opened (created) at the first write.
     file: Option<File>,
+    path: Option<PathBuf>,
     len: u64,
     /// Bytes of the records of entries still held.
     held: u64,
@@ -145,6 +147,7 @@ impl DeadLetters {
         let max_payload = BODY_HEADER + 2 + 8 + 16 + max_msg_size as usize;
         let mut store = Store {
             file: None,
+            path: path.clone(),
             len: 0,
             held: 0,
             index: BTreeMap::new(),
@@ -152,7 +155,11 @@ impl DeadLetters {
             deleted: false,
         };
         if let Some(path) = &path {
-            store.open(path, max_payload, topic, channel)?;
+            match OpenOptions::new().read(true).append(true).open(path) {
+                Ok(file) => store.open(file, max_payload, topic, channel)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         let revived = store.revived()?;
         let dead = store.index.values().filter(|s| s.dead).count() as u64;
@@ -394,7 +401,7 @@ impl DeadLetters {
             return Ok(());
         };
         if store.index.is_empty() && store.len > 0 {
-            let file = store.file.as_ref().expect("a store with a path has a file");
+            let file = store.file.as_ref().expect("a store that wrote has a file");
             file.set_len(0)?;
             file.sync_data()?;
             store.len = 0;
@@ -427,16 +434,11 @@ impl Store {
     /// Reads the file, rebuilding the index; cuts a torn or corrupt tail.
     fn open(
         &mut self,
-        path: &Path,
+        file: File,
         max_payload: usize,
         topic: &str,
         channel: &str,
     ) -> io::Result<()> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
         let size = file.metadata()?.len();
         let mut reader = BufReader::with_capacity(64 * 1024, &file);
         let mut pos = 0u64;
@@ -573,10 +575,19 @@ impl Store {
             encode_op(&mut buf, op);
             offsets.push((self.len + start as u64, (buf.len() - start) as u64));
         }
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the channel was deleted"))?;
+        if self.file.is_none() {
+            let path = self.path.as_ref().expect("a store on disk has a path");
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)?;
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            self.file = Some(file);
+        }
+        let file = self.file.as_mut().expect("opened above");
         if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
             let _ = file.set_len(self.len);
             return Err(e);
