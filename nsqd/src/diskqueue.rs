@@ -782,10 +782,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(q.depth(), 20);
-        assert!(
-            q.segment_numbers().len() > 3,
-            "rolled at 200 bytes"
-        );
+        assert!(q.segment_numbers().len() > 3, "rolled at 200 bytes");
         q.sync().unwrap();
         let on_disk: u64 = q
             .segment_numbers()
@@ -812,11 +809,7 @@ mod tests {
         assert_eq!(q.bytes(), 0);
         assert_eq!(rest[2].deliver_at, Some(77));
         assert_eq!(q.depth(), 0);
-        assert_eq!(
-            q.segment_numbers().len(),
-            1,
-            "read segments deleted"
-        );
+        assert_eq!(q.segment_numbers().len(), 1, "read segments deleted");
     }
 
     #[test]

@@ -372,15 +372,19 @@ impl Cursor {
         self.generation += 1;
     }
 
-    /// Messages waiting: back in line, read ahead, and released but not yet
-    /// read (less those the journal knows are finished).
+    /// Messages waiting: back in line, plus every seq from the first one
+    /// read ahead (or the next to read) up to the limit that the journal
+    /// does not know as finished. Entries read ahead are not classified yet,
+    /// so after a restart some of them are finished ones: counting them by
+    /// the journal, not one by one, keeps them out of the depth.
     pub(crate) fn depth(&self) -> usize {
-        let unread = self.limit().saturating_sub(self.next);
-        let finished = match unread {
+        let from = self.position();
+        let waiting = self.limit().max(self.next).saturating_sub(from);
+        let finished = match waiting {
             0 => 0,
-            _ => self.journal.finished_at_or_above(self.next).min(unread),
+            _ => self.journal.finished_at_or_above(from).min(waiting),
         };
-        self.front.len() + self.ahead.len() + (unread - finished) as usize
+        self.front.len() + (waiting - finished) as usize
     }
 
     /// The part of the depth that is only on disk.

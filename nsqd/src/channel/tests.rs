@@ -511,7 +511,7 @@ mod interleavings {
 
     /// Takes in what the timer task timed out, then checks the count, all
     /// under the channel's lock.
-    fn conserved(c: &Channel, model: &mut Model) -> Result<(), TestCaseError> {
+    fn conserved(c: &Channel, model: &mut Model, mode: Mode) -> Result<(), TestCaseError> {
         let st = c.state.lock();
         let places = &mut model.places;
         model.in_flight.retain(|id| {
@@ -522,7 +522,28 @@ mod interleavings {
             still
         });
         let counted = st.depth() + st.in_flight.len() + st.deferred.len();
-        prop_assert_eq!(counted as u64 + c.dead_count(), model.held());
+        if counted as u64 + c.dead_count() != model.held() {
+            let in_flight: Vec<u64> = st.in_flight.keys().copied().collect();
+            let deferred: Vec<(u64, u64)> = st.deferred.iter().map(|d| (d.msg.id, d.seq)).collect();
+            let revived: Vec<u64> = st.revived.iter().map(|(_, m)| m.id).collect();
+            drop(st);
+            let queued: Vec<u64> = c.peek(100).unwrap().iter().map(|m| m.id).collect();
+            let dead: Vec<u64> = c
+                .dead_letters(1000)
+                .unwrap()
+                .0
+                .iter()
+                .map(|m| m.id)
+                .collect();
+            let mut held: Vec<u64> = model
+                .places
+                .iter()
+                .filter(|(_, p)| matches!(p, Place::Held | Place::InFlight))
+                .map(|(id, _)| *id)
+                .collect();
+            held.sort();
+            return Err(TestCaseError::fail(format!("{mode:?}: model holds {held:?}; channel: queued {queued:?} in flight {in_flight:?} deferred {deferred:?} revived {revived:?} dead {dead:?}; places {:?}", model.places)));
+        }
         prop_assert_eq!(st.in_flight.len(), model.in_flight.len());
         Ok(())
     }
@@ -630,7 +651,16 @@ mod interleavings {
                     let mut seen = std::collections::HashSet::new();
                     for msg in &peeked {
                         prop_assert!(seen.insert(msg.id), "peek shows {} twice", msg.id);
-                        prop_assert_eq!(model.places.get(&msg.id), Some(&Place::Held));
+                        let place = model.places.get(&msg.id).copied();
+                        // In flight at the last look, timed out since.
+                        let timed_out = place == Some(Place::InFlight)
+                            && !c.state.lock().in_flight.contains_key(&msg.id);
+                        prop_assert!(
+                            place == Some(Place::Held) || timed_out,
+                            "peek shows {} ({:?})",
+                            msg.id,
+                            place
+                        );
                     }
                 }
                 Op::RequeueDead => {
@@ -659,7 +689,7 @@ mod interleavings {
                     }
                 }
             }
-            conserved(&c, &mut model)?;
+            conserved(&c, &mut model, mode)?;
         }
 
         // Drain: everything held comes out once, dead letters by a requeue.
@@ -688,7 +718,7 @@ mod interleavings {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        conserved(&c, &mut model)?;
+        conserved(&c, &mut model, mode)?;
         Ok(())
     }
 
