@@ -9,7 +9,7 @@
 
 mod browser;
 
-use browser::{click, output_dir, text, wait_for_text, Driver, BROWSER_PATIENCE};
+use browser::{click, column, output_dir, text, wait_for_text, Driver, BROWSER_PATIENCE};
 use fantoccini::Locator;
 use nsq::protocol::Command;
 use nsq_e2e::*;
@@ -103,18 +103,9 @@ async fn operator_peeks_and_requeues_dead_letters_in_a_browser() {
             wait_for_text(&browser, Locator::Css("#dead-count"), "3").await?;
             assert_eq!(text(&browser, Locator::Css("#max-attempts")).await?, "3");
             assert_eq!(text(&browser, Locator::Css("#ttl")).await?, "none");
-            let rows = browser
-                .find_all(Locator::Css("#dead-letters tbody tr"))
-                .await?;
-            assert_eq!(rows.len(), 3);
-            let mut shown = Vec::new();
-            for row in rows {
-                assert_eq!(
-                    row.find(Locator::Css("td.attempts")).await?.text().await?,
-                    "3"
-                );
-                shown.push(row.find(Locator::Css("td.body")).await?.text().await?);
-            }
+            let attempts = column(&browser, "#dead-letters", "td.attempts").await?;
+            assert_eq!(attempts, ["3", "3", "3"]);
+            let shown = column(&browser, "#dead-letters", "td.body").await?;
             assert_eq!(shown, ["order 1", "order 2", "binary, 4 bytes"]);
             let shot = browser.screenshot().await?;
             std::fs::write(output_dir().join("dead-letters.png"), shot).unwrap();
@@ -128,22 +119,21 @@ async fn operator_peeks_and_requeues_dead_letters_in_a_browser() {
                 "{question}"
             );
             browser.accept_alert().await?;
-            let flash = browser
-                .wait()
-                .for_element(Locator::Css("#flash .ok"))
-                .await?;
-            assert_eq!(flash.text().await?, "Requeue all: 3 requeued");
+            wait_for_text(
+                &browser,
+                Locator::Css("#flash .ok"),
+                "Requeue all: 3 requeued",
+            )
+            .await?;
             wait_for_text(&browser, Locator::Css("#dead-count"), "0").await?;
 
             // Peek shows them queued again, and leaves them there.
             click(&browser, Locator::Css("button.peek")).await?;
-            let peeked = browser.wait().for_element(Locator::Css("#peeked")).await?;
-            let rows = peeked.find_all(Locator::Css("tbody tr")).await?;
-            assert_eq!(rows.len(), 3);
-            let attempts = rows[0].find(Locator::Css("td.attempts")).await?;
-            assert_eq!(attempts.text().await?, "0");
-            let body = rows[0].find(Locator::Css("td.body")).await?;
-            assert_eq!(body.text().await?, "order 1");
+            browser.wait().for_element(Locator::Css("#peeked")).await?;
+            let attempts = column(&browser, "#peeked", "td.attempts").await?;
+            assert_eq!(attempts, ["0", "0", "0"]);
+            let bodies = column(&browser, "#peeked", "td.body").await?;
+            assert_eq!(bodies[0], "order 1");
             let shot = browser.screenshot().await?;
             std::fs::write(output_dir().join("peeked.png"), shot).unwrap();
             Ok::<_, fantoccini::error::CmdError>(())
