@@ -58,6 +58,8 @@ struct Tail {
     /// Encoded records of seqs `[pending_from, next_seq)`, not yet taken.
     pending: BytesMut,
     pending_from: u64,
+    /// `append` calls in `pending`: the publishers that wait for it.
+    pending_appends: u64,
     /// Every surviving record from `cache_from` on, appended or not yet visible.
     cache: VecDeque<LogEntry>,
     cache_from: u64,
@@ -99,6 +101,8 @@ struct WriterSide {
 pub(super) struct Batch {
     first: u64,
     end: u64,
+    /// The `append` calls it holds.
+    pub(super) appends: u64,
     pub(super) failed: bool,
 }
 
@@ -164,6 +168,7 @@ impl TopicLog {
                 next_seq: end,
                 pending: BytesMut::new(),
                 pending_from: end,
+                pending_appends: 0,
                 cache: VecDeque::new(),
                 cache_from: end,
                 cache_bytes: 0,
@@ -218,22 +223,31 @@ impl TopicLog {
             tail.cache_push(entry, &self.cfg);
         }
         let end = tail.next_seq;
+        if end > start {
+            tail.pending_appends += 1;
+        }
         drop(tail);
         if end > start {
-            self.schedule();
+            let arrivals = self.writer.count_arrival();
+            if !self.schedule(arrivals) {
+                self.writer.arrived(arrivals);
+            }
         }
         start..end
     }
 
-    fn schedule(&self) {
+    /// Queues the log for the writer unless it is queued; false when it was.
+    fn schedule(&self, arrivals: u64) -> bool {
         // A plain load first: appends while the log is already queued (most
         // of them, under load) then skip the read-modify-write. The tail
         // lock orders this against the writer clearing the flag.
         if !self.scheduled.load(Ordering::Acquire) && !self.scheduled.swap(true, Ordering::AcqRel) {
             if let Some(me) = self.me.upgrade() {
-                self.writer.schedule_log(me);
+                self.writer.schedule_log(me, arrivals);
             }
+            return true;
         }
+        false
     }
 
     /// Resolves when every seq below `end` is written (and fsynced, when the
@@ -355,7 +369,7 @@ impl TopicLog {
     /// the active one).
     pub fn retain_from(&self, seq: u64) {
         if self.retain_from.fetch_max(seq, Ordering::AcqRel) < seq {
-            self.schedule();
+            self.schedule(u64::MAX);
         }
     }
 
@@ -437,14 +451,15 @@ impl TopicLog {
         self.scheduled.store(false, Ordering::Release);
         let mut guard = self.side.lock();
         let side = guard.as_mut()?;
-        let (first, end) = {
+        let (first, end, appends) = {
             let mut tail = self.tail.lock();
             if tail.pending.is_empty() {
                 return None;
             }
             std::mem::swap(&mut tail.pending, &mut side.spare);
             let end = tail.next_seq;
-            (std::mem::replace(&mut tail.pending_from, end), end)
+            let appends = std::mem::take(&mut tail.pending_appends);
+            (std::mem::replace(&mut tail.pending_from, end), end, appends)
         };
         let io = &self.writer.io;
         let result = side.files.write(
@@ -465,6 +480,7 @@ impl TopicLog {
         let mut batch = Batch {
             first,
             end,
+            appends,
             failed: false,
         };
         match result {

@@ -10,6 +10,12 @@
 //!
 //! One thread does every file's fsync in turn: a round over many durable
 //! topics takes as long as their fsyncs together.
+//!
+//! Durable rounds gather: after a round, the writer waits (at most one fsync's
+//! time, and [`GATHER_MAX`]) until as many appends have arrived as the round
+//! answered. Publishers that wait for their `OK` come back at once, and
+//! without the wait they would split into two groups that take turns, each
+//! paying an fsync (its CPU, above all) for half of them.
 
 use super::journal::Journal;
 use super::topic_log::TopicLog;
@@ -22,6 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Longest a durable round waits for the publishers the previous one
+/// answered.
+const GATHER_MAX: Duration = Duration::from_millis(2);
 
 /// `--sync-every` and `--sync-timeout`.
 #[derive(Debug, Clone, Copy)]
@@ -214,6 +224,10 @@ pub(super) struct Shared {
     wake: Condvar,
     flushed: Condvar,
     stopped: AtomicBool,
+    /// Appends ever made, and the count at which the gathering writer wants
+    /// waking (0: at any append, `u64::MAX`: not waiting).
+    arrivals: AtomicU64,
+    wake_at: AtomicU64,
     pause_at: Option<PausePoint>,
     /// Times `pause_at` is still passed before the writer stops there.
     pause_skips: AtomicU64,
@@ -228,7 +242,9 @@ impl Shared {
         self.stopped.load(Ordering::Acquire)
     }
 
-    pub(super) fn schedule_log(&self, log: Arc<TopicLog>) {
+    /// Queues a log for the next round. `arrivals` is the count after the
+    /// append that scheduled it (`u64::MAX` wakes the writer in any case).
+    pub(super) fn schedule_log(&self, log: Arc<TopicLog>, arrivals: u64) {
         let mut queue = self.queue.lock();
         if self.stopped() {
             drop(queue);
@@ -236,8 +252,29 @@ impl Shared {
             return;
         }
         queue.logs.push(log);
+        let wake = arrivals >= self.wake_at.load(Ordering::SeqCst);
         drop(queue);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Counts an append; returns the count for [`Shared::schedule_log`]
+    /// or [`Shared::arrived`].
+    pub(super) fn count_arrival(&self) -> u64 {
+        self.arrivals.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// An append to a log already queued: wakes the writer if it waits for
+    /// this many.
+    pub(super) fn arrived(&self, arrivals: u64) {
+        // The writer stores `wake_at` before it reads `arrivals`, both under
+        // the queue lock: one side sees the other's write, and the lock makes
+        // the writer be in its wait before the notify.
+        if arrivals >= self.wake_at.load(Ordering::SeqCst) {
+            drop(self.queue.lock());
+            self.wake.notify_one();
+        }
     }
 
     pub(super) fn schedule_journal(&self, journal: Arc<Journal>) {
@@ -279,11 +316,21 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn start(policy: SyncPolicy) -> io::Result<LogWriter> {
+        Self::start_with(policy, Io::fsync_delay_from_env())
+    }
+
+    /// A writer whose every fsync takes `delay` longer: a slow disk.
+    #[cfg(test)]
+    pub(super) fn start_slow(policy: SyncPolicy, delay: Duration) -> io::Result<LogWriter> {
+        Self::start_with(policy, Some(delay))
+    }
+
+    fn start_with(policy: SyncPolicy, fsync_delay: Option<Duration>) -> io::Result<LogWriter> {
         let pause = PausePoint::from_env();
         let shared = Arc::new(Shared {
             policy,
             io: Io {
-                fsync_delay: Io::fsync_delay_from_env(),
+                fsync_delay,
                 #[cfg(test)]
                 fail_after: std::sync::atomic::AtomicI64::new(-1),
                 ..Io::default()
@@ -292,6 +339,8 @@ impl LogWriter {
             wake: Condvar::new(),
             flushed: Condvar::new(),
             stopped: AtomicBool::new(false),
+            arrivals: AtomicU64::new(0),
+            wake_at: AtomicU64::new(0),
             pause_at: pause.map(|(point, _)| point),
             pause_skips: AtomicU64::new(pause.map_or(0, |(_, skips)| skips)),
             #[cfg(test)]
@@ -368,6 +417,8 @@ struct Rounds {
     unsynced_logs: Vec<Arc<TopicLog>>,
     unsynced_journals: Vec<Arc<Journal>>,
     batches: Vec<Option<super::topic_log::Batch>>,
+    /// After a durable round: the arrival count to wait for, and until when.
+    gather: Option<(u64, Instant)>,
 }
 
 impl Rounds {
@@ -379,6 +430,7 @@ impl Rounds {
             unsynced_logs: Vec::new(),
             unsynced_journals: Vec::new(),
             batches: Vec::new(),
+            gather: None,
         }
     }
 
@@ -402,21 +454,50 @@ impl Rounds {
     }
 
     /// Sleeps until something is queued or an unsynced file's deadline, then
-    /// takes the queue. Returns the stop request and the flush to confirm.
+    /// takes the queue; after a durable round, first gathers its publishers
+    /// (see the module doc). Returns the stop request and the flush to confirm.
     fn wait_for_work(&mut self) -> (Option<Stop>, Option<u64>) {
-        let mut queue = self.shared.queue.lock();
-        while !queue.has_work() {
-            match self.deadline() {
-                Some(at) if self.shared.wake.wait_until(&mut queue, at).timed_out() => break,
-                Some(_) => {}
-                None => self.shared.wake.wait(&mut queue),
+        let shared = &self.shared;
+        let mut queue = shared.queue.lock();
+        loop {
+            let now = Instant::now();
+            let due = self.deadline();
+            let urgent = queue.stop.is_some() || queue.flush_requested > queue.flush_done;
+            if urgent || due.is_some_and(|at| at <= now) {
+                break;
+            }
+            let gathering = match self.gather {
+                Some((target, until)) if now < until => {
+                    shared.wake_at.store(target, Ordering::SeqCst);
+                    shared.arrivals.load(Ordering::SeqCst) < target
+                }
+                _ => false,
+            };
+            let until = match gathering {
+                true => self.gather.map(|(_, until)| until),
+                false => {
+                    self.gather = None;
+                    shared.wake_at.store(0, Ordering::SeqCst);
+                    if queue.has_work() {
+                        break;
+                    }
+                    None
+                }
+            };
+            match until.into_iter().chain(due).min() {
+                Some(at) => {
+                    shared.wake.wait_until(&mut queue, at);
+                }
+                None => shared.wake.wait(&mut queue),
             }
         }
+        shared.wake_at.store(u64::MAX, Ordering::SeqCst);
+        self.gather = None;
         #[cfg(test)]
         let mut queue = {
             drop(queue);
-            let _held = self.shared.gate.lock();
-            self.shared.queue.lock()
+            let _held = shared.gate.lock();
+            shared.queue.lock()
         };
         std::mem::swap(&mut self.logs, &mut queue.logs);
         std::mem::swap(&mut self.journals, &mut queue.journals);
@@ -463,9 +544,11 @@ impl Rounds {
                 log.publish(batch.as_ref());
             }
         }
+        let syncing = Instant::now();
         for (log, batch) in self.logs.iter().zip(&mut self.batches) {
             log.sync_if_due(batch.as_mut(), now, flush);
         }
+        let sync_time = syncing.elapsed();
         for journal in &self.journals {
             journal.sync_if_due(now, flush);
         }
@@ -475,6 +558,11 @@ impl Rounds {
         for (log, batch) in self.logs.iter().zip(&self.batches) {
             log.publish(batch.as_ref().filter(|_| durable));
             log.retire();
+        }
+        let answered: u64 = self.batches.iter().flatten().map(|b| b.appends).sum();
+        if durable && answered > 0 {
+            let target = self.shared.arrivals.load(Ordering::SeqCst) + answered;
+            self.gather = Some((target, Instant::now() + sync_time.min(GATHER_MAX)));
         }
         for journal in &self.journals {
             journal.compact_if_large();

@@ -5,17 +5,23 @@
 //! producer that needs durability gets: the rate, the time to each OK, and
 //! with `--pid` nsqd's CPU per message. Only the protocol is used, so any
 //! nsqd can be measured.
+//!
+//! Unlike the other bench tools' connections, these park at once while
+//! they wait: every answer waits for an fsync (hundreds of microseconds),
+//! so polling for it would only take CPU from the nsqd under test.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
-use nsq::protocol::Command;
+use nsq::protocol::{decode_frame, Command, FrameType, HEARTBEAT, MAGIC_V2, OK};
+use nsq::transport::{self, ReadHalf, WriteHalf};
 use nsq_daemon::flags::parse_duration;
 use nsq_tools::cpu::{nanos_per_message, CpuMeter};
 use nsq_tools::latency::{Millis, Samples};
-use nsq_tools::{fatal, identify, BenchError, Conn, Progress, MAX_FRAME_SIZE};
+use nsq_tools::{fatal, identify, text, BenchError, Progress, MAX_FRAME_SIZE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 const PREFIX: &str = "[bench_durable] ";
 
@@ -73,10 +79,9 @@ async fn run(opts: Opts) -> Result<(), BenchError> {
 
     let mut conns = Vec::new();
     for _ in 0..opts.connections {
-        let mut conn = Conn::connect(&opts.nsqd_tcp_address, MAX_FRAME_SIZE).await?;
-        conn.write(&identify("durable", "bench_durable").to_bytes())
+        let mut conn = Publisher::connect(&opts.nsqd_tcp_address).await?;
+        conn.request(&identify("durable", "bench_durable").to_bytes())
             .await?;
-        conn.expect_ok().await?;
         conns.push(conn);
     }
 
@@ -125,7 +130,7 @@ async fn run(opts: Opts) -> Result<(), BenchError> {
 /// Publishes until `end`, one request at a time; returns the time each
 /// request took to be acknowledged.
 async fn publish(
-    mut conn: Conn,
+    mut conn: Publisher,
     command: Bytes,
     batch: u64,
     end: Instant,
@@ -134,13 +139,76 @@ async fn publish(
     let mut samples = Samples::default();
     loop {
         let sent = Instant::now();
-        conn.write(&command).await?;
-        conn.expect_ok().await?;
+        conn.request(&command).await?;
         let now = Instant::now();
         samples.record(now - sent);
         acked.fetch_add(batch, Ordering::Relaxed);
         if now >= end {
             return Ok(samples);
+        }
+    }
+}
+
+/// A plain connection (TCP, or a unix socket when the address is a path)
+/// that sends one request at a time and waits for its `OK`.
+struct Publisher {
+    read: ReadHalf<TcpStream>,
+    write: WriteHalf<TcpStream>,
+    buf: BytesMut,
+}
+
+impl Publisher {
+    async fn connect(addr: &str) -> Result<Publisher, BenchError> {
+        let timed_out = |_| BenchError::ConnectTimeout(addr.to_string());
+        let limit = Duration::from_secs(1);
+        let (read, write) = match transport::is_unix_socket_path(addr) {
+            true => {
+                let connect = tokio::net::UnixStream::connect(addr);
+                transport::split_unix(
+                    tokio::time::timeout(limit, connect)
+                        .await
+                        .map_err(timed_out)??,
+                )
+            }
+            false => {
+                let connect = TcpStream::connect(addr);
+                let stream = tokio::time::timeout(limit, connect)
+                    .await
+                    .map_err(timed_out)??;
+                stream.set_nodelay(true)?;
+                transport::split(stream)
+            }
+        };
+        let mut conn = Publisher {
+            read,
+            write,
+            buf: BytesMut::with_capacity(4096),
+        };
+        conn.write.write_all(MAGIC_V2).await?;
+        Ok(conn)
+    }
+
+    /// Sends `command` and waits for its `OK`, answering heartbeats meanwhile.
+    async fn request(&mut self, command: &[u8]) -> Result<(), BenchError> {
+        self.write.write_all(command).await?;
+        loop {
+            let Some(frame) = decode_frame(&mut self.buf, MAX_FRAME_SIZE)? else {
+                if self.buf.capacity() - self.buf.len() < 1024 {
+                    self.buf.reserve(4096);
+                }
+                if self.read.read_buf(&mut self.buf).await? == 0 {
+                    return Err(BenchError::Closed);
+                }
+                continue;
+            };
+            match frame.frame_type {
+                FrameType::Response if frame.data == OK => return Ok(()),
+                FrameType::Response if frame.data == HEARTBEAT => {
+                    self.write.write_all(&Command::Nop.to_bytes()).await?
+                }
+                FrameType::Error => return Err(BenchError::Nsqd(text(&frame.data))),
+                other => return Err(BenchError::Unexpected(other, text(&frame.data))),
+            }
         }
     }
 }

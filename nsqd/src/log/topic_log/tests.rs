@@ -119,6 +119,35 @@ async fn concurrent_appenders_share_fsyncs() {
     assert_eq!(ids, (0..6400).collect::<Vec<_>>());
 }
 
+/// Publishers that wait for their commit come back together after each
+/// round; the writer waits for them rather than letting them split into
+/// two groups that take turns (which costs twice the fsyncs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_publishers_gather_into_the_next_round() {
+    let dir = TempDir::new("gather");
+    let writer = LogWriter::start_slow(policy(1), Duration::from_millis(20)).unwrap();
+    let log = open(&writer, &dir, 1 << 30);
+    let before = writer.fsyncs();
+    let tasks: Vec<_> = (0..16u64)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..30 {
+                    let range = append_all(&log, t * 100 + i..t * 100 + i + 1);
+                    log.committed(range.end).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let fsyncs = writer.fsyncs() - before;
+    println!("16 waiting publishers, 30 appends each: {fsyncs} fsyncs");
+    // 30 rounds when every round holds all 16; alternating halves take 60.
+    assert!(fsyncs <= 45, "{fsyncs} fsyncs for 480 appends");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_round_over_three_logs_costs_three_fsyncs() {
     let dir = TempDir::new("three");
