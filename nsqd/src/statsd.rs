@@ -309,7 +309,8 @@ mod tests {
             "topics": [{"topic_name": "t", "channels": [{"channel_name": "c",
                 "depth": 1, "backend_depth": 0, "in_flight_count": 2, "deferred_count": 0,
                 "message_count": 5, "requeue_count": 1, "timeout_count": 0, "client_count": 1,
-                "paused": false, "e2e_processing_latency": {"count": 0, "percentiles": null}}],
+                "paused": false, "e2e_processing_latency": {"count": 0, "percentiles": null},
+                "dead_count": 4}],
               "depth": 3, "backend_depth": 0, "message_count": 5, "message_bytes": 50,
               "paused": false, "e2e_processing_latency": {"count": 0, "percentiles": null}}],
             "memory": null, "producers": null
@@ -319,6 +320,7 @@ mod tests {
         let first = lines(&stats, None, false, &mut previous);
         assert!(first.contains(&"topic.t.message_count:5|c".to_string()));
         assert!(first.contains(&"topic.t.channel.c.in_flight_count:2|g".to_string()));
+        assert!(first.contains(&"topic.t.channel.c.dead_count:4|g".to_string()));
         let topics = stats.topics.as_mut().expect("topics");
         topics[0].message_count = 8;
         topics[0].channels[0].message_count = 6;
