@@ -9,7 +9,8 @@
 #   durable     bench_durable on nsqd --mem-queue-size=0 --sync-every=1 (an fsync
 #               per message): PUB from 1 and from 16 connections, MPUB x 200 from 1
 #   latency     bench_latency at each --rates (default 2000 and 10000 msgs/s):
-#               one producer, one consumer with RDY 200 that FINs every message
+#               one producer, --consumers (default 1) on one channel, each with
+#               RDY 200, that FIN every message
 #
 # For every phase the table gives the rate and nsqd's CPU per message:
 # utime+stime from /proc/PID/stat, read before and after the phase, divided by
@@ -18,7 +19,7 @@
 # the start of each phase is in the last column.
 #
 #   tools/bench/compare.sh [--phases=throughput,durable,latency] [--runfor=5s]
-#       [--reader-runfor=3s] [--rates=2000,10000] [--no-build]
+#       [--reader-runfor=3s] [--rates=2000,10000] [--consumers=1] [--no-build]
 #
 # Our binaries: `cargo build --release` (skipped with --no-build) in
 # $CARGO_TARGET_DIR or target/. Upstream's: $UPSTREAM_BIN (default
@@ -32,6 +33,7 @@ phases=throughput,durable,latency
 runfor=5s
 reader_runfor=3s
 rates=2000,10000
+consumers=1
 build=1
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 for arg; do
@@ -40,6 +42,7 @@ for arg; do
         --runfor=*) runfor=${arg#*=} ;;
         --reader-runfor=*) reader_runfor=${arg#*=} ;;
         --rates=*) rates=${arg#*=} ;;
+        --consumers=*) consumers=${arg#*=} ;;
         --no-build) build=0 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -160,14 +163,14 @@ phase_durable() {
 }
 
 phase_latency() {
-    echo "== latency: bench_latency $runfor, 200 B, 1 producer, 1 consumer with RDY 200"
+    echo "== latency: bench_latency $runfor, 200 B, 1 producer, $consumers consumer(s) on one channel, RDY 200 each"
     start_pair
     local side out=$work/out l t0 t1 rate
     for rate in ${rates//,/ }; do
         for side in "${sides[@]}"; do
             l=$(load); t0=$(cpu_ticks "$side")
             "$ours_bin/bench_latency" --nsqd-tcp-address=127.0.0.1:${tcp[$side]} --topic="latency_$rate" \
-                --rate="$rate" --runfor="$runfor" --rdy=200 >"$out"
+                --rate="$rate" --runfor="$runfor" --rdy=200 --consumers="$consumers" >"$out"
             t1=$(cpu_ticks "$side")
             record "latency @ $rate/s" "$side" "$(field msgs/s "$out" | sed 's/\..*//')" \
                 $((t1 - t0)) "$(field received "$out")" \
