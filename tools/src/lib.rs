@@ -87,6 +87,40 @@ pub enum BenchError {
 /// One protocol-V2 connection to nsqd (TCP, or a unix socket when the
 /// address is a path) with its read buffer. Never TLS: the bench tools, as
 /// upstream's, speak the plain protocol.
+/// Connects to nsqd over TCP (Nagle off, as Go does by default) or a unix
+/// socket when the address is a path, giving up after a second as upstream's
+/// tools do.
+pub async fn dial(
+    addr: &str,
+) -> Result<
+    (
+        transport::ReadHalf<TcpStream>,
+        transport::WriteHalf<TcpStream>,
+    ),
+    BenchError,
+> {
+    let timed_out = |_| BenchError::ConnectTimeout(addr.to_string());
+    let limit = Duration::from_secs(1);
+    Ok(match transport::is_unix_socket_path(addr) {
+        true => {
+            let connect = tokio::net::UnixStream::connect(addr);
+            transport::split_unix(
+                tokio::time::timeout(limit, connect)
+                    .await
+                    .map_err(timed_out)??,
+            )
+        }
+        false => {
+            let connect = TcpStream::connect(addr);
+            let stream = tokio::time::timeout(limit, connect)
+                .await
+                .map_err(timed_out)??;
+            stream.set_nodelay(true)?;
+            transport::split(stream)
+        }
+    })
+}
+
 pub struct Conn {
     read: transport::ReadHalf<TcpStream>,
     write: transport::WriteHalf<TcpStream>,
@@ -98,26 +132,7 @@ impl Conn {
     /// Connects (giving up after a second, as upstream does), turns off Nagle
     /// as Go does by default and sends the protocol magic.
     pub async fn connect(addr: &str, max_frame: usize) -> Result<Conn, BenchError> {
-        let timed_out = |_| BenchError::ConnectTimeout(addr.to_string());
-        let limit = Duration::from_secs(1);
-        let (read, write) = match transport::is_unix_socket_path(addr) {
-            true => {
-                let connect = tokio::net::UnixStream::connect(addr);
-                transport::split_unix(
-                    tokio::time::timeout(limit, connect)
-                        .await
-                        .map_err(timed_out)??,
-                )
-            }
-            false => {
-                let connect = TcpStream::connect(addr);
-                let stream = tokio::time::timeout(limit, connect)
-                    .await
-                    .map_err(timed_out)??;
-                stream.set_nodelay(true)?;
-                transport::split(stream)
-            }
-        };
+        let (read, write) = dial(addr).await?;
         let mut conn = Conn {
             read,
             write,

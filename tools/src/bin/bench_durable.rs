@@ -13,7 +13,7 @@
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use nsq::protocol::{decode_frame, Command, FrameType, HEARTBEAT, MAGIC_V2, OK};
-use nsq::transport::{self, ReadHalf, WriteHalf};
+use nsq::transport::{ReadHalf, WriteHalf};
 use nsq_daemon::flags::parse_duration;
 use nsq_tools::cpu::{nanos_per_message, CpuMeter};
 use nsq_tools::latency::{Millis, Samples};
@@ -159,26 +159,7 @@ struct Publisher {
 
 impl Publisher {
     async fn connect(addr: &str) -> Result<Publisher, BenchError> {
-        let timed_out = |_| BenchError::ConnectTimeout(addr.to_string());
-        let limit = Duration::from_secs(1);
-        let (read, write) = match transport::is_unix_socket_path(addr) {
-            true => {
-                let connect = tokio::net::UnixStream::connect(addr);
-                transport::split_unix(
-                    tokio::time::timeout(limit, connect)
-                        .await
-                        .map_err(timed_out)??,
-                )
-            }
-            false => {
-                let connect = TcpStream::connect(addr);
-                let stream = tokio::time::timeout(limit, connect)
-                    .await
-                    .map_err(timed_out)??;
-                stream.set_nodelay(true)?;
-                transport::split(stream)
-            }
-        };
+        let (read, write) = nsq_tools::dial(addr).await?;
         let mut conn = Publisher {
             read,
             write,
