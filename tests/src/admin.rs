@@ -72,12 +72,17 @@ impl AdminCluster {
     }
 
     pub async fn create_channel(&self, topic: &str, channel: &str) {
-        let api = nsq::NsqdHttp::new(&self.node());
-        api.topic_action(nsq::TopicAction::Create, topic)
-            .await
-            .expect("topic created");
-        api.channel_action(nsq::TopicAction::Create, topic, channel)
-            .await
-            .expect("channel created");
+        create_channel(&self.node(), topic, channel).await;
     }
+}
+
+/// Creates `topic` and its `channel` through nsqd's HTTP API at `http_addr`.
+pub async fn create_channel(http_addr: &str, topic: &str, channel: &str) {
+    let api = nsq::NsqdHttp::new(http_addr);
+    api.topic_action(nsq::TopicAction::Create, topic)
+        .await
+        .expect("topic created");
+    api.channel_action(nsq::TopicAction::Create, topic, channel)
+        .await
+        .expect("channel created");
 }

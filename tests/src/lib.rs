@@ -12,7 +12,7 @@ mod process;
 mod temp;
 mod v1;
 
-pub use admin::{admin_options, AdminCluster};
+pub use admin::{admin_options, create_channel, AdminCluster};
 pub use capture::*;
 pub use conn::{body_of, consumer, Conn};
 pub use http::*;

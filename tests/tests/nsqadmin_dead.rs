@@ -24,13 +24,9 @@ const BINARY: &[u8] = b"\x00\x01\xfe\xff";
 /// most 3 attempts, and a consumer requeues every delivery until nsqd stops
 /// delivering (3 deliveries each) and holds them all as dead letters.
 async fn make_dead_letters(nsqd: &Nsqd, topic: &str, channel: &str, bodies: &[&[u8]]) {
-    let api = nsq::NsqdHttp::new(&nsqd.http_addr().expect("HTTP").to_string());
-    api.topic_action(nsq::TopicAction::Create, topic)
-        .await
-        .expect("topic created");
-    api.channel_action(nsq::TopicAction::Create, topic, channel)
-        .await
-        .expect("channel created");
+    let http = nsqd.http_addr().expect("HTTP").to_string();
+    create_channel(&http, topic, channel).await;
+    let api = nsq::NsqdHttp::new(&http);
     let settings = api
         .channel_config(topic, channel, Some(3), None)
         .await

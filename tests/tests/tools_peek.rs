@@ -15,13 +15,8 @@ async fn nsq_tail(args: &[String]) -> ToolExit {
 
 /// Publishes `bodies` to `topic`, whose channel `channel` keeps them.
 async fn queue(nsqd: &Nsqd, topic: &str, channel: &str, bodies: &[&str]) {
-    let api = nsq::NsqdHttp::new(&nsqd.http_addr().expect("HTTP").to_string());
-    api.topic_action(nsq::TopicAction::Create, topic)
-        .await
-        .expect("topic created");
-    api.channel_action(nsq::TopicAction::Create, topic, channel)
-        .await
-        .expect("channel created");
+    let http = nsqd.http_addr().expect("HTTP").to_string();
+    create_channel(&http, topic, channel).await;
     let mut conn = Conn::connect(nsqd).await;
     for body in bodies {
         conn.publish(topic, body.as_bytes()).await;

@@ -16,13 +16,14 @@
 //! the two can repeat a dead letter but never lose one. The file is cut to
 //! nothing once no entry is left, and rewritten once mostly garbage.
 
+use crate::diskqueue::read_full;
 use crate::log::Journal;
 use crate::message::Message;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -738,19 +739,6 @@ fn decode_op(mut data: &[u8]) -> Option<Op> {
         KIND_DROP_LIVE => Op::DropLive,
         _ => return None,
     })
-}
-
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]
