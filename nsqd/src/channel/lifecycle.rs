@@ -1,7 +1,7 @@
 //! A channel's end (deletion, shutdown) and what it reports (stats).
 
 use super::dead::REVIVED;
-use super::state::{InFlight, Queue};
+use super::state::Queue;
 use super::Channel;
 use crate::client_conn::ClientConn;
 use crate::diskqueue::{self, DiskConfig};
@@ -65,15 +65,12 @@ impl Channel {
             Queue::Memory(queue) => queue,
         };
         // In-flight messages first: they were next in line before anything queued.
-        let mut in_flight: Vec<InFlight> = st
+        let mut saved: Vec<(Message, Option<i64>)> = st
             .in_flight
             .drain()
-            .map(|(_, e)| e)
             .filter(|e| e.seq & REVIVED == 0)
+            .map(|e| (e.msg, None))
             .collect();
-        in_flight.sort_by_key(|e| e.delivered_at);
-        let mut saved: Vec<(Message, Option<i64>)> =
-            in_flight.into_iter().map(|e| (e.msg, None)).collect();
         for item in queue.drain_memory() {
             item.for_each_message(|m, at| {
                 saved.push((m.clone(), at));

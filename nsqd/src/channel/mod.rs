@@ -6,6 +6,7 @@
 
 mod cursor;
 mod dead;
+mod in_flight;
 mod lifecycle;
 mod state;
 mod timer;
@@ -19,6 +20,7 @@ use crate::message::Message;
 use crate::queue::{instant_to_unix, Backend, BoundedQueue, Item};
 use cursor::{Cursor, Next};
 use dead::{DeadLetters, REVIVED};
+use in_flight::InFlightTable;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use state::{InFlight, Queue, State};
@@ -167,7 +169,7 @@ impl Channel {
             revived: Default::default(),
             dead: dead.clone(),
             queue: Queue::Memory(BoundedQueue::new(0, Backend::Discard { dropped: 0 })),
-            in_flight: FxHashMap::default(),
+            in_flight: InFlightTable::default(),
             timeouts: BinaryHeap::new(),
             deferred: BinaryHeap::new(),
             deferred_order: 0,
@@ -408,16 +410,13 @@ impl Channel {
             msg.attempts = msg.attempts.saturating_add(1);
             emit(&msg);
             st.timeouts.push(Reverse((deadline, msg.id)));
-            st.in_flight.insert(
-                msg.id,
-                InFlight {
-                    msg,
-                    seq,
-                    client_id: client.id,
-                    deadline,
-                    delivered_at: now,
-                },
-            );
+            st.in_flight.insert(InFlight {
+                msg,
+                seq,
+                client_id: client.id,
+                deadline,
+                delivered_at: now,
+            });
             taken += 1;
         }
         wake_timer |= taken > 0 && st.deadline_needs_timer(deadline);
@@ -481,7 +480,7 @@ impl Channel {
         msg_timeout: Duration,
     ) -> Result<(), InFlightError> {
         let mut st = self.state.lock();
-        let entry = match st.in_flight.get_mut(&id) {
+        let entry = match st.in_flight.get_mut(id) {
             None => return Err(InFlightError::NotInFlight),
             Some(e) if e.client_id != client_id => return Err(InFlightError::NotOwner),
             Some(e) => e,
@@ -518,12 +517,12 @@ impl Channel {
         let orphans: Vec<u64> = st
             .in_flight
             .iter()
-            .filter(|(_, e)| e.client_id == client_id)
-            .map(|(id, _)| *id)
+            .filter(|e| e.client_id == client_id)
+            .map(|e| e.msg.id)
             .collect();
         let mut notify = false;
         for id in orphans {
-            if let Some(entry) = st.in_flight.remove(&id) {
+            if let Some(entry) = st.in_flight.remove(id) {
                 notify |= st.requeue_now(entry.seq, entry.msg, true);
             }
         }

@@ -4,6 +4,7 @@
 
 use super::cursor::Cursor;
 use super::dead::{DeadLetters, REVIVED};
+use super::in_flight::InFlightTable;
 use super::InFlightError;
 use crate::client_conn::ClientConn;
 use crate::e2e::E2eLatency;
@@ -11,7 +12,6 @@ use crate::message::Message;
 use crate::queue::{BoundedQueue, Item};
 use rustc_hash::FxHashMap;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,7 +64,7 @@ pub(super) struct State {
     /// Requeued dead letters (seqs with [`REVIVED`]), served first.
     pub(super) revived: VecDeque<(u64, Message)>,
     pub(super) dead: Arc<DeadLetters>,
-    pub(super) in_flight: FxHashMap<u64, InFlight>,
+    pub(super) in_flight: InFlightTable,
     /// (deadline, id) of in-flight messages. FIN leaves stale entries behind;
     /// they are skipped when popped and purged when they outnumber the live ones.
     pub(super) timeouts: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -168,18 +168,16 @@ impl State {
         client_id: u64,
         id: u64,
     ) -> Result<InFlight, InFlightError> {
-        let entry = match self.in_flight.entry(id) {
-            Entry::Vacant(_) => return Err(InFlightError::NotInFlight),
-            Entry::Occupied(e) if e.get().client_id != client_id => {
-                return Err(InFlightError::NotOwner)
-            }
-            Entry::Occupied(e) => e.remove(),
+        let entry = match self.in_flight.get(id) {
+            None => return Err(InFlightError::NotInFlight),
+            Some(e) if e.client_id != client_id => return Err(InFlightError::NotOwner),
+            Some(_) => self.in_flight.remove(id).expect("found above"),
         };
         if self.timeouts.len() > 2 * self.in_flight.len() + 1024 {
             self.timeouts = self
                 .in_flight
                 .iter()
-                .map(|(id, e)| Reverse((e.deadline, *id)))
+                .map(|e| Reverse((e.deadline, e.msg.id)))
                 .collect();
         }
         Ok(entry)

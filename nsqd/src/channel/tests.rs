@@ -515,7 +515,7 @@ mod interleavings {
         let st = c.state.lock();
         let places = &mut model.places;
         model.in_flight.retain(|id| {
-            let still = st.in_flight.contains_key(id);
+            let still = st.in_flight.get(*id).is_some();
             if !still {
                 places.insert(*id, Place::Held);
             }
@@ -523,7 +523,7 @@ mod interleavings {
         });
         let counted = st.depth() + st.in_flight.len() + st.deferred.len();
         if counted as u64 + c.dead_count() != model.held() {
-            let in_flight: Vec<u64> = st.in_flight.keys().copied().collect();
+            let in_flight: Vec<u64> = st.in_flight.iter().map(|e| e.msg.id).collect();
             let deferred: Vec<(u64, u64)> = st.deferred.iter().map(|d| (d.msg.id, d.seq)).collect();
             let revived: Vec<u64> = st.revived.iter().map(|(_, m)| m.id).collect();
             drop(st);
@@ -654,7 +654,7 @@ mod interleavings {
                         let place = model.places.get(&msg.id).copied();
                         // In flight at the last look, timed out since.
                         let timed_out = place == Some(Place::InFlight)
-                            && !c.state.lock().in_flight.contains_key(&msg.id);
+                            && c.state.lock().in_flight.get(msg.id).is_none();
                         prop_assert!(
                             place == Some(Place::Held) || timed_out,
                             "peek shows {} ({:?})",

@@ -19,12 +19,8 @@ impl Channel {
                 break;
             }
             st.timeouts.pop();
-            if st
-                .in_flight
-                .get(&id)
-                .is_some_and(|e| e.deadline == deadline)
-            {
-                let entry = st.in_flight.remove(&id).expect("checked above");
+            if st.in_flight.get(id).is_some_and(|e| e.deadline == deadline) {
+                let entry = st.in_flight.remove(id).expect("checked above");
                 self.timeout_count.fetch_add(1, Ordering::Relaxed);
                 if let Some(owner) = st.clients.get(&entry.client_id) {
                     owners.push(owner.clone());
