@@ -78,6 +78,22 @@ pub struct ClientConn {
     auth: Mutex<Option<Arc<AuthState>>>,
 }
 
+/// The most room a consumer at its RDY waits for before the pump refills it.
+pub const MAX_REFILL_STEP: i64 = 128;
+
+/// How long room that the pump has not been woken for may wait.
+pub const REFILL_DELAY: Duration = Duration::from_millis(1);
+
+/// What a message leaving flight asks of the pump; ordered by urgency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refill {
+    #[default]
+    No,
+    /// Within [`REFILL_DELAY`], unless more room comes first.
+    Soon,
+    Now,
+}
+
 impl ClientConn {
     pub fn new(id: u64, remote_address: String, settings: ClientSettings, connect_ts: i64) -> Self {
         ClientConn {
@@ -134,35 +150,45 @@ impl ClientConn {
         self.message_count.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// FIN of one of its messages succeeded. True when the pump may be
-    /// waiting for the room this made: the caller wakes it with
+    /// FIN of one of its messages succeeded. What the pump should make of
+    /// the room this freed: the caller wakes it with
     /// [`ClientConn::wake_pump`], once for all the FINs it read together.
     #[must_use]
-    pub fn finished(&self) -> bool {
+    pub fn finished(&self) -> Refill {
         self.finish_count.fetch_add(1, Ordering::Relaxed);
         self.leave_flight()
     }
 
     /// REQ of one of its messages succeeded; the result as [`ClientConn::finished`]'s.
     #[must_use]
-    pub fn requeued(&self) -> bool {
+    pub fn requeued(&self) -> Refill {
         self.requeue_count.fetch_add(1, Ordering::Relaxed);
         self.leave_flight()
     }
 
     /// A message of this client timed out of flight.
     pub fn message_done(&self) {
-        if self.leave_flight() {
-            self.wake_pump();
-        }
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.wake_pump();
     }
 
-    /// One message fewer in flight; true when the client was at its RDY.
-    /// Below it the pump is not waiting for room, so a wake-up would only
-    /// cost a context switch.
-    fn leave_flight(&self) -> bool {
+    /// One message fewer in flight. A consumer at its RDY that finishes
+    /// messages one by one (as go-nsq does) would otherwise get one wake-up
+    /// and one write of the pump per FIN: the pump is woken once the room
+    /// reaches a quarter of the RDY (at most [`MAX_REFILL_STEP`]), or by the
+    /// reader [`REFILL_DELAY`] after the first FIN that freed less.
+    fn leave_flight(&self) -> Refill {
         let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        before >= self.ready_count.load(Ordering::Acquire)
+        let ready = self.ready_count.load(Ordering::Acquire);
+        let room = ready - before + 1;
+        let step = (ready / 4).clamp(1, MAX_REFILL_STEP);
+        match room {
+            _ if room == step => Refill::Now,
+            1.. if room < step => Refill::Soon,
+            // Room enough already (the pump is waiting for messages, not
+            // room), or none at all (RDY was lowered).
+            _ => Refill::No,
+        }
     }
 
     /// Makes the pump look for room again.

@@ -11,7 +11,7 @@ mod identify;
 mod subscribe;
 
 use crate::channel::Channel;
-use crate::client_conn::{ClientConn, ClientSettings};
+use crate::client_conn::{ClientConn, ClientSettings, Refill, REFILL_DELAY};
 use crate::command::{self, ClientError, ConnState, Limits, Request};
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
@@ -133,7 +133,8 @@ pub async fn serve_connection(
         pump: None,
         last_wait: Duration::MAX,
         answered: false,
-        refill: false,
+        refill: Refill::No,
+        refill_by: None,
     };
     let closed = session.run().await;
     if let Closed::AfterError = closed {
@@ -168,8 +169,10 @@ struct Session {
     last_wait: Duration,
     /// Whether the last command was answered (see [`Request::is_answered`]).
     answered: bool,
-    /// FINs or REQs freed room the pump may be waiting for.
-    refill: bool,
+    /// What the FINs and REQs read since the last look ask of the pump.
+    refill: Refill,
+    /// When room freed without waking the pump must wake it at the latest.
+    refill_by: Option<Instant>,
 }
 
 impl Session {
@@ -277,10 +280,18 @@ impl Session {
         err.fatal.then_some(Closed::AfterError)
     }
 
-    /// Wakes the pump if FINs or REQs made room it may be waiting for.
+    /// Wakes the pump if FINs or REQs made room it may be waiting for, or
+    /// sets when it must be woken if they made only a little.
     fn refill_pump(&mut self) {
-        if std::mem::take(&mut self.refill) {
-            self.client.wake_pump();
+        match std::mem::take(&mut self.refill) {
+            Refill::Now => {
+                self.refill_by = None;
+                self.client.wake_pump();
+            }
+            Refill::Soon if self.refill_by.is_none() => {
+                self.refill_by = Some(Instant::now() + REFILL_DELAY);
+            }
+            _ => {}
         }
     }
 
@@ -312,8 +323,20 @@ impl Session {
         };
         let waited = Instant::now();
         let read = self.reader.read_buf_spinning(target, spin);
+        let refill_by = self.refill_by;
+        let refill_due = async move {
+            match refill_by {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let n = tokio::select! {
             _ = self.client.closed() => return false,
+            _ = refill_due => {
+                self.refill_by = None;
+                self.client.wake_pump();
+                return true;
+            }
             n = async {
                 match deadline {
                     Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),

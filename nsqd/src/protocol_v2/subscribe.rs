@@ -81,7 +81,7 @@ impl Session {
             .and_then(|n| channel.finish(self.client.id, n));
         result
             .map_err(|e| ClientError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}")))?;
-        self.refill |= self.client.finished();
+        self.refill = self.refill.max(self.client.finished());
         Ok(())
     }
 
@@ -103,7 +103,7 @@ impl Session {
             .and_then(|n| channel.requeue(self.client.id, n, delay));
         result
             .map_err(|e| ClientError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}")))?;
-        self.refill |= self.client.requeued();
+        self.refill = self.refill.max(self.client.requeued());
         Ok(())
     }
 
