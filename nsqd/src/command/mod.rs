@@ -108,6 +108,12 @@ pub enum Request {
 }
 
 impl Request {
+    /// An MPUB of more than one message: its answer is worth a park of the
+    /// reader, which costs less than polling for the next one per message.
+    pub fn is_batch(&self) -> bool {
+        matches!(self, Request::Mpub { count, .. } if *count > 1)
+    }
+
     /// Whether nsqd answers the command when it succeeds. A consumer's FIN,
     /// REQ, TOUCH and RDY, and NOP, get no answer (only an error).
     pub fn is_answered(&self) -> bool {

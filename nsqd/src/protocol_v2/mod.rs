@@ -133,6 +133,7 @@ pub async fn serve_connection(
         pump: None,
         last_wait: Duration::MAX,
         answered: false,
+        spin: false,
         refill: Refill::No,
         refill_by: None,
     };
@@ -169,6 +170,10 @@ struct Session {
     last_wait: Duration,
     /// Whether the last command was answered (see [`Request::is_answered`]).
     answered: bool,
+    /// Whether the last command was answered and carried at most one
+    /// message: a client waiting for that answer before its next request
+    /// is worth polling for (see [`Session::fill`]).
+    spin: bool,
     /// What the FINs and REQs read since the last look ask of the pump.
     refill: Refill,
     /// When room freed without waking the pump must wake it at the latest.
@@ -193,6 +198,7 @@ impl Session {
                     // rest of what was read: one wake-up and one write of
                     // the pump for all of it, not one per FIN.
                     self.answered = request.is_answered();
+                    self.spin = self.answered && !request.is_batch();
                     if self.answered {
                         self.refill_pump();
                     }
@@ -314,10 +320,11 @@ impl Session {
             target.reserve(16 * 1024);
         }
         // A client in a tight request/response loop (its last request was
-        // answered and came within the spin window) is polled briefly before
-        // the task parks. A consumer's stream of FINs is not such a loop:
-        // polling for it costs more than it saves.
-        let spin = match self.answered && self.last_wait < SPIN_WINDOW {
+        // answered, carried one message at most and came within the spin
+        // window) is polled briefly before the task parks. A consumer's
+        // stream of FINs is not such a loop, and an MPUB's answer is worth
+        // a park: polling for them costs more than it saves.
+        let spin = match self.spin && self.last_wait < SPIN_WINDOW {
             true => SPIN_WINDOW,
             false => Duration::ZERO,
         };
