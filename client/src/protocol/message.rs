@@ -22,12 +22,9 @@ pub struct MessageId(pub [u8; 16]);
 
 impl MessageId {
     pub fn from_u64(n: u64) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 16];
-        for (i, byte) in n.to_be_bytes().iter().enumerate() {
-            out[2 * i] = HEX[(byte >> 4) as usize];
-            out[2 * i + 1] = HEX[(byte & 0xf) as usize];
-        }
+        out[..8].copy_from_slice(&hex_digits((n >> 32) as u32).to_be_bytes());
+        out[8..].copy_from_slice(&hex_digits(n as u32).to_be_bytes());
         MessageId(out)
     }
 
@@ -35,11 +32,13 @@ impl MessageId {
     /// lowercase-or-uppercase hex digits.
     pub fn to_u64(&self) -> Option<u64> {
         let mut n = 0u64;
+        let mut bad = 0u8;
         for &c in &self.0 {
-            let digit = (c as char).to_digit(16)?;
-            n = (n << 4) | digit as u64;
+            let digit = HEX_VALUE[c as usize];
+            bad |= digit;
+            n = (n << 4) | (digit & 0xf) as u64;
         }
-        Some(n)
+        (bad & 0xf0 == 0).then_some(n)
     }
 
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
@@ -49,6 +48,31 @@ impl MessageId {
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
+}
+
+/// Each byte's value as a hex digit, 0xff for a byte that is not one.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        table[b"0123456789ABCDEF"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The eight lowercase hex digits of `x`, most significant in the high
+/// byte: its nibbles spread one per byte, then each turned into ASCII at
+/// once ('0' + n, plus the gap to 'a' where n > 9). IDs are written for
+/// every delivery, so this beats a loop over a digit table.
+fn hex_digits(x: u32) -> u64 {
+    let mut v = x as u64;
+    v = ((v & 0xffff_0000) << 16) | (v & 0xffff);
+    v = ((v & 0x0000_ff00_0000_ff00) << 8) | (v & 0x0000_00ff_0000_00ff);
+    v = ((v & 0x00f0_00f0_00f0_00f0) << 4) | (v & 0x000f_000f_000f_000f);
+    let above_nine = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    v + 0x3030_3030_3030_3030 + above_nine * (b'a' - b'0' - 10) as u64
 }
 
 impl fmt::Display for MessageId {
@@ -152,6 +176,31 @@ mod tests {
         assert_eq!(&id.0, b"18a3c72127269000");
         assert_eq!(id.to_u64(), Some(0x18a3_c721_2726_9000));
         assert_eq!(MessageId(*b"zzzzzzzzzzzzzzzz").to_u64(), None);
+        assert_eq!(
+            MessageId(*b"18A3C72127269000").to_u64(),
+            Some(0x18a3_c721_2726_9000)
+        );
+        assert_eq!(MessageId(*b"18a3c7212726900g").to_u64(), None);
+        assert_eq!(MessageId(*b"18a3c72127269 00").to_u64(), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ids_round_trip_as_formatted_hex(n: u64) {
+            let id = MessageId::from_u64(n);
+            proptest::prop_assert_eq!(String::from_utf8_lossy(&id.0), format!("{n:016x}"));
+            proptest::prop_assert_eq!(id.to_u64(), Some(n));
+        }
+
+        #[test]
+        fn any_sixteen_bytes_parse_as_hex_or_not_at_all(bytes: [u8; 16]) {
+            let text = String::from_utf8_lossy(&bytes);
+            let expected = match bytes.iter().all(u8::is_ascii_hexdigit) {
+                true => u64::from_str_radix(&text, 16).ok(),
+                false => None,
+            };
+            proptest::prop_assert_eq!(MessageId(bytes).to_u64(), expected);
+        }
     }
 
     #[test]
