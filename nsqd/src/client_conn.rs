@@ -84,6 +84,11 @@ pub const MAX_REFILL_STEP: i64 = 128;
 /// How long room that the pump has not been woken for may wait.
 pub const REFILL_DELAY: Duration = Duration::from_millis(1);
 
+/// The RDY from which a consumer's FINs may wait up to [`REFILL_DELAY`] to
+/// be read: it then holds at least three refill steps (384 messages) to
+/// work on meanwhile.
+pub const LAZY_READ_MIN_RDY: i64 = 4 * MAX_REFILL_STEP;
+
 /// What a message leaving flight asks of the pump; ordered by urgency.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Refill {
@@ -137,6 +142,10 @@ impl ClientConn {
     pub fn set_ready_count(&self, count: i64) {
         self.ready_count.store(count, Ordering::Release);
         self.wake.notify_one();
+    }
+
+    pub fn ready_count(&self) -> i64 {
+        self.ready_count.load(Ordering::Acquire)
     }
 
     /// How many more messages the client may have in flight now.

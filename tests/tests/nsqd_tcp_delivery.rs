@@ -204,54 +204,65 @@ async fn fan_out_to_channels_and_competing_consumers() {
 }
 
 /// A consumer at its RDY that finishes one message at a time gets refilled in
-/// steps of a quarter of its RDY, but room below a step is never left unused:
-/// a single FIN at RDY 100 still brings the next message, and a consumer that
-/// then waits for it does not stall.
+/// steps of a quarter of its RDY (at a deep RDY its FINs are also read
+/// together), but room below a step is never left unused: a single FIN still
+/// brings the next message, and a consumer that then waits for it does not
+/// stall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_below_the_refill_step_is_still_refilled() {
     let nsqd = start_default_nsqd().await;
-    let mut producer = Conn::connect(&nsqd).await;
-    let bodies: Vec<Bytes> = (0..300).map(|i| Bytes::from(format!("s{i}"))).collect();
-    producer
-        .send(Command::Mpub {
-            topic: "s".into(),
-            bodies,
-        })
-        .await;
-    producer.expect_response("OK").await;
-    let mut c = consumer(&nsqd, "s", "c", 100).await;
-    let mut held = Vec::new();
-    for _ in 0..100 {
-        held.push(c.expect_message().await);
-    }
-    c.expect_silence(Duration::from_millis(100)).await;
-    for round in 0..3 {
-        c.fin(held.remove(0).id).await;
-        held.push(c.expect_message().await);
+    for (topic, rdy) in [("s", 100), ("deep", 1000)] {
+        let total = 3 * rdy;
+        let mut producer = Conn::connect(&nsqd).await;
+        let bodies: Vec<Bytes> = (0..total).map(|i| Bytes::from(format!("s{i}"))).collect();
+        producer
+            .send(Command::Mpub {
+                topic: topic.into(),
+                bodies,
+            })
+            .await;
+        producer.expect_response("OK").await;
+        let mut c = consumer(&nsqd, topic, "c", rdy as u32).await;
+        let mut held = Vec::new();
+        for _ in 0..rdy {
+            held.push(c.expect_message().await);
+        }
+        c.expect_silence(Duration::from_millis(100)).await;
+        for round in 0..3 {
+            c.fin(held.remove(0).id).await;
+            held.push(c.expect_message().await);
+            c.expect_silence(Duration::from_millis(50)).await;
+            assert_eq!(held.len(), rdy, "{topic} round {round}");
+        }
+        // Many FINs at once come back as as many messages.
+        for m in held.drain(..40) {
+            c.fin(m.id).await;
+        }
+        for _ in 0..40 {
+            held.push(c.expect_message().await);
+        }
         c.expect_silence(Duration::from_millis(50)).await;
-        assert_eq!(held.len(), 100, "round {round}");
+        for m in held.drain(..) {
+            c.fin(m.id).await;
+        }
+        for _ in 0..total - rdy - 43 {
+            let m = c.expect_message().await;
+            c.fin(m.id).await;
+        }
+        c.expect_silence(Duration::from_millis(100)).await;
+        let s = stats(&nsqd).await;
+        let t = s
+            .topics
+            .unwrap()
+            .into_iter()
+            .find(|t| t.topic_name == topic)
+            .unwrap();
+        let client = &t.channels[0].clients.clone().unwrap()[0];
+        assert_eq!(
+            (client.finish_count, client.message_count),
+            (total as u64, total as u64)
+        );
     }
-    // Many FINs at once come back as as many messages.
-    for m in held.drain(..40) {
-        c.fin(m.id).await;
-    }
-    for _ in 0..40 {
-        held.push(c.expect_message().await);
-    }
-    c.expect_silence(Duration::from_millis(50)).await;
-    for m in held.drain(..) {
-        c.fin(m.id).await;
-    }
-    let mut rest = 0;
-    while rest < 300 - 143 {
-        let m = c.expect_message().await;
-        c.fin(m.id).await;
-        rest += 1;
-    }
-    c.expect_silence(Duration::from_millis(100)).await;
-    let s = stats(&nsqd).await;
-    let client = &s.topics.unwrap()[0].channels[0].clients.clone().unwrap()[0];
-    assert_eq!((client.finish_count, client.message_count), (300, 300));
     nsqd.shutdown().await;
 }
 

@@ -133,9 +133,10 @@ phase_throughput() {
         d0=$(channel_field "$side" sub_bench ch depth)
         l=$(load); t0=$(cpu_ticks "$side")
         "$upstream_bin/bench_reader" --nsqd-tcp-address="$addr" --runfor="$reader_runfor" --size=200 --channel=ch --rdy=2500 >"$out" 2>&1
-        # The reader's unfinished messages go back to the channel when it disconnects.
-        for _ in $(seq 50); do [ "$(channel_field "$side" sub_bench ch in_flight_count)" = 0 ] && break; sleep 0.1; done
         t1=$(cpu_ticks "$side")
+        # Ours puts the reader's unfinished messages back when it disconnects;
+        # upstream keeps them in flight until they time out.
+        for _ in $(seq 50); do [ "$(channel_field "$side" sub_bench ch in_flight_count)" = 0 ] && break; sleep 0.1; done
         d1=$(channel_field "$side" sub_bench ch depth)
         record "read (Go reader)" "$side" "$(grep -o '[0-9.]*ops/s' "$out" | sed 's/ops.s//; s/\..*//')" $((t1 - t0)) $((d0 - d1)) "$((d0 - d1)) msgs" "$l"
     done

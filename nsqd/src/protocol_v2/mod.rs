@@ -11,7 +11,7 @@ mod identify;
 mod subscribe;
 
 use crate::channel::Channel;
-use crate::client_conn::{ClientConn, ClientSettings, Refill, REFILL_DELAY};
+use crate::client_conn::{ClientConn, ClientSettings, Refill, LAZY_READ_MIN_RDY, REFILL_DELAY};
 use crate::command::{self, ClientError, ConnState, Limits, Request};
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
@@ -328,6 +328,20 @@ impl Session {
             true => SPIN_WINDOW,
             false => Duration::ZERO,
         };
+        // A consumer at a deep RDY that freed less than a refill step
+        // will only be refilled once it frees more, so its FINs are read
+        // together at the refill deadline, not as each of its writes lands:
+        // each read costs a syscall and the kernel's work on every small
+        // segment (go-nsq writes every FIN by itself). Below
+        // LAZY_READ_MIN_RDY the wait could idle a fast consumer.
+        if let Some(at) = self.refill_by {
+            if self.client.ready_count() >= LAZY_READ_MIN_RDY {
+                tokio::select! {
+                    _ = self.client.closed() => return false,
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+        }
         let waited = Instant::now();
         let read = self.reader.read_buf_spinning(target, spin);
         let refill_by = self.refill_by;
