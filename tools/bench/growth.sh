@@ -20,10 +20,13 @@
 #            /channel/create, one keep-alive connection): the time per 1,000,
 #            stopped at --create-cap (default 240s) with the count made.
 #   conns    1,000 and 10,000 idle consumers on one channel (SUB, RDY 1, no
-#            traffic, default 30 s heartbeats answered): nsqd's RSS growth per
-#            connection and its CPU over --idle-for.
+#            traffic): nsqd's RSS growth per connection and its CPU over
+#            --idle-for. They ask for heartbeats every 5 s (IDENTIFY), so that
+#            heartbeats fall in the window: the default 30 s would not fire
+#            in a 10 s window starting right after the connections.
 #   memory   200,000 messages of 200 B and of 1 KiB queued in one channel
-#            (memory mode, --mem-queue-size=10000000): RSS growth per message.
+#            (memory mode, --mem-queue-size=10000000), published with MPUB x 200
+#            and with PUB (200 pipelined per write): RSS growth per message.
 #
 # At the end: a Markdown table on stdout (also written to --md, default
 # docs/growth.md) and a plot in --svg (default docs/growth.svg), made by
@@ -206,14 +209,14 @@ phase_create() {
 }
 
 phase_conns() {
-    echo "== conns: N idle consumers (SUB, RDY 1) on one channel, measured over $idle_for"
+    echo "== conns: N idle consumers (SUB, RDY 1, 5 s heartbeats) on one channel, measured over $idle_for"
     local n side l
     for n in 1000 10000; do
         for side in ours upstream; do
             start_one "$side"
             l=$(load)
             "$driver" idle --nsqd-tcp-address=127.0.0.1:${tcp[$side]} --pid="$pid" --connections="$n" \
-                --hold="$idle_for" >"$out"
+                --hold="$idle_for" --heartbeat-interval=5s >"$out"
             record conns_rss "$n" "$side" "$(field 'rss/conn')" \
                 "RSS $(field 'rss before') -> $(field 'rss after') KiB, load $l"
             record conns_cpu "$n" "$side" "$(field 'idle cpu')" "$(field heartbeats) heartbeats answered"
@@ -224,16 +227,20 @@ phase_conns() {
 
 phase_memory() {
     echo "== memory: 200,000 messages queued in one channel, --mem-queue-size=10000000"
-    local size side l
-    for size in 200 1024; do
-        for side in ours upstream; do
-            start_one "$side" --mem-queue-size=10000000
-            l=$(load)
-            "$driver" fill --nsqd-tcp-address=127.0.0.1:${tcp[$side]} --pid="$pid" --messages=200000 \
-                --size="$size" >"$out"
-            record memory "$size" "$side" "$(field 'rss/msg')" \
-                "RSS $(field 'rss before') -> $(field 'rss after') KiB, load $l"
-            stop_one
+    local size batch side l metric
+    for batch in 200 1; do
+        metric=memory
+        [ "$batch" = 200 ] || metric=memory_pub
+        for size in 200 1024; do
+            for side in ours upstream; do
+                start_one "$side" --mem-queue-size=10000000
+                l=$(load)
+                "$driver" fill --nsqd-tcp-address=127.0.0.1:${tcp[$side]} --pid="$pid" --messages=200000 \
+                    --size="$size" --batch-size="$batch" >"$out"
+                record "$metric" "$size" "$side" "$(field 'rss/msg')" \
+                    "RSS $(field 'rss before') -> $(field 'rss after') KiB, load $l"
+                stop_one
+            done
         done
     done
 }

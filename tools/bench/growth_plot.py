@@ -27,10 +27,12 @@ METRICS = OrderedDict(
                           "", "", False)),
         ("conns_rss", ("RSS per idle consumer connection, {x} connections", "B",
                        "RSS per idle consumer connection", "connections", False)),
-        ("conns_cpu", ("CPU with {x} idle consumer connections", "% of a core",
+        ("conns_cpu", ("CPU with {x} idle consumer connections, 5 s heartbeats", "% of a core",
                        "CPU with idle consumer connections", "connections", False)),
-        ("memory", ("RSS per queued message, {x} B bodies, memory mode", "B",
-                    "RSS per queued message", "body size (B)", False)),
+        ("memory", ("RSS per queued message, {x} B bodies, MPUB x 200, memory mode", "B",
+                    "RSS per queued message", "body size, published by", False)),
+        ("memory_pub", ("RSS per queued message, {x} B bodies, PUB, memory mode", "B",
+                        "", "", False)),
     ]
 )
 
@@ -68,6 +70,11 @@ def ratio(ours, upstream):
 
 def markdown(rows, title, params):
     out = ["# How nsqd's cost grows: ours against upstream's", "", title + ".", params + ".", "",
+           "Made by `tools/bench/growth.sh` (its header says what each phase does). Each point runs "
+           "one nsqd alone on loopback with a fresh data directory under /tmp, then kills it. "
+           "CPU is nsqd's utime+stime from /proc/PID/stat over the phase; memory is its VmRSS. "
+           "The clients are `bench_growth` (Rust, protocol only); its consumers write every FIN "
+           "on its own, as go-nsq does. `upstream / ours` above 1 means upstream costs more.", "",
            "| measurement | unit | ours | upstream | upstream / ours | notes: ours; upstream |",
            "|---|---|---|---|---|---|"]
     for metric, points in rows.items():
@@ -194,7 +201,7 @@ class Panel:
         bw = slot * self.pw * 0.3
         for i, (label, g) in enumerate(groups):
             centre = self.px(slot * (i + 0.5))
-            self.svg.append(f'<text x="{centre}" y="{self.py(0) + 16}" text-anchor="middle">{escape(label)}</text>')
+            self.svg.append(f'<text x="{centre}" y="{self.py(0) + 16}" text-anchor="middle" font-size="10">{escape(label)}</text>')
             for j, side in enumerate(SIDES):
                 if side not in g:
                     continue
@@ -231,9 +238,13 @@ def plot(rows, title, path):
             # Upstream's creation time grows by orders of magnitude.
             p.lines(series, log_x, note, log_y=metric == "create")
         else:
-            groups = [(size_label(x) if metric == "memory" else short(float(x)), {s: number(v[s][0]) for s in SIDES
-                                         if s in v and number(v[s][0]) is not None})
-                      for x, v in points.items()]
+            def group(label, v):
+                return (label, {s: number(v[s][0]) for s in SIDES if s in v and number(v[s][0]) is not None})
+            if metric == "memory":
+                groups = [group(f"{size_label(x)} MPUB", v) for x, v in points.items()]
+                groups += [group(f"{size_label(x)} PUB", v) for x, v in rows.get("memory_pub", {}).items()]
+            else:
+                groups = [group(short(float(x)), v) for x, v in points.items()]
             p.bars(groups)
     # The legend in the last slot.
     i = len(panels)

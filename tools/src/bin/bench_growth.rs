@@ -7,7 +7,9 @@
 
 use bytes::{Bytes, BytesMut};
 use clap::{Args, Parser, Subcommand};
-use nsq::protocol::{Command, FrameType, WireMessage, HEARTBEAT, MESSAGE_HEADER_LEN};
+use nsq::protocol::{
+    Command, FrameType, IdentifyRequest, WireMessage, HEARTBEAT, MESSAGE_HEADER_LEN,
+};
 use nsq_daemon::flags::parse_duration;
 use nsq_tools::cpu::{cpu_time, nanos_per_message, CpuMeter};
 use nsq_tools::{fatal, identify, log, text, BenchError, Conn, MAX_FRAME_SIZE};
@@ -44,8 +46,8 @@ enum Load {
     /// Opens --connections consumers on one channel (SUB, RDY 1), then holds
     /// them idle for --hold, answering heartbeats
     Idle(Idle),
-    /// Queues exactly --messages messages (MPUB x 200) in a topic's channel
-    /// and reports nsqd's resident memory per message
+    /// Queues exactly --messages messages (MPUB x --batch-size, or PUB) in a
+    /// topic's channel and reports nsqd's resident memory per message
     Fill(Fill),
 }
 
@@ -126,6 +128,9 @@ struct Idle {
     /// how long to measure nsqd while the connections are idle
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     hold: Duration,
+    /// heartbeat interval to ask for in IDENTIFY (default: nsqd's, 30s)
+    #[arg(long, value_parser = parse_duration)]
+    heartbeat_interval: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +143,9 @@ struct Fill {
     messages: u64,
     #[arg(long, default_value_t = 200)]
     size: usize,
+    /// messages per MPUB; 1 publishes with PUB (200 pipelined per write)
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
 }
 
 #[tokio::main]
@@ -163,10 +171,31 @@ async fn producer(addr: &str) -> Result<Conn, BenchError> {
     Ok(conn)
 }
 
-async fn consumer(addr: &str, topic: &str, channel: &str, size: usize) -> Result<Conn, BenchError> {
+/// A subscribed connection; `heartbeat` asks nsqd for that interval instead
+/// of its default.
+async fn consumer(
+    addr: &str,
+    topic: &str,
+    channel: &str,
+    size: usize,
+    heartbeat: Option<Duration>,
+) -> Result<Conn, BenchError> {
     let mut conn = Conn::connect(addr, MAX_FRAME_SIZE.max(size) + 4 + MESSAGE_HEADER_LEN).await?;
     let mut setup = BytesMut::new();
-    identify("growth", "bench_growth").encode(&mut setup);
+    match heartbeat {
+        None => identify("growth", "bench_growth").encode(&mut setup),
+        Some(interval) => {
+            let request = IdentifyRequest {
+                client_id: "growth".into(),
+                hostname: "growth".into(),
+                user_agent: "bench_growth".into(),
+                heartbeat_interval: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
+                ..IdentifyRequest::default()
+            };
+            let json = serde_json::to_vec(&request).expect("IDENTIFY body serializes");
+            Command::Identify(json.into()).encode(&mut setup);
+        }
+    }
     Command::Sub {
         topic: topic.into(),
         channel: channel.into(),
@@ -197,7 +226,7 @@ async fn fanout(o: Fanout) -> Result<(), BenchError> {
     // first publish and receives every message.
     let mut consumers = Vec::new();
     for i in 0..o.channels {
-        consumers.push(consumer(addr, &o.topic, &format!("ch{i}"), o.size).await?);
+        consumers.push(consumer(addr, &o.topic, &format!("ch{i}"), o.size, None).await?);
     }
     let conn = producer(addr).await?;
     let meter = o.target.pid.map(CpuMeter::start).transpose()?;
@@ -437,8 +466,9 @@ async fn idle(o: Idle) -> Result<(), BenchError> {
             .iter()
             .map(|_| {
                 let addr = o.target.nsqd_tcp_address.clone();
-                let (topic, channel) = (o.topic.clone(), o.channel.clone());
-                tokio::spawn(async move { consumer(&addr, &topic, &channel, 0).await })
+                let (topic, channel, heartbeat) =
+                    (o.topic.clone(), o.channel.clone(), o.heartbeat_interval);
+                tokio::spawn(async move { consumer(&addr, &topic, &channel, 0, heartbeat).await })
             })
             .collect();
         for conn in conns {
@@ -512,23 +542,49 @@ async fn hold(mut conn: Conn, mut stop: watch::Receiver<bool>) -> Result<u64, Be
 }
 
 async fn fill(o: Fill) -> Result<(), BenchError> {
-    const BATCH: u64 = 200;
+    const PIPELINE: u64 = 200;
     let addr = &o.target.nsqd_tcp_address;
     // A consumer that leaves at once creates the channel that holds the messages.
-    drop(consumer(addr, &o.topic, "ch", o.size).await?);
+    drop(consumer(addr, &o.topic, "ch", o.size, None).await?);
     let mut conn = producer(addr).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = o.target.pid.map(rss_kib).transpose()?;
     let body = Bytes::from(vec![b'x'; o.size]);
+    let pub_cmd = Command::Pub {
+        topic: o.topic.clone(),
+        body: body.clone(),
+    }
+    .to_bytes();
+    let mut out = BytesMut::new();
     let mut queued = 0;
     while queued < o.messages {
-        let n = BATCH.min(o.messages - queued);
-        let mpub = Command::Mpub {
-            topic: o.topic.clone(),
-            bodies: vec![body.clone(); n as usize],
+        let n = match o.batch_size {
+            1 => PIPELINE,
+            b => u64::from(b),
+        }
+        .min(o.messages - queued);
+        // MPUB x n, or n PUBs pipelined in one write: then n answers.
+        let answers = match o.batch_size {
+            1 => {
+                for _ in 0..n {
+                    out.extend_from_slice(&pub_cmd);
+                }
+                n
+            }
+            _ => {
+                Command::Mpub {
+                    topic: o.topic.clone(),
+                    bodies: vec![body.clone(); n as usize],
+                }
+                .encode(&mut out);
+                1
+            }
         };
-        conn.write(&mpub.to_bytes()).await?;
-        conn.expect_ok().await?;
+        conn.write(&out).await?;
+        out.clear();
+        for _ in 0..answers {
+            conn.expect_ok().await?;
+        }
         queued += n;
     }
     // Let nsqd move the messages from topic to channel and settle.
