@@ -601,3 +601,57 @@ async fn fill(o: Fill) -> Result<(), BenchError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// Answers requests on the first connection only, as a keep-alive server
+    /// would: 200 twice, then 404 with a body.
+    async fn server() -> (String, tokio::task::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut stream = BufReader::new(stream);
+            let answers: [&[u8]; 3] = [
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nOK",
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nNOT_FOUND",
+            ];
+            let mut served = 0;
+            for answer in answers {
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    stream.read_line(&mut line).await.unwrap();
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                stream.get_mut().write_all(answer).await.unwrap();
+                served += 1;
+            }
+            served
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn requests_share_one_connection_and_errors_carry_the_body() {
+        let (addr, server) = server().await;
+        let mut http = KeepAlive::connect(&addr).await.unwrap();
+        http.post("/topic/create?topic=a").await.unwrap();
+        http.post("/channel/create?topic=a&channel=ch")
+            .await
+            .unwrap();
+        let error = http.post("/nope").await.unwrap_err().to_string();
+        assert!(
+            error.contains("404") && error.contains("NOT_FOUND"),
+            "{error}"
+        );
+        assert_eq!(server.await.unwrap(), 3);
+    }
+}
