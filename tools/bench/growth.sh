@@ -29,8 +29,9 @@
 #            and with PUB (200 pipelined per write): RSS growth per message.
 #
 # At the end: a Markdown table on stdout (also written to --md, default
-# docs/growth.md) and a plot in --svg (default docs/growth.svg), made by
-# tools/bench/growth_plot.py (Python standard library only).
+# docs/growth.md, with the raw figures beside it in docs/growth.tsv) and a plot
+# in --svg (default docs/growth.svg), made by tools/bench/growth_plot.py
+# (Python standard library only).
 #
 #   tools/bench/growth.sh [--phases=fanout,topics,idle,create,conns,memory]
 #       [--runfor=3s] [--rate=1000] [--topic-rate=2000] [--idle-for=10s]
@@ -257,5 +258,6 @@ python3 "$repo/tools/bench/growth_plot.py" "$results" --svg="$svg" \
     --title="commit $commit against $upstream_version, $(nproc) CPUs, $(date -u +%Y-%m-%d), load average $start_load at the start, $end_load at the end" \
     --params="PUB rate $rate/s (fanout), $topic_rate/s (topics), $runfor a point; idle over $idle_for" |
     tee "$md"
+cp "$results" "${md%.md}.tsv"
 echo
-echo "table: $md; plot: $svg"
+echo "table: $md; plot: $svg; data: ${md%.md}.tsv (tools/bench/growth_plot.py redraws from it)"

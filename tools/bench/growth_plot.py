@@ -15,13 +15,13 @@ COLOURS = {"ours": "#c0501f", "upstream": "#0a8fb3"}
 # metric: (row label for x, unit, panel title, x axis, log x)
 METRICS = OrderedDict(
     [
-        ("fanout", ("CPU per published msg, {x} channel(s) on one topic, a consumer each", "ns",
+        ("fanout", ("CPU per published msg, {x} on one topic, a consumer each", "ns",
                     "CPU per published message vs channels", "channels on one topic (one consumer each)", True)),
-        ("topics", ("CPU per published msg, {x} topic(s) with a channel each, round-robin", "ns",
+        ("topics", ("CPU per published msg, {x} with a channel each, round-robin", "ns",
                     "CPU per published message vs topics", "topics (one channel each, no consumers)", True)),
         ("idle", ("idle CPU, {x} topics with a channel each, no clients", "% of a core",
                   "Idle CPU, 10,000 topics and channels", "", False)),
-        ("create", ("ms per 1,000 topics created over HTTP (topic + channel)", "ms (log scale)",
+        ("create", ("ms per 1,000 topics created over HTTP (topic + channel)", "ms",
                     "Time per 1,000 topics created (HTTP)", "topics created", False)),
         ("create_total", ("creating 10,000 topics with a channel each over HTTP", "s",
                           "", "", False)),
@@ -68,6 +68,15 @@ def ratio(ours, upstream):
     return f"{b / a:.2f}"
 
 
+def counted(metric, x):
+    """`x` with its noun where the label needs one: "1 channel", "4 channels"."""
+    noun = {"fanout": "channel", "topics": "topic"}.get(metric)
+    n = int(x)
+    if noun is None:
+        return f"{n:,}"
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def markdown(rows, title, params):
     out = ["# How nsqd's cost grows: ours against upstream's", "", title + ".", params + ".", "",
            "Made by `tools/bench/growth.sh` (its header says what each phase does). Each point runs "
@@ -81,9 +90,8 @@ def markdown(rows, title, params):
         label, unit = METRICS[metric][0], METRICS[metric][1]
         if metric == "create":
             series = {s: ", ".join(fmt(p[s][0]) for p in points.values() if s in p) for s in SIDES}
-            made = {s: sum(1 for p in points.values() if s in p) * 1000 for s in SIDES}
             out.append(f"| {label} | {unit} | {series['ours']} | {series['upstream']} | | "
-                       f"per 1,000, in order; {made['ours']:,}; {made['upstream']:,} |")
+                       f"each 1,000 in turn |")
             continue
         if metric == "create_total":
             by_side = {s: (v, n) for p in points.values() for s, (v, n) in p.items()}
@@ -92,7 +100,7 @@ def markdown(rows, title, params):
             continue
         for x, p in points.items():
             o, u = p.get("ours", ("-", "")), p.get("upstream", ("-", ""))
-            out.append(f"| {label.format(x=f'{int(x):,}')} | {unit} | {fmt(o[0])} | {fmt(u[0])} | "
+            out.append(f"| {label.format(x=counted(metric, x))} | {unit} | {fmt(o[0])} | {fmt(u[0])} | "
                        f"{ratio(o[0], u[0])} | {o[1]}; {u[1]} |")
     return "\n".join(out) + "\n"
 
@@ -111,8 +119,8 @@ def short(v):
     if v >= 1e6:
         return f"{v / 1e6:g}M"
     if v >= 1e3:
-        return f"{v / 1e3:g}k"
-    return f"{v:g}"
+        return f"{v / 1e3:.3g}k"
+    return f"{v:.3g}"
 
 
 def size_label(x):
@@ -225,6 +233,8 @@ def plot(rows, title, path):
            f'<text x="10" y="20" font-size="13">nsqd, how cost grows: {escape(title)}</text>']
     for i, metric in enumerate(panels):
         _, unit, ptitle, xlabel, log_x = METRICS[metric]
+        if metric == "create":
+            unit += " (log scale)"
         p = Panel(svg, (i % cols) * Panel.W, 40 + (i // cols) * Panel.H, ptitle, unit, xlabel)
         points = rows[metric]
         if metric in ("fanout", "topics", "create"):
@@ -232,8 +242,8 @@ def plot(rows, title, path):
                           if s in v and number(v[s][0]) is not None] for s in SIDES}
             note = ""
             if metric == "create":
-                made = {s: len(series[s]) * 1000 for s in SIDES}
-                if made["upstream"] < made["ours"]:
+                made = {s: int(x) for x, v in rows.get("create_total", {}).items() for s in v}
+                if made.get("upstream", 0) < made.get("ours", 0):
                     note = f"upstream stopped at the cap after {made['upstream']:,}"
             # Upstream's creation time grows by orders of magnitude.
             p.lines(series, log_x, note, log_y=metric == "create")
