@@ -1,6 +1,8 @@
 //! Consumes as fast as nsqd delivers: one connection per CPU, each subscribed
 //! with `RDY --rdy`, finishing every message, for `--runfor`, as upstream's
-//! `bench/bench_reader` does. FINs are written in one batch per read.
+//! `bench/bench_reader` does. FINs are written in one batch per read, or with
+//! `--fin-each` one write per FIN, as go-nsq does (a handler finishes its
+//! message on its own), which is what most consumers in the field cost nsqd.
 
 use bytes::BytesMut;
 use clap::Parser;
@@ -47,6 +49,10 @@ struct Opts {
     /// auto-FIN, RDY managed for --rdy in flight) instead of the raw protocol
     #[arg(long)]
     consumer: bool,
+    /// write every FIN on its own (one write per message, as go-nsq does)
+    /// instead of one write for all the FINs of a read
+    #[arg(long)]
+    fin_each: bool,
 }
 
 #[tokio::main]
@@ -92,7 +98,15 @@ async fn run(opts: Opts) -> Result<(), BenchError> {
     let end = start + opts.runfor;
     let handles = conns
         .into_iter()
-        .map(|conn| tokio::spawn(consume(conn, opts.rdy, end, received.clone())))
+        .map(|conn| {
+            tokio::spawn(consume(
+                conn,
+                opts.rdy,
+                opts.fin_each,
+                end,
+                received.clone(),
+            ))
+        })
         .collect();
     let result = join_all(handles).await;
     let duration = start.elapsed();
@@ -107,9 +121,12 @@ async fn run(opts: Opts) -> Result<(), BenchError> {
 
 /// Reads and finishes messages until `end`; returns how many arrived. The
 /// connection is then dropped and nsqd requeues whatever was still in flight.
+/// RDY is sent once: in steady state in-flight equals RDY and every FIN lets
+/// nsqd send one more, as with go-nsq.
 async fn consume(
     mut conn: Conn,
     rdy: u32,
+    fin_each: bool,
     end: Instant,
     received: Arc<AtomicU64>,
 ) -> Result<u64, BenchError> {
@@ -125,6 +142,10 @@ async fn consume(
                 FrameType::Message => {
                     let msg = WireMessage::decode(frame.data)?;
                     Command::Fin(msg.id).encode(&mut out);
+                    if fin_each {
+                        conn.write(&out).await?;
+                        out.clear();
+                    }
                     batch += 1;
                 }
                 FrameType::Response if frame.data == HEARTBEAT => Command::Nop.encode(&mut out),
