@@ -8,8 +8,8 @@
 # With --guard, a regression record of a few seconds instead: nsqd's own CPU
 # per message (utime+stime from /proc/PID/stat over the phase, divided by the
 # messages) for (a) bench_writer publishing (MPUB x 200, 200 B) and (b) a
-# go-nsq-style consumer (bench_reader --fin-each: one write per FIN, RDY 200,
-# in flight == RDY) draining what (a) queued. It prints figures and asserts
+# go-nsq-style consumer (bench_reader --fin-each: one write per FIN, in flight
+# == RDY; RDY 200, then 2500) draining what (a) queued. It prints figures and asserts
 # nothing: a busy machine changes them. nsqd listens on free loopback ports.
 #   tools/bench.sh --guard
 set -euo pipefail
@@ -98,15 +98,18 @@ guard() {
     t1=$(cpu_ticks); s1=$(now)
     msgs=$(stat_field messages)
     guard_line "publish (bench_writer, MPUB x 200, 200 B)" $((t1 - t0)) "$msgs" "$s0" "$s1"
-    d0=$(stat_field depth)
-    s0=$(now); t0=$(cpu_ticks)
-    $bin/bench_reader --nsqd-tcp-address=127.0.0.1:$tcp_port --runfor=2s --size=200 --rdy=200 --fin-each >/dev/null 2>&1
-    s1=$(now)
-    # The reader's unfinished messages go back to the channel when it disconnects.
-    for _ in $(seq 50); do [ "$(stat_field in_flight)" = 0 ] && break; sleep 0.1; done
-    t1=$(cpu_ticks)
-    d1=$(stat_field depth)
-    guard_line "deliver (bench_reader --fin-each, RDY 200)" $((t1 - t0)) $((d0 - d1)) "$s0" "$s1"
+    local rdy
+    for rdy in 200 2500; do
+        d0=$(stat_field depth)
+        s0=$(now); t0=$(cpu_ticks)
+        $bin/bench_reader --nsqd-tcp-address=127.0.0.1:$tcp_port --runfor=2s --size=200 --rdy=$rdy --fin-each >/dev/null 2>&1
+        s1=$(now)
+        # The reader's unfinished messages go back to the channel when it disconnects.
+        for _ in $(seq 50); do [ "$(stat_field in_flight)" = 0 ] && break; sleep 0.1; done
+        t1=$(cpu_ticks)
+        d1=$(stat_field depth)
+        guard_line "deliver (bench_reader --fin-each, RDY $rdy)" $((t1 - t0)) $((d0 - d1)) "$s0" "$s1"
+    done
     stop_nsqd
 }
 
