@@ -141,6 +141,15 @@ pub fn parse(
         }
         return Ok(None);
     };
+    // FIN is most of what a busy consumer sends: taken without splitting
+    // the line into a vector (an allocation per message).
+    if let Some(id) = lone_fin_id(&buf[..nl]) {
+        if !conn.tls_pending {
+            let request = Request::Fin(message_target(&[b"FIN", id], "FIN", 2, conn)?);
+            buf.advance(nl + 1);
+            return Ok(Some(request));
+        }
+    }
     let params = split_params(&buf[..nl]);
     let name = params[0];
     if conn.tls_pending && name != b"IDENTIFY" {
@@ -185,6 +194,14 @@ pub fn parse(
     };
     buf.advance(body_at);
     Ok(Some(request))
+}
+
+/// The ID of a line that is exactly `FIN <16 bytes without a space>`, as
+/// [`split_params`] would read it.
+fn lone_fin_id(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let id = line.strip_prefix(b"FIN ")?;
+    (id.len() == 16 && !id.contains(&b' ')).then_some(id)
 }
 
 fn line_too_long() -> ClientError {

@@ -137,6 +137,10 @@ fn the_state_is_checked_before_the_parameters() {
         "E_INVALID cannot PUB in current state (TLS required)"
     );
     assert_eq!(parse_in(b"IDENTIFY\n", tls_pending), Ok(None));
+    assert_eq!(
+        err(b"FIN 0000000000000007\n", tls_pending),
+        "E_INVALID cannot FIN in current state (TLS required)"
+    );
 }
 
 #[test]
@@ -170,6 +174,25 @@ fn consumer_commands() {
         line("FIN short\n".into()).unwrap_err().text(),
         "E_INVALID invalid message ID"
     );
+    // FIN's own fast path reads lines as the general one does.
+    assert_eq!(line(format!("FIN {id}\r\n")), Ok(Some(Request::Fin(id))));
+    assert_eq!(line(format!("FIN {id} more\n")), Ok(Some(Request::Fin(id))));
+    assert_eq!(
+        line("FIN 0000000 00000007\n".into()).unwrap_err().text(),
+        "E_INVALID invalid message ID"
+    );
+    assert_eq!(
+        parse_in(format!("FIN {id}\n").as_bytes(), state(ClientState::Init))
+            .unwrap_err()
+            .text(),
+        "E_INVALID cannot FIN in current state"
+    );
+    let mut two = BytesMut::from(format!("FIN {id}\nFIN {id}\n").as_bytes());
+    for _ in 0..2 {
+        let parsed = parse(&mut two, &limits(), subscribed);
+        assert_eq!(parsed, Ok(Some(Request::Fin(id))));
+    }
+    assert!(two.is_empty());
     assert_eq!(line("CLS\n".into()), Ok(Some(Request::Cls)));
     assert_eq!(
         parse_all(b"SUB t c#ephemeral\n"),
