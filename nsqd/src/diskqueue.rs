@@ -448,53 +448,21 @@ impl DiskQueue {
         }
     }
 
-    /// Appends up to `n` unread messages to `out` in order, moving nothing:
-    /// passes over deferred ones not due at `now_unix` and those `keep`
-    /// refuses, and stops at corrupt data (which a read would skip).
-    pub fn peek(
-        &mut self,
-        n: usize,
-        now_unix: i64,
-        keep: &dyn Fn(&Message) -> bool,
-        out: &mut Vec<Message>,
-    ) -> io::Result<()> {
-        if self.is_empty() || n == 0 {
-            return Ok(());
+    /// What [`DiskPeek::read`] needs to read the unread messages without
+    /// this queue, so that the caller can let go of its lock first; `None`
+    /// when nothing is unread. Flushes buffered writes.
+    pub fn peek_plan(&mut self) -> io::Result<Option<DiskPeek>> {
+        if self.is_empty() {
+            return Ok(None);
         }
         self.flush_writer()?;
-        let max_payload = self.max_payload();
-        let mut found = 0;
-        let (mut num, mut pos) = (self.read_num, self.read_pos);
-        while num <= self.write_num && found < n {
-            let path = Self::segment_path(&self.config.dir, &self.name, num);
-            let mut file = match File::open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    (num, pos) = (num + 1, 0);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            file.seek(SeekFrom::Start(pos))?;
-            let end = (num == self.write_num).then_some(self.write_pos);
-            let mut reader = BufReader::with_capacity(64 * 1024, file);
-            while found < n && end.is_none_or(|end| pos < end) {
-                match read_one(&mut reader, max_payload)? {
-                    ReadOutcome::Record(stored, len) => {
-                        pos += len as u64;
-                        let due = stored.deliver_at.is_some_and(|at| at > now_unix);
-                        if !due && keep(&stored.msg) {
-                            out.push(stored.msg);
-                            found += 1;
-                        }
-                    }
-                    ReadOutcome::End => break,
-                    ReadOutcome::Corrupt => return Ok(()),
-                }
-            }
-            (num, pos) = (num + 1, 0);
-        }
-        Ok(())
+        Ok(Some(DiskPeek {
+            dir: self.config.dir.clone(),
+            name: self.name.clone(),
+            from: (self.read_num, self.read_pos),
+            end: (self.write_num, self.write_pos),
+            max_payload: self.max_payload(),
+        }))
     }
 
     fn next_segment(&mut self) {
@@ -743,6 +711,65 @@ pub fn remove_front(dir: &Path, name: &str) {
     let _ = fs::remove_file(front_path(dir, name));
 }
 
+/// The unread part of a disk queue as it stood, for reading it without the
+/// queue: [`DiskQueue::peek_plan`].
+pub struct DiskPeek {
+    dir: PathBuf,
+    name: String,
+    /// (segment, offset) of the first unread record.
+    from: (u64, u64),
+    /// (segment, offset) where the written data ended.
+    end: (u64, u64),
+    max_payload: usize,
+}
+
+impl DiskPeek {
+    /// Appends up to `n` messages to `out` in order: passes over deferred
+    /// ones not due at `now_unix` and those `keep` refuses, and stops at
+    /// corrupt data (which a read would skip). A segment the queue has
+    /// finished and deleted since is passed over. Blocking.
+    pub fn read(
+        self,
+        n: usize,
+        now_unix: i64,
+        keep: &dyn Fn(&Message) -> bool,
+        out: &mut Vec<Message>,
+    ) -> io::Result<()> {
+        let mut found = 0;
+        let ((mut num, mut pos), (write_num, write_pos)) = (self.from, self.end);
+        while num <= write_num && found < n {
+            let path = DiskQueue::segment_path(&self.dir, &self.name, num);
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    (num, pos) = (num + 1, 0);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            file.seek(SeekFrom::Start(pos))?;
+            let end = (num == write_num).then_some(write_pos);
+            let mut reader = BufReader::with_capacity(64 * 1024, file);
+            while found < n && end.is_none_or(|end| pos < end) {
+                match read_one(&mut reader, self.max_payload)? {
+                    ReadOutcome::Record(stored, len) => {
+                        pos += len as u64;
+                        let due = stored.deliver_at.is_some_and(|at| at > now_unix);
+                        if !due && keep(&stored.msg) {
+                            out.push(stored.msg);
+                            found += 1;
+                        }
+                    }
+                    ReadOutcome::End => break,
+                    ReadOutcome::Corrupt => return Ok(()),
+                }
+            }
+            (num, pos) = (num + 1, 0);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -814,6 +841,40 @@ mod tests {
         assert_eq!(rest[2].deliver_at, Some(77));
         assert_eq!(q.depth(), 0);
         assert_eq!(q.segment_numbers().len(), 1, "read segments deleted");
+    }
+
+    #[test]
+    fn a_peek_reads_without_the_queue_and_passes_over_what_it_deleted_since() {
+        let guard = dir("peek");
+        let mut q = DiskQueue::open("t", config(guard.path(), 200)).unwrap();
+        for i in 0..20 {
+            let deferred = (i == 5).then_some(i64::MAX);
+            q.put(&msg(i), deferred).unwrap();
+        }
+        let all = |plan: DiskPeek| {
+            let mut out = Vec::new();
+            plan.read(100, 0, &|m: &Message| m.id != 7, &mut out)
+                .unwrap();
+            out.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        };
+        let plan = q.peek_plan().unwrap().expect("unread messages");
+        let expected: Vec<u64> = (0..20).filter(|&i| i != 5 && i != 7).collect();
+        assert_eq!(all(plan), expected);
+        // The queue moves on after the plan was made: read segments go.
+        let plan = q.peek_plan().unwrap().expect("unread messages");
+        let popped: Vec<u64> = (0..12).map(|_| q.pop().unwrap().unwrap().msg.id).collect();
+        assert_eq!(popped[..3], [0, 1, 2]);
+        let peeked = all(plan);
+        assert!(peeked.ends_with(&[18, 19]), "{peeked:?}");
+        assert!(peeked.windows(2).all(|w| w[0] < w[1]), "{peeked:?}");
+        let mut first_two = Vec::new();
+        let plan = q.peek_plan().unwrap().expect("unread messages");
+        plan.read(2, 0, &|_: &Message| true, &mut first_two)
+            .unwrap();
+        assert_eq!(first_two.len(), 2);
+        assert_eq!(first_two[0].id, popped.last().unwrap() + 1);
+        drain(&mut q);
+        assert!(q.peek_plan().unwrap().is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What waits in a topic or channel: a bounded memory queue and, behind it,
 //! the backend that takes the overflow.
 
-use crate::diskqueue::{DiskQueue, Stored};
+use crate::diskqueue::{DiskPeek, DiskQueue, Stored};
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
 use std::collections::VecDeque;
@@ -233,18 +233,20 @@ impl BoundedQueue {
         self.mem.pop().or_else(|| self.backend.pop())
     }
 
-    /// Up to `n` messages in delivery order, memory then disk, taking none
-    /// (see [`MemQueue::peek`]). Blocking when it reads the disk queue.
+    /// Up to `n` messages in delivery order, taking none: those in memory
+    /// into `out` (see [`MemQueue::peek`]), and when they are fewer, what
+    /// reads the rest from the disk queue, to be read without this queue's
+    /// owner locked.
     pub fn peek(
         &mut self,
         n: usize,
         keep: &dyn Fn(&Message) -> bool,
         out: &mut Vec<Message>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<DiskPeek>> {
         let found = self.mem.peek(n, Instant::now(), keep, out);
         match &mut self.backend {
-            Backend::Disk(q) if found < n => q.peek(n - found, unix_nanos(), keep, out),
-            _ => Ok(()),
+            Backend::Disk(q) if found < n => q.peek_plan(),
+            _ => Ok(None),
         }
     }
 

@@ -633,22 +633,23 @@ impl Channel {
             attempts_left(msg) && (ttl == 0 || now_unix.saturating_sub(msg.timestamp) <= ttl)
         };
         let mut out = Vec::with_capacity(n);
-        let rest = {
+        // What is on disk is read after the lock is let go: consumers and
+        // publishers do not wait for a peek's reads.
+        let (log_rest, disk_rest) = {
             let mut st = self.state.lock();
             let revived = st.revived.iter().map(|(_, msg)| msg);
             out.extend(revived.filter(|msg| attempts_left(msg)).take(n).cloned());
             let more = n - out.len();
             match &mut st.queue {
-                _ if more == 0 => None,
-                Queue::Memory(queue) => {
-                    queue.peek(more, &keep, &mut out)?;
-                    None
-                }
-                Queue::Log(cursor) => cursor.peek(more, now_unix, &keep, &mut out),
+                _ if more == 0 => (None, None),
+                Queue::Memory(queue) => (None, queue.peek(more, &keep, &mut out)?),
+                Queue::Log(cursor) => (cursor.peek(more, now_unix, &keep, &mut out), None),
             }
         };
-        if let Some(rest) = rest {
-            let more = n - out.len();
+        let more = n - out.len();
+        if let Some(rest) = log_rest {
+            rest.read(more, now_unix, &keep, &mut out)?;
+        } else if let Some(rest) = disk_rest.filter(|_| more > 0) {
             rest.read(more, now_unix, &keep, &mut out)?;
         }
         Ok(out)
