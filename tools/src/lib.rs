@@ -14,7 +14,8 @@
 use bytes::BytesMut;
 use nsq::protocol::message::ShortMessage;
 use nsq::protocol::{
-    decode_frame, Command, Frame, FrameError, FrameType, IdentifyRequest, HEARTBEAT, MAGIC_V2, OK,
+    decode_frame, Command, Frame, FrameError, FrameType, IdentifyRequest, WireMessage, HEARTBEAT,
+    MAGIC_V2, OK,
 };
 use nsq::transport;
 use nsq_daemon::flags::format_duration;
@@ -128,6 +129,14 @@ pub struct Conn {
     max_frame: usize,
 }
 
+/// Now, in nanoseconds since the Unix epoch, as nsqd stamps messages.
+pub fn unix_nanos() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
+}
+
 impl Conn {
     /// Connects (giving up after a second, as upstream does), turns off Nagle
     /// as Go does by default and sends the protocol magic.
@@ -150,6 +159,44 @@ impl Conn {
     /// The next frame already in the buffer, if a whole one is there.
     pub fn buffered_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         decode_frame(&mut self.buf, self.max_frame)
+    }
+
+    /// Consumes as go-nsq does: sends `RDY rdy`, then hands every message to
+    /// `on_message` with the time its read arrived (one clock reading per
+    /// read: its frames came together) and finishes it with a write of its
+    /// own; answers heartbeats; returns once `stop` turns true.
+    pub async fn consume_each(
+        &mut self,
+        rdy: u32,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        mut on_message: impl FnMut(&WireMessage, i64),
+    ) -> Result<(), BenchError> {
+        self.write(&Command::Rdy(rdy).to_bytes()).await?;
+        let mut fin = BytesMut::new();
+        loop {
+            let arrived = unix_nanos();
+            while let Some(frame) = self.buffered_frame()? {
+                match frame.frame_type {
+                    FrameType::Message => {
+                        let msg = WireMessage::decode(frame.data)?;
+                        on_message(&msg, arrived);
+                        Command::Fin(msg.id).encode(&mut fin);
+                        self.write(&fin).await?;
+                        fin.clear();
+                    }
+                    FrameType::Response if frame.data == HEARTBEAT => {
+                        self.write(&Command::Nop.to_bytes()).await?
+                    }
+                    FrameType::Response => {}
+                    FrameType::Error => return Err(BenchError::Nsqd(text(&frame.data))),
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|&stop| stop) => return Ok(()),
+                filled = self.fill() => filled?,
+            }
+        }
     }
 
     /// Reads whatever nsqd has sent next. Cancel-safe: nothing is lost if the

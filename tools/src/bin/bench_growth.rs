@@ -7,9 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 use clap::{Args, Parser, Subcommand};
-use nsq::protocol::{
-    Command, FrameType, IdentifyRequest, WireMessage, HEARTBEAT, MESSAGE_HEADER_LEN,
-};
+use nsq::protocol::{Command, FrameType, IdentifyRequest, HEARTBEAT, MESSAGE_HEADER_LEN};
 use nsq_daemon::flags::parse_duration;
 use nsq_tools::cpu::{cpu_time, nanos_per_message, CpuMeter};
 use nsq_tools::{fatal, identify, log, text, BenchError, Conn, MAX_FRAME_SIZE};
@@ -269,33 +267,12 @@ async fn consume(
     mut conn: Conn,
     rdy: u32,
     received: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), BenchError> {
-    conn.write(&Command::Rdy(rdy).to_bytes()).await?;
-    let mut fin = BytesMut::new();
-    loop {
-        while let Some(frame) = conn.buffered_frame()? {
-            match frame.frame_type {
-                FrameType::Message => {
-                    let msg = WireMessage::decode(frame.data)?;
-                    Command::Fin(msg.id).encode(&mut fin);
-                    conn.write(&fin).await?;
-                    fin.clear();
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-                FrameType::Response if frame.data == HEARTBEAT => {
-                    conn.write(&Command::Nop.to_bytes()).await?
-                }
-                FrameType::Response => {}
-                FrameType::Error => return Err(BenchError::Nsqd(text(&frame.data))),
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|&stop| stop) => return Ok(()),
-            filled = conn.fill() => filled?,
-        }
-    }
+    conn.consume_each(rdy, stop, |_, _| {
+        received.fetch_add(1, Ordering::Relaxed);
+    })
+    .await
 }
 
 /// Publishes message `i` at `start + i / rate` until `end`, taking the

@@ -9,14 +9,14 @@
 
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
-use nsq::protocol::{Command, FrameType, WireMessage, HEARTBEAT, MESSAGE_HEADER_LEN};
+use nsq::protocol::{Command, MESSAGE_HEADER_LEN};
 use nsq_daemon::flags::parse_duration;
 use nsq_tools::cpu::{nanos_per_message, CpuMeter};
 use nsq_tools::latency::{Millis, Samples};
-use nsq_tools::{fatal, identify, log, text, BenchError, Conn, Progress, MAX_FRAME_SIZE};
+use nsq_tools::{fatal, identify, log, unix_nanos, BenchError, Conn, Progress, MAX_FRAME_SIZE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const PREFIX: &str = "[bench_latency] ";
@@ -210,13 +210,6 @@ fn share(rate: u64, n: u32) -> Vec<u64> {
     (0..n).map(|i| rate / n + u64::from(i < rate % n)).collect()
 }
 
-fn unix_nanos() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
-}
-
 /// Publishes message `i` at `start + i / rate` until `end`. The timer wakes
 /// at most once a millisecond, so the messages that fell due meanwhile go
 /// out together, pipelined, and then their OKs are read. If nsqd cannot keep
@@ -264,41 +257,19 @@ async fn consume(
     rdy: u32,
     since: i64,
     counters: Arc<Counters>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<Samples, BenchError> {
-    conn.write(&Command::Rdy(rdy).to_bytes()).await?;
     let mut samples = Samples::default();
-    let mut fin = BytesMut::new();
-    loop {
-        // One clock reading per read: the frames in it arrived together.
-        let arrived = unix_nanos();
-        while let Some(frame) = conn.buffered_frame()? {
-            match frame.frame_type {
-                FrameType::Message => {
-                    let msg = WireMessage::decode(frame.data)?;
-                    if msg.timestamp < since {
-                        counters.stale.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        samples.record_nanos(arrived.saturating_sub(msg.timestamp).max(0) as u64);
-                        counters.received.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Command::Fin(msg.id).encode(&mut fin);
-                    conn.write(&fin).await?;
-                    fin.clear();
-                }
-                FrameType::Response if frame.data == HEARTBEAT => {
-                    conn.write(&Command::Nop.to_bytes()).await?
-                }
-                FrameType::Response => {}
-                FrameType::Error => return Err(BenchError::Nsqd(text(&frame.data))),
-            }
+    conn.consume_each(rdy, stop, |msg, arrived| {
+        if msg.timestamp < since {
+            counters.stale.fetch_add(1, Ordering::Relaxed);
+        } else {
+            samples.record_nanos(arrived.saturating_sub(msg.timestamp).max(0) as u64);
+            counters.received.fetch_add(1, Ordering::Relaxed);
         }
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|&stop| stop) => return Ok(samples),
-            filled = conn.fill() => filled?,
-        }
-    }
+    })
+    .await?;
+    Ok(samples)
 }
 
 #[cfg(test)]
