@@ -318,6 +318,64 @@ async fn peek_reads_memory_and_disk_in_delivery_order_and_takes_nothing() {
     conn.expect_silence(Duration::from_millis(300)).await;
 }
 
+/// Durable mode, killed between a dead letter's fsync and its journal FIN
+/// (held open by `NSQD_TEST_DEAD_FIN_DELAY_MS`): after the restart the log
+/// still has the message unfinished, so it is taken again, dies again at
+/// once (its attempts were journaled with its REQ) and is recognised by ID:
+/// no consumer sees it, and it is a dead letter exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_the_dead_letter_fsync_and_the_journal_finish_keeps_it_once() {
+    let dir = temp_dir("dead-window");
+    let flags = ["--mem-queue-size=0", "--sync-every=1", "--max-attempts=1"];
+    let d = Daemon::start_with_env(&dir, &flags, &[("NSQD_TEST_DEAD_FIN_DELAY_MS", "60000")]);
+    let http = setup(&d, "t", "c").await;
+    let bodies: Vec<String> = (0..5).map(|i| format!("w{i}")).collect();
+    publish(&d, "t", &bodies).await;
+    let mut conn = subscribed(&d, "t", "c", 10).await;
+    for _ in 0..5 {
+        let msg = conn.expect_message().await;
+        req(&mut conn, &msg).await;
+    }
+    // Each is taken again, found out of attempts and buried. The first
+    // batch written is fsynced and then held in the window (the rest wait
+    // behind it, not yet on disk): kill once one is on disk.
+    let file = dir.join("t:c.dead");
+    eventually("a dead letter on disk", || async {
+        let on_disk = std::fs::read(&file).unwrap_or_default();
+        bodies.iter().any(|b| contains(&on_disk, b.as_bytes()))
+    })
+    .await;
+    eventually("five buried", || async {
+        channel_stats(&http, "t", "c").await.dead_count == 5
+    })
+    .await;
+    drop(conn);
+    d.kill();
+
+    let d = Daemon::start(&dir, &flags);
+    let http2 = NsqdHttp::new(&d.http_url());
+    let mut conn = subscribed(&d, "t", "c", 10).await;
+    conn.expect_silence(Duration::from_millis(500)).await;
+    let dead = http2.dead_letters("t", "c", 100).await.unwrap();
+    let mut names: Vec<String> = dead
+        .messages
+        .iter()
+        .map(|m| m.body_text().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, bodies);
+    let stats = channel_stats(&http2, "t", "c").await;
+    assert_eq!(
+        (stats.dead_count, stats.depth, stats.in_flight_count),
+        (5, 0, 0)
+    );
+    drop(http);
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Durable mode: dead letters are on disk before their messages are
 /// finished in the log, so a SIGKILL right after keeps each exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -300,6 +300,9 @@ impl DeadLetters {
             pending.finish = finish;
             return Err(e);
         }
+        if !finish.is_empty() {
+            pause_before_finish();
+        }
         for (journal, seq) in finish {
             journal.fin(seq);
         }
@@ -739,6 +742,20 @@ fn decode_op(mut data: &[u8]) -> Option<Op> {
         KIND_DROP_LIVE => Op::DropLive,
         _ => return None,
     })
+}
+
+/// The crash tests' window between a dead letter's fsync and its journal
+/// FIN: `NSQD_TEST_DEAD_FIN_DELAY_MS` holds every such finish that long, so
+/// that a SIGKILL can land in it. Read once.
+fn pause_before_finish() {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        let ms = std::env::var("NSQD_TEST_DEAD_FIN_DELAY_MS").ok()?;
+        ms.trim().parse().ok().map(std::time::Duration::from_millis)
+    });
+    if let Some(delay) = delay {
+        std::thread::sleep(*delay);
+    }
 }
 
 #[cfg(test)]
