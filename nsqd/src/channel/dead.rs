@@ -131,6 +131,8 @@ pub(crate) struct DeadLetters {
     count: AtomicU64,
     next_eid: AtomicU64,
     pending: Mutex<Pending>,
+    /// `DropLive`s queued so far (see [`DeadLetters::revive_all`]).
+    drop_lives: AtomicU64,
     scheduled: AtomicBool,
     store: Mutex<Store>,
 }
@@ -174,6 +176,7 @@ impl DeadLetters {
             count: AtomicU64::new(dead),
             next_eid: AtomicU64::new(next_eid),
             pending: Mutex::new(Pending::default()),
+            drop_lives: AtomicU64::new(0),
             scheduled: AtomicBool::new(false),
             store: Mutex::new(store),
         });
@@ -228,7 +231,17 @@ impl DeadLetters {
 
     /// The channel was emptied: its revived entries are dropped too.
     pub(crate) fn drop_live(&self) {
-        self.push(Op::DropLive);
+        let mut pending = self.pending.lock();
+        pending.ops.push(Op::DropLive);
+        self.drop_lives.fetch_add(1, Ordering::AcqRel);
+        drop(pending);
+        self.schedule();
+    }
+
+    /// `DropLive`s queued so far: more than a [`DeadLetters::revive_all`]'s
+    /// stamp means one came after its revival and drops what it revived.
+    pub(crate) fn drop_lives(&self) -> u64 {
+        self.drop_lives.load(Ordering::Acquire)
     }
 
     fn push(&self, op: Op) {
@@ -362,8 +375,9 @@ impl DeadLetters {
     }
 
     /// Every dead letter becomes live with its attempts reset; returns them
-    /// for the channel to deliver. Blocking.
-    pub(crate) fn revive_all(&self) -> io::Result<Vec<Revived>> {
+    /// for the channel to deliver, and a stamp: the `DropLive`s that came
+    /// before the revival (see [`DeadLetters::drop_lives`]). Blocking.
+    pub(crate) fn revive_all(&self) -> io::Result<(Vec<Revived>, u64)> {
         let mut store = self.store.lock();
         self.flush_locked(&mut store)?;
         let mut revived = Vec::new();
@@ -377,12 +391,22 @@ impl DeadLetters {
             });
         }
         if revived.is_empty() {
-            return Ok(revived);
+            return Ok((revived, self.drop_lives()));
         }
         store.write(&[Op::ReviveAll], self.path.is_some())?;
         self.count
             .fetch_sub(revived.len() as u64, Ordering::Relaxed);
-        Ok(revived)
+        // A DropLive queued since the flush above is written after the
+        // revival, and so drops what it revived.
+        let pending = self.pending.lock();
+        let later = pending
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::DropLive))
+            .count();
+        let stamp = self.drop_lives() - later as u64;
+        drop(pending);
+        Ok((revived, stamp))
     }
 
     /// Drops every dead letter; returns how many. Blocking.
@@ -788,7 +812,7 @@ mod tests {
         assert_eq!(total, 4);
         assert_eq!(listed, vec![msg(1, 3), msg(2, 3)]);
 
-        let back = dead.revive_all().unwrap();
+        let (back, _) = dead.revive_all().unwrap();
         assert_eq!(back.len(), 4);
         assert!(back
             .iter()
@@ -842,7 +866,7 @@ mod tests {
         let (dead, _) = open(dir.path());
         dead.kill(msg(1, 3), None);
         dead.kill(msg(2, 3), None);
-        let back = dead.revive_all().unwrap();
+        let (back, _) = dead.revive_all().unwrap();
         dead.kill(msg(3, 3), None);
         assert_eq!(dead.empty().unwrap(), 1);
         assert_eq!(dead.count(), 0);
@@ -890,7 +914,7 @@ mod tests {
             dead.kill(big(id), None);
         }
         dead.flush().unwrap();
-        let back = dead.revive_all().unwrap();
+        let (back, _) = dead.revive_all().unwrap();
         for r in &back[..35] {
             dead.finish_revived(r.seq);
         }
@@ -909,7 +933,7 @@ mod tests {
         let (dead, _) = DeadLetters::open("t", "c#ephemeral", None, 1024).unwrap();
         dead.kill(msg(1, 2), None);
         assert_eq!(dead.list(5).unwrap(), (vec![msg(1, 2)], 1));
-        let back = dead.revive_all().unwrap();
+        let (back, _) = dead.revive_all().unwrap();
         assert_eq!(back[0].msg.attempts, 0);
         dead.finish_revived(back[0].seq);
         assert_eq!(dead.list(5).unwrap().1, 0);

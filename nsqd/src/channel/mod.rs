@@ -604,16 +604,28 @@ impl Channel {
     /// Every dead letter goes back in line, ahead of the queue, with its
     /// attempts reset; returns how many. Blocking.
     pub fn requeue_dead(&self) -> std::io::Result<u64> {
-        let revived = self.dead.revive_all()?;
+        let (revived, stamp) = self.dead.revive_all()?;
         let count = revived.len() as u64;
-        if count > 0 {
-            let mut st = self.state.lock();
-            st.revived
-                .extend(revived.into_iter().map(|r| (r.seq, r.msg)));
-            drop(st);
-            self.available.notify_waiters();
-        }
+        self.deliver_revived(revived, stamp);
         Ok(count)
+    }
+
+    /// Puts revived dead letters in line, unless the channel was emptied
+    /// since their revival (its `DropLive` then drops them from the file
+    /// too). [`Channel::empty`] queues that under this same lock, so either
+    /// it is seen here or it clears them after.
+    fn deliver_revived(&self, revived: Vec<dead::Revived>, stamp: u64) {
+        if revived.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock();
+        if self.dead.drop_lives() > stamp {
+            return;
+        }
+        st.revived
+            .extend(revived.into_iter().map(|r| (r.seq, r.msg)));
+        drop(st);
+        self.available.notify_waiters();
     }
 
     /// Drops every dead letter; returns how many. Blocking.

@@ -384,6 +384,45 @@ async fn max_attempts_makes_dead_letters_that_can_be_requeued() {
     }
 }
 
+/// A requeue of the dead letters racing an empty of the channel: revived
+/// in the file, then the channel emptied, then put in line. The empty's
+/// drop comes after the revival in the file, so the messages must not come
+/// back in memory either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_between_revival_and_requeue_drops_the_revived() {
+    for mode in MODES {
+        let f = Fixture::new(mode);
+        let c = f.channel("c");
+        c.set_overrides(Overrides {
+            max_attempts: Some(1),
+            msg_ttl: None,
+        });
+        let client = consumer(1);
+        f.publish("doomed").await;
+        let got = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        c.requeue(1, got[0].0, Duration::ZERO).unwrap();
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+        assert_eq!(c.dead_count(), 1, "{mode:?}");
+
+        let (revived, stamp) = tokio::task::block_in_place(|| c.dead.revive_all()).unwrap();
+        assert_eq!(revived.len(), 1);
+        c.empty().unwrap();
+        c.deliver_revived(revived, stamp);
+        assert_eq!((c.dead_count(), c.depth()), (0, 0), "{mode:?}");
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+
+        // Without an empty in between they come back as before.
+        f.publish("doomed too").await;
+        let got = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        c.requeue(1, got[0].0, Duration::ZERO).unwrap();
+        nothing_for(&c, &client, Duration::from_millis(50)).await;
+        let (revived, stamp) = tokio::task::block_in_place(|| c.dead.revive_all()).unwrap();
+        c.deliver_revived(revived, stamp);
+        let back = take_n(&c, &client, 1, Duration::from_secs(60)).await;
+        assert_eq!(back[0].1, "doomed too", "{mode:?}");
+    }
+}
+
 /// Past the TTL a message is not delivered: it becomes a dead letter and
 /// counts as expired. A requeued dead letter is not expired again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
