@@ -661,7 +661,8 @@ impl Channel {
         let more = n - out.len();
         if let Some(rest) = log_rest {
             rest.read(more, now_unix, &keep, &mut out)?;
-        } else if let Some(rest) = disk_rest.filter(|_| more > 0) {
+        }
+        if let Some(rest) = disk_rest {
             rest.read(more, now_unix, &keep, &mut out)?;
         }
         Ok(out)

@@ -168,10 +168,10 @@ impl State {
         client_id: u64,
         id: u64,
     ) -> Result<InFlight, InFlightError> {
-        let entry = match self.in_flight.get(id) {
+        let entry = match self.in_flight.remove_if(id, |e| e.client_id == client_id) {
             None => return Err(InFlightError::NotInFlight),
-            Some(e) if e.client_id != client_id => return Err(InFlightError::NotOwner),
-            Some(_) => self.in_flight.remove(id).expect("found above"),
+            Some(Err(())) => return Err(InFlightError::NotOwner),
+            Some(Ok(entry)) => entry,
         };
         // Purging the stale entries costs a pass over those in flight: with
         // four stale to one live it is a third of an entry per FIN.

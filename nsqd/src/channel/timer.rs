@@ -19,8 +19,8 @@ impl Channel {
                 break;
             }
             st.timeouts.pop();
-            if st.in_flight.get(id).is_some_and(|e| e.deadline == deadline) {
-                let entry = st.in_flight.remove(id).expect("checked above");
+            // A stale deadline (FIN, TOUCH) leaves the entry alone.
+            if let Some(Ok(entry)) = st.in_flight.remove_if(id, |e| e.deadline == deadline) {
                 self.timeout_count.fetch_add(1, Ordering::Relaxed);
                 if let Some(owner) = st.clients.get(&entry.client_id) {
                     owners.push(owner.clone());
