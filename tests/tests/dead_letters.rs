@@ -319,7 +319,8 @@ async fn peek_reads_memory_and_disk_in_delivery_order_and_takes_nothing() {
 }
 
 /// Durable mode, killed between a dead letter's fsync and its journal FIN
-/// (held open by `NSQD_TEST_DEAD_FIN_DELAY_MS`): after the restart the log
+/// (where `NSQD_TEST_PAUSE_AT=dead_letters_synced` stops the dead-letter
+/// writer): after the restart the log
 /// still has the message unfinished, so it is taken again, dies again at
 /// once (its attempts were journaled with its REQ) and is recognised by ID:
 /// no consumer sees it, and it is a dead letter exactly once.
@@ -327,7 +328,11 @@ async fn peek_reads_memory_and_disk_in_delivery_order_and_takes_nothing() {
 async fn a_kill_between_the_dead_letter_fsync_and_the_journal_finish_keeps_it_once() {
     let dir = temp_dir("dead-window");
     let flags = ["--mem-queue-size=0", "--sync-every=1", "--max-attempts=1"];
-    let d = Daemon::start_with_env(&dir, &flags, &[("NSQD_TEST_DEAD_FIN_DELAY_MS", "60000")]);
+    let d = Daemon::start_with_env(
+        &dir,
+        &flags,
+        &[("NSQD_TEST_PAUSE_AT", "dead_letters_synced")],
+    );
     let http = setup(&d, "t", "c").await;
     let bodies: Vec<String> = (0..5).map(|i| format!("w{i}")).collect();
     publish(&d, "t", &bodies).await;
@@ -337,14 +342,14 @@ async fn a_kill_between_the_dead_letter_fsync_and_the_journal_finish_keeps_it_on
         req(&mut conn, &msg).await;
     }
     // Each is taken again, found out of attempts and buried. The first
-    // batch written is fsynced and then held in the window (the rest wait
-    // behind it, not yet on disk): kill once one is on disk.
-    let file = dir.join("t:c.dead");
-    eventually("a dead letter on disk", || async {
-        let on_disk = std::fs::read(&file).unwrap_or_default();
-        bodies.iter().any(|b| contains(&on_disk, b.as_bytes()))
+    // batch written is fsynced and then stopped in the window (the rest
+    // wait behind it, not yet on disk): kill there.
+    eventually("the dead-letter writer stopped in the window", || async {
+        d.log().contains("nsqd test pause at dead_letters_synced")
     })
     .await;
+    let on_disk = std::fs::read(dir.join("t:c.dead")).unwrap();
+    assert!(bodies.iter().any(|b| contains(&on_disk, b.as_bytes())));
     eventually("five buried", || async {
         channel_stats(&http, "t", "c").await.dead_count == 5
     })

@@ -17,7 +17,7 @@
 //! nothing once no entry is left, and rewritten once mostly garbage.
 
 use crate::diskqueue::read_full;
-use crate::log::Journal;
+use crate::log::{Journal, PausePoint};
 use crate::message::Message;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -313,8 +313,8 @@ impl DeadLetters {
             pending.finish = finish;
             return Err(e);
         }
-        if !finish.is_empty() {
-            pause_before_finish();
+        if let Some((journal, _)) = finish.first() {
+            journal.pause(PausePoint::DeadLettersSynced);
         }
         for (journal, seq) in finish {
             journal.fin(seq);
@@ -766,20 +766,6 @@ fn decode_op(mut data: &[u8]) -> Option<Op> {
         KIND_DROP_LIVE => Op::DropLive,
         _ => return None,
     })
-}
-
-/// The crash tests' window between a dead letter's fsync and its journal
-/// FIN: `NSQD_TEST_DEAD_FIN_DELAY_MS` holds every such finish that long, so
-/// that a SIGKILL can land in it. Read once.
-fn pause_before_finish() {
-    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
-    let delay = DELAY.get_or_init(|| {
-        let ms = std::env::var("NSQD_TEST_DEAD_FIN_DELAY_MS").ok()?;
-        ms.trim().parse().ok().map(std::time::Duration::from_millis)
-    });
-    if let Some(delay) = delay {
-        std::thread::sleep(*delay);
-    }
 }
 
 #[cfg(test)]

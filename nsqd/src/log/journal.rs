@@ -267,6 +267,13 @@ impl Journal {
     }
 
     /// `seq` is finished. Already finished (or below the floor): no record.
+    /// Stops the calling thread for good at `point` when the tests asked for
+    /// it (`NSQD_TEST_PAUSE_AT`): for moments outside the writer that
+    /// lead up to this journal's records.
+    pub fn pause(&self, point: PausePoint) {
+        self.writer.pause(point);
+    }
+
     pub fn fin(&self, seq: u64) {
         let recorded = self.ledger.lock().fin(seq);
         self.schedule_if(recorded);

@@ -87,7 +87,7 @@ pub use journal::Journal;
 pub use meta::TopicMeta;
 pub use record::LogEntry;
 pub use topic_log::{LogConfig, TopicLog};
-pub use writer::{LogWriter, SyncPolicy};
+pub use writer::{LogWriter, PausePoint, SyncPolicy};
 
 /// `read_cached` was asked for seqs the tail cache no longer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

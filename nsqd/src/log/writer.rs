@@ -63,14 +63,18 @@ pub enum PausePoint {
     CompactionWritten,
     /// Renamed over the journal; the directory is not yet synced.
     CompactionRenamed,
+    /// Dead letters are fsynced in their file; the journal does not yet
+    /// know their messages finished (on the dead-letter writer's thread).
+    DeadLettersSynced,
 }
 
 impl PausePoint {
-    const ALL: [(PausePoint, &'static str); 4] = [
+    const ALL: [(PausePoint, &'static str); 5] = [
         (PausePoint::BeforeFsync, "before_fsync"),
         (PausePoint::AfterFsync, "after_fsync"),
         (PausePoint::CompactionWritten, "compaction_written"),
         (PausePoint::CompactionRenamed, "compaction_renamed"),
+        (PausePoint::DeadLettersSynced, "dead_letters_synced"),
     ];
 
     pub fn parse(name: &str) -> Option<PausePoint> {
