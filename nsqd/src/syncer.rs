@@ -151,12 +151,8 @@ fn syncer() -> &'static Sender<Arc<SyncSlot>> {
     })
 }
 
-/// A slow disk for the tests: `NSQD_TEST_FSYNC_DELAY_MS` makes every fsync
-/// that much longer (the log writer reads the same variable).
+/// The tests' slow disk ([`crate::log::fsync_delay_from_env`]), read once.
 fn fsync_delay() -> Option<Duration> {
     static DELAY: OnceLock<Option<Duration>> = OnceLock::new();
-    *DELAY.get_or_init(|| {
-        let ms = std::env::var("NSQD_TEST_FSYNC_DELAY_MS").ok()?;
-        ms.trim().parse().ok().map(Duration::from_millis)
-    })
+    *DELAY.get_or_init(crate::log::fsync_delay_from_env)
 }

@@ -87,6 +87,7 @@ pub use journal::Journal;
 pub use meta::TopicMeta;
 pub use record::LogEntry;
 pub use topic_log::{LogConfig, TopicLog};
+pub(crate) use writer::fsync_delay_from_env;
 pub use writer::{LogWriter, PausePoint, SyncPolicy};
 
 /// `read_cached` was asked for seqs the tail cache no longer holds.

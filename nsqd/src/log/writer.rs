@@ -100,6 +100,22 @@ impl PausePoint {
     }
 }
 
+/// A slow disk for the tests: `NSQD_TEST_FSYNC_DELAY_MS` makes every fsync
+/// that much longer, the log writer's and the disk queues' syncer's alike.
+pub(crate) fn fsync_delay_from_env() -> Option<Duration> {
+    let value = std::env::var("NSQD_TEST_FSYNC_DELAY_MS").ok()?;
+    match value.trim().parse::<u64>() {
+        Ok(ms) => Some(Duration::from_millis(ms)),
+        Err(_) => {
+            tracing::warn!(
+                value,
+                "NSQD_TEST_FSYNC_DELAY_MS is not a number; ignoring it"
+            );
+            None
+        }
+    }
+}
+
 impl fmt::Display for PausePoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = Self::ALL
@@ -130,20 +146,6 @@ impl Io {
             std::thread::sleep(delay);
         }
         file.sync_data()
-    }
-
-    fn fsync_delay_from_env() -> Option<Duration> {
-        let value = std::env::var("NSQD_TEST_FSYNC_DELAY_MS").ok()?;
-        match value.trim().parse::<u64>() {
-            Ok(ms) => Some(Duration::from_millis(ms)),
-            Err(_) => {
-                tracing::warn!(
-                    value,
-                    "NSQD_TEST_FSYNC_DELAY_MS is not a number; ignoring it"
-                );
-                None
-            }
-        }
     }
 
     pub(super) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -320,7 +322,7 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn start(policy: SyncPolicy) -> io::Result<LogWriter> {
-        Self::start_with(policy, Io::fsync_delay_from_env())
+        Self::start_with(policy, fsync_delay_from_env())
     }
 
     /// A writer whose every fsync takes `delay` longer: a slow disk.
