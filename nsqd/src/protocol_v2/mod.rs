@@ -297,6 +297,12 @@ impl Session {
             Refill::Soon if self.refill_by.is_none() => {
                 self.refill_by = Some(Instant::now() + REFILL_DELAY);
             }
+            // Past its deadline (input kept coming, so the read never
+            // waited for it): now.
+            _ if self.refill_by.is_some_and(|at| at <= Instant::now()) => {
+                self.refill_by = None;
+                self.client.wake_pump();
+            }
             _ => {}
         }
     }
@@ -351,19 +357,22 @@ impl Session {
                 None => std::future::pending().await,
             }
         };
+        // FINs already there are read before a due refill: the pump then
+        // refills once, for them too.
         let n = tokio::select! {
+            biased;
             _ = self.client.closed() => return false,
-            _ = refill_due => {
-                self.refill_by = None;
-                self.client.wake_pump();
-                return true;
-            }
             n = async {
                 match deadline {
                     Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),
                     None => read.await,
                 }
             } => n,
+            _ = refill_due => {
+                self.refill_by = None;
+                self.client.wake_pump();
+                return true;
+            }
         };
         self.last_wait = waited.elapsed();
         match n {
