@@ -8,12 +8,13 @@
 
 use super::acks::{Acks, Disposition, RangeSet};
 use super::record::{
-    decode_journal, encode_delta, frame, Delta, Frame, JournalRecord, FRAME_HEADER,
+    decode_journal, encode_delta, frame, Delta, Frame, JournalRecord, DELTA_MAX_PAYLOAD,
+    FRAME_HEADER,
 };
 use super::topic_log::TopicLog;
 use super::valid_name;
 use super::writer::{LogWriter, PausePoint, Shared, Unsynced};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -27,6 +28,56 @@ use std::time::{Duration, Instant};
 const COMPACT_MIN: u64 = 64 * 1024;
 /// After a failed write the deltas stay in memory this long before a retry.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A replication tap that grows past either bound gives up its deltas: the
+/// next take sends a snapshot instead.
+const TAP_MAX_BYTES: usize = 1 << 20;
+const TAP_MAX_RANGES: usize = 65_536;
+
+/// What a channel's replication tap saw since it was last taken: the same
+/// deltas its journal records, for the channel's replica on a peer.
+#[derive(Default)]
+struct Tap {
+    fins: RangeSet,
+    pending: BytesMut,
+    overflow: bool,
+}
+
+impl Tap {
+    fn fins(&mut self, start: u64, end: u64) {
+        if !self.overflow {
+            self.fins.insert(start, end);
+            self.bound();
+        }
+    }
+
+    fn delta(&mut self, delta: &Delta) {
+        if !self.overflow {
+            encode_delta(&mut self.pending, delta);
+            self.bound();
+        }
+    }
+
+    fn bound(&mut self) {
+        if self.pending.len() > TAP_MAX_BYTES || self.fins.len() > TAP_MAX_RANGES {
+            *self = Tap {
+                overflow: true,
+                ..Tap::default()
+            };
+        }
+    }
+}
+
+/// What [`Journal::take_tap`] hands to replication.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TapTaken {
+    /// Journal delta records since the last take, for
+    /// [`Journal::apply_records`] on the replica.
+    pub deltas: Bytes,
+    /// The whole state as one snapshot record, for [`Journal::replace`]:
+    /// when it was asked for, at the first take, or after an overflow.
+    /// Later deltas follow it; none before it are needed.
+    pub snapshot: Option<Bytes>,
+}
 
 /// The acknowledgement state plus the deltas not yet taken by the writer.
 /// Pure (no files), so that a property test can drive it.
@@ -40,6 +91,8 @@ pub(super) struct Ledger {
     /// requeued while unfinished, and FINs commute with each other and Empty.
     fins: RangeSet,
     urgent: bool,
+    /// On while the channel is replicated.
+    tap: Option<Tap>,
 }
 
 impl Ledger {
@@ -49,17 +102,30 @@ impl Ledger {
             pending: BytesMut::new(),
             fins: RangeSet::default(),
             urgent: false,
+            tap: None,
         }
     }
 
     /// Each returns whether it recorded something.
     pub(super) fn fin(&mut self, seq: u64) -> bool {
-        self.acks.fin(seq) && self.fins.insert(seq, seq + 1) > 0
+        if !self.acks.fin(seq) {
+            return false;
+        }
+        if let Some(tap) = &mut self.tap {
+            tap.fins(seq, seq + 1);
+        }
+        self.fins.insert(seq, seq + 1) > 0
     }
 
     pub(super) fn fin_range(&mut self, start: u64, end: u64) -> bool {
         let start = start.max(self.acks.floor());
-        self.acks.fin_range(start, end) && self.fins.insert(start, end) > 0
+        if !self.acks.fin_range(start, end) {
+            return false;
+        }
+        if let Some(tap) = &mut self.tap {
+            tap.fins(start, end);
+        }
+        self.fins.insert(start, end) > 0
     }
 
     pub(super) fn requeue(&mut self, seq: u64, attempts: u16, due: Option<i64>) -> bool {
@@ -68,14 +134,11 @@ impl Ledger {
             return false;
         }
         self.urgent |= due.is_some();
-        encode_delta(
-            &mut self.pending,
-            &Delta::Requeue {
-                seq,
-                attempts,
-                due: due_ns,
-            },
-        );
+        self.record(Delta::Requeue {
+            seq,
+            attempts,
+            due: due_ns,
+        });
         true
     }
 
@@ -83,8 +146,66 @@ impl Ledger {
         if !self.acks.fin_range(0, upto) {
             return false;
         }
-        encode_delta(&mut self.pending, &Delta::Empty { upto });
+        self.record(Delta::Empty { upto });
         true
+    }
+
+    fn record(&mut self, delta: Delta) {
+        encode_delta(&mut self.pending, &delta);
+        if let Some(tap) = &mut self.tap {
+            tap.delta(&delta);
+        }
+    }
+
+    /// Applies delta records received from a replicated channel, recording
+    /// them as local ones; whether anything changed. Nothing is applied
+    /// unless every record is an intact delta.
+    pub(super) fn apply_records(&mut self, data: &[u8]) -> Result<bool, String> {
+        let mut deltas = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let payload = match frame(&data[pos..], DELTA_MAX_PAYLOAD) {
+                Frame::Complete(payload) => payload,
+                Frame::Incomplete => return Err(format!("the delta at byte {pos} is cut short")),
+                Frame::Corrupt => return Err(format!("the delta at byte {pos} is corrupt")),
+            };
+            match decode_journal(payload) {
+                Some(JournalRecord::Delta(delta)) => deltas.push(delta),
+                _ => return Err(format!("the record at byte {pos} is not a delta")),
+            }
+            pos += FRAME_HEADER + payload.len();
+        }
+        let mut changed = false;
+        for delta in deltas {
+            changed |= match delta {
+                Delta::Fin { start, end } => self.fin_range(start, end),
+                Delta::Requeue { seq, attempts, due } => {
+                    self.requeue(seq, attempts, (due != 0).then_some(due))
+                }
+                Delta::Empty { upto } => self.empty(upto),
+            };
+        }
+        Ok(changed)
+    }
+
+    /// Takes what the tap saw, turning it on at the first call.
+    pub(super) fn take_tap(&mut self, snapshot: bool) -> TapTaken {
+        let first = self.tap.is_none();
+        let tap = std::mem::take(self.tap.get_or_insert_with(Tap::default));
+        if snapshot || first || tap.overflow {
+            return TapTaken {
+                deltas: Bytes::new(),
+                snapshot: Some(snapshot_of(&self.acks).freeze()),
+            };
+        }
+        let mut deltas = tap.pending;
+        for (start, end) in tap.fins.iter() {
+            encode_delta(&mut deltas, &Delta::Fin { start, end });
+        }
+        TapTaken {
+            deltas: deltas.freeze(),
+            snapshot: None,
+        }
     }
 
     #[cfg(test)]
@@ -182,6 +303,131 @@ pub struct Journal {
     ledger: Mutex<Ledger>,
     side: Mutex<Option<JournalFile>>,
     scheduled: AtomicBool,
+    /// The state was replaced: compact at the next round, whatever the size.
+    force_compact: AtomicBool,
+}
+
+/// Where a journal lives, checked, before it is loaded.
+struct Place {
+    shared: Arc<Shared>,
+    topic: String,
+    channel: String,
+    path: PathBuf,
+    dir: PathBuf,
+    /// The log's first seq: where a journal without a snapshot restarts.
+    first_seq: u64,
+}
+
+impl Place {
+    fn new(writer: &LogWriter, log: &TopicLog, channel: &str) -> io::Result<Place> {
+        if !valid_name(channel) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid channel name {channel:?}"),
+            ));
+        }
+        let dir = log.dir().to_path_buf();
+        let path = dir.join(format!("{channel}.journal"));
+        let tmp = tmp_path(&path);
+        if fs::remove_file(&tmp).is_ok() {
+            tracing::info!(
+                topic = log.topic(),
+                channel,
+                "removed an unfinished journal compaction"
+            );
+        }
+        Ok(Place {
+            shared: writer.shared.clone(),
+            topic: log.topic().to_string(),
+            channel: channel.to_string(),
+            path,
+            dir,
+            first_seq: log.first_seq(),
+        })
+    }
+
+    /// Rebuilds the state from the file, or creates the file with
+    /// everything below `start` finished.
+    fn load(&self, start: u64) -> io::Result<Acks> {
+        let (topic, channel, path) = (&self.topic, &self.channel, &self.path);
+        match fs::read(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let acks = Acks::new(start);
+                write_snapshot(&self.shared, path, &self.dir, &snapshot_of(&acks), false)?;
+                Ok(acks)
+            }
+            Err(e) => Err(e),
+            Ok(data) => match replay(&data) {
+                (Some(acks), good, cut) => {
+                    if let Some(cut) = cut {
+                        let dropped = data.len() - good;
+                        match cut {
+                            Cut::Torn => tracing::warn!(topic, channel, bytes = dropped, "cut a torn tail off the journal"),
+                            Cut::Corrupt => tracing::warn!(topic, channel, bytes = dropped, "corrupt journal record; dropped it and the rest (finished messages may be delivered again, deferred ones early)"),
+                        }
+                        let file = OpenOptions::new().write(true).open(path)?;
+                        file.set_len(good as u64)?;
+                        self.shared.io.sync_file(&file)?;
+                    }
+                    Ok(acks)
+                }
+                (None, _, _) => {
+                    let acks = Acks::new(self.first_seq);
+                    tracing::error!(
+                        topic,
+                        channel,
+                        floor = acks.floor(),
+                        "journal has no intact snapshot; redelivering everything the log holds"
+                    );
+                    write_snapshot(&self.shared, path, &self.dir, &snapshot_of(&acks), false)?;
+                    Ok(acks)
+                }
+            },
+        }
+    }
+
+    fn assemble(self, acks: Acks) -> io::Result<Arc<Journal>> {
+        let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        let len = file.metadata()?.len();
+        Ok(Arc::new_cyclic(|me| Journal {
+            me: me.clone(),
+            topic: self.topic,
+            channel: self.channel,
+            path: self.path,
+            dir: self.dir,
+            writer: self.shared,
+            ledger: Mutex::new(Ledger::new(acks)),
+            side: Mutex::new(Some(JournalFile {
+                file,
+                len,
+                spare: BytesMut::new(),
+                unsynced: Unsynced::default(),
+                urgent: false,
+                failed_at: None,
+            })),
+            scheduled: AtomicBool::new(false),
+            force_compact: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// The state in a snapshot record, which must be exactly one intact record.
+fn decode_snapshot_record(data: &[u8]) -> io::Result<Acks> {
+    let invalid = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not one intact journal snapshot",
+        )
+    };
+    let Frame::Complete(payload) = frame(data, u32::MAX as usize) else {
+        return Err(invalid());
+    };
+    match decode_journal(payload) {
+        Some(JournalRecord::Snapshot(body)) if FRAME_HEADER + payload.len() == data.len() => {
+            Acks::decode_snapshot(body).ok_or_else(invalid)
+        }
+        _ => Err(invalid()),
+    }
 }
 
 impl Journal {
@@ -195,75 +441,100 @@ impl Journal {
         channel: &str,
         start: u64,
     ) -> io::Result<Arc<Journal>> {
-        if !valid_name(channel) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid channel name {channel:?}"),
-            ));
-        }
-        let shared = writer.shared.clone();
-        let dir = log.dir().to_path_buf();
-        let path = dir.join(format!("{channel}.journal"));
-        let topic = log.topic();
-        let tmp = tmp_path(&path);
-        if fs::remove_file(&tmp).is_ok() {
-            tracing::info!(topic, channel, "removed an unfinished journal compaction");
-        }
-        let acks = match fs::read(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let acks = Acks::new(start);
-                write_snapshot(&shared, &path, &dir, &snapshot_of(&acks), false)?;
+        let at = Place::new(writer, log, channel)?;
+        let acks = at.load(start)?;
+        log.ensure_end_at_least(acks.high_water());
+        at.assemble(acks)
+    }
+
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for replication (docs/replication-design.md phase 2)"
+        )
+    )]
+    /// Opens the journal of a channel's replica: with `snapshot` (a record
+    /// from [`Journal::take_tap`]) it is written as the whole journal,
+    /// without it the file is replayed as [`Journal::open`] does. The log's
+    /// end is left alone: a replica's acknowledgements may run ahead of
+    /// the messages it has received. Blocking.
+    pub fn open_replica(
+        writer: &LogWriter,
+        log: &TopicLog,
+        channel: &str,
+        snapshot: Option<&[u8]>,
+    ) -> io::Result<Arc<Journal>> {
+        let at = Place::new(writer, log, channel)?;
+        let acks = match snapshot {
+            Some(snapshot) => {
+                let acks = decode_snapshot_record(snapshot)?;
+                write_snapshot(&at.shared, &at.path, &at.dir, snapshot, false)?;
                 acks
             }
-            Err(e) => return Err(e),
-            Ok(data) => match replay(&data) {
-                (Some(acks), good, cut) => {
-                    if let Some(cut) = cut {
-                        let dropped = data.len() - good;
-                        match cut {
-                            Cut::Torn => tracing::warn!(topic, channel, bytes = dropped, "cut a torn tail off the journal"),
-                            Cut::Corrupt => tracing::warn!(topic, channel, bytes = dropped, "corrupt journal record; dropped it and the rest (finished messages may be delivered again, deferred ones early)"),
-                        }
-                        let file = OpenOptions::new().write(true).open(&path)?;
-                        file.set_len(good as u64)?;
-                        shared.io.sync_file(&file)?;
-                    }
-                    acks
-                }
-                (None, _, _) => {
-                    let acks = Acks::new(log.first_seq());
-                    tracing::error!(
-                        topic,
-                        channel,
-                        floor = acks.floor(),
-                        "journal has no intact snapshot; redelivering everything the log holds"
-                    );
-                    write_snapshot(&shared, &path, &dir, &snapshot_of(&acks), false)?;
-                    acks
-                }
-            },
+            None => at.load(at.first_seq)?,
         };
-        log.ensure_end_at_least(acks.high_water());
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let len = file.metadata()?.len();
-        Ok(Arc::new_cyclic(|me| Journal {
-            me: me.clone(),
-            topic: topic.to_string(),
-            channel: channel.to_string(),
-            path,
-            dir,
-            writer: shared,
-            ledger: Mutex::new(Ledger::new(acks)),
-            side: Mutex::new(Some(JournalFile {
-                file,
-                len,
-                spare: BytesMut::new(),
-                unsynced: Unsynced::default(),
-                urgent: false,
-                failed_at: None,
-            })),
-            scheduled: AtomicBool::new(false),
-        }))
+        at.assemble(acks)
+    }
+
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for replication (docs/replication-design.md phase 2)"
+        )
+    )]
+    /// Replaces the state with a snapshot record from [`Journal::take_tap`]
+    /// (a replica catching up); deltas not yet written are dropped. The
+    /// writer's next round compacts the journal to the new state; a crash
+    /// before it leaves the older state, which finished less.
+    pub fn replace(&self, snapshot: &[u8]) -> io::Result<()> {
+        let acks = decode_snapshot_record(snapshot)?;
+        {
+            let mut ledger = self.ledger.lock();
+            if ledger.acks == acks {
+                return Ok(());
+            }
+            ledger.acks = acks;
+            ledger.discard();
+        }
+        self.force_compact.store(true, Ordering::Release);
+        self.schedule_if(true);
+        Ok(())
+    }
+
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for replication (docs/replication-design.md phase 2)"
+        )
+    )]
+    /// Applies delta records from [`Journal::take_tap`] (a replica following
+    /// its origin's channel). Nothing is applied when any record is bad.
+    pub fn apply_records(&self, deltas: &[u8]) -> io::Result<()> {
+        let changed = self
+            .ledger
+            .lock()
+            .apply_records(deltas)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        self.schedule_if(changed);
+        Ok(())
+    }
+
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for replication (docs/replication-design.md phase 2)"
+        )
+    )]
+    /// What changed since the last call, for the channel's replicas: the
+    /// deltas, or a snapshot when `snapshot` asks for one, at the first
+    /// call (which turns the tap on), and after the tap overflowed. Both
+    /// come from one lock hold, so they never overlap or miss a change.
+    pub fn take_tap(&self, snapshot: bool) -> TapTaken {
+        self.ledger.lock().take_tap(snapshot)
     }
 
     /// `seq` is finished. Already finished (or below the floor): no record.
@@ -407,10 +678,15 @@ impl Journal {
         let mut guard = self.side.lock();
         let Some(side) = guard.as_mut() else { return };
         let mut snapshot = BytesMut::new();
+        let forced;
         let (taken, urgent) = {
             let mut ledger = self.ledger.lock();
             let bound = COMPACT_MIN.max(4 * ledger.acks.snapshot_len() as u64);
-            if side.len <= bound || side.failed_at.is_some() {
+            if side.failed_at.is_some() {
+                return;
+            }
+            forced = self.force_compact.swap(false, Ordering::AcqRel);
+            if side.len <= bound && !forced {
                 return;
             }
             ledger.acks.encode_snapshot(&mut snapshot);
@@ -429,6 +705,7 @@ impl Journal {
             Err(e) => {
                 tracing::error!(topic = %self.topic, channel = %self.channel, error = %e, "journal compaction failed; keeping the journal");
                 self.ledger.lock().restore(&taken, urgent);
+                self.force_compact.fetch_or(forced, Ordering::AcqRel);
                 drop(guard);
                 self.schedule_if(true);
             }

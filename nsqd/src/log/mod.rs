@@ -63,6 +63,17 @@
 //! floor while it has no channels), and [`TopicLog::trim_cache_below`] with
 //! the lowest cursor.
 //!
+//! # Replicas
+//!
+//! A peer keeps its copy of another node's topic as a log and journals of
+//! its own, with the origin's seqs (docs/replication-design.md). The origin
+//! ships records as its log stores them ([`TopicLog::encode_cached`], pending
+//! ones included) and its channels' changes as journal records
+//! ([`Journal::take_tap`]: deltas, or a snapshot when the tap overflowed).
+//! The replica appends the records as they are ([`TopicLog::append_encoded`],
+//! gaps allowed, [`TopicLog::skip_to`] for seqs it will never get) and
+//! applies the changes ([`Journal::apply_records`], [`Journal::replace`]).
+//!
 //! # Locks and blocking
 //!
 //! Appends, FINs, requeues, cache reads, `committed` and `wait_visible` take

@@ -11,6 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub(super) const FRAME_HEADER: usize = 8;
 /// `[kind][seq][id][timestamp][attempts][deliver_at]` before the body.
 pub(super) const MESSAGE_HEADER: usize = 1 + 8 + 8 + 8 + 2 + 8;
+/// The largest delta payload, a Requeue: `[kind][seq][attempts][due]`.
+pub(super) const DELTA_MAX_PAYLOAD: usize = 1 + 8 + 2 + 8;
 /// Kind 1 is the disk queue's message record; 2 keeps the two apart.
 const KIND_MESSAGE: u8 = 2;
 const KIND_FIN: u8 = 3;

@@ -3,7 +3,9 @@
 
 use super::meta::{self, TopicMeta};
 use super::reader::LogReader;
-use super::record::{encode_message, LogEntry, MESSAGE_HEADER};
+use super::record::{
+    encode_message, frame, message_seq, Frame, LogEntry, FRAME_HEADER, MESSAGE_HEADER,
+};
 use super::segment::{recover, SegmentFiles, SegmentIndex};
 use super::writer::{LogWriter, Shared, Unsynced};
 use super::{valid_name, NotCached};
@@ -236,6 +238,103 @@ impl TopicLog {
         start..end
     }
 
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for replication (docs/replication-design.md phase 2)"
+        )
+    )]
+    /// Appends records encoded elsewhere (a replica receiving its origin's
+    /// records, checksums included) as they are; returns the seqs from the
+    /// first to one past the last. Each must be an intact message record
+    /// within `max_msg_size`, and seqs must increase from `end_seq()` on;
+    /// seqs in between are absent, as after a withdrawn batch. Nothing is
+    /// appended when any record is bad. The records skip the tail cache:
+    /// nothing reads a replica live, so channels of this log read from disk.
+    pub fn append_encoded(&self, records: &[u8]) -> io::Result<Range<u64>> {
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+        let max_payload = MESSAGE_HEADER + self.cfg.max_msg_size as usize;
+        let mut tail = self.tail.lock();
+        let (mut next, mut first, mut pos) = (tail.next_seq, None, 0);
+        while pos < records.len() {
+            let payload = match frame(&records[pos..], max_payload) {
+                Frame::Complete(payload) => payload,
+                Frame::Incomplete => {
+                    return Err(invalid(format!("a record at byte {pos} is cut short")))
+                }
+                Frame::Corrupt => {
+                    return Err(invalid(format!(
+                        "the record at byte {pos} is corrupt or too large"
+                    )))
+                }
+            };
+            let seq = message_seq(payload)
+                .ok_or_else(|| invalid(format!("the record at byte {pos} is not a message")))?;
+            if seq < next {
+                return Err(invalid(format!(
+                    "seq {seq} is below the log's next seq {next}"
+                )));
+            }
+            first.get_or_insert(seq);
+            next = seq + 1;
+            pos += FRAME_HEADER + payload.len();
+        }
+        let Some(first) = first else {
+            return Ok(tail.next_seq..tail.next_seq);
+        };
+        tail.pending.extend_from_slice(records);
+        tail.next_seq = next;
+        tail.pending_appends += 1;
+        tail.cache.clear();
+        tail.cache_bytes = 0;
+        tail.cache_from = next;
+        drop(tail);
+        let arrivals = self.writer.count_arrival();
+        if !self.schedule(arrivals) {
+            self.writer.arrived(arrivals);
+        }
+        Ok(first..next)
+    }
+
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for replication (docs/replication-design.md phase 2)"
+        )
+    )]
+    /// Encodes the cached messages with seqs in `[from, limit)` into `out`,
+    /// as the log stores them, until `out` has grown by `max_bytes` (at
+    /// least one message goes); returns the seq it got to: every seq below
+    /// it from `from` on is in `out` or absent. Pending messages count, so
+    /// that they can be shipped while the writer is still syncing them.
+    /// `Err(NotCached)` when `from` is older than the cache.
+    pub fn encode_cached(
+        &self,
+        from: u64,
+        limit: u64,
+        max_bytes: usize,
+        out: &mut BytesMut,
+    ) -> Result<u64, NotCached> {
+        let tail = self.tail.lock();
+        if from < tail.cache_from {
+            return Err(NotCached);
+        }
+        let limit = limit.min(tail.next_seq);
+        let start = out.len();
+        for entry in tail.cache.range(tail.cache_index(from)..) {
+            if entry.seq >= limit {
+                break;
+            }
+            if out.len() - start >= max_bytes {
+                return Ok(entry.seq);
+            }
+            encode_message(out, entry.seq, &entry.msg, entry.deliver_at);
+        }
+        Ok(limit.max(from))
+    }
+
     /// Queues the log for the writer unless it is queued; false when it was.
     fn schedule(&self, arrivals: u64) -> bool {
         // A plain load first: appends while the log is already queued (most
@@ -286,7 +385,7 @@ impl TopicLog {
 
     fn check_open(&self) -> io::Result<()> {
         if self.deleted.load(Ordering::Acquire) {
-            return Err(io::Error::other("topic log deleted"));
+            return Err(io::Error::other("topic log closed"));
         }
         if self.writer.stopped() {
             return Err(io::Error::other("log writer stopped"));
@@ -396,11 +495,20 @@ impl TopicLog {
     /// outlived the log's unsynced tail (a crash without `--sync-every=1`)
     /// knows seqs the log lost; new messages must not take them over.
     pub(super) fn ensure_end_at_least(&self, seq: u64) {
+        if self.end_seq() < seq {
+            tracing::warn!(topic = %self.index.topic, end = self.end_seq(), to = seq, "log ends below seqs a channel knows; skipping to them");
+        }
+        self.skip_to(seq);
+    }
+
+    /// Moves the next seq up to `seq` (when it is below): the seqs between
+    /// are absent. A replica follows its origin's seqs past ones it was
+    /// never sent.
+    pub fn skip_to(&self, seq: u64) {
         let mut tail = self.tail.lock();
         if tail.next_seq >= seq {
             return;
         }
-        tracing::warn!(topic = %self.index.topic, end = tail.next_seq, to = seq, "log ends below seqs a channel knows; skipping to them");
         tail.next_seq = seq;
         // With nothing pending or in flight the gap is resolved now; else it
         // goes with the next batch.
@@ -430,13 +538,20 @@ impl TopicLog {
         }
     }
 
-    /// The topic is deleted: stops writing and removes the directory (with
-    /// any journals still in it; delete those first). Blocking.
-    pub fn delete(&self) -> io::Result<()> {
+    /// Stops writing, leaving the files as they are: appends not yet written
+    /// fail, and waiters get errors. A log reopened afterwards ends where its
+    /// files do. Blocking.
+    pub fn close(&self) {
         self.deleted.store(true, Ordering::Release);
         // Waits for a round that is writing this log.
         self.side.lock().take();
         self.wake();
+    }
+
+    /// The topic is deleted: stops writing and removes the directory (with
+    /// any journals still in it; delete those first). Blocking.
+    pub fn delete(&self) -> io::Result<()> {
+        self.close();
         match fs::remove_dir_all(&self.index.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

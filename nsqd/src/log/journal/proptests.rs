@@ -131,3 +131,59 @@ proptest! {
         prop_assert_eq!(replayed, ledger.acks);
     }
 }
+
+/// Ships what the origin's tap took to the replica, as a link would.
+fn ship(origin: &mut Ledger, replica: &mut Ledger, snapshot: bool) -> Result<(), TestCaseError> {
+    let taken = origin.take_tap(snapshot);
+    if let Some(snapshot) = taken.snapshot {
+        prop_assert!(taken.deltas.is_empty());
+        let (acks, good, cut) = replay(&snapshot);
+        prop_assert_eq!((good, cut), (snapshot.len(), None));
+        replica.acks = acks.expect("a snapshot");
+        replica.take(&mut BytesMut::new());
+    }
+    prop_assert_eq!(
+        replica.apply_records(&taken.deltas),
+        Ok(!taken.deltas.is_empty()),
+        "deltas always change a replica that mirrors its origin"
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_replica_fed_by_the_tap_agrees_with_its_origin(
+        start in 0..10u64,
+        ops in proptest::collection::vec((op(), 0..12u8), 0..150),
+    ) {
+        let mut origin = Ledger::new(Acks::new(start));
+        let mut replica = Ledger::new(Acks::new(0));
+        let mut model = Model::default();
+        model.finish(0..start);
+        ship(&mut origin, &mut replica, false)?;
+        for (op, shipping) in ops {
+            match op {
+                Op::Fin(seq) => { origin.fin(seq); model.finish(seq..seq + 1); }
+                Op::FinRange(a, b) => { origin.fin_range(a, b); model.finish(a..b); }
+                Op::Requeue(seq, attempts, due) => {
+                    if origin.requeue(seq, attempts, due) {
+                        model.requeues.insert(seq, (attempts, due));
+                    }
+                }
+                Op::Empty(upto) => { origin.empty(upto); model.finish(0..upto); }
+                // The origin's own journal writes do not disturb the tap.
+                Op::Write | Op::Compact => { origin.take(&mut BytesMut::new()); }
+            }
+            match shipping {
+                0 => ship(&mut origin, &mut replica, true)?,
+                1..=3 => ship(&mut origin, &mut replica, false)?,
+                _ => {}
+            }
+        }
+        ship(&mut origin, &mut replica, false)?;
+        check(&replica.acks, &model)?;
+        prop_assert_eq!(&replica.acks, &origin.acks);
+    }
+}

@@ -410,3 +410,149 @@ fn fin_cost() {
     println!("FIN in order above a stuck seq: {cpu:?} CPU ({wall:?} wall)");
     assert_eq!(j.floor(), n as u64);
 }
+
+/// A second topic log and writer in their own directory: a replica.
+fn replica_setup(tag: &str) -> Setup {
+    setup(tag, 1)
+}
+
+#[test]
+fn a_replica_journal_follows_its_origin_through_the_tap() {
+    let origin = setup("tap-origin", 1);
+    let o = origin.journal(0);
+    o.fin_range(0, 5);
+    o.requeue(7, 2, Some(9_000));
+    let first = o.take_tap(false);
+    assert!(first.deltas.is_empty(), "the first take is a snapshot");
+    let snapshot = first.snapshot.expect("a snapshot at the first take");
+
+    let replica = replica_setup("tap-replica");
+    let r = Journal::open_replica(&replica.writer, &replica.log, "c", Some(&snapshot)).unwrap();
+    assert_eq!(
+        replica.log.end_seq(),
+        0,
+        "a replica journal leaves the log's end alone"
+    );
+    assert_eq!(states(&r, 20), states(&o, 20));
+
+    o.fin(5);
+    o.fin(9);
+    o.requeue(8, 1, None);
+    o.empty(3);
+    o.requeue(11, 4, Some(77));
+    let taken = o.take_tap(false);
+    assert_eq!(taken.snapshot, None);
+    r.apply_records(&taken.deltas).unwrap();
+    assert_eq!((r.floor(), states(&r, 20)), (o.floor(), states(&o, 20)));
+    assert_eq!(o.take_tap(false), TapTaken::default(), "nothing new");
+
+    // The replica's own journal file holds what it applied.
+    let want = (r.floor(), states(&r, 20));
+    drop(r);
+    replica.writer.shutdown();
+    let Setup { dir, .. } = replica;
+    let writer = LogWriter::start(policy(1)).unwrap();
+    let log = TopicLog::open(&writer, dir.path(), "t", LogConfig::new(1 << 20, 1024)).unwrap();
+    let r = Journal::open_replica(&writer, &log, "c", None).unwrap();
+    assert_eq!((r.floor(), states(&r, 20)), want);
+    assert_eq!(log.end_seq(), 0);
+}
+
+#[test]
+fn bad_delta_records_are_refused_whole() {
+    let origin = setup("bad-deltas", 1);
+    let o = origin.journal(0);
+    o.take_tap(false);
+    o.fin(0);
+    o.fin(2);
+    let good = o.take_tap(false).deltas;
+    assert_eq!(good.len(), 2 * (FRAME_HEADER + 17));
+
+    let r = Journal::open_replica(
+        &origin.writer,
+        &origin.log,
+        "r",
+        Some(&o.take_tap(true).snapshot.unwrap()),
+    )
+    .unwrap();
+    let before = states(&r, 5);
+    let mut torn = good.to_vec();
+    torn.pop();
+    let mut corrupt = good.to_vec();
+    *corrupt.last_mut().unwrap() ^= 1;
+    let snapshot_as_delta = o.take_tap(true).snapshot.unwrap();
+    for bad in [&torn[..], &corrupt[..], &snapshot_as_delta[..]] {
+        let err = r.apply_records(bad).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(states(&r, 5), before, "nothing of a bad batch is applied");
+    }
+    assert!(r.replace(&good).is_err(), "deltas are not a snapshot");
+    assert!(Journal::open_replica(&origin.writer, &origin.log, "x", Some(&torn)).is_err());
+    r.apply_records(&good).unwrap();
+    assert_eq!(r.classify(2), Disposition::Finished);
+}
+
+#[test]
+fn replace_swaps_the_state_and_the_next_round_compacts_to_it() {
+    let s = setup("replace", 1);
+    let j = s.journal(0);
+    for seq in (0..400).step_by(2) {
+        j.fin(seq);
+    }
+    j.requeue(401, 3, Some(5));
+    s.writer.flush();
+    let grown = s.file_len();
+
+    let other = setup("replace-source", 1);
+    let source = other.journal(0);
+    source.fin_range(0, 50);
+    source.requeue(60, 9, Some(123));
+    let snapshot = source.take_tap(true).snapshot.unwrap();
+
+    // A delta taken before the replacement is dropped with the old state.
+    j.fin(401);
+    j.replace(&snapshot).unwrap();
+    assert_eq!(
+        (j.floor(), states(&j, 500)),
+        (source.floor(), states(&source, 500))
+    );
+    s.writer.flush();
+    assert_eq!(
+        s.file_len(),
+        snapshot.len() as u64,
+        "compacted to the snapshot"
+    );
+    assert!(s.file_len() < grown);
+    j.fin(50);
+    s.writer.flush();
+    let want = (j.floor(), states(&j, 500));
+    assert_eq!(want.0, 51);
+    drop(j);
+    let (s, j) = s.reopen();
+    assert_eq!((j.floor(), states(&j, 500)), want);
+    drop(s);
+}
+
+#[test]
+fn an_overflowing_tap_sends_a_snapshot_instead() {
+    let s = setup("tap-overflow", 1);
+    let j = s.journal(0);
+    assert!(j.take_tap(false).snapshot.is_some());
+    // Every other seq: one range each, past the tap's bound.
+    for seq in (1..2 * TAP_MAX_RANGES as u64 + 10).step_by(2) {
+        j.fin(seq);
+    }
+    let taken = j.take_tap(false);
+    assert!(taken.deltas.is_empty());
+    let snapshot = taken.snapshot.expect("a snapshot after an overflow");
+    let r = Journal::open_replica(&s.writer, &s.log, "r", Some(&snapshot)).unwrap();
+    assert_eq!(r.finished_at_or_above(0), j.finished_at_or_above(0));
+    assert_eq!(r.classify(1), Disposition::Finished);
+    j.fin(0);
+    let taken = j.take_tap(false);
+    assert_eq!(
+        (taken.snapshot, taken.deltas.len()),
+        (None, FRAME_HEADER + 17),
+        "deltas again"
+    );
+}

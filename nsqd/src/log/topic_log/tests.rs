@@ -553,3 +553,152 @@ fn append_cost() {
     writer.flush();
     assert_eq!(log.visible_end(), 2 * n as u64);
 }
+
+/// The records of `log`'s cached seqs `[from, limit)`, as a link ships them.
+fn shipped(log: &TopicLog, from: u64, limit: u64) -> BytesMut {
+    let mut out = BytesMut::new();
+    assert_eq!(
+        log.encode_cached(from, limit, usize::MAX, &mut out),
+        Ok(limit)
+    );
+    out
+}
+
+#[test]
+fn a_replica_appends_its_origins_records_with_their_seqs_and_gaps() {
+    let (odir, rdir) = (TempDir::new("enc-origin"), TempDir::new("enc-replica"));
+    let writer = LogWriter::start(policy(1)).unwrap();
+    let origin = open(&writer, &odir, 1 << 20);
+    append_all(&origin, 0..10);
+    let replica = open(&writer, &rdir, 1 << 20);
+    assert_eq!(
+        replica.append_encoded(&shipped(&origin, 0, 4)).unwrap(),
+        0..4
+    );
+    // Seqs 4..6 never come (withdrawn on the origin, say); 6..10 do.
+    assert_eq!(
+        replica.append_encoded(&shipped(&origin, 6, 10)).unwrap(),
+        6..10
+    );
+    assert_eq!(replica.end_seq(), 10);
+    writer.flush();
+    assert_eq!(replica.visible_end(), 10);
+    let mut cached = Vec::new();
+    assert_eq!(
+        replica.read_cached(0, 10, &mut cached),
+        Err(NotCached),
+        "replica records skip the cache"
+    );
+    let entries = read_all(&replica, 0);
+    assert_eq!(seqs(&entries), vec![0, 1, 2, 3, 6, 7, 8, 9]);
+    assert_eq!(
+        entries,
+        read_all(&origin, 0)
+            .into_iter()
+            .filter(|e| !(4..6).contains(&e.seq))
+            .collect::<Vec<_>>()
+    );
+
+    // Below the end, corrupt, torn, or not a message: refused, nothing taken.
+    let again = shipped(&origin, 8, 10);
+    let mut corrupt = shipped(&origin, 9, 10).to_vec();
+    *corrupt.last_mut().unwrap() ^= 1;
+    append_all(&origin, 10..12);
+    let mut torn = shipped(&origin, 10, 12).to_vec();
+    torn.pop();
+    let not_a_message = TopicMeta::default().encode();
+    for bad in [&again[..], &corrupt[..], &torn[..], &not_a_message[..]] {
+        let err = replica.append_encoded(bad).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert_eq!(replica.end_seq(), 10);
+    }
+    assert_eq!(replica.append_encoded(&[]).unwrap(), 10..10);
+
+    // The end is the file's truth after a reopen, and skip_to moves past seqs
+    // the replica was told are absent.
+    writer.shutdown();
+    drop(replica);
+    let writer = LogWriter::start(policy(1)).unwrap();
+    let replica = open(&writer, &rdir, 1 << 20);
+    assert_eq!(replica.end_seq(), 10);
+    replica.skip_to(15);
+    replica.skip_to(12);
+    assert_eq!(replica.end_seq(), 15);
+    let err = replica
+        .append_encoded(&shipped(&origin, 10, 12))
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn encode_cached_ships_pending_records_within_its_bounds() {
+    let dir = TempDir::new("enc-bounds");
+    let writer = LogWriter::start(policy(1)).unwrap();
+    let log = TopicLog::open(
+        &writer,
+        dir.path(),
+        "t",
+        LogConfig {
+            cache_max_msgs: 8,
+            ..LogConfig::new(1 << 20, 1024)
+        },
+    )
+    .unwrap();
+    let _held = writer.hold_rounds();
+    append_all(&log, 0..6);
+    assert_eq!(log.visible_end(), 0, "nothing written yet");
+    let mut out = BytesMut::new();
+    assert_eq!(
+        log.encode_cached(0, 100, usize::MAX, &mut out),
+        Ok(6),
+        "pending records ship; the end bounds the limit"
+    );
+    assert_eq!(out.len() as u64, 6 * RECORD);
+    out.clear();
+    assert_eq!(log.encode_cached(2, 4, usize::MAX, &mut out), Ok(4));
+    assert_eq!(out.len() as u64, 2 * RECORD);
+    out.clear();
+    assert_eq!(
+        log.encode_cached(0, 6, 2 * RECORD as usize, &mut out),
+        Ok(2),
+        "stops once past max_bytes"
+    );
+    out.clear();
+    assert_eq!(
+        log.encode_cached(0, 6, 1, &mut out),
+        Ok(1),
+        "at least one goes"
+    );
+    out.clear();
+    assert_eq!(log.encode_cached(6, 6, usize::MAX, &mut out), Ok(6));
+    assert!(out.is_empty());
+    append_all(&log, 6..12);
+    assert_eq!(
+        log.encode_cached(0, 12, usize::MAX, &mut out),
+        Err(NotCached),
+        "0..4 left the cache"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_fails_what_is_unwritten_and_keeps_the_files() {
+    let dir = TempDir::new("close");
+    let writer = LogWriter::start(policy(1)).unwrap();
+    let log = open(&writer, &dir, 1 << 20);
+    let written = append_all(&log, 0..3);
+    log.committed(written.end).await.unwrap();
+    let unwritten = {
+        let _held = writer.hold_rounds();
+        let unwritten = append_all(&log, 3..5);
+        log.close();
+        unwritten
+    };
+    assert!(log.committed(unwritten.end).await.is_err());
+    assert!(log.wait_visible(log.visible_end()).await.is_err());
+    writer.shutdown();
+    drop(log);
+    let writer = LogWriter::start(policy(1)).unwrap();
+    let log = open(&writer, &dir, 1 << 20);
+    assert_eq!(log.end_seq(), 3);
+    assert_eq!(seqs(&read_all(&log, 0)), vec![0, 1, 2]);
+}
