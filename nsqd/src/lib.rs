@@ -23,6 +23,7 @@ mod output;
 mod protocol_v2;
 mod pump;
 mod queue;
+mod replica;
 mod server;
 mod stats;
 mod statsd;

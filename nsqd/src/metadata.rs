@@ -45,6 +45,26 @@ impl ChannelMeta {
     }
 }
 
+/// The data directory's uid (`nsqd.uid`, 32 hex digits), made at its first
+/// start. Replication peers know an origin by it, whatever its address.
+pub fn load_or_create_uid(dir: &Path) -> io::Result<String> {
+    let path = dir.join("nsqd.uid");
+    match fs::read_to_string(&path) {
+        Ok(text) if crate::replica::valid_uid(text.trim()) => return Ok(text.trim().to_string()),
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not 32 lowercase hex digits", path.display()),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let uid = format!("{:032x}", rand::random::<u128>());
+    write_atomically(&path, format!("{uid}\n").as_bytes())?;
+    Ok(uid)
+}
+
 pub fn path(dir: &Path) -> PathBuf {
     dir.join("nsqd.dat")
 }

@@ -47,6 +47,10 @@ pub struct NodeSetup {
     /// Held for the node's life: one nsqd per data directory.
     pub dir_lock: File,
     pub log_level_hook: Option<LogLevelHook>,
+    /// Names the data directory (`nsqd.uid`) to replication peers.
+    pub uid: String,
+    /// The replicas kept for other nsqds, in log mode.
+    pub replicas: Option<Arc<crate::replica::Replicas>>,
 }
 
 /// The state every connection, the HTTP API and the background tasks
@@ -67,6 +71,10 @@ pub struct Node {
     pub auth: Option<crate::auth::Authorizer>,
     /// The lookupds this nsqd registers with.
     pub lookup: Lookup,
+    /// Names the data directory to replication peers.
+    pub uid: String,
+    /// The replicas kept for other nsqds; `None` outside log mode.
+    pub replicas: Option<Arc<crate::replica::Replicas>>,
     data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Taken while a topic's files are opened or removed, so that one topic
@@ -156,6 +164,8 @@ impl Node {
                 metadata_changed: Notify::new(),
                 shutdown,
                 data_dir,
+                uid: setup.uid,
+                replicas: setup.replicas,
                 _dir_lock: setup.dir_lock,
                 opts,
             }
@@ -547,6 +557,7 @@ impl Node {
             }),
             memory: None,
             producers,
+            replicas: self.replicas.as_ref().and_then(|r| r.stats()),
         }
     }
 
@@ -644,7 +655,7 @@ const METADATA_SETTLE: Duration = Duration::from_millis(50);
 /// journal) from an async context: on a multi-threaded runtime the worker
 /// hands its other tasks to the rest first, so that a slow disk stalls only
 /// the caller.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     match multi_thread {

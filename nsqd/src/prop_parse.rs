@@ -227,7 +227,9 @@ fn check_limits(request: &Request) -> Result<(), TestCaseError> {
             }
             prop_assert!(rest.is_empty());
         }
-        Request::Identify(body) | Request::Auth(body) => prop_assert!(body.len() <= max_body),
+        Request::Identify(body) | Request::Auth(body) | Request::Repl { hello: body, .. } => {
+            prop_assert!(body.len() <= max_body)
+        }
         Request::Rdy(count) => prop_assert!((0..=LIMITS.max_rdy_count).contains(count)),
         Request::Sub { .. }
         | Request::Fin(_)

@@ -119,6 +119,18 @@ impl Nsqd {
             )),
             _ => None,
         };
+        let uid = metadata::load_or_create_uid(&data_dir).map_err(data_err)?;
+        let replicas = match &log_writer {
+            Some(writer) => Some(Arc::new(
+                crate::replica::Replicas::open(
+                    &data_dir,
+                    writer.clone(),
+                    crate::log::LogConfig::new(disk.max_bytes_per_file, disk.max_msg_size),
+                )
+                .map_err(data_err)?,
+            )),
+            None => None,
+        };
         if imported > 0 {
             tracing::info!(
                 messages = imported,
@@ -139,6 +151,8 @@ impl Nsqd {
             log_writer,
             dir_lock,
             log_level_hook,
+            uid,
+            replicas,
             opts,
         });
         node.restore().await.map_err(data_err)?;
@@ -160,6 +174,9 @@ impl Nsqd {
             .set_addresses(node.opts.nsqlookupd_tcp_addresses.clone());
         let mut tasks = JoinSet::new();
         tasks.spawn(node.clone().housekeeping());
+        if let Some(replicas) = node.replicas.clone() {
+            tasks.spawn(replicas.run_retention(node.shutdown_token()));
+        }
         if !node.opts.statsd_address.is_empty() {
             tracing::info!(address = %node.opts.statsd_address, "STATSD: pushing every {:?}", node.opts.statsd_interval);
             tasks.spawn(crate::statsd::run(node.clone()));

@@ -148,6 +148,32 @@ pub fn render_text(stats: &Stats, uptime: Duration) -> String {
             }
         }
     }
+    if let Some(replicas) = &stats.replicas {
+        out.push_str("\nReplicas:\n");
+        for r in replicas {
+            let lag = r.lag_ms.map_or("-".to_string(), |ms| format!("{ms}ms"));
+            let link = if r.connected {
+                "connected"
+            } else {
+                "disconnected"
+            };
+            let _ = writeln!(
+                out,
+                "   origin {} ({}) {link} depth: {} lag: {lag}",
+                r.origin, r.origin_id, r.depth
+            );
+            for t in &r.topics {
+                let _ = writeln!(
+                    out,
+                    "      [{:<15}] depth: {:<5} backlog: {:<5} stored: {}",
+                    t.topic_name, t.depth, t.backlog, t.stored_seq
+                );
+                for c in &t.channels {
+                    let _ = writeln!(out, "         [{:<25}] depth: {}", c.channel_name, c.depth);
+                }
+            }
+        }
+    }
     out
 }
 

@@ -27,6 +27,57 @@ pub struct Stats {
     /// TCP connections that have published; `null` when there are none or
     /// clients were not asked for.
     pub producers: Option<Vec<ClientStats>>,
+    /// Ours: the replicas this nsqd keeps for other nsqds, by origin. Absent
+    /// on an nsqd that keeps none, so that it answers upstream's document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Vec<ReplicaStats>>,
+}
+
+/// The replicas an nsqd keeps for one origin nsqd, in [`Stats`] (ours).
+/// They are invisible until promoted: not delivered, not registered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicaStats {
+    /// The origin's TCP address, as it last reported it.
+    pub origin: String,
+    /// The uid of the origin's data directory.
+    pub origin_id: String,
+    pub hostname: String,
+    /// Whether its replication link is up.
+    pub connected: bool,
+    /// Unix seconds: the link's start while connected, its end otherwise.
+    pub last_seen: i64,
+    /// Messages held for it and not finished, over every topic.
+    pub depth: u64,
+    /// How far behind the origin the replicas may be, in milliseconds:
+    /// since the last progress applied while connected, since the
+    /// disconnect otherwise; `null` when not seen since this nsqd started.
+    pub lag_ms: Option<u64>,
+    pub topics: Vec<ReplicaTopicStats>,
+}
+
+/// One topic of a [`ReplicaStats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicaTopicStats {
+    pub topic_name: String,
+    /// Seqs below this are stored (or were never sent: finished).
+    pub stored_seq: u64,
+    /// Messages the topic holds for no channel yet.
+    pub backlog: u64,
+    /// `backlog` plus every channel's depth.
+    pub depth: u64,
+    pub channels: Vec<ReplicaChannelStats>,
+}
+
+/// One channel of a [`ReplicaTopicStats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplicaChannelStats {
+    pub channel_name: String,
+    /// Messages not known to be finished.
+    pub depth: u64,
+    pub paused: bool,
 }
 
 /// A topic in [`Stats`], with its channels.

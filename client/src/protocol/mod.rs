@@ -6,6 +6,7 @@ pub mod frame;
 pub mod identify;
 pub mod message;
 pub mod names;
+pub mod repl;
 
 pub use command::{split_params, Command};
 pub use frame::{decode_frame, encode_frame, Frame, FrameError, FrameType};

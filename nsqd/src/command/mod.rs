@@ -105,6 +105,12 @@ pub enum Request {
     Touch(MessageId),
     Cls,
     Nop,
+    /// Another nsqd asks to store replicas of its topics here (ours, see
+    /// docs/replication-design.md): the protocol `version` and its hello.
+    Repl {
+        version: u32,
+        hello: Bytes,
+    },
 }
 
 impl Request {
@@ -163,7 +169,7 @@ pub fn parse(
     }
     let body_at = nl + 1;
     let request = match name {
-        b"IDENTIFY" | b"AUTH" | b"PUB" | b"DPUB" | b"MPUB" => {
+        b"IDENTIFY" | b"AUTH" | b"PUB" | b"DPUB" | b"MPUB" | b"REPL" => {
             let command = body_command(&params, limits, conn)?;
             return with_body(buf, body_at, command, limits);
         }
@@ -282,6 +288,7 @@ enum BodyCommand {
     Pub(String),
     Dpub { topic: String, defer_ms: u64 },
     Mpub(String),
+    Repl(u32),
 }
 
 /// The line checks of IDENTIFY, AUTH and the publishes: all of them come
@@ -315,6 +322,21 @@ fn body_command(
                 return Err(ClientError::invalid("AUTH invalid number of parameters"));
             }
             Ok(BodyCommand::Auth)
+        }
+        b"REPL" => {
+            if conn.client != ClientState::Init {
+                return Err(ClientError::invalid("cannot REPL in current state"));
+            }
+            at_least(2, "REPL")?;
+            let version = parse_base10(params[1])
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| {
+                    ClientError::invalid(format!(
+                        "REPL could not parse version {}",
+                        lossy(params[1])
+                    ))
+                })?;
+            Ok(BodyCommand::Repl(version))
         }
         b"PUB" => {
             at_least(2, "PUB")?;
@@ -396,6 +418,10 @@ fn with_body(
             }))
         }
         BodyCommand::Mpub(topic) => mpub(buf, body_at, len, topic, limits),
+        BodyCommand::Repl(version) => {
+            body_len_ok("REPL")?;
+            Ok(take_body(buf, body_at, len).map(|hello| Request::Repl { version, hello }))
+        }
     }
 }
 

@@ -447,13 +447,6 @@ impl Journal {
         at.assemble(acks)
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for replication (docs/replication-design.md phase 2)"
-        )
-    )]
     /// Opens the journal of a channel's replica: with `snapshot` (a record
     /// from [`Journal::take_tap`]) it is written as the whole journal,
     /// without it the file is replayed as [`Journal::open`] does. The log's
@@ -477,13 +470,6 @@ impl Journal {
         at.assemble(acks)
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for replication (docs/replication-design.md phase 2)"
-        )
-    )]
     /// Replaces the state with a snapshot record from [`Journal::take_tap`]
     /// (a replica catching up); deltas not yet written are dropped. The
     /// writer's next round compacts the journal to the new state; a crash
@@ -503,13 +489,6 @@ impl Journal {
         Ok(())
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for replication (docs/replication-design.md phase 2)"
-        )
-    )]
     /// Applies delta records from [`Journal::take_tap`] (a replica following
     /// its origin's channel). Nothing is applied when any record is bad.
     pub fn apply_records(&self, deltas: &[u8]) -> io::Result<()> {
@@ -526,7 +505,7 @@ impl Journal {
         not(test),
         expect(
             dead_code,
-            reason = "for replication (docs/replication-design.md phase 2)"
+            reason = "for replication (docs/replication-design.md phase 3)"
         )
     )]
     /// What changed since the last call, for the channel's replicas: the

@@ -238,13 +238,6 @@ impl TopicLog {
         start..end
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for replication (docs/replication-design.md phase 2)"
-        )
-    )]
     /// Appends records encoded elsewhere (a replica receiving its origin's
     /// records, checksums included) as they are; returns the seqs from the
     /// first to one past the last. Each must be an intact message record
@@ -301,7 +294,7 @@ impl TopicLog {
         not(test),
         expect(
             dead_code,
-            reason = "for replication (docs/replication-design.md phase 2)"
+            reason = "for replication (docs/replication-design.md phase 3)"
         )
     )]
     /// Encodes the cached messages with seqs in `[from, limit)` into `out`,
@@ -510,14 +503,28 @@ impl TopicLog {
             return;
         }
         tail.next_seq = seq;
-        // With nothing pending or in flight the gap is resolved now; else it
-        // goes with the next batch.
-        if tail.pending.is_empty() && self.visible_end() == tail.pending_from {
-            tail.pending_from = seq;
-            tail.cache_from = tail.cache_from.max(seq);
-            self.synced_end.fetch_max(seq, Ordering::AcqRel);
-            self.visible_end.fetch_max(seq, Ordering::AcqRel);
+        if self.resolve_skip(&mut tail) {
+            drop(tail);
+            self.wake();
         }
+    }
+
+    /// A skip with nothing pending and no batch in flight is visible at
+    /// once; one with records pending goes with their batch, and one behind
+    /// a batch in flight is resolved when that batch is published.
+    fn resolve_skip(&self, tail: &mut Tail) -> bool {
+        let end = tail.next_seq;
+        if !tail.pending.is_empty()
+            || tail.pending_from == end
+            || self.visible_end() != tail.pending_from
+        {
+            return false;
+        }
+        tail.pending_from = end;
+        tail.cache_from = tail.cache_from.max(end);
+        self.synced_end.fetch_max(end, Ordering::AcqRel);
+        self.visible_end.fetch_max(end, Ordering::AcqRel);
+        true
     }
 
     /// Writes `meta` to `topic.meta` atomically. Blocking.
@@ -690,6 +697,7 @@ impl TopicLog {
         }
         self.synced_end.fetch_max(side.synced_end, Ordering::AcqRel);
         drop(guard);
+        changed |= self.resolve_skip(&mut self.tail.lock());
         if changed {
             self.wake();
         }

@@ -8,6 +8,7 @@
 
 mod authorize;
 mod identify;
+mod replicate;
 mod subscribe;
 
 use crate::channel::Channel;
@@ -192,6 +193,10 @@ impl Session {
                     }
                     continue;
                 }
+                // The connection becomes a replication link for good.
+                Ok(Some(Request::Repl { version, hello })) => {
+                    return self.repl(version, hello).await;
+                }
                 Ok(Some(request)) => {
                     // Unanswered commands (FIN above all) neither wait nor
                     // block, so the refill they ask for can wait for the
@@ -268,6 +273,7 @@ impl Session {
             Request::Touch(id) => self.touch(id),
             Request::Cls => self.cls().await,
             Request::Nop => Ok(()),
+            Request::Repl { .. } => unreachable!("run() hands REPL to Session::repl"),
         }
     }
 

@@ -702,3 +702,25 @@ async fn close_fails_what_is_unwritten_and_keeps_the_files() {
     assert_eq!(log.end_seq(), 3);
     assert_eq!(seqs(&read_all(&log, 0)), vec![0, 1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skip_behind_a_batch_in_flight_becomes_visible_with_it() {
+    let dir = TempDir::new("skip-in-flight");
+    let writer = LogWriter::start(policy(1)).unwrap();
+    let log = open(&writer, &dir, 1 << 20);
+    // Each skip lands with records pending, with a batch in flight, or with
+    // neither; all three must end up visible without another append.
+    for i in 0..300u64 {
+        let appended = append_all(&log, i..i + 1);
+        if i % 3 == 1 {
+            tokio::task::yield_now().await;
+        }
+        let end = appended.end + 2 + i % 5;
+        log.skip_to(end);
+        tokio::time::timeout(Duration::from_secs(10), log.committed(end))
+            .await
+            .expect("a skip never waits for a later append")
+            .unwrap();
+        assert_eq!(log.end_seq(), end);
+    }
+}
