@@ -299,6 +299,9 @@ fn persist_now(node: &Node) {
 fn put_error(e: crate::topic::PutError) -> V1 {
     match e {
         crate::topic::PutError::Exiting => err(StatusCode::SERVICE_UNAVAILABLE, "EXITING"),
+        crate::topic::PutError::Unreplicated(_) => {
+            err(StatusCode::SERVICE_UNAVAILABLE, "REPLICATION_UNAVAILABLE")
+        }
         crate::topic::PutError::Backend(_) => {
             err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
         }

@@ -24,6 +24,7 @@ mod protocol_v2;
 mod pump;
 mod queue;
 mod replica;
+mod replication;
 mod server;
 mod stats;
 mod statsd;

@@ -75,6 +75,8 @@ pub struct Node {
     pub uid: String,
     /// The replicas kept for other nsqds; `None` outside log mode.
     pub replicas: Option<Arc<crate::replica::Replicas>>,
+    /// The links to `--replicate-to` peers, once started.
+    replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
     data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Taken while a topic's files are opened or removed, so that one topic
@@ -122,6 +124,7 @@ impl Node {
             log_writer: setup.log_writer,
             max_attempts: opts.max_attempts,
             msg_ttl: opts.msg_ttl,
+            replicated: !opts.replicate_to.is_empty(),
         };
         let shutdown = CancellationToken::new();
         Arc::new_cyclic(|me: &std::sync::Weak<Node>| {
@@ -166,6 +169,7 @@ impl Node {
                 data_dir,
                 uid: setup.uid,
                 replicas: setup.replicas,
+                replication: std::sync::OnceLock::new(),
                 _dir_lock: setup.dir_lock,
                 opts,
             }
@@ -298,13 +302,35 @@ impl Node {
         item: Item,
         body_bytes: usize,
     ) -> Result<(), PutError> {
+        let replication = self
+            .replication
+            .get()
+            .filter(|_| self.channel_config.log_mode(topic));
+        if let Some(replication) = replication {
+            replication.admit()?;
+        }
         let put = self
             .get_or_create_topic(topic)
             .and_then(|t| Ok((t.put(item, body_bytes)?, t)));
-        let result = match put {
-            Ok((Some(end), topic)) => topic.committed(end).await.map_err(PutError::Backend),
-            Ok((None, _)) => Ok(()),
-            Err(e) => Err(e),
+        let result = match (put, replication) {
+            (Ok((Some(end), t)), Some(replication)) => {
+                let log = t.log_source().map(|(log, _)| log);
+                let local = t.committed(end);
+                let remote = async {
+                    match &log {
+                        Some(log) => replication.stored(topic, log, end).await,
+                        None => Ok(()),
+                    }
+                };
+                // The local fsync and the peers' run at the same time.
+                match tokio::join!(local, remote) {
+                    (Err(e), _) => Err(PutError::Backend(e)),
+                    (Ok(()), remote) => remote,
+                }
+            }
+            (Ok((Some(end), topic)), None) => topic.committed(end).await.map_err(PutError::Backend),
+            (Ok((None, _)), _) => Ok(()),
+            (Err(e), _) => Err(e),
         };
         match &result {
             Err(PutError::Backend(e)) => {
@@ -320,6 +346,86 @@ impl Node {
             _ => {}
         }
         result
+    }
+
+    /// Starts the links to `--replicate-to` peers (after the restore, so
+    /// that they describe every topic at once).
+    pub fn start_replication(&self) {
+        if self.opts.replicate_to.is_empty() {
+            return;
+        }
+        let identity = self.peer_identity();
+        let opts = &self.opts;
+        let path = |p: &str| (!p.is_empty()).then(|| std::path::PathBuf::from(p));
+        let client = nsq::Config {
+            tls_v1: !opts.tls_root_ca_file.is_empty() || !opts.tls_cert.is_empty(),
+            tls: nsq::tls::TlsClientOptions {
+                root_ca_file: path(&opts.tls_root_ca_file),
+                cert: path(&opts.tls_cert),
+                key: path(&opts.tls_key),
+                ..Default::default()
+            },
+            auth_secret: (!opts.replicate_auth_secret.is_empty())
+                .then(|| nsq::config::Secret(opts.replicate_auth_secret.clone())),
+            max_msg_size: nsq::protocol::repl::max_frame(opts.max_msg_size as u64) as u32,
+            ..Default::default()
+        };
+        let settings = crate::replication::Settings {
+            identity: crate::replication::Identity {
+                uid: self.uid.clone(),
+                address: format!("{}:{}", identity.broadcast_address, identity.tcp_port),
+                hostname: identity.hostname.clone(),
+                version: VERSION.to_string(),
+            },
+            peers: opts.replicate_to.clone(),
+            required: opts.replication_required,
+            timeout: opts.replication_timeout,
+            max_lag: opts.replication_max_lag,
+            max_msg_size: opts.max_msg_size as u64,
+            client,
+        };
+        let me = self.me.clone();
+        let topics = Box::new(move || {
+            me.upgrade()
+                .map_or_else(Vec::new, |node| node.replicated_topics())
+        });
+        let replication =
+            crate::replication::Replication::start(settings, topics, self.shutdown_token());
+        let _ = self.replication.set(replication);
+    }
+
+    /// The log-mode topics and their cursor channels, as replication sees them.
+    fn replicated_topics(&self) -> Vec<crate::replication::TopicView> {
+        self.topics()
+            .into_iter()
+            .filter_map(|t| {
+                let (log, released) = t.log_source()?;
+                let channels = t
+                    .channels()
+                    .into_iter()
+                    .filter_map(|c| {
+                        let journal = c.journal()?;
+                        let overrides = c.overrides();
+                        Some(crate::replication::ChannelView {
+                            name: c.name.clone(),
+                            journal,
+                            settings: crate::replica::ChannelSettings {
+                                paused: c.is_paused(),
+                                max_attempts: overrides.max_attempts,
+                                msg_ttl_ms: overrides.msg_ttl.map(|ttl| ttl.as_millis() as u64),
+                            },
+                        })
+                    })
+                    .collect();
+                Some(crate::replication::TopicView {
+                    name: t.name.clone(),
+                    log,
+                    released,
+                    paused: t.is_paused(),
+                    channels,
+                })
+            })
+            .collect()
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
@@ -557,6 +663,7 @@ impl Node {
             }),
             memory: None,
             producers,
+            peers: self.replication.get().map(|r| r.stats()),
             replicas: self.replicas.as_ref().and_then(|r| r.stats()),
         }
     }

@@ -213,6 +213,28 @@ pub struct Options {
     /// Allow clients to negotiate snappy compression.
     #[arg(long, default_value_t = true)]
     pub snappy: bool,
+
+    /// TCP address of a peer nsqd that keeps a replica of every log-mode
+    /// topic; repeatable (ours). Needs --mem-queue-size=0.
+    #[arg(long = "replicate-to")]
+    pub replicate_to: Vec<String>,
+    /// Refuse publishes (E_PUB_FAILED, HTTP 503) while a peer is not in
+    /// sync, instead of going on alone (ours).
+    #[arg(long)]
+    pub replication_required: bool,
+    /// How long a publish waits for a peer, and how long a silent peer is
+    /// given, before its link counts as down (ours).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
+    pub replication_timeout: Duration,
+    /// Longest delay before FINs, requeues and deferrals reach peers (ours).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
+    pub replication_max_lag: Duration,
+    /// AUTH secret given to peers that have AUTH enabled (ours).
+    #[arg(long, default_value = "")]
+    #[serde(skip_serializing)]
+    pub replicate_auth_secret: String,
 }
 
 /// `--tls-required`: whether clients must upgrade to TLS before anything but IDENTIFY.
@@ -310,6 +332,12 @@ impl Options {
         }
         if self.statsd_interval.is_zero() || self.statsd_udp_packet_size <= 0 {
             return Err("--statsd-interval and --statsd-udp-packet-size must be positive".into());
+        }
+        if !self.replicate_to.is_empty() && self.mem_queue_size != 0 {
+            return Err("--replicate-to needs the log (--mem-queue-size=0)".into());
+        }
+        if self.replication_timeout.is_zero() || self.replication_max_lag.is_zero() {
+            return Err("--replication-timeout and --replication-max-lag must be positive".into());
         }
         if self.tls_cert.is_empty() != self.tls_key.is_empty() {
             return Err("--tls-cert and --tls-key must be given together".into());

@@ -157,6 +157,7 @@ impl Nsqd {
         });
         node.restore().await.map_err(data_err)?;
         node.persist_metadata().map_err(data_err)?;
+        node.start_replication();
         if !node.opts.nsqlookupd_tcp_addresses.is_empty() {
             // nsqd on a unix socket announces port 0 unless told otherwise.
             let identity = node.peer_identity();

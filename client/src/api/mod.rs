@@ -15,8 +15,8 @@ pub use lookupd::{
     PeerInfo, TopicsResponse,
 };
 pub use stats::{
-    ChannelStats, ClientStats, E2eProcessingLatency, MemStats, Percentile, PubCount,
-    ReplicaChannelStats, ReplicaStats, ReplicaTopicStats, Stats, TopicStats,
+    ChannelStats, ClientStats, E2eProcessingLatency, MemStats, PeerStats, PeerTopicStats,
+    Percentile, PubCount, ReplicaChannelStats, ReplicaStats, ReplicaTopicStats, Stats, TopicStats,
 };
 
 /// The header every V1 response of nsqd and nsqlookupd carries. Clients that do

@@ -27,10 +27,50 @@ pub struct Stats {
     /// TCP connections that have published; `null` when there are none or
     /// clients were not asked for.
     pub producers: Option<Vec<ClientStats>>,
+    /// Ours: this nsqd's replication links, one per `--replicate-to` peer.
+    /// Absent on an nsqd that replicates to none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<PeerStats>>,
     /// Ours: the replicas this nsqd keeps for other nsqds, by origin. Absent
     /// on an nsqd that keeps none, so that it answers upstream's document.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<Vec<ReplicaStats>>,
+}
+
+/// One replication link of an origin nsqd to a peer, in [`Stats`] (ours).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerStats {
+    /// The peer's TCP address, as `--replicate-to` names it.
+    pub address: String,
+    /// `connecting`, `catching_up`, `synced` (publishes wait for it), `down`
+    /// (publishes go on without it; `--replication-required` refuses them)
+    /// or `refused` (the peer said no; see `last_error`).
+    pub state: String,
+    /// Whether a link session is up.
+    pub connected: bool,
+    /// Milliseconds in this state.
+    pub since_ms: u64,
+    pub last_error: String,
+    /// Messages the peer has not stored yet, over every topic.
+    pub backlog_messages: u64,
+    /// Age in milliseconds of the oldest progress batch (FINs, requeues,
+    /// deferrals) the peer has not applied; 0 when it is up to date.
+    pub progress_lag_ms: u64,
+    pub topics: Vec<PeerTopicStats>,
+}
+
+/// One topic of a [`PeerStats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerTopicStats {
+    pub topic_name: String,
+    /// The seq the topic's next message gets here.
+    pub end_seq: u64,
+    /// Seqs below this are stored on the peer.
+    pub stored_seq: u64,
+    /// Whether publishes to the topic wait for the peer.
+    pub synced: bool,
 }
 
 /// The replicas an nsqd keeps for one origin nsqd, in [`Stats`] (ours).

@@ -67,6 +67,10 @@ pub struct ChannelConfig {
     /// `--msg-ttl`: age past which a message is not delivered but becomes a
     /// dead letter (zero: none), unless the channel sets its own.
     pub msg_ttl: Duration,
+    /// `--replicate-to` is set: a log that reopens skips
+    /// [`crate::replication::SHIP_WINDOW`] seqs, which peers may hold from
+    /// before a crash.
+    pub replicated: bool,
 }
 
 /// A channel's own dead-letter settings (`/channel/config`), kept in the
@@ -297,6 +301,14 @@ impl Channel {
     /// Wakes consumers: the log has more to read.
     pub fn log_advanced(&self) {
         self.available.notify_waiters();
+    }
+
+    /// The journal of a cursor channel, for replication.
+    pub fn journal(&self) -> Option<Arc<Journal>> {
+        match &self.state.lock().queue {
+            Queue::Memory(_) => None,
+            Queue::Log(cursor) => Some(cursor.journal().clone()),
+        }
     }
 
     /// The lowest seq this cursor still needs (`floor`: unfinished; `read`:

@@ -60,6 +60,7 @@ impl Fixture {
             log_writer: writer.clone(),
             max_attempts: 0,
             msg_ttl: Duration::ZERO,
+            replicated: false,
         };
         let topic = Topic::new("t", config.clone()).unwrap();
         topic.start();

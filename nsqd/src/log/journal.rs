@@ -501,13 +501,12 @@ impl Journal {
         Ok(())
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for replication (docs/replication-design.md phase 3)"
-        )
-    )]
+    /// The whole state as one snapshot record, leaving the tap alone: what a
+    /// new replication link starts a channel's replica from.
+    pub fn snapshot(&self) -> Bytes {
+        snapshot_of(&self.ledger.lock().acks).freeze()
+    }
+
     /// What changed since the last call, for the channel's replicas: the
     /// deltas, or a snapshot when `snapshot` asks for one, at the first
     /// call (which turns the tap on), and after the tap overflowed. Both

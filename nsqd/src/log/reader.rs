@@ -35,7 +35,6 @@ impl LogReader {
     }
 
     /// The seq after the last one returned (or where the reader started).
-    #[cfg(test)]
     pub fn position(&self) -> u64 {
         self.pos
     }

@@ -290,13 +290,6 @@ impl TopicLog {
         Ok(first..next)
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for replication (docs/replication-design.md phase 3)"
-        )
-    )]
     /// Encodes the cached messages with seqs in `[from, limit)` into `out`,
     /// as the log stores them, until `out` has grown by `max_bytes` (at
     /// least one message goes); returns the seq it got to: every seq below
@@ -326,6 +319,27 @@ impl TopicLog {
             encode_message(out, entry.seq, &entry.msg, entry.deliver_at);
         }
         Ok(limit.max(from))
+    }
+
+    /// As [`TopicLog::encode_cached`], from the files, for seqs the cache no
+    /// longer holds (a replica catching up); visible seqs only. Blocking.
+    pub fn encode_stored(
+        &self,
+        from: u64,
+        limit: u64,
+        max_bytes: usize,
+        out: &mut BytesMut,
+    ) -> io::Result<u64> {
+        let limit = limit.min(self.visible_end()).max(from);
+        let mut reader = self.reader(from);
+        let start = out.len();
+        while out.len() - start < max_bytes {
+            match reader.next(limit)? {
+                Some(entry) => encode_message(out, entry.seq, &entry.msg, entry.deliver_at),
+                None => return Ok(limit),
+            }
+        }
+        Ok(reader.position())
     }
 
     /// Queues the log for the writer unless it is queued; false when it was.

@@ -27,7 +27,7 @@ impl Session {
             let candidate = match created {
                 Ok(candidate) => candidate,
                 Err(PutError::Exiting) => continue,
-                Err(PutError::Backend(e)) => {
+                Err(e @ (PutError::Backend(_) | PutError::Unreplicated(_))) => {
                     return Err(ClientError::fatal(
                         "E_SUB_FAILED",
                         format!("SUB failed {e}"),

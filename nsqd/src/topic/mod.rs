@@ -37,6 +37,9 @@ pub enum PutError {
     Exiting,
     #[error("{0}")]
     Backend(#[from] io::Error),
+    /// `--replication-required` and a peer is not in sync (ours).
+    #[error("{0}")]
+    Unreplicated(String),
 }
 
 /// Messages moved from the topic's backlog per lock.
@@ -109,6 +112,11 @@ impl Topic {
                 let cfg = LogConfig::new(disk.max_bytes_per_file, disk.max_msg_size);
                 let new_log = !disk.dir.join(format!("{name}.log")).exists();
                 let log = TopicLog::open(writer, &disk.dir, name, cfg)?;
+                if channel_config.replicated && !new_log {
+                    // Seqs shipped to peers before a crash, beyond what was
+                    // fsynced here, must not be handed out again.
+                    log.skip_to(log.end_seq() + crate::replication::SHIP_WINDOW);
+                }
                 let imported = match new_log {
                     true => import_disk_queues(name, &channel_config, &log, writer)?,
                     false => BTreeMap::new(),
@@ -159,6 +167,13 @@ impl Topic {
             tokio::spawn(watch_log(Arc::downgrade(&topic), log));
         }
         Ok(topic)
+    }
+
+    /// Log mode: the topic's log and its release point (seqs below it went
+    /// to the channels), for replication.
+    pub fn log_source(&self) -> Option<(Arc<TopicLog>, u64)> {
+        let source = self.log.as_ref()?;
+        Some((source.log.clone(), source.released.load(Ordering::Acquire)))
     }
 
     /// Accepts published messages; `body_bytes` feeds `message_bytes`. In

@@ -1,0 +1,269 @@
+//! Replication between two real nsqds on loopback (#18): an origin with
+//! `--replicate-to` and its peer. What a publish's OK means, a peer that goes
+//! away and comes back, `--replication-required`, and consumption progress.
+
+use bytes::Bytes;
+use nsq::api::{PeerStats, ReplicaStats};
+use nsq::protocol::Command;
+use nsq_e2e::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A loopback port that was free a moment ago, for a peer that restarts on it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn log_mode(data: &std::path::Path, tcp_port: u16) -> Options {
+    Options {
+        tcp_address: format!("127.0.0.1:{tcp_port}"),
+        data_path: data.to_path_buf(),
+        mem_queue_size: 0,
+        ..test_options()
+    }
+}
+
+fn origin_options(peer: SocketAddr) -> Options {
+    Options {
+        replicate_to: vec![peer.to_string()],
+        replication_timeout: Duration::from_secs(2),
+        replication_max_lag: Duration::from_millis(200),
+        ..log_mode(&temp_dir("origin").into_path(), 0)
+    }
+}
+
+async fn peer_link(origin: &Nsqd) -> PeerStats {
+    stats(origin)
+        .await
+        .peers
+        .expect("peers in /stats")
+        .remove(0)
+}
+
+async fn replica(peer: &Nsqd) -> Option<ReplicaStats> {
+    stats(peer).await.replicas.map(|mut r| r.remove(0))
+}
+
+async fn stored_on_peer(peer: &Nsqd, topic: &str) -> u64 {
+    let Some(r) = replica(peer).await else {
+        return 0;
+    };
+    r.topics
+        .iter()
+        .find(|t| t.topic_name == topic)
+        .map_or(0, |t| t.stored_seq)
+}
+
+async fn until_synced(origin: &Nsqd) {
+    eventually_within("the link is in sync", Duration::from_secs(15), || async {
+        peer_link(origin).await.state == "synced"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_publish_is_on_the_peer_before_its_ok() {
+    let peer_dir = temp_dir("peer");
+    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
+    let origin = start_nsqd(origin_options(peer.tcp_addr())).await;
+    until_synced(&origin).await;
+
+    let mut conn = Conn::connect(&origin).await;
+    conn.publish("t", b"one").await;
+    assert_eq!(stored_on_peer(&peer, "t").await, 1, "PUB");
+    conn.send(Command::Mpub {
+        topic: "t".into(),
+        bodies: (0..50).map(|i| Bytes::from(format!("m{i}"))).collect(),
+    })
+    .await;
+    conn.expect_response("OK").await;
+    assert_eq!(stored_on_peer(&peer, "t").await, 51, "MPUB");
+    conn.send(Command::Dpub {
+        topic: "t".into(),
+        delay: Duration::from_secs(60),
+        body: Bytes::from_static(b"later"),
+    })
+    .await;
+    conn.expect_response("OK").await;
+    assert_eq!(stored_on_peer(&peer, "t").await, 52, "DPUB");
+    let reply = post(&origin, "/pub?topic=t", "http").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(stored_on_peer(&peer, "t").await, 53, "/pub");
+    let reply = post(&origin, "/mpub?topic=t", "a\nb\nc").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(stored_on_peer(&peer, "t").await, 56, "/mpub");
+
+    // Replicas are invisible: the peer has no topic of its own.
+    assert_eq!(stats(&peer).await.topics, Some(vec![]));
+    let link = peer_link(&origin).await;
+    assert_eq!((link.state.as_str(), link.backlog_messages), ("synced", 0));
+    let r = replica(&peer).await.unwrap();
+    assert!(r.connected);
+    assert_eq!(r.origin, origin.tcp_addr().to_string());
+    origin.shutdown().await;
+    peer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_was_down_catches_up_from_the_log() {
+    let peer_dir = temp_dir("peer");
+    let port = free_port();
+    let peer = start_nsqd(log_mode(peer_dir.path(), port)).await;
+    let peer_addr = peer.tcp_addr();
+    let origin = start_nsqd(origin_options(peer_addr)).await;
+    until_synced(&origin).await;
+    let mut conn = Conn::connect(&origin).await;
+    conn.publish("t", b"before").await;
+    peer.shutdown().await;
+
+    // Publishes go on without the peer.
+    for i in 0..100 {
+        conn.publish("t", format!("during-{i}").as_bytes()).await;
+    }
+    eventually("the link is down", || async {
+        let link = peer_link(&origin).await;
+        link.state == "down" && !link.connected
+    })
+    .await;
+    let link = peer_link(&origin).await;
+    assert!(!link.last_error.is_empty());
+
+    // The peer returns on its address and gets what it missed.
+    let peer = start_nsqd(log_mode(peer_dir.path(), port)).await;
+    until_synced(&origin).await;
+    eventually("the peer caught up", || async {
+        stored_on_peer(&peer, "t").await == 101
+    })
+    .await;
+    let link = peer_link(&origin).await;
+    assert_eq!(link.backlog_messages, 0);
+    assert_eq!(link.topics[0].stored_seq, link.topics[0].end_seq);
+    eventually("progress is applied", || async {
+        peer_link(&origin).await.progress_lag_ms == 0
+    })
+    .await;
+    origin.shutdown().await;
+    peer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_required_refuses_publishes_while_the_peer_is_away() {
+    let peer_dir = temp_dir("peer");
+    let port = free_port();
+    let peer = start_nsqd(log_mode(peer_dir.path(), port)).await;
+    let origin = start_nsqd(Options {
+        replication_required: true,
+        ..origin_options(peer.tcp_addr())
+    })
+    .await;
+    until_synced(&origin).await;
+    let mut conn = Conn::connect(&origin).await;
+    conn.publish("t", b"while-up").await;
+    peer.shutdown().await;
+    eventually("the link is down", || async {
+        peer_link(&origin).await.state == "down"
+    })
+    .await;
+
+    let mut conn = Conn::connect(&origin).await;
+    conn.send(Command::Pub {
+        topic: "t".into(),
+        body: Bytes::from_static(b"refused"),
+    })
+    .await;
+    let frame = conn.read_non_heartbeat().await.expect("an answer");
+    let text = String::from_utf8_lossy(&frame.data).into_owned();
+    assert!(text.starts_with("E_PUB_FAILED PUB failed peer"), "{text}");
+    let reply = post(&origin, "/pub?topic=t", "refused").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (503, r#"{"message":"REPLICATION_UNAVAILABLE"}"#)
+    );
+    // Ephemeral topics are never replicated, so never refused.
+    let reply = post(&origin, "/pub?topic=e%23ephemeral", "fine").await;
+    assert_eq!(reply.status, 200);
+
+    let peer = start_nsqd(log_mode(peer_dir.path(), port)).await;
+    until_synced(&origin).await;
+    let mut conn = Conn::connect(&origin).await;
+    conn.publish("t", b"after").await;
+    assert_eq!(
+        stored_on_peer(&peer, "t").await,
+        2,
+        "refused ones were not stored"
+    );
+    origin.shutdown().await;
+    peer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_messages_leave_the_replica_within_the_lag() {
+    let peer_dir = temp_dir("peer");
+    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
+    let origin = start_nsqd(origin_options(peer.tcp_addr())).await;
+    until_synced(&origin).await;
+    let mut consumer = consumer(&origin, "t", "c", 0).await;
+    let mut conn = Conn::connect(&origin).await;
+    for start in (0..2000).step_by(200) {
+        conn.send(Command::Mpub {
+            topic: "t".into(),
+            bodies: (start..start + 200)
+                .map(|i| Bytes::from(format!("m{i}")))
+                .collect(),
+        })
+        .await;
+        conn.expect_response("OK").await;
+    }
+    eventually("the replica holds all 2000", || async {
+        replica(&peer).await.is_some_and(|r| r.depth == 2000)
+    })
+    .await;
+    consumer.rdy(1000).await;
+    for _ in 0..1000 {
+        let m = consumer.expect_message().await;
+        consumer.fin(m.id).await;
+    }
+    eventually_within("FINs reach the replica", Duration::from_secs(3), || async {
+        let r = replica(&peer).await.unwrap();
+        r.depth == 1000 && r.topics[0].channels[0].depth == 1000
+    })
+    .await;
+    origin.shutdown().await;
+    peer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_mode_origin_cannot_replicate_and_a_memory_peer_refuses() {
+    let err = nsqd::Nsqd::start(Options {
+        replicate_to: vec!["127.0.0.1:1".into()],
+        ..test_options()
+    })
+    .await
+    .err()
+    .expect("refused at start");
+    assert!(
+        err.to_string()
+            .contains("--replicate-to needs the log (--mem-queue-size=0)"),
+        "{err}"
+    );
+
+    let memory_peer = start_default_nsqd().await;
+    let origin = start_nsqd(origin_options(memory_peer.tcp_addr())).await;
+    eventually("the link is refused", || async {
+        let link = peer_link(&origin).await;
+        link.state == "refused"
+            && link
+                .last_error
+                .contains("REPL needs --mem-queue-size=0 on the peer")
+    })
+    .await;
+    // Publishes go on locally.
+    let mut conn = Conn::connect(&origin).await;
+    conn.publish("t", b"alone").await;
+    origin.shutdown().await;
+    memory_peer.shutdown().await;
+}
