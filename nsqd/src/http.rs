@@ -96,6 +96,9 @@ const ROUTES: &[Route] = &[
     ("/channel/dead/empty", POST),
     ("/channel/peek", GET),
     ("/channel/config", GET_POST),
+    ("/replica/promote", POST),
+    ("/replica/forget", POST),
+    ("/replication/retire", POST),
     ("/config/:opt", GET_PUT),
     ("/metrics", GET),
 ];
@@ -208,6 +211,9 @@ async fn route(State(served): State<Served>, req: Request) -> Response {
                     persist_now(&node);
                 }
                 Ok(V1::Empty)
+            }
+            path if crate::http_replica::handles(path) => {
+                crate::http_replica::answer(&node, path, &params()?).await
             }
             path if crate::http_channel::handles(path) => {
                 crate::http_channel::answer(&node, path, &params()?, method == Method::POST).await

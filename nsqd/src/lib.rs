@@ -12,6 +12,7 @@ mod e2e;
 mod guid;
 mod http;
 mod http_channel;
+mod http_replica;
 mod log;
 mod lookup;
 mod message;

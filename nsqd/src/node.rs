@@ -29,6 +29,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod promote;
+
+pub use promote::{PromoteError, RetireError};
+
 /// What `server.rs` prepared for the node: its options (final), where
 /// its listeners are bound, and the parts built from the options.
 pub struct NodeSetup {
@@ -75,6 +79,8 @@ pub struct Node {
     pub uid: String,
     /// The replicas kept for other nsqds; `None` outside log mode.
     pub replicas: Option<Arc<crate::replica::Replicas>>,
+    /// Promotions of replicas take turns.
+    promoting: Mutex<()>,
     /// The links to `--replicate-to` peers, once started.
     replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
     data_dir: PathBuf,
@@ -170,6 +176,7 @@ impl Node {
                 uid: setup.uid,
                 replicas: setup.replicas,
                 replication: std::sync::OnceLock::new(),
+                promoting: Mutex::new(()),
                 _dir_lock: setup.dir_lock,
                 opts,
             }

@@ -231,6 +231,11 @@ pub struct Options {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     #[serde(serialize_with = "as_nanos")]
     pub replication_max_lag: Duration,
+    /// Promote the replicas of an origin by itself once the origin has been
+    /// away this long; 0 promotes only on POST /replica/promote (ours).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    #[serde(serialize_with = "as_nanos")]
+    pub replica_promote_after: Duration,
     /// AUTH secret given to peers that have AUTH enabled (ours).
     #[arg(long, default_value = "")]
     #[serde(skip_serializing)]

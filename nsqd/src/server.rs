@@ -177,6 +177,10 @@ impl Nsqd {
         tasks.spawn(node.clone().housekeeping());
         if let Some(replicas) = node.replicas.clone() {
             tasks.spawn(replicas.run_retention(node.shutdown_token()));
+            let after = node.opts.replica_promote_after;
+            if !after.is_zero() {
+                tasks.spawn(node.clone().promote_when_away(after));
+            }
         }
         if !node.opts.statsd_address.is_empty() {
             tracing::info!(address = %node.opts.statsd_address, "STATSD: pushing every {:?}", node.opts.statsd_interval);

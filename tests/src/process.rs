@@ -73,6 +73,14 @@ impl Daemon {
         )
     }
 
+    /// As [`Daemon::start`], on TCP port `tcp_port` (one that a peer's
+    /// `--replicate-to` names across restarts).
+    pub fn start_at(data_path: &std::path::Path, tcp_port: u16, extra: &[&str]) -> Daemon {
+        let mut command = std::process::Command::new(workspace_binary("nsqd"));
+        command.arg(format!("--tcp-address=127.0.0.1:{tcp_port}"));
+        Daemon::start_with(command, "127.0.0.1", data_path, extra)
+    }
+
     /// As [`Daemon::start`], with environment variables set for nsqd.
     pub fn start_with_env(
         data_path: &std::path::Path,
@@ -105,8 +113,13 @@ impl Daemon {
         extra: &[&str],
     ) -> Daemon {
         use std::io::BufRead;
+        let has_tcp = command
+            .get_args()
+            .any(|a| a.to_string_lossy().starts_with("--tcp-address="));
+        if !has_tcp {
+            command.arg(format!("--tcp-address={ip}:0"));
+        }
         let mut child = command
-            .arg(format!("--tcp-address={ip}:0"))
             .arg(format!("--http-address={ip}:0"))
             .arg(format!("--broadcast-address={ip}"))
             .arg(format!("--data-path={}", data_path.display()))
@@ -188,6 +201,12 @@ impl Daemon {
 
     pub fn http_url(&self) -> String {
         format!("http://{}", self.http)
+    }
+}
+
+impl crate::http::HttpApi for Daemon {
+    fn base_url(&self) -> String {
+        self.http_url()
     }
 }
 

@@ -28,11 +28,15 @@ fn log_mode(data: &std::path::Path, tcp_port: u16) -> Options {
 }
 
 fn origin_options(peer: SocketAddr) -> Options {
+    origin_options_in(peer, &temp_dir("origin").into_path(), 0)
+}
+
+fn origin_options_in(peer: SocketAddr, data: &std::path::Path, tcp_port: u16) -> Options {
     Options {
         replicate_to: vec![peer.to_string()],
         replication_timeout: Duration::from_secs(2),
         replication_max_lag: Duration::from_millis(200),
-        ..log_mode(&temp_dir("origin").into_path(), 0)
+        ..log_mode(data, tcp_port)
     }
 }
 
@@ -266,4 +270,183 @@ async fn a_memory_mode_origin_cannot_replicate_and_a_memory_peer_refuses() {
     conn.publish("t", b"alone").await;
     origin.shutdown().await;
     memory_peer.shutdown().await;
+}
+
+async fn channel_depth(nsqd: &Nsqd, topic: &str, channel: &str) -> Option<i64> {
+    let topic = topic_stats(nsqd, topic).await?;
+    let channel = topic.channels.iter().find(|c| c.channel_name == channel)?;
+    Some(channel.depth)
+}
+
+/// The bodies of `n` messages from a consumer, each FINed; with the
+/// attempts each came with.
+async fn take_bodies(consumer: &mut Conn, n: usize) -> Vec<(String, u16)> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        let m = consumer.expect_message().await;
+        got.push((body_of(&m).to_string(), m.attempts));
+        consumer.fin(m.id).await;
+    }
+    got.sort();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_replica_delivers_what_its_origin_had_not_finished() {
+    let (peer_dir, origin_dir) = (temp_dir("peer"), temp_dir("origin"));
+    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
+    let origin_port = free_port();
+    let origin_opts = || origin_options_in(peer.tcp_addr(), origin_dir.path(), origin_port);
+    let origin = start_nsqd(origin_opts()).await;
+    until_synced(&origin).await;
+
+    // Two channels: "done" finishes m00..m29, "retry" requeues m00..m09.
+    let mut done = consumer(&origin, "t", "done", 0).await;
+    let mut retry = consumer(&origin, "t", "retry", 0).await;
+    let mut conn = Conn::connect(&origin).await;
+    conn.send(Command::Mpub {
+        topic: "t".into(),
+        bodies: (0..100).map(|i| Bytes::from(format!("m{i:02}"))).collect(),
+    })
+    .await;
+    conn.expect_response("OK").await;
+    done.rdy(30).await;
+    take_bodies(&mut done, 30).await;
+    retry.rdy(10).await;
+    for _ in 0..10 {
+        let m = retry.expect_message().await;
+        retry
+            .send(Command::Req {
+                id: m.id,
+                delay: Duration::ZERO,
+            })
+            .await;
+    }
+    retry.rdy(0).await;
+    eventually_within(
+        "progress reaches the replica",
+        Duration::from_secs(5),
+        || async {
+            let Some(r) = replica(&peer).await else {
+                return false;
+            };
+            let depths: Vec<u64> = r.topics[0].channels.iter().map(|c| c.depth).collect();
+            depths == [70, 100]
+        },
+    )
+    .await;
+    drop((done, retry, conn));
+
+    // A promotion is refused while the origin is connected.
+    let origin_addr = origin.tcp_addr().to_string();
+    let reply = post(&peer, &format!("/replica/promote?origin={origin_addr}"), "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (409, r#"{"message":"ORIGIN_CONNECTED"}"#)
+    );
+    origin.shutdown().await;
+    eventually("the peer sees its origin gone", || async {
+        replica(&peer).await.is_some_and(|r| !r.connected)
+    })
+    .await;
+
+    let reply = post(&peer, "/replica/promote", "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer: nsq::api::PromoteAnswer = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(answer.promoted.len(), 1);
+    assert_eq!(answer.promoted[0].origin, origin_addr);
+    assert_eq!(answer.promoted[0].topics, ["t"]);
+    assert_eq!(answer.promoted[0].messages, 100);
+    assert_eq!(channel_depth(&peer, "t", "done").await, Some(70));
+    assert_eq!(channel_depth(&peer, "t", "retry").await, Some(100));
+    let r = replica(&peer).await.unwrap();
+    assert!(r.promoted_at.is_some() && r.topics.is_empty(), "{r:?}");
+    // Nothing is left to promote.
+    let reply = post(&peer, "/replica/promote", "").await;
+    assert_eq!(reply.body, r#"{"promoted":[]}"#);
+
+    let mut done = consumer(&peer, "t", "done", 100).await;
+    let got = take_bodies(&mut done, 70).await;
+    let want: Vec<(String, u16)> = (30..100).map(|i| (format!("m{i:02}"), 1)).collect();
+    assert_eq!(got, want, "\"done\" gets what it had not finished");
+    done.expect_silence(Duration::from_millis(200)).await;
+    let mut retry = consumer(&peer, "t", "retry", 100).await;
+    let got = take_bodies(&mut retry, 100).await;
+    let want: Vec<(String, u16)> = (0..100)
+        .map(|i| (format!("m{i:02}"), if i < 10 { 2 } else { 1 }))
+        .collect();
+    assert_eq!(
+        got, want,
+        "\"retry\" gets everything, the requeued with their attempts"
+    );
+
+    // The old origin returns: fenced until it retires its copy.
+    let origin = start_nsqd(origin_opts()).await;
+    eventually("the old origin is fenced", || async {
+        peer_link(&origin).await.state == "fenced"
+    })
+    .await;
+    assert!(peer_link(&origin)
+        .await
+        .last_error
+        .contains("/replication/retire"));
+    assert_eq!(channel_depth(&origin, "t", "done").await, Some(70));
+    let reply = post(
+        &origin,
+        &format!("/replication/retire?peer={}", peer.tcp_addr()),
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let retired: nsq::api::Retired = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(retired.topics, ["t"]);
+    assert_eq!(channel_depth(&origin, "t", "done").await, Some(0));
+    assert_eq!(channel_depth(&origin, "t", "retry").await, Some(0));
+    // ... and is replicated anew.
+    until_synced(&origin).await;
+    let mut conn = Conn::connect(&origin).await;
+    conn.publish("t", b"after").await;
+    let r = replica(&peer).await.unwrap();
+    assert!(r.connected && r.promoted_at.is_none(), "{r:?}");
+    eventually(
+        "the new message reaches both channels' replicas",
+        || async { replica(&peer).await.unwrap().topics[0].depth == 2 },
+    )
+    .await;
+    origin.shutdown().await;
+    peer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_and_forget_answer_clear_errors() {
+    let memory = start_default_nsqd().await;
+    let reply = post(&memory, "/replica/promote", "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (400, r#"{"message":"NO_REPLICAS_WITHOUT_LOG_MODE"}"#)
+    );
+    memory.shutdown().await;
+
+    let dir = temp_dir("peer");
+    let peer = start_nsqd(log_mode(dir.path(), 0)).await;
+    let reply = post(&peer, "/replica/promote?origin=10.0.0.1:4150", "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (404, r#"{"message":"ORIGIN_NOT_FOUND"}"#)
+    );
+    let reply = post(&peer, "/replica/forget", "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (400, r#"{"message":"MISSING_ARG_ORIGIN"}"#)
+    );
+    let reply = post(&peer, "/replica/forget?origin=10.0.0.1:4150", "").await;
+    assert_eq!(reply.status, 404);
+    let reply = post(&peer, "/replication/retire?peer=10.0.0.1:4150", "").await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (404, r#"{"message":"PEER_NOT_FOUND"}"#)
+    );
+    let reply = get(&peer, "/replica/promote").await;
+    assert_eq!(reply.status, 405);
+    peer.shutdown().await;
 }

@@ -4,11 +4,13 @@
 //! same types read the answers of upstream NSQ and of ours.
 
 mod dead;
+mod failover;
 mod info;
 mod lookupd;
 mod stats;
 
 pub use dead::{ChannelSettings, Requeued, ShownMessage, ShownMessages};
+pub use failover::{PromoteAnswer, Promoted, Retired};
 pub use info::NsqdInfo;
 pub use lookupd::{
     join_host_port, ChannelsResponse, DebugPeer, LookupResponse, LookupdInfo, Node, NodesResponse,

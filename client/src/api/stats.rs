@@ -93,6 +93,10 @@ pub struct ReplicaStats {
     /// since the last progress applied while connected, since the
     /// disconnect otherwise; `null` when not seen since this nsqd started.
     pub lag_ms: Option<u64>,
+    /// Unix ms of the promotion that made these replicas this node's own
+    /// topics; the origin's links are refused since (`E_REPL_PROMOTED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<u64>,
     pub topics: Vec<ReplicaTopicStats>,
 }
 

@@ -74,6 +74,16 @@ pub struct ReplHello {
     pub retired_fence: u64,
 }
 
+/// The body of a peer's `E_REPL_PROMOTED` answer to `REPL`: the peer
+/// promoted its replicas of this origin (Unix ms), holding the seqs below
+/// `stored[topic]` of each topic. The origin retires them, and its next
+/// hello names `promoted_at` as `retired_fence`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fence {
+    pub promoted_at: u64,
+    pub stored: std::collections::BTreeMap<String, u64>,
+}
+
 /// Origin → peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToPeer {

@@ -95,6 +95,9 @@ pub struct LogSource {
     /// Runs of seqs moved from each channel's disk queue into the new log:
     /// a channel's new journal skips the runs of the others.
     pub imported: BTreeMap<String, std::ops::Range<u64>>,
+    /// Seqs a replicated topic passed over at its opening (they may have
+    /// reached a peer before a crash): every channel finishes them.
+    pub skipped: Option<std::ops::Range<u64>>,
 }
 
 /// Messages an ephemeral topic or channel keeps in memory in log mode.
@@ -190,6 +193,9 @@ impl Channel {
                     if other != name && run.start >= start {
                         journal.fin_range(run.start, run.end);
                     }
+                }
+                if let Some(skipped) = &source.skipped {
+                    journal.fin_range(skipped.start, skipped.end);
                 }
                 state.queue = Queue::Log(Box::new(Cursor::new(
                     source.log.clone(),

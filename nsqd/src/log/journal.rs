@@ -208,7 +208,6 @@ impl Ledger {
         }
     }
 
-    #[cfg(test)]
     pub(super) fn has_pending(&self) -> bool {
         !self.pending.is_empty() || self.fins.len() > 0
     }
@@ -539,6 +538,17 @@ impl Journal {
     pub fn requeue(&self, seq: u64, attempts: u16, due: Option<i64>) {
         let recorded = self.ledger.lock().requeue(seq, attempts, due);
         self.schedule_if(recorded);
+    }
+
+    /// The records not yet written are fsynced in the writer's next round
+    /// (durable mode), before any log of that round: a promotion's states
+    /// for the messages it adopts.
+    pub fn urgent(&self) {
+        let mut ledger = self.ledger.lock();
+        ledger.urgent = true;
+        let pending = ledger.has_pending();
+        drop(ledger);
+        self.schedule_if(pending);
     }
 
     /// Everything below `upto` is finished: the channel was emptied.

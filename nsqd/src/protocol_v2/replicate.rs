@@ -7,7 +7,9 @@ use super::{Closed, Session};
 use crate::command::ClientError;
 use crate::log::{Journal, TopicLog, TopicMeta};
 use crate::node::blocking;
-use crate::replica::{valid_uid, ChannelSettings, LinkGuard, Origin, ReplicaTopic, Replicas};
+use crate::replica::{
+    valid_uid, AttachError, ChannelSettings, LinkGuard, Origin, ReplicaTopic, Replicas,
+};
 use bytes::{Bytes, BytesMut};
 use nsq::protocol::repl::{max_frame, ReplHello, ToOrigin, ToPeer, REPL_VERSION};
 use nsq::protocol::{decode_frame, FrameType};
@@ -88,7 +90,16 @@ impl Session {
         let failed =
             |e: std::io::Error| ClientError::fatal("E_REPL_FAILED", format!("REPL failed {e}"));
         let origin = blocking(|| replicas.origin(&hello.uid)).map_err(failed)?;
-        let guard = blocking(|| origin.attach(&hello.address, &hello.hostname)).map_err(failed)?;
+        let attached =
+            blocking(|| origin.attach(&hello.address, &hello.hostname, hello.retired_fence));
+        let guard = match attached {
+            Ok(guard) => guard,
+            Err(AttachError::Io(e)) => return Err(failed(e)),
+            Err(AttachError::Promoted(fence)) => {
+                tracing::warn!(origin = %hello.address, uid = %hello.uid, "refused a replication link: this origin was promoted here");
+                return Err(ClientError::fatal("E_REPL_PROMOTED", fence));
+            }
+        };
         tracing::info!(origin = %hello.address, uid = %hello.uid, client = self.client.id, "replication link from an origin");
         // The link has its own pings; reads time out after LINK_TIMEOUT.
         if let Some(task) = self.heartbeat.take() {

@@ -17,6 +17,7 @@
 use crate::diskqueue::write_atomically;
 use crate::log::{Journal, LogConfig, LogWriter, TopicLog, TopicMeta};
 use nsq::api::{ReplicaChannelStats, ReplicaStats, ReplicaTopicStats};
+use nsq::protocol::repl::Fence;
 use nsq::protocol::{is_valid_channel_name, is_valid_topic_name};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,29 @@ pub struct OriginFile {
     /// topic → channel → settings.
     #[serde(default)]
     pub channels: BTreeMap<String, BTreeMap<String, ChannelSettings>>,
+    /// Unix ms of the promotion that fenced this origin: its links are
+    /// refused (`E_REPL_PROMOTED`) until it retires its copy or the
+    /// operator forgets it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<u64>,
+    /// Per topic, the seqs below which this node held the origin's
+    /// messages at promotion: what the origin retires.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fence: BTreeMap<String, u64>,
+    /// Per topic still being promoted, the seqs below which its messages
+    /// were adopted already (a promotion cut short resumes there).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub promoted_below: BTreeMap<String, u64>,
+}
+
+/// Why a link from an origin was not attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The origin was promoted here: the body of `E_REPL_PROMOTED`.
+    #[error("{0}")]
+    Promoted(String),
 }
 
 /// Whether `uid` can name an origin: 32 lowercase hex digits.
@@ -185,6 +209,45 @@ impl Replicas {
 
     pub fn origins(&self) -> Vec<Arc<Origin>> {
         self.origins.lock().values().cloned().collect()
+    }
+
+    /// The origin named by its uid or by the address it last reported.
+    pub fn find(&self, name: &str) -> Option<Arc<Origin>> {
+        let origins = self.origins.lock();
+        origins.get(name).cloned().or_else(|| {
+            origins
+                .values()
+                .find(|o| o.file.lock().address == name)
+                .cloned()
+        })
+    }
+
+    /// The writer replicas are written through.
+    pub fn writer(&self) -> &Arc<LogWriter> {
+        &self.writer
+    }
+
+    /// Forgets an origin: its fence and whatever replicas it still has
+    /// here. `false` (and nothing done) while it is connected. Blocking.
+    pub fn forget(&self, origin: &Arc<Origin>) -> io::Result<bool> {
+        {
+            let link = origin.link.lock();
+            if link.connected.is_some() {
+                return Ok(false);
+            }
+            origin.generation.fetch_add(1, Ordering::AcqRel);
+            origin.superseded.notify_waiters();
+            self.origins.lock().remove(&origin.uid);
+        }
+        for topic in origin.topics() {
+            self.drop_topic(origin, &topic.name)?;
+        }
+        match std::fs::remove_dir_all(&origin.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        tracing::info!(uid = %origin.uid, "forgot an origin and its replicas");
+        Ok(true)
     }
 
     /// The replica of `name` from `origin`, opened or created. Blocking.
@@ -376,14 +439,43 @@ impl Drop for LinkGuard {
 impl Origin {
     /// A link from this origin starts; an older one is told to end. Blocking
     /// (writes `origin.json`).
-    pub fn attach(self: &Arc<Self>, address: &str, hostname: &str) -> io::Result<LinkGuard> {
+    /// A fenced origin is refused, unless `retired` names the promotion
+    /// that fenced it and the promotion is complete: the origin retired
+    /// its copy, and a fresh replica starts.
+    pub fn attach(
+        self: &Arc<Self>,
+        address: &str,
+        hostname: &str,
+        retired: u64,
+    ) -> Result<LinkGuard, AttachError> {
+        let mut link = self.link.lock();
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.superseded.notify_waiters();
-        *self.link.lock() = LinkInfo {
+        {
+            let mut file = self.file.lock();
+            if let Some(at) = file.promoted_at {
+                let done = file.promoted_below.is_empty() && self.topics.lock().is_empty();
+                if retired != at || !done {
+                    let fence = Fence {
+                        promoted_at: at,
+                        stored: file.fence.clone(),
+                    };
+                    return Err(AttachError::Promoted(
+                        serde_json::to_string(&fence).expect("a plain struct serializes"),
+                    ));
+                }
+                tracing::info!(origin = address, uid = %self.uid, "the origin retired its copy; replicating it anew");
+                file.promoted_at = None;
+                file.fence.clear();
+                file.channels.clear();
+            }
+        }
+        *link = LinkInfo {
             connected: Some(generation),
             since: Some(Instant::now()),
             last_tick: None,
         };
+        drop(link);
         {
             let mut file = self.file.lock();
             file.address = address.to_string();
@@ -394,6 +486,74 @@ impl Origin {
         Ok(LinkGuard {
             origin: self.clone(),
             generation,
+        })
+    }
+
+    /// Fences the origin for a promotion (or finds it fenced by one cut
+    /// short): from now on its links are refused, and a live one ends.
+    /// `None` when it is connected. Blocking (writes `origin.json`).
+    pub fn fence(&self) -> io::Result<Option<Fence>> {
+        let link = self.link.lock();
+        if link.connected.is_some() {
+            return Ok(None);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.superseded.notify_waiters();
+        let fence = {
+            let mut file = self.file.lock();
+            if file.promoted_at.is_none() {
+                file.promoted_at = Some(unix_ms());
+                file.fence = self
+                    .topics()
+                    .iter()
+                    .map(|t| (t.name.clone(), t.log().end_seq()))
+                    .collect();
+            }
+            Fence {
+                promoted_at: file.promoted_at.unwrap_or_default(),
+                stored: file.fence.clone(),
+            }
+        };
+        drop(link);
+        self.save()?;
+        Ok(Some(fence))
+    }
+
+    /// Where a promotion of `topic` resumes: seqs below were adopted.
+    pub fn promoted_below(&self, topic: &str) -> u64 {
+        self.file
+            .lock()
+            .promoted_below
+            .get(topic)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records that the seqs of `topic` below `seq` were adopted (`None`:
+    /// the topic is done). Blocking.
+    pub fn set_promoted_below(&self, topic: &str, seq: Option<u64>) -> io::Result<()> {
+        {
+            let mut file = self.file.lock();
+            match seq {
+                Some(seq) => file.promoted_below.insert(topic.to_string(), seq),
+                None => file.promoted_below.remove(topic),
+            };
+        }
+        self.save()
+    }
+
+    /// How long the origin has been away; `None` while connected.
+    pub fn away_for(&self) -> Option<Duration> {
+        let link = self.link.lock();
+        if link.connected.is_some() {
+            return None;
+        }
+        Some(match link.since {
+            Some(since) => since.elapsed(),
+            None => {
+                let last_seen = self.file.lock().last_seen;
+                Duration::from_secs(unix_secs().saturating_sub(last_seen).max(0) as u64)
+            }
         })
     }
 
@@ -453,6 +613,7 @@ impl Origin {
             last_seen: file.last_seen,
             depth: topics.iter().map(|t| t.depth).sum(),
             lag_ms: self.lag().map(|d| d.as_millis() as u64),
+            promoted_at: file.promoted_at,
             topics,
         }
     }
@@ -530,6 +691,12 @@ impl ReplicaTopic {
             channels,
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn unix_secs() -> i64 {

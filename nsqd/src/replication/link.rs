@@ -8,7 +8,7 @@ use crate::replica::ChannelSettings;
 use bytes::{Bytes, BytesMut};
 use nsq::api::{PeerStats, PeerTopicStats};
 use nsq::conn::{Connection, FrameReader, FrameWriter};
-use nsq::protocol::repl::{ReplHello, ToOrigin, ToPeer, REPL_VERSION};
+use nsq::protocol::repl::{Fence, ReplHello, ToOrigin, ToPeer, REPL_VERSION};
 use nsq::protocol::{encode_frame, FrameType};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -72,6 +72,8 @@ enum State {
     Synced,
     Down,
     Refused,
+    /// The peer promoted its replicas of this node.
+    Fenced,
 }
 
 impl State {
@@ -82,6 +84,7 @@ impl State {
             State::Synced => "synced",
             State::Down => "down",
             State::Refused => "refused",
+            State::Fenced => "fenced",
         }
     }
 }
@@ -96,6 +99,12 @@ pub(super) struct Link {
     pub(super) address: String,
     status: Mutex<Status>,
     session: Mutex<Option<Arc<Session>>>,
+    /// What the peer said when it refused this node for a promotion.
+    fence: Mutex<Option<Fence>>,
+    /// The promotion whose copy this node retired (`retired_fence`).
+    retired: AtomicU64,
+    /// Cuts a wait before the next attempt short.
+    retry: tokio::sync::Notify,
 }
 
 /// One topic's stream within a session.
@@ -211,6 +220,8 @@ enum End {
     Down(String),
     /// The peer said no: retry after [`REFUSED_RETRY`].
     Refused(String),
+    /// The peer promoted its replicas of this node (`E_REPL_PROMOTED`).
+    Fenced(Fence),
 }
 
 impl Link {
@@ -223,7 +234,22 @@ impl Link {
                 last_error: String::new(),
             }),
             session: Mutex::default(),
+            fence: Mutex::default(),
+            retired: AtomicU64::new(0),
+            retry: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The fence the peer answered with, if it promoted this node's replicas.
+    pub(super) fn fence(&self) -> Option<Fence> {
+        self.fence.lock().clone()
+    }
+
+    /// This node retired the copy of the promotion at `promoted_at`: the
+    /// next hello says so, now.
+    pub(super) fn retired(&self, promoted_at: u64) {
+        self.retired.store(promoted_at, Ordering::Release);
+        self.retry.notify_one();
     }
 
     pub(super) fn is_synced(&self) -> bool {
@@ -345,6 +371,16 @@ impl Link {
                     self.set_state(State::Refused, Some(why));
                     REFUSED_RETRY
                 }
+                End::Fenced(fence) => {
+                    let why = format!(
+                        "the peer promoted its replicas of this node at {} (Unix ms); POST /replication/retire?peer={} here retires this node's copy",
+                        fence.promoted_at, self.address
+                    );
+                    tracing::error!(peer = %self.address, "{why}");
+                    self.set_state(State::Fenced, Some(why));
+                    *self.fence.lock() = Some(fence);
+                    REFUSED_RETRY
+                }
                 End::Down(why) => {
                     tracing::warn!(peer = %self.address, error = %why, "replication link down; publishes go on here and the peer catches up later");
                     self.set_state(State::Down, Some(why));
@@ -359,6 +395,7 @@ impl Link {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.retry.notified() => {}
             }
         }
     }
@@ -394,7 +431,7 @@ impl Link {
             address: identity.address.clone(),
             hostname: identity.hostname.clone(),
             version: identity.version.clone(),
-            retired_fence: 0,
+            retired_fence: self.retired.load(Ordering::Acquire),
         })
         .expect("a plain struct serializes");
         let mut command = format!("REPL {REPL_VERSION}\n").into_bytes();
@@ -411,6 +448,12 @@ impl Link {
         };
         if first.frame_type == FrameType::Error {
             let text = String::from_utf8_lossy(&first.data).into_owned();
+            if let Some(body) = text.strip_prefix("E_REPL_PROMOTED ") {
+                return match serde_json::from_str(body) {
+                    Ok(fence) => End::Fenced(fence),
+                    Err(e) => End::Refused(format!("{text} (unreadable: {e})")),
+                };
+            }
             return match text.starts_with("E_INVALID invalid command") {
                 true => End::Refused("the peer does not speak REPL (upstream nsqd?)".into()),
                 false => End::Refused(text),
@@ -431,6 +474,7 @@ impl Link {
                         settings.max_msg_size
                     ));
                 }
+                *self.fence.lock() = None;
                 topics.into_iter().collect::<HashMap<String, u64>>()
             }
             Ok(other) => return End::Down(format!("expected a hello, got {other:?}")),

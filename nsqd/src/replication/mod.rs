@@ -13,6 +13,7 @@ use crate::replica::ChannelSettings;
 use crate::topic::PutError;
 use link::{Link, Progress};
 use nsq::api::PeerStats;
+use nsq::protocol::repl::Fence;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -163,6 +164,21 @@ impl Replication {
     /// Every peer's link, for `/stats`.
     pub fn stats(&self) -> Vec<PeerStats> {
         self.links.iter().map(|l| l.stats()).collect()
+    }
+
+    /// `None` when `peer` is not a `--replicate-to` address; otherwise
+    /// the fence it answered with, if it promoted this node's replicas.
+    pub fn fence_of(&self, peer: &str) -> Option<Option<Fence>> {
+        let link = self.links.iter().find(|l| l.address == peer)?;
+        Some(link.fence())
+    }
+
+    /// This node retired its copy of what `peer` promoted at `promoted_at`:
+    /// the link reconnects now and the peer replicates it anew.
+    pub fn retired(&self, peer: &str, promoted_at: u64) {
+        if let Some(link) = self.links.iter().find(|l| l.address == peer) {
+            link.retired(promoted_at);
+        }
     }
 }
 

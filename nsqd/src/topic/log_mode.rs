@@ -4,7 +4,7 @@
 use super::{fan_out, PutError, State, Topic};
 use crate::channel::{ChannelConfig, LogSource};
 use crate::diskqueue;
-use crate::log::{LogWriter, TopicLog, TopicMeta};
+use crate::log::{Disposition, LogWriter, TopicLog, TopicMeta};
 use crate::message::Message;
 use crate::queue::{instant_to_unix, Item};
 use std::collections::BTreeMap;
@@ -12,6 +12,16 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+/// A message taken over from a promoted replica (see [`Topic::adopt`]).
+pub struct Adopted {
+    pub msg: Message,
+    /// Unix ns before which it must not be delivered (a DPUB).
+    pub deliver_at: Option<i64>,
+    /// Each of the replica's channels' state for it; `None` when it was in
+    /// the topic's backlog, not yet any channel's.
+    pub channels: Option<BTreeMap<String, Disposition>>,
+}
 
 /// How often a log-mode topic lets go of segments every channel has passed.
 const RETAIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -53,6 +63,61 @@ impl Topic {
         self.message_count.fetch_add(count, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(body_bytes as u64, Ordering::Relaxed);
+        Ok(range.end)
+    }
+
+    /// Log mode: appends messages taken over from a promoted replica, each
+    /// with what each of the replica's channels still had to do with it,
+    /// and gives every local channel that state before any can read them:
+    /// a channel that finished a message (or that the replica did not
+    /// have) passes it; one that requeued or deferred it gets it back
+    /// with those attempts and that due time. `None` as the state: the
+    /// message was in the topic's own backlog there, so it is every
+    /// channel's here. Channels that are not cursors (ephemeral ones) get
+    /// none of them. Returns the end of the seqs appended.
+    pub fn adopt(&self, batch: &[Adopted]) -> Result<u64, PutError> {
+        let Some(source) = &self.log else {
+            return Err(PutError::Backend(io::Error::other("not a log-mode topic")));
+        };
+        let st = self.state.lock();
+        if st.exiting {
+            return Err(PutError::Exiting);
+        }
+        // Log-mode appends happen only under this lock: the seqs are exact.
+        let start = source.log.end_seq();
+        for channel in st.channels.values() {
+            let Some(journal) = channel.journal() else {
+                continue;
+            };
+            for (seq, adopted) in (start..).zip(batch) {
+                let Some(states) = &adopted.channels else {
+                    continue;
+                };
+                match states.get(&channel.name) {
+                    None | Some(Disposition::Finished) => journal.fin(seq),
+                    Some(Disposition::Deliver { attempts, due }) => {
+                        if attempts.is_some() || due.is_some() {
+                            let attempts = attempts.unwrap_or(adopted.msg.attempts);
+                            journal.requeue(seq, attempts, *due);
+                        }
+                    }
+                }
+            }
+            journal.urgent();
+        }
+        let range = source
+            .log
+            .append(batch.iter().map(|a| (&a.msg, a.deliver_at)));
+        debug_assert_eq!(range.start, start);
+        if st.releasing() {
+            self.release(&st, source, range.end, false);
+        }
+        drop(st);
+        self.message_count
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let bytes: usize = batch.iter().map(|a| a.msg.body.len()).sum();
+        self.message_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(range.end)
     }
 

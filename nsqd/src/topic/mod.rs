@@ -23,6 +23,7 @@ use crate::queue::{BoundedQueue, Item};
 
 mod log_mode;
 
+pub use log_mode::Adopted;
 use log_mode::{import_disk_queues, watch_log};
 use nsq::api::TopicStats;
 use parking_lot::Mutex;
@@ -112,10 +113,13 @@ impl Topic {
                 let cfg = LogConfig::new(disk.max_bytes_per_file, disk.max_msg_size);
                 let new_log = !disk.dir.join(format!("{name}.log")).exists();
                 let log = TopicLog::open(writer, &disk.dir, name, cfg)?;
+                let mut skipped = None;
                 if channel_config.replicated && !new_log {
                     // Seqs shipped to peers before a crash, beyond what was
                     // fsynced here, must not be handed out again.
-                    log.skip_to(log.end_seq() + crate::replication::SHIP_WINDOW);
+                    let end = log.end_seq();
+                    log.skip_to(end + crate::replication::SHIP_WINDOW);
+                    skipped = Some(end..log.end_seq());
                 }
                 let imported = match new_log {
                     true => import_disk_queues(name, &channel_config, &log, writer)?,
@@ -126,12 +130,17 @@ impl Topic {
                     None
                 });
                 let meta = meta.unwrap_or_default();
-                let released = meta.released_end.unwrap_or(meta.backlog_floor);
+                let mut released = meta.released_end.unwrap_or(meta.backlog_floor);
+                if let Some(skipped) = skipped.as_ref().filter(|s| released >= s.start) {
+                    // Nothing was held back: the skipped seqs are nobody's.
+                    released = skipped.end;
+                }
                 let queue = BoundedQueue::new(0, crate::queue::Backend::Discard { dropped: 0 });
                 let source = LogSource {
                     log,
                     released: Arc::new(AtomicU64::new(released)),
                     imported,
+                    skipped,
                 };
                 (queue, Some(source))
             }
@@ -350,6 +359,26 @@ impl Topic {
         }
         self.save_meta_later();
         Ok(())
+    }
+
+    /// Log mode: the seqs below `end` are another node's now (a peer
+    /// promoted its replica of this topic): every channel passes them, and
+    /// those still in the topic's backlog go. Returns how many of them the
+    /// log still had.
+    pub fn retire_below(&self, end: u64) -> u64 {
+        let Some(source) = &self.log else { return 0 };
+        let retired = {
+            let st = self.state.lock();
+            let end = end.min(source.log.end_seq());
+            let first = source.log.first_seq();
+            for channel in st.channels.values() {
+                channel.skip_log_range(first, end);
+            }
+            source.released.fetch_max(end, Ordering::AcqRel);
+            end.saturating_sub(first)
+        };
+        self.save_meta_later();
+        retired
     }
 
     fn stop(&self) -> BTreeMap<String, Arc<Channel>> {
