@@ -7,7 +7,7 @@
 //! agrees with `/stats`.
 
 use crate::node::Node;
-use nsq::api::{ChannelStats, E2eProcessingLatency, TopicStats};
+use nsq::api::{ChannelStats, E2eProcessingLatency, PeerStats, ReplicaStats, Stats, TopicStats};
 use nsq_daemon::metrics::{process_families, Exposition, Format, Kind};
 
 #[derive(Clone, Copy)]
@@ -27,6 +27,8 @@ impl Sample {
 
 type TopicMetric = (&'static str, &'static str, fn(&TopicStats) -> Sample);
 type ChannelMetric = (&'static str, &'static str, fn(&ChannelStats) -> Sample);
+type PeerGauge = (&'static str, &'static str, fn(&PeerStats) -> f64);
+type ReplicaGauge = (&'static str, &'static str, fn(&ReplicaStats) -> Option<f64>);
 
 const TOPIC_METRICS: &[TopicMetric] = &[
     (
@@ -145,6 +147,68 @@ fn quantiles(out: &mut Exposition, labels: &[(&str, &str)], latency: &E2eProcess
     }
 }
 
+/// Replication's links to peers (an origin) and the replicas kept for
+/// origins (a peer); no family at all on a node with neither.
+fn replication(out: &mut Exposition, stats: &Stats, node: &str) {
+    if let Some(peers) = &stats.peers {
+        let gauges: [PeerGauge; 4] = [
+            (
+                "nsqd_replication_peer_synced",
+                "1 while publishes wait for this peer (its link is in sync)",
+                |p| f64::from(u8::from(p.state == "synced")),
+            ),
+            (
+                "nsqd_replication_peer_connected",
+                "1 while a replication link to this peer is up",
+                |p| f64::from(u8::from(p.connected)),
+            ),
+            (
+                "nsqd_replication_peer_backlog_messages",
+                "Messages this peer has not stored yet",
+                |p| p.backlog_messages as f64,
+            ),
+            (
+                "nsqd_replication_peer_progress_lag_seconds",
+                "Age of the oldest FINs, requeues and deferrals not applied on this peer",
+                |p| p.progress_lag_ms as f64 / 1e3,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.family(name, help, Kind::Gauge);
+            for p in peers {
+                out.sample(&[("peer", p.address.as_str()), ("node", node)], value(p));
+            }
+        }
+    }
+    if let Some(replicas) = &stats.replicas {
+        let gauges: [ReplicaGauge; 3] = [
+            (
+                "nsqd_replica_connected",
+                "1 while this origin's replication link is up",
+                |r| Some(f64::from(u8::from(r.connected))),
+            ),
+            (
+                "nsqd_replica_depth",
+                "Messages kept for this origin that its channels have not finished",
+                |r| Some(r.depth as f64),
+            ),
+            (
+                "nsqd_replica_lag_seconds",
+                "How far behind its origin the replica may be",
+                |r| r.lag_ms.map(|ms| ms as f64 / 1e3),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.family(name, help, Kind::Gauge);
+            for r in replicas {
+                if let Some(v) = value(r) {
+                    out.sample(&[("origin", r.origin.as_str()), ("node", node)], v);
+                }
+            }
+        }
+    }
+}
+
 /// The exposition for the node as it is now.
 pub fn render(node: &Node, format: Format) -> String {
     let me = node.peer_identity();
@@ -202,6 +266,7 @@ pub fn render(node: &Node, format: Format) -> String {
             };
         }
     }
+    replication(&mut out, &stats, node);
     out.family(
         "nsqd_topic_e2e_processing_latency_seconds",
         LATENCY_HELP,

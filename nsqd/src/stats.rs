@@ -148,11 +148,30 @@ pub fn render_text(stats: &Stats, uptime: Duration) -> String {
             }
         }
     }
+    if let Some(peers) = &stats.peers {
+        out.push_str("\nPeers:\n");
+        for p in peers {
+            let _ = writeln!(
+                out,
+                "   peer {} {} backlog: {} progress lag: {}ms{}",
+                p.address,
+                p.state,
+                p.backlog_messages,
+                p.progress_lag_ms,
+                match p.last_error.as_str() {
+                    "" => String::new(),
+                    e => format!(" ({e})"),
+                }
+            );
+        }
+    }
     if let Some(replicas) = &stats.replicas {
         out.push_str("\nReplicas:\n");
         for r in replicas {
             let lag = r.lag_ms.map_or("-".to_string(), |ms| format!("{ms}ms"));
-            let link = if r.connected {
+            let link = if r.promoted_at.is_some() {
+                "promoted"
+            } else if r.connected {
                 "connected"
             } else {
                 "disconnected"

@@ -135,6 +135,24 @@ async fn a_peer_that_was_down_catches_up_from_the_log() {
     .await;
     let link = peer_link(&origin).await;
     assert!(!link.last_error.is_empty());
+    let metrics = get(&origin, "/metrics").await.body;
+    let peer_label = format!("peer=\"{peer_addr}\"");
+    let sample = |name: &str, metrics: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(&peer_label))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(sample("nsqd_replication_peer_synced{", &metrics), Some(0.0));
+    assert_eq!(
+        sample("nsqd_replication_peer_backlog_messages{", &metrics),
+        Some(100.0)
+    );
+    let text = get(&origin, "/stats").await.body;
+    assert!(
+        text.contains(&format!("\nPeers:\n   peer {peer_addr} down backlog: 100")),
+        "{text}"
+    );
 
     // The peer returns on its address and gets what it missed.
     let peer = start_nsqd(log_mode(peer_dir.path(), port)).await;
@@ -150,6 +168,18 @@ async fn a_peer_that_was_down_catches_up_from_the_log() {
         peer_link(&origin).await.progress_lag_ms == 0
     })
     .await;
+    let metrics = get(&origin, "/metrics").await.body;
+    assert_eq!(sample("nsqd_replication_peer_synced{", &metrics), Some(1.0));
+    assert_eq!(
+        sample("nsqd_replication_peer_backlog_messages{", &metrics),
+        Some(0.0)
+    );
+    let metrics = get(&peer, "/metrics").await.body;
+    let origin_label = format!("origin=\"{}\"", origin.tcp_addr());
+    let depth = metrics
+        .lines()
+        .find(|l| l.starts_with("nsqd_replica_depth{") && l.contains(&origin_label));
+    assert!(depth.is_some_and(|l| l.ends_with(" 101")), "{metrics}");
     origin.shutdown().await;
     peer.shutdown().await;
 }

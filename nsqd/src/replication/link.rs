@@ -99,6 +99,9 @@ pub(super) struct Link {
     pub(super) address: String,
     status: Mutex<Status>,
     session: Mutex<Option<Arc<Session>>>,
+    /// The session before, once it ended: what the peer had stored then,
+    /// for the backlog shown while no session runs.
+    last: Mutex<Option<(Arc<Session>, Instant)>>,
     /// What the peer said when it refused this node for a promotion.
     fence: Mutex<Option<Fence>>,
     /// The promotion whose copy this node retired (`retired_fence`).
@@ -234,6 +237,7 @@ impl Link {
                 last_error: String::new(),
             }),
             session: Mutex::default(),
+            last: Mutex::default(),
             fence: Mutex::default(),
             retired: AtomicU64::new(0),
             retry: tokio::sync::Notify::new(),
@@ -309,7 +313,13 @@ impl Link {
     pub(super) fn stats(&self) -> PeerStats {
         let status = self.status.lock();
         let session = self.session.lock().clone();
-        let mut topics: Vec<PeerTopicStats> = session
+        let live = session.is_some();
+        // Without a session, what the last one knew: the backlog grows.
+        let last = self.last.lock().clone();
+        let known = session
+            .clone()
+            .or_else(|| last.as_ref().map(|(s, _)| s.clone()));
+        let mut topics: Vec<PeerTopicStats> = known
             .as_ref()
             .map(|s| {
                 s.streams()
@@ -318,13 +328,13 @@ impl Link {
                         topic_name: stream.name.clone(),
                         end_seq: stream.log.end_seq(),
                         stored_seq: stream.acked.load(Ordering::Acquire),
-                        synced: stream.synced.load(Ordering::Acquire),
+                        synced: live && stream.synced.load(Ordering::Acquire),
                     })
                     .collect()
             })
             .unwrap_or_default();
         topics.sort_by(|a, b| a.topic_name.cmp(&b.topic_name));
-        let progress_lag_ms = session
+        let mut progress_lag_ms = known
             .as_ref()
             .and_then(|s| {
                 s.ticks
@@ -333,10 +343,14 @@ impl Link {
                     .map(|(_, at)| at.elapsed().as_millis() as u64)
             })
             .unwrap_or(0);
+        if let Some((_, ended)) = last.filter(|_| !live) {
+            // Nothing has reached the peer since the link went.
+            progress_lag_ms = progress_lag_ms.max(ended.elapsed().as_millis() as u64);
+        }
         PeerStats {
             address: self.address.clone(),
             state: status.state.name().into(),
-            connected: session.is_some(),
+            connected: live,
             since_ms: status.since.elapsed().as_millis() as u64,
             last_error: status.last_error.clone(),
             backlog_messages: topics
@@ -407,6 +421,9 @@ impl Link {
             *current = None;
         }
         drop(current);
+        if session.described.load(Ordering::Acquire) {
+            *self.last.lock() = Some((session.clone(), Instant::now()));
+        }
         for stream in session.streams() {
             stream.changed.notify_waiters();
         }
