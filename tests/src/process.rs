@@ -73,6 +73,13 @@ impl Daemon {
         )
     }
 
+    /// As [`Daemon::start`], listening on `ip` (an address of this
+    /// namespace other than 127.0.0.1, such as a veth end).
+    pub fn start_on(ip: &str, data_path: &std::path::Path, extra: &[&str]) -> Daemon {
+        let command = std::process::Command::new(workspace_binary("nsqd"));
+        Daemon::start_with(command, ip, data_path, extra)
+    }
+
     /// As [`Daemon::start`], on TCP port `tcp_port` (one that a peer's
     /// `--replicate-to` names across restarts).
     pub fn start_at(data_path: &std::path::Path, tcp_port: u16, extra: &[&str]) -> Daemon {

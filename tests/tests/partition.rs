@@ -12,98 +12,7 @@ use nsq::api::LookupResponse;
 use nsq::protocol::{Command, WireMessage};
 use nsq_e2e::*;
 use std::collections::HashSet;
-use std::process::Command as Process;
 use std::time::{Duration, Instant};
-
-const ROOT_IP: &str = "198.51.100.1";
-const NSQD_IP: &str = "198.51.100.2";
-
-/// A namespace and the veth pair to it; both go away on drop.
-struct Netns {
-    name: String,
-    root_end: String,
-    inner_end: String,
-}
-
-fn ip(args: &[&str]) -> bool {
-    Process::new("ip")
-        .args(args)
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-impl Netns {
-    fn create() -> Option<Netns> {
-        let id = std::process::id() % 100_000;
-        let ns = Netns {
-            name: format!("nsqt-{id}"),
-            root_end: format!("nqr{id}"),
-            inner_end: format!("nqn{id}"),
-        };
-        let (name, root, inner) = (&ns.name, &ns.root_end, &ns.inner_end);
-        let ok = ip(&["netns", "add", name])
-            && ip(&["link", "add", root, "type", "veth", "peer", "name", inner])
-            && ip(&["link", "set", inner, "netns", name])
-            && ip(&["addr", "add", &format!("{ROOT_IP}/30"), "dev", root])
-            && ip(&["link", "set", root, "up"])
-            && ip(&[
-                "netns",
-                "exec",
-                name,
-                "ip",
-                "addr",
-                "add",
-                &format!("{NSQD_IP}/30"),
-                "dev",
-                inner,
-            ])
-            && ip(&["netns", "exec", name, "ip", "link", "set", inner, "up"])
-            && ip(&["netns", "exec", name, "ip", "link", "set", "lo", "up"]);
-        ok.then_some(ns)
-    }
-
-    /// Cuts the link from the namespace's side: this side keeps its route,
-    /// so packets die on the veth instead of taking any other way.
-    fn cut(&self) {
-        self.set_inner_end("down");
-    }
-
-    fn heal(&self) {
-        self.set_inner_end("up");
-    }
-
-    fn set_inner_end(&self, state: &str) {
-        let name = &self.name;
-        assert!(ip(&[
-            "netns",
-            "exec",
-            name,
-            "ip",
-            "link",
-            "set",
-            &self.inner_end,
-            state
-        ]));
-    }
-
-    /// Publishes over HTTP from inside the namespace.
-    fn publish_inside(&self, http: std::net::SocketAddr, topic: &str, body: &str) -> bool {
-        let script = format!(
-            "import urllib.request,sys\nr=urllib.request.urlopen(urllib.request.Request('http://{http}/pub?topic={topic}', data=sys.argv[1].encode()), timeout=5)\nsys.exit(0 if r.read()==b'OK' else 1)"
-        );
-        Process::new("ip")
-            .args(["netns", "exec", &self.name, "python3", "-c", &script, body])
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", &self.root_end]);
-        let _ = ip(&["netns", "del", &self.name]);
-    }
-}
 
 /// Waits until nsqd has logged `what` at least `times` times.
 async fn wait_for_log(nsqd: &Daemon, what: &str, times: usize) {
@@ -157,7 +66,7 @@ async fn discover_and_subscribe(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_keeps_publishing_and_loses_nothing() {
-    let Some(ns) = Netns::create() else {
+    let Some(ns) = Netns::create(0) else {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must be able to create network namespaces (run as root)"
@@ -166,9 +75,9 @@ async fn partition_keeps_publishing_and_loses_nothing() {
         return;
     };
     let lookupd = nsqlookupd::Lookupd::start(nsqlookupd::Options {
-        tcp_address: format!("{ROOT_IP}:0"),
-        http_address: format!("{ROOT_IP}:0"),
-        broadcast_address: ROOT_IP.into(),
+        tcp_address: format!("{}:0", ns.root_ip),
+        http_address: format!("{}:0", ns.root_ip),
+        broadcast_address: ns.root_ip.clone(),
         ..nsqlookupd::Options::default()
     })
     .await
@@ -178,7 +87,7 @@ async fn partition_keeps_publishing_and_loses_nothing() {
     let lookupd_flag = format!("--lookupd-tcp-address={}", lookupd.tcp_addr());
     let nsqd = Daemon::start_in_netns(
         &ns.name,
-        NSQD_IP,
+        &ns.inner_ip,
         &data,
         &[&lookupd_flag, "--msg-timeout=2s"],
     );
