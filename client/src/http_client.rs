@@ -3,8 +3,8 @@
 //! [`crate::api`], errors carry the daemon's status and message.
 
 use crate::api::{
-    ChannelSettings, ChannelsResponse, LookupResponse, NodesResponse, NsqdInfo, Requeued,
-    ShownMessages, Stats, TopicsResponse, ACCEPT_V1,
+    ChannelSettings, ChannelsResponse, LookupResponse, NodesResponse, NsqdInfo, PromoteAnswer,
+    Requeued, Retired, ShownMessages, Stats, TopicsResponse, ACCEPT_V1,
 };
 use crate::{Error, Result};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -443,6 +443,36 @@ impl NsqdHttp {
             .send(reqwest::Method::POST, "/channel/config", &query, None)
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| self.0.unreadable("/channel/config", e))
+    }
+
+    /// `/replica/promote` on a replication peer: the replicas of `origin`
+    /// (the address it reported, or its ID), or of every origin that is not
+    /// connected, become this nsqd's own topics (ours). nsqd answers 409
+    /// `ORIGIN_CONNECTED` while that origin is connected.
+    pub async fn promote_replicas(&self, origin: Option<&str>) -> Result<PromoteAnswer> {
+        let query: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        let bytes = self
+            .0
+            .send(reqwest::Method::POST, "/replica/promote", &query, None)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| self.0.unreadable("/replica/promote", e))
+    }
+
+    /// `/replication/retire` on an origin whose `peer` promoted its replicas
+    /// (the link shows `fenced`): every channel here passes what the peer
+    /// took over, and the link replicates anew (ours). nsqd answers 409
+    /// `PEER_HAS_NOT_PROMOTED` for a peer that did not.
+    pub async fn retire_replication(&self, peer: &str) -> Result<Retired> {
+        let bytes = self
+            .0
+            .send(
+                reqwest::Method::POST,
+                "/replication/retire",
+                &[("peer", peer)],
+                None,
+            )
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| self.0.unreadable("/replication/retire", e))
     }
 }
 

@@ -48,6 +48,19 @@
     return answer;
   }
 
+  // What an action's answer says it did, for the flash.
+  function done(answer) {
+    if (answer.requeued !== undefined) return answer.requeued + " requeued";
+    if (answer.promoted !== undefined) {
+      const messages = answer.promoted.reduce((n, p) => n + p.messages, 0);
+      return messages.toLocaleString("en-US") + " messages taken over";
+    }
+    if (answer.retired !== undefined) {
+      return answer.retired.messages.toLocaleString("en-US") + " messages passed";
+    }
+    return "done";
+  }
+
   document.addEventListener("click", async (ev) => {
     const button = ev.target.closest("button.action");
     if (!button) return;
@@ -57,8 +70,7 @@
     button.disabled = true;
     try {
       const answer = await call(button.dataset.method || "POST", button.dataset.url, button.dataset.body);
-      const done = answer.requeued !== undefined ? answer.requeued + " requeued" : "done";
-      flash("ok", button.textContent.trim() + ": " + done);
+      flash("ok", button.textContent.trim() + ": " + done(answer));
       if (button.dataset.after) {
         location.href = base + button.dataset.after;
         return;

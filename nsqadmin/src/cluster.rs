@@ -5,6 +5,7 @@
 
 use crate::messages::DeadAction;
 use crate::model::{self, older_version, Producer, ProducerTopic, TopicStats};
+use crate::replication::{self, ActionDone, ReplicationAction};
 use nsq::{HttpPool, LookupdHttp, NsqdHttp, TopicAction};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -198,6 +199,7 @@ impl Cluster {
                     version: n.version.clone(),
                     topics,
                     out_of_date: false,
+                    unsynced_peers: Vec::new(),
                 });
                 if let Some(r) = &mut p.remote_addresses {
                     r.push(format!("{lookupd}/{remote}"));
@@ -247,6 +249,7 @@ impl Cluster {
                 version: info.version,
                 topics,
                 out_of_date: false,
+                unsynced_peers: Vec::new(),
             }))
         })
         .await;
@@ -278,6 +281,7 @@ impl Cluster {
                     version: p.version,
                     topics: Vec::new(),
                     out_of_date: false,
+                    unsynced_peers: Vec::new(),
                 };
                 if !producers
                     .iter()
@@ -316,6 +320,49 @@ impl Cluster {
         }
         list.sort_by(|a, b| (&a.hostname, &a.node).cmp(&(&b.hostname, &b.node)));
         gathered("nsqd", addrs.len(), list, failed)
+    }
+
+    /// One nsqd's whole `/stats`, clients included: its topics, and its
+    /// replication links and replicas.
+    pub async fn stats(&self, producer: &Producer) -> Result<nsq::api::Stats, String> {
+        self.nsqd(&producer.http_address())
+            .stats(None, None, true)
+            .await
+            .map_err(|e| format!("Failed to query any nsqd: {e}"))
+    }
+
+    /// Asks each of `producers` for its replication links and notes those
+    /// not in sync; answers the nodes that did not answer.
+    pub async fn mark_unsynced(&self, producers: &mut [Producer]) -> Vec<String> {
+        let addrs: Vec<String> = producers.iter().map(Producer::http_address).collect();
+        let (ok, failed) = each(&addrs, |a| async move {
+            self.nsqd(&a).stats(None, None, false).await
+        })
+        .await;
+        for (addr, stats) in ok {
+            let peers = stats.peers.unwrap_or_default();
+            for p in producers.iter_mut().filter(|p| p.http_address() == addr) {
+                p.unsynced_peers = replication::unsynced(&peers);
+            }
+        }
+        failed
+    }
+
+    /// Promotes replicas on, or retires a link of, the nsqd `node`.
+    pub async fn replication_action(
+        &self,
+        node: &str,
+        action: &ReplicationAction,
+    ) -> nsq::Result<ActionDone> {
+        let nsqd = self.nsqd(node);
+        Ok(match action {
+            ReplicationAction::Promote { origin } => {
+                ActionDone::Promoted(nsqd.promote_replicas(Some(origin)).await?)
+            }
+            ReplicationAction::Retire { peer } => ActionDone::Retired {
+                retired: nsqd.retire_replication(peer).await?,
+            },
+        })
     }
 
     /// Registers a topic (and channel) in every lookupd; a channel is also

@@ -4,8 +4,9 @@
 
 use crate::cluster::Cluster;
 use crate::history::History;
-use crate::notify::{Notifier, Requester};
+use crate::notify::{Notifier, Requester, Target};
 use crate::options::Options;
+use crate::replication::ReplicationAction;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method};
 use nsq_daemon::http_api::{read_limited, Params, V1};
@@ -60,8 +61,37 @@ impl Ctx {
 
     /// Tells `--notification-http-endpoint` of an admin action.
     pub fn notify(&self, action: &str, topic: &str, channel: &str, node: &str) {
+        self.notify_about(
+            action,
+            Target {
+                topic: topic.into(),
+                channel: channel.into(),
+                node: node.into(),
+                ..Target::default()
+            },
+        );
+    }
+
+    /// Tells `--notification-http-endpoint` of a replication action on `node`.
+    pub fn notify_replication(&self, action: &ReplicationAction, node: &str) {
+        let (origin, peer) = match action {
+            ReplicationAction::Promote { origin } => (origin.clone(), String::new()),
+            ReplicationAction::Retire { peer } => (String::new(), peer.clone()),
+        };
+        self.notify_about(
+            action.notification(),
+            Target {
+                node: node.into(),
+                origin,
+                peer,
+                ..Target::default()
+            },
+        );
+    }
+
+    fn notify_about(&self, action: &str, target: Target) {
         if let Some(n) = &self.state.notifier {
-            n.send(action, topic, channel, node, &self.requester());
+            n.send(action, target, &self.requester());
         }
     }
 

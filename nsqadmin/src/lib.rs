@@ -17,6 +17,7 @@ mod model;
 mod notify;
 mod options;
 mod pages;
+mod replication;
 mod server;
 mod views;
 

@@ -2,6 +2,7 @@
 //! `/api` (field for field, in the same order): per-node stats read from each
 //! nsqd's `/stats`, and their totals across nodes.
 
+use crate::replication::Unsynced;
 use nsq::api;
 use nsq::api::join_host_port;
 use serde::Serialize;
@@ -342,6 +343,11 @@ pub struct Producer {
     pub version: String,
     pub topics: Vec<ProducerTopic>,
     pub out_of_date: bool,
+    /// Ours: the node's replication links that are not in sync (the nodes
+    /// list marks it degraded). Absent when there are none, so that
+    /// upstream's shape holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsynced_peers: Vec<Unsynced>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

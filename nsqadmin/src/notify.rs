@@ -13,6 +13,12 @@ pub struct AdminAction {
     pub channel: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub node: String,
+    /// Ours: the origin whose replicas were promoted on `node`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub origin: String,
+    /// Ours: the peer whose link `node` retired.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peer: String,
     /// Unix seconds.
     pub timestamp: i64,
     /// The HTTP basic-auth user of the request, if any.
@@ -24,6 +30,17 @@ pub struct AdminAction {
     pub url: String,
     /// The hostname of this nsqadmin.
     pub via: String,
+}
+
+/// What an action acted on: upstream names a topic, a channel or a node;
+/// a replication action (ours) names the nsqd and the other end of its link.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub topic: String,
+    pub channel: String,
+    pub node: String,
+    pub origin: String,
+    pub peer: String,
 }
 
 /// Who asked for an action, read from the request.
@@ -102,12 +119,14 @@ impl Notifier {
     }
 
     /// Posts the action in the background; failures are logged.
-    pub fn send(&self, action: &str, topic: &str, channel: &str, node: &str, by: &Requester) {
+    pub fn send(&self, action: &str, target: Target, by: &Requester) {
         let event = AdminAction {
             action: action.into(),
-            topic: topic.into(),
-            channel: channel.into(),
-            node: node.into(),
+            topic: target.topic,
+            channel: target.channel,
+            node: target.node,
+            origin: target.origin,
+            peer: target.peer,
             timestamp: crate::cluster::unix_now(),
             user: by.user.clone(),
             remote_ip: by.remote_ip.clone(),

@@ -6,6 +6,7 @@ use crate::ctx::Ctx;
 use crate::history::Key;
 use crate::messages::Listing;
 use crate::model::{ChannelStats, ClientStats, Producer, TopicStats};
+use crate::replication::unsynced;
 use crate::views::{self, age, ago, Partial};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -13,6 +14,7 @@ use dead_letters::{dead_letters, max_attempts, settings, ttl};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 mod dead_letters;
+mod replication;
 
 /// Renders the page for a matched route.
 pub async fn render(ctx: &Ctx, pattern: &str) -> Response {
@@ -520,7 +522,8 @@ fn nodes_page(
             tbody {
                 @for n in nodes {
                     tr data-node=(n.http_address()) {
-                        td { a href={ (base) "/nodes/" (enc(&n.http_address())) } { (n.hostname) } }
+                        td { a href={ (base) "/nodes/" (enc(&n.http_address())) } { (n.hostname) }
+                            (replication::degraded_badge(&n.unsynced_peers)) }
                         td { (n.broadcast_address) }
                         td.n { (n.tcp_port) }
                         td.n { (n.http_port) }
@@ -542,7 +545,8 @@ fn node_page(ctx: &Ctx, node: &str, view: Option<&views::NodeView>) -> Markup {
     let base = ctx.state.opts.prefix();
     html! {
         p.crumbs { a href={ (base) "/nodes" } { "Nodes" } " / " }
-        h1 { "Node " strong { (node) } }
+        h1 { "Node " strong { (node) }
+            @if let Some(v) = view { (replication::degraded_badge(&unsynced(&v.peers))) } }
         @match view {
             None => p.empty { "No such nsqd in the cluster." },
             Some(v) => {
@@ -552,6 +556,7 @@ fn node_page(ctx: &Ctx, node: &str, view: Option<&views::NodeView>) -> Markup {
                     " · " strong { (num(v.total_messages)) } " messages · "
                     strong { (v.total_clients) } " clients"
                 }
+                (replication::section(ctx, v))
                 @for t in &v.topics {
                     h2 { a href={ (base) "/topics/" (enc(&t.topic_name)) } { (t.topic_name) }
                         small { " depth " (num(t.depth)) " · " (num(t.message_count)) " messages" }

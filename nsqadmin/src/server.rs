@@ -3,6 +3,7 @@
 
 use crate::ctx::{Ctx, State};
 use crate::messages::DeadAction;
+use crate::replication::ReplicationAction;
 use crate::views::{self, warning_message, Partial};
 use axum::extract::{ConnectInfo, Request, State as Shared};
 use axum::http::{header, Method, StatusCode};
@@ -20,7 +21,6 @@ use tokio::net::TcpListener;
 
 const GET_POST_DELETE: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
-const GET_DELETE: &[Method] = &[Method::GET, Method::DELETE];
 
 const ROUTES: &[Route] = &[
     ("/ping", GET),
@@ -38,7 +38,7 @@ const ROUTES: &[Route] = &[
     ("/api/topics/:topic", GET_POST_DELETE),
     ("/api/topics/:topic/:channel", GET_POST_DELETE),
     ("/api/nodes", GET),
-    ("/api/nodes/:node", GET_DELETE),
+    ("/api/nodes/:node", GET_POST_DELETE),
     ("/api/counter", GET),
     ("/api/graphite", GET),
     ("/api/peek/:topic/:channel", GET),
@@ -210,6 +210,7 @@ async fn api(ctx: Ctx, pattern: &str) -> Answer {
                 None => Err(err(StatusCode::NOT_FOUND, "NODE_NOT_FOUND")),
             };
         }
+        ("/api/nodes/:node", &Method::POST) => return replication_action(&ctx).await,
         ("/api/nodes/:node", &Method::DELETE) => return tombstone(&ctx).await,
         ("/api/counter", _) => views::counter(&cluster)
             .await
@@ -321,6 +322,41 @@ async fn tombstone(ctx: &Ctx) -> Answer {
     ctx.notify("tombstone_topic_producer", &body.topic, "", &node);
     log_warnings(&failed);
     Ok(message_only(&failed))
+}
+
+/// Ours: `POST /api/nodes/:node` with `{"action":"promote","origin"}` (the
+/// node is a replication peer; the origin is its address or ID) or
+/// `{"action":"retire","peer"}` (the node is an old origin whose peer
+/// promoted). Answers nsqd's answer; nsqd's refusal is an upstream error.
+async fn replication_action(ctx: &Ctx) -> Answer {
+    #[derive(serde::Deserialize)]
+    struct Act {
+        #[serde(default)]
+        action: String,
+        #[serde(default)]
+        origin: String,
+        #[serde(default)]
+        peer: String,
+    }
+    let body: Act = json_body(ctx).await?;
+    let action = ReplicationAction::parse(&body.action, &body.origin, &body.peer)
+        .map_err(|code| err(StatusCode::BAD_REQUEST, code))?;
+    let node = ctx.param(0);
+    let cluster = &ctx.state.cluster;
+    // Only nsqds of the cluster are asked, never an address from the URL.
+    let (producers, _) = cluster.producers().await.map_err(upstream)?;
+    if !producers.iter().any(|p| p.http_address() == node) {
+        return Err(err(StatusCode::NOT_FOUND, "NODE_NOT_FOUND"));
+    }
+    let done = cluster
+        .replication_action(node, &action)
+        .await
+        .map_err(|e| upstream(e.to_string()))?;
+    ctx.notify_replication(&action, node);
+    Ok(with_message(Partial {
+        data: done,
+        warnings: Vec::new(),
+    }))
 }
 
 /// The topic and channel of `/api/peek` and `/api/dead`, checked.

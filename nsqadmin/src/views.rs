@@ -3,7 +3,8 @@
 
 use crate::cluster::{unix_now, Cluster};
 use crate::messages::Listing;
-use crate::model::{ChannelStats, Producer, TopicStats};
+use crate::model::{node_topics, ChannelStats, Producer, TopicStats};
+use nsq::api::{PeerStats, ReplicaStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -181,9 +182,10 @@ pub async fn peek(cluster: &Cluster, topic: &str, channel: &str, n: usize) -> Vi
     })
 }
 
-/// Every nsqd.
+/// Every nsqd, with its replication links that are not in sync.
 pub async fn nodes(cluster: &Cluster) -> ViewResult<Vec<Producer>> {
-    let (data, warnings) = cluster.producers().await?;
+    let (mut data, mut warnings) = cluster.producers().await?;
+    warnings.extend(cluster.mark_unsynced(&mut data).await);
     Ok(Partial { data, warnings })
 }
 
@@ -194,6 +196,12 @@ pub struct NodeView {
     pub topics: Vec<TopicStats>,
     pub total_messages: u64,
     pub total_clients: usize,
+    /// Ours: its links to `--replicate-to` peers, as nsqd reports them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerStats>,
+    /// Ours: the replicas it keeps for other nsqds, as nsqd reports them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStats>,
     #[serde(skip)]
     pub producer: Producer,
 }
@@ -207,11 +215,8 @@ pub async fn node(cluster: &Cluster, node: &str) -> ViewResult<Option<NodeView>>
             warnings,
         });
     };
-    let (topics, w) = cluster
-        .node_stats(std::slice::from_ref(&producer), None, None, true)
-        .await?;
-    let mut warnings = warnings;
-    warnings.extend(w);
+    let stats = cluster.stats(&producer).await?;
+    let topics = node_topics(&producer.node(), &stats, None, unix_now());
     let total_clients = topics
         .iter()
         .flat_map(|t| t.channels.iter().flatten())
@@ -224,6 +229,8 @@ pub async fn node(cluster: &Cluster, node: &str) -> ViewResult<Option<NodeView>>
             topics,
             total_messages,
             total_clients,
+            peers: stats.peers.unwrap_or_default(),
+            replicas: stats.replicas.unwrap_or_default(),
             producer,
         }),
         warnings,

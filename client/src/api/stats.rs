@@ -44,8 +44,9 @@ pub struct PeerStats {
     /// The peer's TCP address, as `--replicate-to` names it.
     pub address: String,
     /// `connecting`, `catching_up`, `synced` (publishes wait for it), `down`
-    /// (publishes go on without it; `--replication-required` refuses them)
-    /// or `refused` (the peer said no; see `last_error`).
+    /// (publishes go on without it; `--replication-required` refuses them),
+    /// `refused` (the peer said no; see `last_error`) or `fenced` (the peer
+    /// promoted its replicas of this node; `/replication/retire` ends it).
     pub state: String,
     /// Whether a link session is up.
     pub connected: bool,
