@@ -361,6 +361,10 @@ impl Node {
         if self.opts.replicate_to.is_empty() {
             return;
         }
+        // Options::validate makes --replicate-to need log mode.
+        let Some(writer) = self.channel_config.log_writer.clone() else {
+            return;
+        };
         let identity = self.peer_identity();
         let opts = &self.opts;
         let path = |p: &str| (!p.is_empty()).then(|| std::path::PathBuf::from(p));
@@ -390,6 +394,7 @@ impl Node {
             max_lag: opts.replication_max_lag,
             max_msg_size: opts.max_msg_size as u64,
             client,
+            writer,
         };
         let me = self.me.clone();
         let topics = Box::new(move || {

@@ -237,6 +237,9 @@ pub(super) struct Shared {
     pause_at: Option<PausePoint>,
     /// Times `pause_at` is still passed before the writer stops there.
     pause_skips: AtomicU64,
+    /// Counts the rounds that wrote some log: replication links ship what
+    /// such a round took, in one frame, while its fsync runs.
+    written: tokio::sync::watch::Sender<u64>,
     /// Held by a test to let several appends land in one round.
     #[cfg(test)]
     gate: Mutex<()>,
@@ -349,6 +352,7 @@ impl LogWriter {
             wake_at: AtomicU64::new(0),
             pause_at: pause.map(|(point, _)| point),
             pause_skips: AtomicU64::new(pause.map_or(0, |(_, skips)| skips)),
+            written: tokio::sync::watch::Sender::new(0),
             #[cfg(test)]
             gate: Mutex::new(()),
         });
@@ -360,6 +364,12 @@ impl LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Changes each time a round has written records to some log (before
+    /// its fsync).
+    pub fn written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.written.subscribe()
     }
 
     /// Writes and fsyncs everything pending, then stops the thread. Appends
@@ -537,6 +547,9 @@ impl Rounds {
         self.batches
             .extend(self.logs.iter().map(|log| log.write_pending()));
         let mut wrote = self.batches.iter().flatten().any(|b| !b.failed);
+        if wrote {
+            self.shared.written.send_modify(|n| *n += 1);
+        }
         for journal in &self.journals {
             wrote |= journal.write_pending(now);
         }

@@ -282,8 +282,12 @@ impl Link {
         if !session.described.load(Ordering::Acquire) || session.ended.is_cancelled() {
             return None;
         }
-        let (stream, _) = session.open(topic, log, log.first_seq(), 0);
-        session.wake.notify_one();
+        let (stream, new) = session.open(topic, log, log.first_seq(), 0);
+        // Records leave when the writer's round takes them (see `session`);
+        // a stream new to the session is announced now.
+        if new {
+            session.wake.notify_one();
+        }
         stream.synced.load(Ordering::Acquire).then_some(stream)
     }
 
@@ -536,6 +540,7 @@ impl Link {
         tracing::info!(peer = %self.address, "replication link up; catching up");
 
         let reading = tokio::spawn(read_answers(reader, session.clone()));
+        let mut written = settings.writer.written();
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut pings = 0u64;
         let end = loop {
@@ -560,6 +565,9 @@ impl Link {
             }
             tokio::select! {
                 _ = session.wake.notified() => {}
+                // A writer round took appends: ship them, one frame per
+                // round, while the local fsync runs.
+                _ = written.changed() => {}
                 _ = ping.tick() => {
                     pings += 1;
                     out.push(&ToPeer::Ping { n: pings });

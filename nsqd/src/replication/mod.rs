@@ -73,6 +73,8 @@ pub struct Settings {
     pub max_msg_size: u64,
     /// How a link connects: TLS and AUTH as a client would.
     pub client: nsq::Config,
+    /// The log writer's rounds: a link ships what each one wrote.
+    pub writer: Arc<crate::log::LogWriter>,
 }
 
 pub struct Replication {
