@@ -480,3 +480,42 @@ async fn promotion_and_forget_answer_clear_errors() {
     assert_eq!(reply.status, 405);
     peer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_promotes_by_itself_after_replica_promote_after_and_forgets_on_request() {
+    let peer_dir = temp_dir("peer");
+    let peer = start_nsqd(Options {
+        replica_promote_after: Duration::from_secs(1),
+        ..log_mode(peer_dir.path(), 0)
+    })
+    .await;
+    let origin = start_nsqd(origin_options(peer.tcp_addr())).await;
+    until_synced(&origin).await;
+    let mut conn = Conn::connect(&origin).await;
+    conn.publish("t", b"kept").await;
+    // Connected, it is never promoted, however long that lasts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(replica(&peer).await.unwrap().promoted_at.is_none());
+    let origin_addr = origin.tcp_addr().to_string();
+    drop(conn);
+    origin.shutdown().await;
+
+    eventually_within("promoted by itself", Duration::from_secs(10), || async {
+        let r = replica(&peer).await.unwrap();
+        r.promoted_at.is_some() && r.topics.is_empty()
+    })
+    .await;
+    assert_eq!(topic_stats(&peer, "t").await.map(|t| t.depth), Some(1));
+
+    // Forgetting drops the fence: the origin is no longer listed.
+    let reply = post(&peer, &format!("/replica/forget?origin={origin_addr}"), "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(replica(&peer).await.is_none());
+    assert!(!peer_dir
+        .path()
+        .join("replicas")
+        .read_dir()
+        .unwrap()
+        .any(|_| true));
+    peer.shutdown().await;
+}
