@@ -225,10 +225,21 @@ async fn mirrored_peers_lose_nothing_when_each_is_killed_in_turn() {
         processed.insert(body_of(&m).to_string());
         conn.fin(m.id).await;
     }
+    // Closed only once A has them: RDY 50 brought 50 more, and a close with
+    // them unread is a reset, which may drop FINs nsqd has not read yet.
+    eventually_within("A has the FINs", Duration::from_secs(15), || async {
+        let topics = stats_of(&a).await.topics.unwrap_or_default();
+        let c = topics
+            .iter()
+            .flat_map(|t| &t.channels)
+            .find(|c| c.channel_name == "c");
+        c.is_some_and(|c| c.depth + c.in_flight_count == 250)
+    })
+    .await;
     drop(conn);
     eventually_within(
         "B's replica of A has the FINs",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || async { replica(&b).await.is_some_and(|r| r.depth == 250) },
     )
     .await;

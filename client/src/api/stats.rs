@@ -92,7 +92,8 @@ pub struct ReplicaStats {
     pub depth: u64,
     /// How far behind the origin the replicas may be, in milliseconds:
     /// since the last progress applied while connected, since the
-    /// disconnect otherwise; `null` when not seen since this nsqd started.
+    /// disconnect otherwise (or since this nsqd started, when the origin
+    /// has not connected since).
     pub lag_ms: Option<u64>,
     /// Unix ms of the promotion that made these replicas this node's own
     /// topics; the origin's links are refused since (`E_REPL_PROMOTED`).

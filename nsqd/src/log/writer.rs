@@ -543,16 +543,20 @@ impl Rounds {
                 self.journals.push(journal.clone());
             }
         }
-        self.batches.clear();
-        self.batches
-            .extend(self.logs.iter().map(|log| log.write_pending()));
-        let mut wrote = self.batches.iter().flatten().any(|b| !b.failed);
-        if wrote {
-            self.shared.written.send_modify(|n| *n += 1);
-        }
+        // Journals are written (and fsynced, below) before logs: see the
+        // fsyncs below for why.
+        let mut wrote = false;
         for journal in &self.journals {
             wrote |= journal.write_pending(now);
         }
+        self.batches.clear();
+        self.batches
+            .extend(self.logs.iter().map(|log| log.write_pending()));
+        let logs_wrote = self.batches.iter().flatten().any(|b| !b.failed);
+        if logs_wrote {
+            self.shared.written.send_modify(|n| *n += 1);
+        }
+        wrote |= logs_wrote;
         if wrote {
             self.shared.pause(PausePoint::BeforeFsync);
         }
@@ -583,6 +587,11 @@ impl Rounds {
         for (log, batch) in self.logs.iter().zip(&self.batches) {
             log.publish(batch.as_ref().filter(|_| durable));
             log.retire();
+        }
+        if logs_wrote && durable {
+            // Links hold back what runs too far past the fsynced end: they
+            // may ship more now.
+            self.shared.written.send_modify(|n| *n += 1);
         }
         let answered: u64 = self.batches.iter().flatten().map(|b| b.appends).sum();
         if durable && answered > 0 {

@@ -77,12 +77,13 @@ impl Node {
         replicas: &Replicas,
         origin: &Arc<Origin>,
     ) -> Result<Option<Promoted>, PromoteError> {
-        let Some(_fence) = origin.fence()? else {
+        // What the replicas hold is on disk before the fence names its end.
+        replicas.writer().flush();
+        let Some(fence) = origin.fence()? else {
             return Ok(None);
         };
         let file = origin.file();
         tracing::warn!(origin = %file.address, uid = %origin.uid, "promoting the replicas of an origin");
-        replicas.writer().flush();
         let mut done = Promoted {
             origin: file.address.clone(),
             origin_id: origin.uid.clone(),
@@ -90,7 +91,8 @@ impl Node {
             messages: 0,
         };
         for replica in origin.topics() {
-            let messages = self.promote_topic(replicas, origin, &replica)?;
+            let end = fence.stored.get(&replica.name).copied();
+            let messages = self.promote_topic(replicas, origin, &replica, end)?;
             tracing::info!(origin = %file.address, topic = %replica.name, messages, "promoted a replica");
             done.topics.push(replica.name.clone());
             done.messages += messages;
@@ -98,12 +100,14 @@ impl Node {
         Ok(Some(done))
     }
 
-    /// One topic of [`Node::promote_origin`]; returns the messages adopted.
+    /// One topic of [`Node::promote_origin`], up to `end` (what the fence
+    /// says this node held); returns the messages adopted.
     fn promote_topic(
         &self,
         replicas: &Replicas,
         origin: &Origin,
         replica: &ReplicaTopic,
+        end: Option<u64>,
     ) -> Result<u64, PromoteError> {
         let topic = self.get_or_create_topic(&replica.name)?;
         let settings = origin
@@ -140,7 +144,7 @@ impl Node {
         let from = floor
             .max(origin.promoted_below(&replica.name))
             .max(log.first_seq());
-        let limit = log.visible_end();
+        let limit = end.map_or(log.visible_end(), |end| end.min(log.visible_end()));
         let mut reader = log.reader(from);
         let (mut batch, mut bytes, mut adopted) = (Vec::new(), 0, 0);
         while let Some(entry) = reader.next(limit)? {
@@ -169,13 +173,14 @@ impl Node {
             }
         }
         adopted += self.adopt(replicas, origin, &topic, &mut batch, limit)?;
+        // Also forgets where the promotion of this topic stood.
         replicas.drop_topic(origin, &replica.name)?;
-        origin.set_promoted_below(&replica.name, None)?;
         Ok(adopted)
     }
 
     /// Appends a batch, waits until it is on disk, then records that the
-    /// replica's seqs below `below` are adopted.
+    /// replica's seqs below `below` are adopted. A batch the disk refused
+    /// fails the promotion, and the replica stays.
     fn adopt(
         &self,
         replicas: &Replicas,
@@ -186,9 +191,11 @@ impl Node {
     ) -> Result<u64, PromoteError> {
         let n = batch.len() as u64;
         if n > 0 {
-            topic.adopt(batch)?;
+            let end = topic.adopt(batch)?;
             batch.clear();
             replicas.writer().flush();
+            let committed = tokio::runtime::Handle::current().block_on(topic.committed(end));
+            committed.map_err(PutError::Backend)?;
         }
         origin.set_promoted_below(&topic.name, Some(below))?;
         Ok(n)
@@ -265,6 +272,11 @@ impl Node {
                 retired.messages += topic.retire_below(*end);
                 retired.topics.push(name.clone());
             }
+        }
+        // On disk before the peer lets go of its fence: a crash must not
+        // bring back what the peer now delivers.
+        if let Some(writer) = &self.channel_config.log_writer {
+            writer.flush();
         }
         tracing::warn!(
             peer,

@@ -176,9 +176,13 @@ impl Session {
                 break self.send_error(err).await.unwrap_or(Closed::AfterError);
             }
         };
-        drop(link);
-        // Acknowledges what was stored before the link ended, then stops.
+        // Acknowledges what was stored before the link ended, then stops;
+        // the origin counts as connected until then, so that a promotion
+        // never races a write (or a reopen) of this link.
+        let Link { guard, stored, .. } = link;
+        drop(stored);
         let _ = acks.await;
+        drop(guard);
         closed
     }
 

@@ -146,7 +146,13 @@ impl Replicas {
             uid: uid.to_string(),
             dir,
             file: Mutex::new(file),
-            link: Mutex::new(LinkInfo::default()),
+            // Away counts from now, not from the last link: a restart of
+            // this node gives the origin its time to come back.
+            link: Mutex::new(LinkInfo {
+                since: Some(Instant::now()),
+                ..LinkInfo::default()
+            }),
+            forgotten: std::sync::atomic::AtomicBool::new(false),
             generation: AtomicU64::new(0),
             superseded: Notify::new(),
             topics: Mutex::default(),
@@ -235,17 +241,23 @@ impl Replicas {
             if link.connected.is_some() {
                 return Ok(false);
             }
+            // No link attaches to it from now on.
+            origin.forgotten.store(true, Ordering::Release);
             origin.generation.fetch_add(1, Ordering::AcqRel);
             origin.superseded.notify_waiters();
-            self.origins.lock().remove(&origin.uid);
         }
         for topic in origin.topics() {
             self.drop_topic(origin, &topic.name)?;
         }
+        // Under the map's lock, so that a new link of the same origin
+        // cannot make its directory while it is being removed.
+        let mut origins = self.origins.lock();
+        origins.remove(&origin.uid);
         match std::fs::remove_dir_all(&origin.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+        drop(origins);
         tracing::info!(uid = %origin.uid, "forgot an origin and its replicas");
         Ok(true)
     }
@@ -320,7 +332,8 @@ impl Replicas {
         }
         topic.log().delete()?;
         let mut file = origin.file.lock();
-        if file.channels.remove(name).is_some() {
+        let promoting = file.promoted_below.remove(name).is_some();
+        if file.channels.remove(name).is_some() || promoting {
             write_atomically(
                 &origin.dir.join(ORIGIN_FILE),
                 &serde_json::to_vec_pretty(&*file)?,
@@ -378,6 +391,8 @@ pub struct Origin {
     dir: PathBuf,
     file: Mutex<OriginFile>,
     link: Mutex<LinkInfo>,
+    /// Set by [`Replicas::forget`]: links are refused.
+    forgotten: std::sync::atomic::AtomicBool,
     /// Bumped by every new link; an older one sees it and ends.
     generation: AtomicU64,
     superseded: Notify,
@@ -449,12 +464,19 @@ impl Origin {
         retired: u64,
     ) -> Result<LinkGuard, AttachError> {
         let mut link = self.link.lock();
+        if self.forgotten.load(Ordering::Acquire) {
+            return Err(AttachError::Io(io::Error::other(
+                "this origin is being forgotten; try again",
+            )));
+        }
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.superseded.notify_waiters();
         {
             let mut file = self.file.lock();
             if let Some(at) = file.promoted_at {
-                let done = file.promoted_below.is_empty() && self.topics.lock().is_empty();
+                // Done once every replica topic went (a crash can leave a
+                // `promoted_below` entry behind; the topic decides).
+                let done = self.topics.lock().is_empty();
                 if retired != at || !done {
                     let fence = Fence {
                         promoted_at: at,
@@ -467,6 +489,7 @@ impl Origin {
                 tracing::info!(origin = address, uid = %self.uid, "the origin retired its copy; replicating it anew");
                 file.promoted_at = None;
                 file.fence.clear();
+                file.promoted_below.clear();
                 file.channels.clear();
             }
         }
@@ -596,7 +619,7 @@ impl Origin {
 
     /// How far behind its origin the replica may be: since the last applied
     /// tick while connected (since the connection before the first), since
-    /// the disconnect otherwise; `None` for an origin not seen since start.
+    /// the disconnect (or this node's start) otherwise.
     pub fn lag(&self) -> Option<Duration> {
         let link = self.link.lock();
         link.last_tick.or(link.since).map(|at| at.elapsed())

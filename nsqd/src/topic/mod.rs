@@ -364,7 +364,7 @@ impl Topic {
     /// Log mode: the seqs below `end` are another node's now (a peer
     /// promoted its replica of this topic): every channel passes them, and
     /// those still in the topic's backlog go. Returns how many of them the
-    /// log still had.
+    /// log still had. Blocking (writes `topic.meta`).
     pub fn retire_below(&self, end: u64) -> u64 {
         let Some(source) = &self.log else { return 0 };
         let retired = {
@@ -377,7 +377,7 @@ impl Topic {
             source.released.fetch_max(end, Ordering::AcqRel);
             end.saturating_sub(first)
         };
-        self.save_meta_later();
+        self.save_meta();
         retired
     }
 
