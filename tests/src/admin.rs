@@ -86,3 +86,24 @@ pub async fn create_channel(http_addr: &str, topic: &str, channel: &str) {
         .await
         .expect("channel created");
 }
+
+/// A receiver for nsqadmin's `--notification-http-endpoint`: its URL, and
+/// every notification it got, in order.
+pub async fn notification_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = events.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let event: Value = serde_json::from_slice(&body).expect("JSON notification");
+                sink.lock().unwrap().push(event);
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (endpoint, events)
+}

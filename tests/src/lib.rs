@@ -13,7 +13,7 @@ mod process;
 mod temp;
 mod v1;
 
-pub use admin::{admin_options, create_channel, AdminCluster};
+pub use admin::{admin_options, create_channel, notification_sink, AdminCluster};
 pub use capture::*;
 pub use conn::{body_of, consumer, Conn};
 pub use http::*;
@@ -89,4 +89,14 @@ pub fn options_with_lookupds(lookupds: &[&nsqlookupd::Lookupd]) -> Options {
     let mut opts = test_options();
     opts.nsqlookupd_tcp_addresses = lookupds.iter().map(|l| l.tcp_addr().to_string()).collect();
     opts
+}
+
+/// A loopback port that was free a moment ago, for a daemon that must
+/// restart on the same address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -3,12 +3,10 @@
 //! down, `/config`, history charts and `--base-path`. Its `/api` shapes
 //! are in `nsqadmin_api.rs`.
 
-use axum::routing::post;
 use nsq_e2e::*;
 use nsqadmin::NsqAdmin;
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 
 /// `topic/channel` as `nsqd` reports it now; it must exist.
 async fn existing_channel(nsqd: &Nsqd, topic: &str, channel: &str) -> nsq::api::ChannelStats {
@@ -86,21 +84,7 @@ async fn every_page_renders_the_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_reach_nsqd_and_notify() {
-    let events = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let sink = events.clone();
-    let app = axum::Router::new().route(
-        "/events",
-        post(move |body: bytes::Bytes| {
-            let sink = sink.clone();
-            async move {
-                let event: Value = serde_json::from_slice(&body).expect("JSON notification");
-                sink.lock().unwrap().push(event);
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/events", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (endpoint, events) = notification_sink().await;
 
     let c = AdminCluster::start(|o| o.notification_http_endpoint = endpoint).await;
     c.create_channel("jobs", "workers").await;

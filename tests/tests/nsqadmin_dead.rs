@@ -15,7 +15,6 @@ use nsq::protocol::Command;
 use nsq_e2e::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BINARY: &[u8] = b"\x00\x01\xfe\xff";
@@ -180,21 +179,7 @@ async fn as_user(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_api_lists_requeues_and_empties_for_admins_only() {
-    let events = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let sink = events.clone();
-    let app = axum::Router::new().route(
-        "/events",
-        axum::routing::post(move |body: bytes::Bytes| {
-            let sink = sink.clone();
-            async move {
-                let event: Value = serde_json::from_slice(&body).expect("JSON notification");
-                sink.lock().unwrap().push(event);
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/events", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (endpoint, events) = notification_sink().await;
     let c = AdminCluster::start(|o| {
         o.admin_users = vec!["alice".into()];
         o.notification_http_endpoint = endpoint;

@@ -21,15 +21,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A loopback port that was free a moment ago, for an nsqd that restarts on it.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A log-mode nsqd, which keeps replicas for the origins that dial it.
 fn peer_options() -> Options {
     Options {
@@ -249,26 +240,6 @@ async fn node_pages_show_links_and_replicas_and_a_lost_peer_degrades_the_origin(
     admin.shutdown().await;
     origin.shutdown().await;
     plain.shutdown().await;
-}
-
-/// A receiver for `--notification-http-endpoint`: its URL and what it got.
-async fn notification_sink() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let events = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let sink = events.clone();
-    let app = axum::Router::new().route(
-        "/events",
-        axum::routing::post(move |body: bytes::Bytes| {
-            let sink = sink.clone();
-            async move {
-                let event: Value = serde_json::from_slice(&body).expect("JSON notification");
-                sink.lock().unwrap().push(event);
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/events", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (endpoint, events)
 }
 
 async fn notified(events: &Arc<Mutex<Vec<Value>>>, action: &str) -> Value {

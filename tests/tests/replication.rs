@@ -9,15 +9,6 @@ use nsq_e2e::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A loopback port that was free a moment ago, for a peer that restarts on it.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn log_mode(data: &std::path::Path, tcp_port: u16) -> Options {
     Options {
         tcp_address: format!("127.0.0.1:{tcp_port}"),

@@ -298,11 +298,3 @@ async fn mirrored_peers_lose_nothing_when_each_is_killed_in_turn() {
     );
     assert!(a.terminate().success());
 }
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
