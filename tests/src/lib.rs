@@ -36,8 +36,27 @@ pub fn test_options() -> Options {
     }
 }
 
+/// Starts nsqd. A fixed port (a restart on the same address) that is in
+/// use is tried again for a few seconds: tests running at once take
+/// ephemeral ports, and one may hold it for a moment.
 pub async fn start_nsqd(opts: Options) -> Nsqd {
-    Nsqd::start(opts).await.expect("nsqd starts")
+    let fixed = [&opts.tcp_address, &opts.http_address]
+        .iter()
+        .any(|a| !a.ends_with(":0") && a.contains(':'));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match Nsqd::start(opts.clone()).await {
+            Ok(nsqd) => return nsqd,
+            Err(e)
+                if fixed
+                    && tokio::time::Instant::now() < deadline
+                    && e.to_string().contains("in use") =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("nsqd starts: {e:?}"),
+        }
+    }
 }
 
 pub async fn start_default_nsqd() -> Nsqd {
