@@ -311,6 +311,31 @@ async fn a_topic_keeps_messages_until_it_has_channels_and_while_paused() {
     }
 }
 
+/// At nsqd's start a topic is opened before its channels are: the log's
+/// retention must not take the topic's release point for every channel's
+/// and let go of segments they have not read (it once did, when its first
+/// tick came before the channels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_topic_keeps_its_segments_until_its_channels_are_back() {
+    let mut f = Fixture::new(Mode::Durable);
+    f.config.disk.max_bytes_per_file = 4096;
+    f.restart();
+    f.topic.start();
+    let _c = f.channel("c");
+    for i in 0..300 {
+        f.publish(&format!("m{i:03}")).await;
+    }
+    // Reopened, released up to 300, without its channel for more than a
+    // retention tick.
+    f.restart();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let c = f.channel("c");
+    f.topic.start();
+    let got = take_n(&c, &consumer(1), 300, Duration::from_secs(60)).await;
+    let want: Vec<String> = (0..300).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(bodies(&got), want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_departed_consumer_gives_its_messages_back() {
     for mode in MODES {

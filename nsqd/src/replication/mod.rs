@@ -213,15 +213,6 @@ async fn collect(
         let mut batch = Vec::new();
         let mut seen_channels = HashMap::with_capacity(channels.len());
         for view in &views {
-            let meta = (view.released, view.paused);
-            if metas.insert(view.name.clone(), meta) != Some(meta) {
-                batch.push(Progress::TopicState {
-                    topic: view.name.clone(),
-                    log: view.log.clone(),
-                    released: view.released,
-                    paused: view.paused,
-                });
-            }
             for channel in &view.channels {
                 let key = (view.name.clone(), channel.name.clone());
                 let sent = Sent {
@@ -253,6 +244,18 @@ async fn collect(
                     None => {}
                 }
                 seen_channels.insert(key, sent);
+            }
+            // The topic's release point after its channels: a peer must
+            // never see it raised before it knows the channels it was raised
+            // for, or its retention would let go of what they need.
+            let meta = (view.released, view.paused);
+            if metas.insert(view.name.clone(), meta) != Some(meta) {
+                batch.push(Progress::TopicState {
+                    topic: view.name.clone(),
+                    log: view.log.clone(),
+                    released: view.released,
+                    paused: view.paused,
+                });
             }
         }
         for (topic, channel) in channels.into_keys() {

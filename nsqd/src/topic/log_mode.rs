@@ -181,6 +181,12 @@ impl Topic {
     /// cache what every channel has read.
     pub(super) fn retain(&self, log: &TopicLog) {
         let Some(source) = &self.log else { return };
+        if !self.state.lock().started {
+            // Opened, but its channels are not all back yet (nsqd's start
+            // opens a topic before its channels): without them the release
+            // point would pass for everyone's floor, and unread segments go.
+            return;
+        }
         let released = source.released.load(Ordering::Acquire);
         let (mut floor, mut read) = (released, released);
         for channel in self.channels() {
