@@ -82,10 +82,21 @@ impl Daemon {
 
     /// As [`Daemon::start`], on TCP port `tcp_port` (one that a peer's
     /// `--replicate-to` names across restarts).
+    /// The port is tried again for a few seconds while it is in use: tests
+    /// running at once take ephemeral ports, and one may hold it a moment.
     pub fn start_at(data_path: &std::path::Path, tcp_port: u16, extra: &[&str]) -> Daemon {
-        let mut command = std::process::Command::new(workspace_binary("nsqd"));
-        command.arg(format!("--tcp-address=127.0.0.1:{tcp_port}"));
-        Daemon::start_with(command, "127.0.0.1", data_path, extra)
+        let deadline = std::time::Instant::now() + crate::PATIENCE;
+        loop {
+            let mut command = std::process::Command::new(workspace_binary("nsqd"));
+            command.arg(format!("--tcp-address=127.0.0.1:{tcp_port}"));
+            match Daemon::try_start_with(command, "127.0.0.1", data_path, extra) {
+                Ok(daemon) => return daemon,
+                Err(log) if log.contains("in use") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(log) => panic!("nsqd did not start; log:\n{log}"),
+            }
+        }
     }
 
     /// As [`Daemon::start`], with environment variables set for nsqd.
@@ -114,11 +125,22 @@ impl Daemon {
     }
 
     fn start_with(
-        mut command: std::process::Command,
+        command: std::process::Command,
         ip: &str,
         data_path: &std::path::Path,
         extra: &[&str],
     ) -> Daemon {
+        Daemon::try_start_with(command, ip, data_path, extra)
+            .unwrap_or_else(|log| panic!("nsqd did not start; log:\n{log}"))
+    }
+
+    /// As [`Daemon::start_with`]; what nsqd logged when it did not start.
+    fn try_start_with(
+        mut command: std::process::Command,
+        ip: &str,
+        data_path: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<Daemon, String> {
         use std::io::BufRead;
         let has_tcp = command
             .get_args()
@@ -164,15 +186,19 @@ impl Daemon {
             match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok((true, addr)) => tcp = addr.parse().ok(),
                 Ok((false, addr)) => http = addr.parse().ok(),
-                Err(_) => panic!("nsqd did not start; log:\n{}", log.lock().unwrap()),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(log.lock().unwrap().clone());
+                }
             }
         }
-        Daemon {
+        Ok(Daemon {
             child,
             tcp: tcp.unwrap(),
             http: http.unwrap(),
             log,
-        }
+        })
     }
 
     /// SIGTERM, then waits for the exit status (bounded).

@@ -95,12 +95,7 @@ async fn operator_watches_depth_and_pauses_a_channel() {
             Ok::<_, fantoccini::error::CmdError>(())
         }
     });
-    let outcome = session.await;
-    let _ = browser.close().await;
-    match outcome {
-        Ok(result) => result.expect("the browser session"),
-        Err(failed) => std::panic::resume_unwind(failed.into_panic()),
-    }
+    browser::finish(browser, session).await;
 
     let stats = stats(&nsqd).await;
     let channel = stats

@@ -9,7 +9,7 @@
 
 mod browser;
 
-use browser::{click, column, output_dir, text, wait_for_text, Driver, BROWSER_PATIENCE};
+use browser::{click, column, output_dir, text, wait_for_text, Driver};
 use fantoccini::Locator;
 use nsq::protocol::Command;
 use nsq_e2e::*;
@@ -134,13 +134,7 @@ async fn operator_peeks_and_requeues_dead_letters_in_a_browser() {
             Ok::<_, fantoccini::error::CmdError>(())
         }
     });
-    let outcome = tokio::time::timeout(4 * BROWSER_PATIENCE, session).await;
-    let _ = browser.close().await;
-    match outcome {
-        Ok(Ok(result)) => result.expect("the browser session"),
-        Ok(Err(failed)) => std::panic::resume_unwind(failed.into_panic()),
-        Err(_) => panic!("the browser session took over {:?}", 4 * BROWSER_PATIENCE),
-    }
+    browser::finish(browser, session).await;
 
     let channel = channel_stats(&c.nsqd, "orders", "billing")
         .await

@@ -10,7 +10,7 @@
 
 mod browser;
 
-use browser::{click, output_dir, wait_for_text, Driver, BROWSER_PATIENCE};
+use browser::{click, output_dir, wait_for_text, Driver};
 use fantoccini::Locator;
 use nsq::api::{ChannelStats, ReplicaStats};
 use nsq_e2e::*;
@@ -471,13 +471,7 @@ async fn operator_promotes_a_replica_in_a_browser_after_confirming() {
             Ok::<_, fantoccini::error::CmdError>(())
         }
     });
-    let outcome = tokio::time::timeout(4 * BROWSER_PATIENCE, session).await;
-    let _ = browser.close().await;
-    match outcome {
-        Ok(Ok(result)) => result.expect("the browser session"),
-        Ok(Err(failed)) => std::panic::resume_unwind(failed.into_panic()),
-        Err(_) => panic!("the browser session took over {:?}", 4 * BROWSER_PATIENCE),
-    }
+    browser::finish(browser, session).await;
 
     assert!(replica(&peer)
         .await

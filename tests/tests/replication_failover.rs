@@ -298,3 +298,76 @@ async fn mirrored_peers_lose_nothing_when_each_is_killed_in_turn() {
     );
     assert!(a.terminate().success());
 }
+
+/// A promotion is cut short by SIGKILL between a batch on disk and its
+/// record in `origin.json` (`NSQD_TEST_PAUSE_AT=promotion_batch_adopted`):
+/// promoted again after the restart, nothing is missing, and only that batch
+/// (1,024 messages) comes twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_killed_mid_promotion_promotes_again_without_loss() {
+    let (dir_a, dir_b) = (temp_dir("origin"), temp_dir("peer"));
+    let b = Daemon::start_with_env(
+        &dir_b,
+        &["--mem-queue-size=0"],
+        &[("NSQD_TEST_PAUSE_AT", "promotion_batch_adopted@2")],
+    );
+    let replicate = format!("--replicate-to={}", b.tcp);
+    let a = Daemon::start(&dir_a, &["--mem-queue-size=0", &replicate, MAX_LAG]);
+    until_synced(&a).await;
+    assert_eq!(post(&a, "/topic/create?topic=t", "").await.status, 200);
+    assert_eq!(
+        post(&a, "/channel/create?topic=t&channel=c", "")
+            .await
+            .status,
+        200
+    );
+    let bodies: Vec<String> = (0..3000).map(|i| format!("m{i:04}")).collect();
+    publish_all(&a, "t", &bodies).await;
+    eventually_within(
+        "the replica holds all 3000",
+        Duration::from_secs(15),
+        || async { replica(&b).await.is_some_and(|r| r.depth == 3000) },
+    )
+    .await;
+    a.kill();
+    until_origin_gone(&b).await;
+
+    // The promotion stops for good after its second batch is on disk.
+    let promoting = tokio::spawn({
+        let url = b.http_url();
+        async move { post(url.as_str(), "/replica/promote", "").await }
+    });
+    eventually_within(
+        "the promotion reaches its pause",
+        Duration::from_secs(20),
+        || async {
+            b.log()
+                .contains("nsqd test pause at promotion_batch_adopted")
+        },
+    )
+    .await;
+    b.kill();
+    promoting.abort();
+
+    let b = Daemon::start(&dir_b, &["--mem-queue-size=0"]);
+    let answer = promote(&b).await;
+    assert_eq!(answer.promoted.len(), 1, "{answer:?}");
+    assert_eq!(
+        answer.promoted[0].messages,
+        3000 - 1024,
+        "resumed after the first batch"
+    );
+    let got = drain(&b).await;
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(
+        unique,
+        bodies.iter().collect::<HashSet<_>>(),
+        "every message"
+    );
+    assert_eq!(
+        got.len(),
+        3000 + 1024,
+        "the unrecorded batch twice, nothing else"
+    );
+    assert!(b.terminate().success());
+}

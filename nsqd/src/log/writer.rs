@@ -66,15 +66,19 @@ pub enum PausePoint {
     /// Dead letters are fsynced in their file; the journal does not yet
     /// know their messages finished (on the dead-letter writer's thread).
     DeadLettersSynced,
+    /// A promotion's batch is on disk in the local topic; `origin.json`
+    /// does not yet say it was adopted (on the promoting thread).
+    PromotionBatchAdopted,
 }
 
 impl PausePoint {
-    const ALL: [(PausePoint, &'static str); 5] = [
+    const ALL: [(PausePoint, &'static str); 6] = [
         (PausePoint::BeforeFsync, "before_fsync"),
         (PausePoint::AfterFsync, "after_fsync"),
         (PausePoint::CompactionWritten, "compaction_written"),
         (PausePoint::CompactionRenamed, "compaction_renamed"),
         (PausePoint::DeadLettersSynced, "dead_letters_synced"),
+        (PausePoint::PromotionBatchAdopted, "promotion_batch_adopted"),
     ];
 
     pub fn parse(name: &str) -> Option<PausePoint> {
@@ -246,6 +250,13 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// A round wrote some log: tells replication links, if there are any.
+    fn rounds_written(&self) {
+        if self.written.receiver_count() > 0 {
+            self.written.send_modify(|n| *n += 1);
+        }
+    }
+
     /// True once the thread is gone: nothing appended will be written.
     pub(super) fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
@@ -376,6 +387,12 @@ impl LogWriter {
     /// after this fail their `committed`. Blocking.
     pub fn shutdown(&self) {
         self.stop(Stop::Flush);
+    }
+
+    /// Stops the calling thread for good at `point` when the tests asked
+    /// for it (`NSQD_TEST_PAUSE_AT`): for moments outside the writer.
+    pub fn pause(&self, point: PausePoint) {
+        self.shared.pause(point);
     }
 
     /// Writes and fsyncs everything pending now, and waits for it. Blocking.
@@ -554,7 +571,7 @@ impl Rounds {
             .extend(self.logs.iter().map(|log| log.write_pending()));
         let logs_wrote = self.batches.iter().flatten().any(|b| !b.failed);
         if logs_wrote {
-            self.shared.written.send_modify(|n| *n += 1);
+            self.shared.rounds_written();
         }
         wrote |= logs_wrote;
         if wrote {
@@ -591,7 +608,7 @@ impl Rounds {
         if logs_wrote && durable {
             // Links hold back what runs too far past the fsynced end: they
             // may ship more now.
-            self.shared.written.send_modify(|n| *n += 1);
+            self.shared.rounds_written();
         }
         let answered: u64 = self.batches.iter().flatten().map(|b| b.appends).sum();
         if durable && answered > 0 {

@@ -5,7 +5,7 @@
 
 use super::Node;
 use crate::channel::Overrides;
-use crate::log::Disposition;
+use crate::log::{Disposition, PausePoint};
 use crate::replica::{Origin, ReplicaTopic, Replicas};
 use crate::topic::{Adopted, PutError, Topic};
 use nsq::api::{Promoted, Retired};
@@ -196,6 +196,7 @@ impl Node {
             replicas.writer().flush();
             let committed = tokio::runtime::Handle::current().block_on(topic.committed(end));
             committed.map_err(PutError::Backend)?;
+            replicas.writer().pause(PausePoint::PromotionBatchAdopted);
         }
         origin.set_promoted_below(&topic.name, Some(below))?;
         Ok(n)

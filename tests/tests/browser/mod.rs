@@ -121,6 +121,20 @@ where
     }
 }
 
+/// Waits for a test's browser steps, run as `session` (a task of its own so
+/// that a failed assertion still ends here), for at most four times
+/// [`BROWSER_PATIENCE`]; closes Chromium whatever happened, then passes the
+/// steps' failure on.
+pub async fn finish(browser: Client, session: tokio::task::JoinHandle<Result<(), CmdError>>) {
+    let outcome = tokio::time::timeout(4 * BROWSER_PATIENCE, session).await;
+    let _ = browser.close().await;
+    match outcome {
+        Ok(Ok(result)) => result.expect("the browser session"),
+        Ok(Err(failed)) => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => panic!("the browser session took over {:?}", 4 * BROWSER_PATIENCE),
+    }
+}
+
 pub fn output_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nsqadmin-browser");
     std::fs::create_dir_all(&dir).unwrap();
