@@ -122,12 +122,17 @@ fn shown(messages: Vec<Message>, total: u64) -> V1 {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, V1> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "dead letters or peek failed");
-            Err(err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))
-        }
-        Err(_) => Err(err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")),
-    }
+    off_async(f).await?.map_err(|e| {
+        tracing::error!(error = %e, "dead letters or peek failed");
+        err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+    })
+}
+
+/// Runs blocking work off the async workers; a panic in it is a 500.
+pub(crate) async fn off_async<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, V1> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))
 }

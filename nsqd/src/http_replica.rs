@@ -2,6 +2,7 @@
 //! `/replica/promote` and `/replica/forget` on a peer, `/replication/retire`
 //! on an origin that comes back after a promotion. All are POSTs.
 
+use crate::http_channel::off_async;
 use crate::node::{Node, PromoteError, RetireError};
 use axum::http::StatusCode;
 use nsq::api::PromoteAnswer;
@@ -72,11 +73,4 @@ fn promote_error(e: PromoteError) -> V1 {
             err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
         }
     }
-}
-
-/// Runs file work off the async workers.
-async fn off_async<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, V1> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"))
 }

@@ -97,7 +97,8 @@ impl Session {
             Err(AttachError::Io(e)) => return Err(failed(e)),
             Err(AttachError::Promoted(fence)) => {
                 tracing::warn!(origin = %hello.address, uid = %hello.uid, "refused a replication link: this origin was promoted here");
-                return Err(ClientError::fatal("E_REPL_PROMOTED", fence));
+                let body = serde_json::to_string(&fence).expect("a plain struct serializes");
+                return Err(ClientError::fatal("E_REPL_PROMOTED", body));
             }
         };
         tracing::info!(origin = %hello.address, uid = %hello.uid, client = self.client.id, "replication link from an origin");

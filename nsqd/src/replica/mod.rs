@@ -75,9 +75,9 @@ pub struct OriginFile {
 pub enum AttachError {
     #[error("{0}")]
     Io(#[from] io::Error),
-    /// The origin was promoted here: the body of `E_REPL_PROMOTED`.
-    #[error("{0}")]
-    Promoted(String),
+    /// The origin was promoted here: what `E_REPL_PROMOTED` tells it.
+    #[error("promoted at {}", .0.promoted_at)]
+    Promoted(Fence),
 }
 
 /// Whether `uid` can name an origin: 32 lowercase hex digits.
@@ -478,13 +478,10 @@ impl Origin {
                 // `promoted_below` entry behind; the topic decides).
                 let done = self.topics.lock().is_empty();
                 if retired != at || !done {
-                    let fence = Fence {
+                    return Err(AttachError::Promoted(Fence {
                         promoted_at: at,
                         stored: file.fence.clone(),
-                    };
-                    return Err(AttachError::Promoted(
-                        serde_json::to_string(&fence).expect("a plain struct serializes"),
-                    ));
+                    }));
                 }
                 tracing::info!(origin = address, uid = %self.uid, "the origin retired its copy; replicating it anew");
                 file.promoted_at = None;
