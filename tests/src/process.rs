@@ -82,6 +82,7 @@ impl Daemon {
 
     /// As [`Daemon::start`], on TCP port `tcp_port` (one that a peer's
     /// `--replicate-to` names across restarts).
+    ///
     /// The port is tried again for a few seconds while it is in use: tests
     /// running at once take ephemeral ports, and one may hold it a moment.
     pub fn start_at(data_path: &std::path::Path, tcp_port: u16, extra: &[&str]) -> Daemon {

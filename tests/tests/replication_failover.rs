@@ -80,13 +80,7 @@ async fn a_killed_origin_is_replaced_by_its_promoted_peer() {
         &["--mem-queue-size=0", &replicate, MAX_LAG, &lookupd_flag],
     );
     until_synced(&a).await;
-    assert_eq!(post(&a, "/topic/create?topic=t", "").await.status, 200);
-    assert_eq!(
-        post(&a, "/channel/create?topic=t&channel=c", "")
-            .await
-            .status,
-        200
-    );
+    create_channel(&a.http.to_string(), "t", "c").await;
     let bodies: Vec<String> = (0..1000).map(|i| format!("m{i:04}")).collect();
     publish_all(&a, "t", &bodies).await;
 
@@ -203,13 +197,7 @@ async fn mirrored_peers_lose_nothing_when_each_is_killed_in_turn() {
     until_synced(&a).await;
     until_synced(&b).await;
     for d in [&a, &b] {
-        assert_eq!(post(d, "/topic/create?topic=t", "").await.status, 200);
-        assert_eq!(
-            post(d, "/channel/create?topic=t&channel=c", "")
-                .await
-                .status,
-            200
-        );
+        create_channel(&d.http.to_string(), "t", "c").await;
     }
     let from_a: Vec<String> = (0..300).map(|i| format!("a{i:03}")).collect();
     let from_b: Vec<String> = (0..300).map(|i| format!("b{i:03}")).collect();
@@ -314,13 +302,7 @@ async fn a_peer_killed_mid_promotion_promotes_again_without_loss() {
     let replicate = format!("--replicate-to={}", b.tcp);
     let a = Daemon::start(&dir_a, &["--mem-queue-size=0", &replicate, MAX_LAG]);
     until_synced(&a).await;
-    assert_eq!(post(&a, "/topic/create?topic=t", "").await.status, 200);
-    assert_eq!(
-        post(&a, "/channel/create?topic=t&channel=c", "")
-            .await
-            .status,
-        200
-    );
+    create_channel(&a.http.to_string(), "t", "c").await;
     let bodies: Vec<String> = (0..3000).map(|i| format!("m{i:04}")).collect();
     publish_all(&a, "t", &bodies).await;
     eventually_within(
