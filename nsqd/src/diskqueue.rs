@@ -30,6 +30,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 const RECORD_HEADER: usize = 8;
@@ -45,6 +46,34 @@ pub struct DiskConfig {
     pub max_bytes_per_file: u64,
     pub sync_every: u64,
     pub max_msg_size: u64,
+    /// Raised by any of the node's queues that has reads or writes not yet
+    /// synced, so that the periodic sync can pass over idle topics.
+    pub unsynced: UnsyncedFlag,
+}
+
+/// Whether some disk queue of a node may have reads or writes that were not
+/// handed to the sync thread. A queue raises it when its count of unsynced
+/// reads and writes leaves zero, under the lock of its topic or channel; the
+/// periodic sync ([`UnsyncedFlag::take`]) then visits every topic. With ten
+/// thousand idle topics that visit is most of nsqd's idle CPU.
+#[derive(Debug, Clone, Default)]
+pub struct UnsyncedFlag(Arc<AtomicBool>);
+
+impl UnsyncedFlag {
+    fn raise(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Lowers the flag and says whether it was raised. A queue that raises
+    /// it after this call is synced at the next one.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
+    }
+
+    /// Raises it again: a sync failed and must be retried.
+    pub fn retry(&self) {
+        self.raise();
+    }
 }
 
 /// A message read back, with its deferral deadline (Unix ns) if it had one.
@@ -325,7 +354,7 @@ impl DiskQueue {
         self.pending.extend_from_slice(&self.scratch);
         self.write_pos += len;
         self.depth += 1;
-        self.unsynced += 1;
+        self.count_unsynced();
         let result = if self.unsynced >= self.config.sync_every {
             self.sync_soon()
         } else if self.pending.len() >= WRITE_BUFFER {
@@ -430,7 +459,7 @@ impl DiskQueue {
                     self.depth = self.depth.saturating_sub(1);
                     // Reads count toward --sync-every too: the read position
                     // is what keeps consumed messages from coming back.
-                    self.unsynced += 1;
+                    self.count_unsynced();
                     if self.unsynced >= self.config.sync_every {
                         if let Err(e) = self.sync_soon() {
                             tracing::warn!(queue = %self.name, error = %e, "sync after read failed; will retry");
@@ -528,6 +557,14 @@ impl DiskQueue {
         };
         self.unsynced = 0;
         Ok(self.syncs.submit(file, self.meta()))
+    }
+
+    /// One more read or write to sync; the first raises the node's flag.
+    fn count_unsynced(&mut self) {
+        if self.unsynced == 0 {
+            self.config.unsynced.raise();
+        }
+        self.unsynced += 1;
     }
 
     pub fn needs_sync(&self) -> bool {
@@ -780,6 +817,7 @@ mod tests {
             max_bytes_per_file: max_bytes,
             sync_every: 1000,
             max_msg_size: 1024,
+            unsynced: UnsyncedFlag::default(),
         }
     }
 
@@ -801,6 +839,30 @@ mod tests {
         std::iter::from_fn(|| q.pop().unwrap())
             .map(|s| s.msg.id)
             .collect()
+    }
+
+    /// The node's flag goes up with the first read or write after a sync,
+    /// so that the periodic sync skips a node whose queues are all idle.
+    #[test]
+    fn the_first_unsynced_read_or_write_raises_the_nodes_flag() {
+        let guard = dir("flag");
+        let cfg = config(guard.path(), 1 << 20);
+        let flag = cfg.unsynced.clone();
+        let mut q = DiskQueue::open("t", cfg).unwrap();
+        assert!(!flag.take(), "opening is not a write");
+        q.put(&msg(1), None).unwrap();
+        q.put(&msg(2), None).unwrap();
+        assert!(flag.take());
+        assert!(!flag.take(), "taken once");
+        q.put(&msg(3), None).unwrap();
+        assert!(!flag.take(), "still unsynced from before the take");
+        q.sync_soon().unwrap();
+        q.wait_for_syncs().unwrap();
+        q.pop().unwrap().unwrap();
+        assert!(flag.take(), "a read after the sync");
+        q.sync_soon().unwrap();
+        q.put(&msg(4), None).unwrap();
+        assert!(flag.take(), "a write after the sync");
     }
 
     #[test]

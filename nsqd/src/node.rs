@@ -597,11 +597,17 @@ impl Node {
         metadata
     }
 
-    /// Fsyncs every disk queue with unsynced writes (`--sync-timeout`).
+    /// Fsyncs every disk queue with unsynced writes (`--sync-timeout`):
+    /// none when no queue has read or written since the last round.
     fn sync_all(&self) {
+        let flag = &self.channel_config.disk.unsynced;
+        if !flag.take() {
+            return;
+        }
         for topic in self.topics() {
             if let Err(e) = topic.sync() {
                 tracing::error!(topic = %topic.name, error = %e, "disk queue sync failed");
+                flag.retry();
             }
         }
     }

@@ -105,6 +105,7 @@ impl Nsqd {
             max_bytes_per_file: opts.max_bytes_per_file.max(1) as u64,
             sync_every: opts.sync_every.max(1) as u64,
             max_msg_size: opts.max_msg_size as u64,
+            unsynced: Default::default(),
         };
         let imported = metadata::import_upstream_queues(&disk).map_err(data_err)?;
         // Log mode: one writer thread for every topic's log; durable (group

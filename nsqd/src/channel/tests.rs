@@ -56,6 +56,7 @@ impl Fixture {
                 max_bytes_per_file: 1 << 20,
                 sync_every: 100,
                 max_msg_size: 1 << 20,
+                unsynced: Default::default(),
             },
             log_writer: writer.clone(),
             max_attempts: 0,
