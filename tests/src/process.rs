@@ -111,6 +111,17 @@ impl Daemon {
         Daemon::start_with(command, "127.0.0.1", data_path, extra)
     }
 
+    /// As [`Daemon::start`], with the soft limit on open files lowered to
+    /// `soft` (the hard limit as it is), as a service manager may start it.
+    pub fn start_with_open_files(soft: u64, data_path: &std::path::Path, extra: &[&str]) -> Daemon {
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
+            .arg(workspace_binary("nsqd"));
+        Daemon::start_with(command, "127.0.0.1", data_path, extra)
+    }
+
     /// As [`Daemon::start`], inside network namespace `netns`, listening on `ip`.
     pub fn start_in_netns(
         netns: &str,

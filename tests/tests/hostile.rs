@@ -85,6 +85,42 @@ fn ensure_fd_limit(needed: u64) {
     );
 }
 
+/// Started with a soft limit of 256 open files (a service manager's is
+/// often 1,024), nsqd raises it to the hard limit as Go daemons do, and
+/// serves 600 consumers where 256 descriptors would refuse most of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqd_raises_a_low_soft_open_files_limit() {
+    ensure_fd_limit(1_000);
+    let dir = temp_dir("open-files");
+    let d = Daemon::start_with_open_files(256, &dir, &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.child.id())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        open_files[3], open_files[4],
+        "soft limit raised to the hard one: {limits}"
+    );
+    let mut consumers = Vec::new();
+    for i in 0..600 {
+        let mut conn = Conn::connect_addr(d.tcp).await;
+        conn.subscribe("many", &format!("c{}", i % 4)).await;
+        consumers.push(conn);
+    }
+    let mut publisher = Conn::connect_addr(d.tcp).await;
+    publisher.publish("many", b"to every channel").await;
+    // One consumer of each channel (RDY 1) gets it.
+    for conn in consumers.iter_mut().take(4) {
+        conn.rdy(1).await;
+        assert_eq!(&conn.expect_message().await.body[..], b"to every channel");
+    }
+    drop(consumers);
+    assert!(d.terminate().success());
+}
+
 /// Opens `count` connections to `addr`, `batch` at a time, each sending
 /// what `hello` gives for its index, and keeps them open.
 async fn open_many(

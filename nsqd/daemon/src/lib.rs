@@ -5,6 +5,7 @@
 pub mod flags;
 pub mod http_api;
 pub mod http_server;
+pub mod limits;
 pub mod logging;
 pub mod lookup_protocol;
 pub mod metrics;

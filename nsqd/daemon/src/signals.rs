@@ -32,6 +32,8 @@ impl StopSignals {
 /// A daemon's whole life in a fresh multi-threaded runtime: `start` it, wait
 /// for SIGINT or SIGTERM (caught from the first moment), then `stop` it. The
 /// process exits 0, or 1 when it could not start (the error is logged).
+/// First, the soft limit on open files goes up to the hard one, as a Go
+/// daemon's does ([`crate::limits`]).
 pub fn run_until_stopped<T, E, Start, Stop>(
     start: impl FnOnce() -> Start,
     stop: impl FnOnce(T) -> Stop,
@@ -41,6 +43,17 @@ where
     Stop: std::future::Future<Output = ()>,
     E: std::fmt::Display,
 {
+    match crate::limits::raise_open_files() {
+        Ok(before) if before.soft < before.hard => {
+            tracing::debug!(
+                from = before.soft,
+                to = before.hard,
+                "raised the open files limit"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
