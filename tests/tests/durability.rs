@@ -340,6 +340,35 @@ fn log_segments(dir: &Path, topic: &str) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Log mode lets go of a segment once every channel has finished it, also
+/// for a topic that sat idle first: its passes come less often while
+/// nothing moves (one in 32 s at most), and again every second once its
+/// channels do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_segments_go_once_finished_after_the_topic_sat_idle() {
+    let dir = temp_dir("retain-idle");
+    let flags = ["--mem-queue-size=0", "--max-bytes-per-file=4096"];
+    let d = Daemon::start(&dir, &flags);
+    create_channel(&d.http.to_string(), "r", "c").await;
+    publish_batches(d.tcp, "r", "r", 600, 50).await;
+    let written = log_segments(&dir, "r");
+    assert!(written.len() >= 6, "several segments: {written:?}");
+    // Idle long enough for the passes to space out (1, 2, then 4 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(log_segments(&dir, "r"), written, "nothing finished yet");
+    consume_exactly(d.tcp, "r", "c", 600).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while log_segments(&dir, "r").len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "finished segments kept: {:?}",
+            log_segments(&dir, "r")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(d.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_in_a_topic_log_is_skipped_and_every_good_record_delivered() {
     corruption_is_skipped_and_every_good_record_delivered(true).await;

@@ -25,6 +25,10 @@ pub struct Adopted {
 
 /// How often a log-mode topic lets go of segments every channel has passed.
 const RETAIN_INTERVAL: Duration = Duration::from_secs(1);
+/// An idle topic's passes come half as often each time they find its
+/// channels where they were, down to one in this long: ten thousand idle
+/// topics would otherwise wake nsqd ten thousand times a second.
+const RETAIN_IDLE_INTERVAL: Duration = Duration::from_secs(32);
 
 impl Topic {
     /// Log mode: appends to the log, releases to the channels when they
@@ -178,14 +182,15 @@ impl Topic {
     }
 
     /// Log mode: lets the log drop what every channel has finished, and its
-    /// cache what every channel has read.
-    pub(super) fn retain(&self, log: &TopicLog) {
-        let Some(source) = &self.log else { return };
+    /// cache what every channel has read. Returns the release point and the
+    /// floor and read point it kept to, or `None` when it did nothing.
+    pub(super) fn retain(&self, log: &TopicLog) -> Option<(u64, u64, u64)> {
+        let source = self.log.as_ref()?;
         if !self.state.lock().started {
             // Opened, but its channels are not all back yet (nsqd's start
             // opens a topic before its channels): without them the release
             // point would pass for everyone's floor, and unread segments go.
-            return;
+            return None;
         }
         let released = source.released.load(Ordering::Acquire);
         let (mut floor, mut read) = (released, released);
@@ -197,14 +202,21 @@ impl Topic {
         }
         log.retain_from(floor);
         log.trim_cache_below(read);
+        Some((released, floor, read))
     }
 }
 
 /// Log mode: wakes the channels' consumers each time the writer makes more
-/// of the log visible, and lets go of what every channel is done with.
+/// of the log visible, and lets go of what every channel is done with:
+/// every second while the topic or its channels move, less and less often
+/// (down to [`RETAIN_IDLE_INTERVAL`]) while they stay put, and every second
+/// again from the next publish.
 pub(super) async fn watch_log(topic: Weak<Topic>, log: Arc<TopicLog>) {
     let mut seen = log.visible_end();
-    let mut retain = tokio::time::interval(RETAIN_INTERVAL);
+    let mut every = RETAIN_INTERVAL;
+    let mut kept = None;
+    let retain_at = tokio::time::sleep_until(on_the_second(every));
+    tokio::pin!(retain_at);
     loop {
         tokio::select! {
             visible = log.wait_visible(seen) => {
@@ -214,12 +226,39 @@ pub(super) async fn watch_log(topic: Weak<Topic>, log: Arc<TopicLog>) {
                 for channel in topic.channels() {
                     channel.log_advanced();
                 }
+                if every > RETAIN_INTERVAL {
+                    every = RETAIN_INTERVAL;
+                    let sooner = on_the_second(every);
+                    if sooner < retain_at.deadline() {
+                        retain_at.as_mut().reset(sooner);
+                    }
+                }
             }
-            _ = retain.tick() => {
+            _ = &mut retain_at => {
                 let Some(topic) = topic.upgrade() else { return };
-                topic.retain(&log);
+                let now_kept = topic.retain(&log);
+                every = match now_kept {
+                    Some(_) if now_kept == kept => (every * 2).min(RETAIN_IDLE_INTERVAL),
+                    _ => RETAIN_INTERVAL,
+                };
+                kept = now_kept;
+                retain_at.as_mut().reset(on_the_second(every));
             }
         }
+    }
+}
+
+/// `after` from now, rounded up to a whole second since the first call: the
+/// passes of all topics due in the same second share one wake-up of the
+/// runtime instead of one each, which is what an idle pass mostly costs.
+fn on_the_second(after: Duration) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    let at = tokio::time::Instant::now() + after;
+    let into_second = at.saturating_duration_since(epoch).subsec_nanos();
+    match into_second {
+        0 => at,
+        n => at + Duration::from_nanos(1_000_000_000 - u64::from(n)),
     }
 }
 
