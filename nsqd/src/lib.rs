@@ -6,6 +6,7 @@ mod auth;
 mod channel;
 mod cli;
 mod client_conn;
+mod coalesce;
 mod command;
 mod diskqueue;
 mod e2e;

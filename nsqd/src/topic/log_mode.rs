@@ -29,6 +29,8 @@ const RETAIN_INTERVAL: Duration = Duration::from_secs(1);
 /// channels where they were, down to one in this long: ten thousand idle
 /// topics would otherwise wake nsqd ten thousand times a second.
 const RETAIN_IDLE_INTERVAL: Duration = Duration::from_secs(32);
+/// The passes of all topics due within the same second run together.
+const RETAIN_GRID: Duration = Duration::from_secs(1);
 
 impl Topic {
     /// Log mode: appends to the log, releases to the channels when they
@@ -215,7 +217,7 @@ pub(super) async fn watch_log(topic: Weak<Topic>, log: Arc<TopicLog>) {
     let mut seen = log.visible_end();
     let mut every = RETAIN_INTERVAL;
     let mut kept = None;
-    let retain_at = tokio::time::sleep_until(on_the_second(every));
+    let retain_at = tokio::time::sleep_until(crate::coalesce::on_grid(every, RETAIN_GRID));
     tokio::pin!(retain_at);
     loop {
         tokio::select! {
@@ -228,7 +230,7 @@ pub(super) async fn watch_log(topic: Weak<Topic>, log: Arc<TopicLog>) {
                 }
                 if every > RETAIN_INTERVAL {
                     every = RETAIN_INTERVAL;
-                    let sooner = on_the_second(every);
+                    let sooner = crate::coalesce::on_grid(every, RETAIN_GRID);
                     if sooner < retain_at.deadline() {
                         retain_at.as_mut().reset(sooner);
                     }
@@ -242,23 +244,9 @@ pub(super) async fn watch_log(topic: Weak<Topic>, log: Arc<TopicLog>) {
                     _ => RETAIN_INTERVAL,
                 };
                 kept = now_kept;
-                retain_at.as_mut().reset(on_the_second(every));
+                retain_at.as_mut().reset(crate::coalesce::on_grid(every, RETAIN_GRID));
             }
         }
-    }
-}
-
-/// `after` from now, rounded up to a whole second since the first call: the
-/// passes of all topics due in the same second share one wake-up of the
-/// runtime instead of one each, which is what an idle pass mostly costs.
-fn on_the_second(after: Duration) -> tokio::time::Instant {
-    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
-    let at = tokio::time::Instant::now() + after;
-    let into_second = at.saturating_duration_since(epoch).subsec_nanos();
-    match into_second {
-        0 => at,
-        n => at + Duration::from_nanos(1_000_000_000 - u64::from(n)),
     }
 }
 
