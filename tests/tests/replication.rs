@@ -261,6 +261,54 @@ async fn finished_messages_leave_the_replica_within_the_lag() {
     peer.shutdown().await;
 }
 
+/// A channel or topic deleted on the origin leaves the peer's replica
+/// within the lag, and the others stay: with 300 topics, so that a
+/// collector that looked each name up in a list would show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_topics_and_channels_leave_the_replica() {
+    let peer_dir = temp_dir("peer");
+    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
+    let origin = start_nsqd(origin_options(peer.tcp_addr())).await;
+    until_synced(&origin).await;
+    let http = origin.http_addr().expect("http").to_string();
+    for i in 0..300 {
+        create_channel(&http, &format!("t{i}"), "c1").await;
+    }
+    create_channel(&http, "t0", "c2").await;
+    let mut conn = Conn::connect(&origin).await;
+    conn.publish("t0", b"kept").await;
+    let replica_shape = || async {
+        let r = replica(&peer).await.unwrap_or_default();
+        let t0: Vec<String> = r
+            .topics
+            .iter()
+            .find(|t| t.topic_name == "t0")
+            .map(|t| t.channels.iter().map(|c| c.channel_name.clone()).collect())
+            .unwrap_or_default();
+        (r.topics.len(), t0)
+    };
+    eventually("the peer has every topic and both channels", || async {
+        replica_shape().await == (300, vec!["c1".to_string(), "c2".to_string()])
+    })
+    .await;
+
+    let deleted = post(&origin, "/channel/delete?topic=t0&channel=c2", "").await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let deleted = post(&origin, "/topic/delete?topic=t299", "").await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    eventually_within(
+        "the deletions reach the peer",
+        Duration::from_secs(5),
+        || async { replica_shape().await == (299, vec!["c1".to_string()]) },
+    )
+    .await;
+    let r = replica(&peer).await.unwrap();
+    assert!(r.topics.iter().all(|t| t.topic_name != "t299"));
+    assert_eq!(r.depth, 1, "t0's message is still held for c1");
+    origin.shutdown().await;
+    peer.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_mode_origin_cannot_replicate_and_a_memory_peer_refuses() {
     let err = nsqd::Nsqd::start(Options {

@@ -14,7 +14,7 @@ use crate::topic::PutError;
 use link::{Link, Progress};
 use nsq::api::PeerStats;
 use nsq::protocol::repl::Fence;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -258,8 +258,11 @@ async fn collect(
                 });
             }
         }
+        // A set, not a scan of the views per name: with thousands of topics
+        // the scans made each tick quadratic.
+        let alive: HashSet<&str> = views.iter().map(|v| v.name.as_str()).collect();
         for (topic, channel) in channels.into_keys() {
-            if views.iter().any(|v| v.name == topic) {
+            if alive.contains(topic.as_str()) {
                 batch.push(Progress::DropChannel {
                     topic,
                     name: channel,
@@ -268,7 +271,7 @@ async fn collect(
         }
         channels = seen_channels;
         metas.retain(|name, _| {
-            let alive = views.iter().any(|v| &v.name == name);
+            let alive = alive.contains(name.as_str());
             if !alive {
                 batch.push(Progress::DropTopic {
                     topic: name.clone(),
