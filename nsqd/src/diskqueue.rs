@@ -10,9 +10,11 @@
 //! * `NAME.queue.meta`: `depth\nread_file,read_pos\nwrite_file,write_pos\n`,
 //!   replaced atomically (temp file, fsync, rename) at every sync.
 //!
-//! Writes reach the OS on the caller's thread, so that a full disk fails the
-//! publish that hit it; fsyncs and metadata writes go to the sync thread
-//! ([`crate::syncer`]), except for [`DiskQueue::sync`], which waits.
+//! Writes reach the OS on the caller's thread, at the end of each publish
+//! ([`DiskQueue::hand_to_os`]), so that a full disk fails the publish that
+//! hit it and a killed process keeps what it acknowledged; fsyncs and
+//! metadata writes go to the sync thread ([`crate::syncer`]), except for
+//! [`DiskQueue::sync`], which waits.
 //!
 //! A record is `[len: u32 BE][crc32c(payload): u32 BE][payload]`, the payload
 //! `[kind: u8][timestamp: i64][attempts: u16][id: u64][deliver_at: i64][body]`
@@ -127,6 +129,15 @@ pub fn decode_record(data: &[u8], max_payload: usize) -> Option<(Stored, usize)>
         },
         RECORD_HEADER + len,
     ))
+}
+
+/// A queue's write position and counts, taken before a batch of records.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    write_num: u64,
+    write_pos: u64,
+    depth: u64,
+    unsynced: u64,
 }
 
 pub struct DiskQueue {
@@ -371,6 +382,43 @@ impl DiskQueue {
 
     /// Forgets the record that started at `start` (the last one written).
     fn undo_write(&mut self, start: u64) {
+        self.undo_to(Mark {
+            write_num: self.write_num,
+            write_pos: start,
+            depth: self.depth.saturating_sub(1),
+            unsynced: self.unsynced.saturating_sub(1),
+        });
+    }
+
+    /// Where the next record goes: what [`DiskQueue::undo_batch`] returns to.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            write_num: self.write_num,
+            write_pos: self.write_pos,
+            depth: self.depth,
+            unsynced: self.unsynced,
+        }
+    }
+
+    /// Hands what was written to the OS now, as upstream's disk queue does
+    /// with every message, so that a publish acknowledged after this
+    /// survives a kill of the process (not a power loss: that waits for the
+    /// fsync). The fsync stays with `--sync-every` and `--sync-timeout`.
+    pub fn hand_to_os(&mut self) -> io::Result<()> {
+        self.flush_writer()
+    }
+
+    /// Forgets every record written since `mark` (one publish the disk
+    /// refused), so that none of them comes back later. Records that a
+    /// segment roll in between already handed to the OS stay.
+    pub fn undo_batch(&mut self, mark: Mark) {
+        if mark.write_num == self.write_num && mark.write_pos <= self.write_pos {
+            self.undo_to(mark);
+        }
+    }
+
+    fn undo_to(&mut self, mark: Mark) {
+        let start = mark.write_pos;
         if self.flushed_pos > start {
             if let Some(file) = self.writer.as_ref() {
                 let _ = file.set_len(start);
@@ -381,8 +429,8 @@ impl DiskQueue {
             self.pending.truncate((start - self.flushed_pos) as usize);
         }
         self.write_pos = start;
-        self.depth = self.depth.saturating_sub(1);
-        self.unsynced = self.unsynced.saturating_sub(1);
+        self.depth = mark.depth;
+        self.unsynced = mark.unsynced;
     }
 
     fn roll(&mut self) -> io::Result<()> {

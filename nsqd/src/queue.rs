@@ -311,7 +311,18 @@ impl Backend {
                 *dropped += item.len() as u64;
                 Ok(())
             }
-            Backend::Disk(q) => item.for_each_message(|m, deliver_at| q.put(m, deliver_at)),
+            // One publish's messages reach the OS before its OK, and a
+            // publish the disk refuses leaves none of them behind.
+            Backend::Disk(q) => {
+                let mark = q.mark();
+                let result = item
+                    .for_each_message(|m, deliver_at| q.put(m, deliver_at))
+                    .and_then(|()| q.hand_to_os());
+                if result.is_err() {
+                    q.undo_batch(mark);
+                }
+                result
+            }
         }
     }
 
