@@ -63,6 +63,10 @@ fn promote_error(e: PromoteError) -> V1 {
     match e {
         PromoteError::NoReplicas => err(StatusCode::BAD_REQUEST, "NO_REPLICAS_WITHOUT_LOG_MODE"),
         PromoteError::NotFound(_) => err(StatusCode::NOT_FOUND, "ORIGIN_NOT_FOUND"),
+        PromoteError::Ambiguous { ids, .. } => err(
+            StatusCode::CONFLICT,
+            format!("ORIGIN_AMBIGUOUS: name one of {}", ids.join(", ")),
+        ),
         PromoteError::Connected(_) => err(StatusCode::CONFLICT, "ORIGIN_CONNECTED"),
         PromoteError::Put(e) => {
             tracing::error!(error = %e, "promotion failed");

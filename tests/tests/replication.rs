@@ -520,6 +520,62 @@ async fn promotion_and_forget_answer_clear_errors() {
     peer.shutdown().await;
 }
 
+/// An origin whose data directory was wiped comes back at its address with
+/// a new ID: the peer then holds two origins that reported one address.
+/// Named by that address, neither is promoted or forgotten (409
+/// ORIGIN_AMBIGUOUS with both IDs); named by its ID, the old one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_two_origins_reported_is_ambiguous() {
+    let peer_dir = temp_dir("peer");
+    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
+    let port = free_port();
+    let first_dir = temp_dir("origin-first");
+    let first = start_nsqd(origin_options_in(peer.tcp_addr(), first_dir.path(), port)).await;
+    until_synced(&first).await;
+    Conn::connect(&first).await.publish("t", b"old").await;
+    first.shutdown().await;
+    let second_dir = temp_dir("origin-second");
+    let second = start_nsqd(origin_options_in(peer.tcp_addr(), second_dir.path(), port)).await;
+    until_synced(&second).await;
+    let origins = || async { stats(&peer).await.replicas.unwrap_or_default() };
+    eventually("the peer knows both origins", || async {
+        origins().await.len() == 2
+    })
+    .await;
+    let mut ids: Vec<String> = origins().await.into_iter().map(|o| o.origin_id).collect();
+    ids.sort();
+    let address = format!("127.0.0.1:{port}");
+    for action in ["promote", "forget"] {
+        let reply = post(&peer, &format!("/replica/{action}?origin={address}"), "").await;
+        let expected = format!(
+            r#"{{"message":"ORIGIN_AMBIGUOUS: name one of {}, {}"}}"#,
+            ids[0], ids[1]
+        );
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (409, expected.as_str()),
+            "{action}"
+        );
+    }
+    let old = origins()
+        .await
+        .into_iter()
+        .find(|o| !o.connected)
+        .expect("the first origin, away");
+    let reply = post(
+        &peer,
+        &format!("/replica/promote?origin={}", old.origin_id),
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let promoted: nsq::api::PromoteAnswer = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(promoted.promoted.len(), 1);
+    assert_eq!(promoted.promoted[0].messages, 1, "the old origin's message");
+    second.shutdown().await;
+    peer.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_promotes_by_itself_after_replica_promote_after_and_forgets_on_request() {
     let peer_dir = temp_dir("peer");

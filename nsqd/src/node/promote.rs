@@ -24,12 +24,22 @@ pub enum PromoteError {
     NoReplicas,
     #[error("no replicas of origin {0}")]
     NotFound(String),
+    #[error("origins {} all reported {name}: name one by its ID", ids.join(", "))]
+    Ambiguous { name: String, ids: Vec<String> },
     #[error("origin {0} is connected: its replicas follow it still")]
     Connected(String),
     #[error("{0}")]
     Put(#[from] PutError),
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+/// [`Replicas::find`], with two origins at one address an error.
+fn find(replicas: &Replicas, name: &str) -> Result<Option<Arc<Origin>>, PromoteError> {
+    replicas.find(name).map_err(|ids| PromoteError::Ambiguous {
+        name: name.to_string(),
+        ids,
+    })
 }
 
 impl Node {
@@ -41,8 +51,7 @@ impl Node {
         let _turn = self.promoting.lock();
         let chosen = match origin {
             Some(name) => {
-                let found = replicas
-                    .find(name)
+                let found = find(replicas, name)?
                     .ok_or_else(|| PromoteError::NotFound(name.to_string()))?;
                 if found.connected() {
                     return Err(PromoteError::Connected(name.to_string()));
@@ -207,7 +216,7 @@ impl Node {
     pub fn forget_origin(&self, name: &str) -> Result<bool, PromoteError> {
         let replicas = self.replicas.as_ref().ok_or(PromoteError::NoReplicas)?;
         let _turn = self.promoting.lock();
-        let Some(origin) = replicas.find(name) else {
+        let Some(origin) = find(replicas, name)? else {
             return Ok(false);
         };
         match replicas.forget(&origin)? {

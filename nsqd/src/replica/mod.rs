@@ -218,14 +218,26 @@ impl Replicas {
     }
 
     /// The origin named by its uid or by the address it last reported.
-    pub fn find(&self, name: &str) -> Option<Arc<Origin>> {
+    /// Two origins can have reported one address (a data directory wiped
+    /// and started again there gets a new uid): then none is taken, and
+    /// the error lists their uids, sorted, to name one by.
+    pub fn find(&self, name: &str) -> Result<Option<Arc<Origin>>, Vec<String>> {
         let origins = self.origins.lock();
-        origins.get(name).cloned().or_else(|| {
-            origins
-                .values()
-                .find(|o| o.file.lock().address == name)
-                .cloned()
-        })
+        if let Some(origin) = origins.get(name) {
+            return Ok(Some(origin.clone()));
+        }
+        let mut at: Vec<(&String, &Arc<Origin>)> = origins
+            .iter()
+            .filter(|(_, o)| o.file.lock().address == name)
+            .collect();
+        match at.len() {
+            0 => Ok(None),
+            1 => Ok(Some(at[0].1.clone())),
+            _ => {
+                at.sort_by(|a, b| a.0.cmp(b.0));
+                Err(at.into_iter().map(|(uid, _)| uid.clone()).collect())
+            }
+        }
     }
 
     /// The writer replicas are written through.
