@@ -415,9 +415,18 @@ async fn in_durable_mode_dead_letters_and_requeued_ones_survive_sigkill() {
     let d = Daemon::start(&dir, &flags);
     let http = NsqdHttp::new(&d.http_url());
     // A finish lost in the kill brings a message back once more: it dies
-    // again at once, and is not kept twice.
+    // again at once, and is not kept twice. If the kill also took the
+    // requeue of its last round, it comes back with the attempts of the
+    // delivery before (as the README says of any crash) and is delivered:
+    // REQ it, and it dies again, still kept once.
     let mut conn = subscribed(&d, "t", "c", 50).await;
-    conn.expect_silence(Duration::from_millis(500)).await;
+    while let Ok(Some(frame)) = conn.read_frame_within(Duration::from_millis(500)).await {
+        if frame.frame_type == FrameType::Message {
+            let msg = WireMessage::decode(frame.data).unwrap();
+            assert!(bodies.iter().any(|b| b == body_of(&msg)), "{msg:?}");
+            req(&mut conn, &msg).await;
+        }
+    }
     let names = dead_bodies(&http, "t", "c").await;
     let mut expected = bodies.clone();
     expected.sort();
