@@ -62,7 +62,9 @@ pub struct DiskConfig {
 pub struct UnsyncedFlag(Arc<AtomicBool>);
 
 impl UnsyncedFlag {
-    fn raise(&self) {
+    /// Raises it: a queue has something to sync, or a sync failed and must
+    /// be retried.
+    pub fn raise(&self) {
         self.0.store(true, Ordering::Release);
     }
 
@@ -70,11 +72,6 @@ impl UnsyncedFlag {
     /// it after this call is synced at the next one.
     pub fn take(&self) -> bool {
         self.0.swap(false, Ordering::AcqRel)
-    }
-
-    /// Raises it again: a sync failed and must be retried.
-    pub fn retry(&self) {
-        self.raise();
     }
 }
 

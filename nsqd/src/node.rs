@@ -607,7 +607,7 @@ impl Node {
         for topic in self.topics() {
             if let Err(e) = topic.sync() {
                 tracing::error!(topic = %topic.name, error = %e, "disk queue sync failed");
-                flag.retry();
+                flag.raise();
             }
         }
     }
