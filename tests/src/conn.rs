@@ -131,6 +131,20 @@ impl Conn {
         }
     }
 
+    /// Takes and FINs every message until none comes for `quiet` (or the
+    /// connection ends); returns them in the order they came.
+    pub async fn fin_until_quiet(&mut self, quiet: Duration) -> Vec<WireMessage> {
+        let mut got = Vec::new();
+        while let Ok(Some(frame)) = self.read_frame_within(quiet).await {
+            if frame.frame_type == FrameType::Message {
+                let msg = WireMessage::decode(frame.data).expect("a message frame");
+                self.fin(msg.id).await;
+                got.push(msg);
+            }
+        }
+        got
+    }
+
     /// The next messages, which must have these bodies, in this order.
     pub async fn expect_bodies(&mut self, bodies: &[&str]) -> Vec<WireMessage> {
         let mut msgs = Vec::new();

@@ -261,15 +261,11 @@ async fn drain(addr: std::net::SocketAddr, channel: &str) -> HashSet<String> {
     let mut conn = Conn::connect_addr(addr).await;
     conn.subscribe("paused", channel).await;
     conn.rdy(500).await;
-    let mut got = HashSet::new();
-    while let Ok(Some(frame)) = conn.read_frame_within(Duration::from_millis(1500)).await {
-        if frame.frame_type == FrameType::Message {
-            let m = WireMessage::decode(frame.data).unwrap();
-            got.insert(String::from_utf8_lossy(&m.body).into_owned());
-            conn.fin(m.id).await;
-        }
-    }
-    got
+    conn.fin_until_quiet(Duration::from_millis(1500))
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect()
 }
 
 async fn wait_for_pause(d: &Daemon) {

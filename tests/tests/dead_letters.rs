@@ -459,13 +459,9 @@ async fn in_durable_mode_dead_letters_and_requeued_ones_survive_sigkill() {
     let d = Daemon::start(&dir, &flags);
     let mut conn = subscribed(&d, "t", "c", 50).await;
     let mut back = Vec::new();
-    while let Ok(Some(frame)) = conn.read_frame_within(Duration::from_millis(700)).await {
-        if frame.frame_type == FrameType::Message {
-            let msg = WireMessage::decode(frame.data).unwrap();
-            assert!(msg.attempts >= 1, "attempts never lower");
-            back.push(body_of(&msg).to_string());
-            conn.fin(msg.id).await;
-        }
+    for msg in conn.fin_until_quiet(Duration::from_millis(700)).await {
+        assert!(msg.attempts >= 1, "attempts never lower");
+        back.push(body_of(&msg).to_string());
     }
     back.sort();
     let mut unfinished: Vec<String> = bodies

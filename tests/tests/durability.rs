@@ -208,13 +208,9 @@ async fn memory_mode_spills_survive_a_kill_right_after_their_ok() {
     conn.subscribe("k", "c").await;
     conn.rdy(100).await;
     let mut got = HashSet::new();
-    while let Ok(Some(frame)) = conn.read_frame_within(Duration::from_millis(500)).await {
-        if frame.frame_type == FrameType::Message {
-            let m = WireMessage::decode(frame.data).unwrap();
-            let body = String::from_utf8_lossy(&m.body).into_owned();
-            assert!(got.insert(body.clone()), "{body} delivered twice");
-            conn.fin(m.id).await;
-        }
+    for m in conn.fin_until_quiet(Duration::from_millis(500)).await {
+        let body = body_of(&m).to_string();
+        assert!(got.insert(body.clone()), "{body} delivered twice");
     }
     let published: Vec<String> = ["m", "p"]
         .iter()

@@ -62,26 +62,15 @@ fn live_bytes() -> isize {
     LIVE_BYTES.load(Ordering::Relaxed)
 }
 
-/// Raises this process's open-file limit to its hard limit; fails the test
-/// if that is still less than `needed` (both ends of every connection live
-/// in this process).
+/// Raises this process's open-file limit to its hard limit, as the daemons
+/// do; fails the test if that is still less than `needed` (both ends of
+/// every connection live in this process).
 fn ensure_fd_limit(needed: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a local struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        if limit.rlim_cur < needed {
-            limit.rlim_cur = limit.rlim_max;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
-    }
+    let before = nsq_daemon::limits::raise_open_files().expect("raise the open files limit");
     assert!(
-        limit.rlim_cur >= needed,
+        before.hard >= needed,
         "this test needs {needed} open files; the hard limit is {}",
-        limit.rlim_max
+        before.hard
     );
 }
 
