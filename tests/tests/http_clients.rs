@@ -85,7 +85,13 @@ async fn lookupd_http_client_reads_and_administers() {
     let api = LookupdHttp::new(&lookupd.http_addr().to_string());
     api.ping().await.unwrap();
     let _consumer = consumer(&nsqd, "l", "c", 0).await;
-    eventually("registered", || async { api.lookup("l").await.is_ok() }).await;
+    // nsqd registers the topic, then its channel: wait for both.
+    eventually("registered", || async {
+        api.lookup("l")
+            .await
+            .is_ok_and(|lookup| !lookup.channels.is_empty())
+    })
+    .await;
     let lookup = api.lookup("l").await.unwrap();
     assert_eq!(lookup.channels, vec!["c".to_string()]);
     assert_eq!(lookup.producers[0].tcp_port, nsqd.tcp_addr().port());
