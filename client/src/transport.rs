@@ -136,6 +136,14 @@ impl<S: AsyncRead> ReadHalf<S> {
         }
     }
 
+    /// The TCP socket of a plain TCP connection, for its options.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            ReadHalf::Plain(r) => Some(r.as_ref()),
+            _ => None,
+        }
+    }
+
     /// As [`ReadHalf::read_buf`], but a plain socket (TCP or unix) is first polled for up
     /// to `window` before the task parks: in a request/response loop the
     /// answer usually comes sooner than a parked task wakes. TLS parks at
@@ -180,6 +188,24 @@ impl<S: AsyncWrite> WriteHalf<S> {
                 w.flush().await
             }
             WriteHalf::Detached => Err(detached()),
+        }
+    }
+
+    /// Writes what the socket takes without waiting: a plain socket (TCP or
+    /// unix) only; TLS and a lent-out half answer `WouldBlock`.
+    pub fn try_write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            WriteHalf::Plain(w) => w.try_write(bytes),
+            WriteHalf::Unix(w) => w.try_write(bytes),
+            WriteHalf::Tls(_) | WriteHalf::Detached => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// The TCP socket of a plain TCP connection, for its options.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            WriteHalf::Plain(w) => Some(w.as_ref()),
+            _ => None,
         }
     }
 

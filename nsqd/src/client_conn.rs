@@ -3,10 +3,11 @@
 //! the methods below, each of which says what happened.
 
 use crate::auth::AuthState;
+use crate::output::Output;
 use nsq::api::{ClientStats, PubCount};
 use nsq_daemon::tls::SessionInfo;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -76,6 +77,22 @@ pub struct ClientConn {
     tls: OnceLock<SessionInfo>,
     /// What the auth server allows, after AUTH (refreshed when it expires).
     auth: Mutex<Option<Arc<AuthState>>>,
+    /// Where a publisher may write this consumer's messages itself, from SUB on.
+    direct: OnceLock<Direct>,
+    /// Whether the socket's low-water mark is raised for quiet reads (see
+    /// [`QUIET_READ_WINDOW`]); changed under this lock, mirrored in
+    /// `quiet_hint` for a cheap look.
+    quiet_reads: Mutex<bool>,
+    quiet_hint: AtomicBool,
+}
+
+/// What a publisher needs to deliver to a subscribed consumer without waking
+/// its pump (see [`crate::pump::deliver_now`]): its output and the settings
+/// IDENTIFY fixed before SUB.
+pub struct Direct {
+    pub out: Arc<Output>,
+    pub msg_timeout: Duration,
+    pub sample_rate: i32,
 }
 
 /// The most room a consumer at its RDY waits for before the pump refills it.
@@ -88,6 +105,22 @@ pub const REFILL_DELAY: Duration = Duration::from_millis(1);
 /// be read: it then holds at least three refill steps (384 messages) to
 /// work on meanwhile.
 pub const LAZY_READ_MIN_RDY: i64 = 4 * MAX_REFILL_STEP;
+
+/// How long a consumer with room to spare may have its FINs wait to be read.
+/// Its socket then wakes the reader only once [`QUIET_READ_BYTES`] have
+/// come (`SO_RCVLOWAT`); the reader also reads at this interval, on a grid
+/// shared by all connections. A consumer that FINs each message as it
+/// comes (go-nsq) would otherwise wake nsqd once per message; deliveries
+/// do not wait for these FINs, since its room was not needed.
+pub const QUIET_READ_WINDOW: Duration = Duration::from_millis(2);
+
+/// The input that wakes a quiet reader before its window ends: some 48
+/// FINs.
+pub const QUIET_READ_BYTES: usize = 1024;
+
+/// The lowest RDY at which reads go quiet: below it a consumer that waits
+/// a window for its FINs to be read could run out of room.
+pub const QUIET_READ_MIN_RDY: i64 = 8;
 
 /// What a message leaving flight asks of the pump; ordered by urgency.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -116,16 +149,31 @@ impl ClientConn {
             wake: Notify::new(),
             close: CancellationToken::new(),
             tls: OnceLock::new(),
+            direct: OnceLock::new(),
+            quiet_reads: Mutex::new(false),
+            quiet_hint: AtomicBool::new(false),
             auth: Mutex::new(None),
         }
+    }
+
+    /// Set at SUB: see [`Direct`].
+    pub fn direct(&self) -> Option<&Direct> {
+        self.direct.get()
     }
 
     pub fn state(&self) -> ClientState {
         ClientState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// SUB succeeded.
-    pub fn subscribed(&self) {
+    /// SUB succeeded; its messages go out through `out`.
+    pub fn subscribed(&self, out: Arc<Output>) {
+        let settings = self.settings.lock();
+        let _ = self.direct.set(Direct {
+            out,
+            msg_timeout: settings.msg_timeout,
+            sample_rate: settings.sample_rate,
+        });
+        drop(settings);
         self.state
             .store(ClientState::Subscribed as u8, Ordering::Release);
     }
@@ -197,6 +245,47 @@ impl ClientConn {
             // Room enough already (the pump is waiting for messages, not
             // room), or none at all (RDY was lowered).
             _ => Refill::No,
+        }
+    }
+
+    /// Whether the reader may let FINs gather: subscribed, a RDY of at least
+    /// [`QUIET_READ_MIN_RDY`] and at least half of it free.
+    pub fn wants_quiet_reads(&self) -> bool {
+        let ready = self.ready_count();
+        self.state() == ClientState::Subscribed
+            && ready >= QUIET_READ_MIN_RDY
+            && 2 * self.capacity() >= ready
+    }
+
+    /// Whether the low-water mark is raised (a hint: see `quiet_reads`).
+    pub fn quiet_reads(&self) -> bool {
+        self.quiet_hint.load(Ordering::Acquire)
+    }
+
+    /// Raises `socket`'s low-water mark (only the reader does) or lowers it
+    /// (anyone, once room runs short: lowering makes FINs already there
+    /// readable at once). `socket` must be this client's.
+    pub fn set_quiet_reads(&self, socket: &tokio::net::TcpStream, quiet: bool) {
+        let mut raised = self.quiet_reads.lock();
+        if *raised == quiet {
+            return;
+        }
+        let bytes = if quiet { QUIET_READ_BYTES } else { 1 };
+        match nsq_daemon::sockopt::set_receive_low_water(socket, bytes) {
+            Ok(()) => {
+                *raised = quiet;
+                self.quiet_hint.store(quiet, Ordering::Release);
+            }
+            Err(e) => tracing::debug!(client = self.id, error = %e, "SO_RCVLOWAT failed"),
+        }
+    }
+
+    /// After messages went out: reads stop being quiet once room runs short.
+    pub fn delivered_through(&self, socket: Option<&tokio::net::TcpStream>) {
+        if let Some(socket) = socket {
+            if self.quiet_reads() && !self.wants_quiet_reads() {
+                self.set_quiet_reads(socket, false);
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! one write, through the negotiated compression layer.
 
 use crate::stream::WriteHalf;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use nsq::protocol::compress::Encoder;
 use nsq::protocol::{encode_frame, FrameType};
 use std::io;
@@ -50,6 +50,35 @@ impl Writer {
         result
     }
 
+    /// Whether [`Writer::try_flush`] can write here: a plain socket with no
+    /// compression layer, and nothing of an earlier write left over.
+    pub fn writes_now(&self) -> bool {
+        self.encoder.is_none()
+            && self.pending.is_empty()
+            && matches!(self.sink, WriteHalf::Plain(_) | WriteHalf::Unix(_))
+    }
+
+    /// Writes what is pending as far as the socket takes it without
+    /// waiting; `false` when some is left for [`Writer::flush`].
+    pub fn try_flush(&mut self) -> io::Result<bool> {
+        debug_assert!(self.encoder.is_none(), "try_flush writes plain frames");
+        while !self.pending.is_empty() {
+            match self.sink.try_write(&self.pending) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.pending.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        self.pending.clear();
+        Ok(true)
+    }
+
+    /// The TCP socket of a plain TCP connection, for its options.
+    pub fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        self.sink.tcp()
+    }
+
     /// Everything written after this goes through `encoder`.
     pub fn set_encoder(&mut self, encoder: Encoder) {
         self.encoder = Some(encoder);
@@ -85,6 +114,11 @@ impl Output {
 
     pub async fn lock(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().await
+    }
+
+    /// The writer, unless someone holds it.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, Writer>> {
+        self.writer.try_lock().ok()
     }
 
     /// Writes one frame right away, after whatever was buffered.

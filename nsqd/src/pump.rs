@@ -47,6 +47,9 @@ pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: A
         } else {
             0
         };
+        if taken > 0 {
+            client.delivered_through(writer.tcp());
+        }
         if let Some(per_message) = (writer.pending.len() - before).checked_div(taken) {
             message_bytes = per_message.max(1);
         }
@@ -66,6 +69,46 @@ pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: A
             _ = client.closed() => return,
         }
     }
+}
+
+/// Delivers what `channel` holds to `client` from the publisher's own task,
+/// so that a consumer waiting for messages gets them without a wake-up of
+/// its pump: at a low rate that wake-up, often onto the other worker, costs
+/// more than the write. `Some(true)` when the client took all there was;
+/// `Some(false)` when its room ran out first; `None` when it could not take
+/// now (not subscribed, no room, its output busy or not a plain socket), so
+/// that its pump must be woken.
+pub fn deliver_now(client: &ClientConn, channel: &Channel) -> Option<bool> {
+    let direct = client.direct()?;
+    if client.state() != ClientState::Subscribed {
+        return None;
+    }
+    let room = client.capacity().clamp(0, TAKE_BATCH as i64) as usize;
+    if room == 0 {
+        return None;
+    }
+    let mut writer = direct.out.try_lock()?;
+    if !writer.writes_now() {
+        return None;
+    }
+    let pending = &mut writer.pending;
+    let taken = channel.take(
+        client,
+        room,
+        direct.msg_timeout,
+        direct.sample_rate,
+        |msg| msg.encode_frame(pending),
+    );
+    if taken > 0 {
+        client.delivered_through(writer.tcp());
+    }
+    match writer.try_flush() {
+        Ok(true) => {}
+        // The pump writes the rest, with its timeout.
+        Ok(false) => client.wake_pump(),
+        Err(_) => client.close(),
+    }
+    Some(taken < room)
 }
 
 /// Sends `_heartbeat_` every `interval`; a failed write closes the connection.

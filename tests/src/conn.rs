@@ -31,6 +31,26 @@ impl Conn {
         }
     }
 
+    /// Connects with a receive buffer of about `bytes` (the kernel doubles
+    /// it and keeps a floor) and sends the magic: a consumer whose socket
+    /// fills after a few messages.
+    pub async fn connect_with_receive_buffer(nsqd: &Nsqd, bytes: u32) -> Conn {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("receive buffer");
+        Conn::speak_v2(socket.connect(nsqd.tcp_addr()).await.expect("connect")).await
+    }
+
+    /// Takes a connected stream and sends the magic.
+    async fn speak_v2(stream: TcpStream) -> Conn {
+        stream.set_nodelay(true).expect("nodelay");
+        let mut conn = Conn {
+            stream,
+            buf: BytesMut::new(),
+        };
+        conn.send_raw(MAGIC_V2).await;
+        conn
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
     }
@@ -209,14 +229,7 @@ pub async fn consumer(nsqd: &Nsqd, topic: &str, channel: &str, rdy: u32) -> Conn
 impl Conn {
     /// Connects to any address speaking protocol V2.
     pub async fn connect_addr(addr: std::net::SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut conn = Conn {
-            stream,
-            buf: BytesMut::new(),
-        };
-        conn.send_raw(MAGIC_V2).await;
-        conn
+        Conn::speak_v2(TcpStream::connect(addr).await.expect("connect")).await
     }
 }
 

@@ -203,6 +203,110 @@ async fn fan_out_to_channels_and_competing_consumers() {
     nsqd.shutdown().await;
 }
 
+/// A publish hands its message straight to a consumer that waits for one,
+/// and the consumers of one channel take turns, as their pumps did when the
+/// first to wake took the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_consumers_of_a_channel_take_turns() {
+    let nsqd = start_default_nsqd().await;
+    let mut consumers = Vec::new();
+    for _ in 0..3 {
+        consumers.push(consumer(&nsqd, "turns", "c", 100).await);
+    }
+    eventually("every RDY read", || async {
+        let s = stats(&nsqd).await;
+        let clients = s.topics.unwrap_or_default()[0].channels[0].clients.clone();
+        clients.is_some_and(|c| c.len() == 3 && c.iter().all(|c| c.ready_count == 100))
+    })
+    .await;
+    let mut producer = Conn::connect(&nsqd).await;
+    for i in 0..30 {
+        producer.publish("turns", format!("t{i}").as_bytes()).await;
+    }
+    let mut counts = Vec::new();
+    for c in &mut consumers {
+        counts.push(c.fin_until_quiet(Duration::from_millis(200)).await.len());
+    }
+    assert_eq!(counts.iter().sum::<usize>(), 30, "{counts:?}");
+    assert!(counts.iter().all(|&n| n >= 5), "uneven turns: {counts:?}");
+    nsqd.shutdown().await;
+}
+
+/// A consumer whose socket fills mid-message (a small receive buffer, read
+/// slowly) still gets every message once, whole and in order: what a
+/// publisher could not write at once is left for the consumer's pump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_reads_slowly_gets_every_message_whole_and_in_order() {
+    const MESSAGES: usize = 200;
+    let nsqd = start_default_nsqd().await;
+    let mut c = Conn::connect_with_receive_buffer(&nsqd, 4096).await;
+    c.subscribe("slow", "c").await;
+    c.rdy(2500).await;
+    let mut producer = Conn::connect(&nsqd).await;
+    let publishing = async {
+        for i in 0..MESSAGES {
+            let mut body = format!("{i:06}").into_bytes();
+            body.resize(8 * 1024, b'a' + (i % 26) as u8);
+            producer.publish("slow", &body).await;
+        }
+    };
+    let reading = async {
+        for i in 0..MESSAGES {
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let m = c.expect_message().await;
+            assert_eq!(&m.body[..6], format!("{i:06}").as_bytes(), "message {i}");
+            assert_eq!(m.body.len(), 8 * 1024);
+            assert!(m.body[6..].iter().all(|&b| b == b'a' + (i % 26) as u8));
+            c.fin(m.id).await;
+        }
+        c.expect_silence(Duration::from_millis(100)).await;
+    };
+    tokio::join!(publishing, reading);
+    nsqd.shutdown().await;
+}
+
+/// A consumer with room to spare may have its input wait a few milliseconds
+/// to be read with more (its FINs, one per write as go-nsq sends them), but
+/// a lone FIN, REQ or RDY is still read and acted on within that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_command_from_a_consumer_with_room_is_read_promptly() {
+    const PROMPTLY: Duration = Duration::from_secs(1);
+    let nsqd = start_default_nsqd().await;
+    let mut c = consumer(&nsqd, "lone", "c", 100).await;
+    let mut producer = Conn::connect(&nsqd).await;
+    producer.publish("lone", b"one").await;
+    let m = c.expect_message().await;
+    c.fin(m.id).await;
+    eventually_within("the FIN read", PROMPTLY, || async {
+        let s = channel_stats(&nsqd, "lone", "c")
+            .await
+            .expect("the channel");
+        s.in_flight_count == 0 && s.clients.is_some_and(|c| c[0].finish_count == 1)
+    })
+    .await;
+
+    producer.publish("lone", b"two").await;
+    let m = c.expect_message().await;
+    c.send(Command::Req {
+        id: m.id,
+        delay: Duration::ZERO,
+    })
+    .await;
+    let again = tokio::time::timeout(PROMPTLY, c.expect_message())
+        .await
+        .expect("the REQ acted on within a second");
+    assert_eq!((again.id, again.attempts), (m.id, 2));
+    c.fin(again.id).await;
+
+    c.rdy(0).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    producer.publish("lone", b"three").await;
+    c.expect_silence(Duration::from_millis(300)).await;
+    nsqd.shutdown().await;
+}
+
 /// A consumer at its RDY that finishes one message at a time gets refilled in
 /// steps of a quarter of its RDY (at a deep RDY its FINs are also read
 /// together), but room below a step is never left unused: a single FIN still

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod lookup_protocol;
 pub mod metrics;
 pub mod signals;
+pub mod sockopt;
 pub mod tcp;
 pub mod tls;
 

@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 use state::{InFlight, Queue, State};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -100,6 +100,9 @@ pub struct LogSource {
     pub skipped: Option<std::ops::Range<u64>>,
 }
 
+/// Consumers a publish tries to hand its messages to before it wakes the pumps.
+const HAND_OVER_TRIES: usize = 4;
+
 /// Messages an ephemeral topic or channel keeps in memory in log mode.
 const EPHEMERAL_LOG_MODE_CAPACITY: usize = 10_000;
 
@@ -145,6 +148,8 @@ pub struct Channel {
     exit: CancellationToken,
     paused: AtomicBool,
     message_count: AtomicU64,
+    /// Which consumer a publish offers its messages to first.
+    turn: AtomicUsize,
     requeue_count: AtomicU64,
     timeout_count: AtomicU64,
     expired_count: AtomicU64,
@@ -241,6 +246,7 @@ impl Channel {
             exit: CancellationToken::new(),
             paused: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
+            turn: AtomicUsize::new(0),
             requeue_count: AtomicU64::new(0),
             timeout_count: AtomicU64::new(0),
             expired_count: AtomicU64::new(0),
@@ -259,7 +265,9 @@ impl Channel {
     }
 
     /// Queues messages copied from the topic (channels that are not cursors).
-    pub fn put(&self, item: Item) -> std::io::Result<()> {
+    /// `true` when the queue was empty: the caller then calls
+    /// [`Channel::offer`], once it holds no lock.
+    pub fn put(&self, item: Item) -> std::io::Result<bool> {
         self.message_count
             .fetch_add(item.len() as u64, Ordering::Relaxed);
         let mut st = self.state.lock();
@@ -269,6 +277,7 @@ impl Channel {
                     drop(st);
                     self.timer.notify_one();
                 }
+                Ok(false)
             }
             item => {
                 let Queue::Memory(queue) = &mut st.queue else {
@@ -276,13 +285,33 @@ impl Channel {
                 };
                 let was_empty = queue.is_empty();
                 queue.push(item)?;
-                drop(st);
-                if was_empty {
-                    self.available.notify_waiters();
+                Ok(was_empty)
+            }
+        }
+    }
+
+    /// Hands what the queue holds straight to consumers that wait for
+    /// messages ([`crate::pump::deliver_now`]), taking turns, and wakes the
+    /// pumps when they did not take it all.
+    pub fn offer(&self) {
+        let mut consumers: [Option<Arc<ClientConn>>; HAND_OVER_TRIES] = Default::default();
+        {
+            let st = self.state.lock();
+            if !st.clients.is_empty() {
+                let start = self.turn.fetch_add(1, Ordering::Relaxed) % st.clients.len();
+                let turn = st.clients.values().cycle().skip(start);
+                for (slot, client) in consumers.iter_mut().zip(turn.take(st.clients.len())) {
+                    *slot = Some(client.clone());
                 }
             }
         }
-        Ok(())
+        let taken_all = consumers
+            .iter()
+            .map_while(Option::as_ref)
+            .any(|client| crate::pump::deliver_now(client, self) == Some(true));
+        if !taken_all {
+            self.available.notify_waiters();
+        }
     }
 
     /// Counts messages the topic released to this cursor; `wake` its

@@ -12,7 +12,10 @@ mod replicate;
 mod subscribe;
 
 use crate::channel::Channel;
-use crate::client_conn::{ClientConn, ClientSettings, Refill, LAZY_READ_MIN_RDY, REFILL_DELAY};
+use crate::client_conn::{
+    ClientConn, ClientSettings, Refill, LAZY_READ_MIN_RDY, QUIET_READ_WINDOW, REFILL_DELAY,
+};
+use crate::coalesce;
 use crate::command::{self, ClientError, ConnState, Limits, Request};
 use crate::guid::unix_nanos;
 use crate::message::{Message, Run};
@@ -137,6 +140,7 @@ pub async fn serve_connection(
         spin: false,
         refill: Refill::No,
         refill_by: None,
+        quiet_window_empty: false,
     };
     let closed = session.run().await;
     if let Closed::AfterError = closed {
@@ -179,6 +183,9 @@ struct Session {
     refill: Refill,
     /// When room freed without waking the pump must wake it at the latest.
     refill_by: Option<Instant>,
+    /// The last quiet window passed with no input: the next read wakes on
+    /// any, so that a consumer with nothing to say costs no timer.
+    quiet_window_empty: bool,
 }
 
 impl Session {
@@ -313,6 +320,24 @@ impl Session {
         }
     }
 
+    /// Whether this read lets FINs gather ([`QUIET_READ_WINDOW`]): the end of
+    /// the quiet window, or `None` for a read that wakes on any input.
+    fn quiet_reads(&self) -> Option<tokio::time::Instant> {
+        let socket = self.reader.tcp()?;
+        let quiet = !self.quiet_window_empty && self.client.wants_quiet_reads();
+        if quiet != self.client.quiet_reads() {
+            self.client.set_quiet_reads(socket, quiet);
+            // A delivery since the check may have used the room up; it
+            // lowers the mark only once it sees the mark raised.
+            if quiet && !self.client.wants_quiet_reads() {
+                self.client.set_quiet_reads(socket, false);
+            }
+        }
+        self.client
+            .quiet_reads()
+            .then(|| coalesce::on_grid(QUIET_READ_WINDOW, QUIET_READ_WINDOW))
+    }
+
     /// Reads more input; false when the connection is done.
     async fn fill(&mut self) -> bool {
         if self.decoder.is_some() {
@@ -323,6 +348,7 @@ impl Session {
             }
         }
         let deadline = self.heartbeat_interval.map(|hb| hb * 2);
+        let quiet_until = self.quiet_reads();
         let target = if self.decoder.is_some() {
             &mut self.raw
         } else {
@@ -363,6 +389,12 @@ impl Session {
                 None => std::future::pending().await,
             }
         };
+        let quiet_over = async move {
+            match quiet_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         // FINs already there are read before a due refill: the pump then
         // refills once, for them too.
         let n = tokio::select! {
@@ -373,13 +405,33 @@ impl Session {
                     Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or(Ok(0)),
                     None => read.await,
                 }
-            } => n,
+            } => Some(n),
             _ = refill_due => {
                 self.refill_by = None;
                 self.client.wake_pump();
                 return true;
             }
+            _ = quiet_over => None,
         };
+        // None: a quiet window ended; take what came below the low-water mark.
+        let n = match n {
+            Some(n) => n,
+            None => {
+                let target = match self.decoder.is_some() {
+                    true => &mut self.raw,
+                    false => &mut self.input,
+                };
+                let socket = self.reader.tcp().expect("quiet reads are plain TCP");
+                match nsq_daemon::sockopt::recv_now(socket, target) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.quiet_window_empty = true;
+                        return true;
+                    }
+                    read => read,
+                }
+            }
+        };
+        self.quiet_window_empty = false;
         self.last_wait = waited.elapsed();
         match n {
             Ok(0) | Err(_) => false,

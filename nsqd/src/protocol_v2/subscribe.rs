@@ -54,7 +54,7 @@ impl Session {
         let joined = joined.ok_or_else(|| {
             ClientError::fatal("E_SUB_FAILED", "SUB failed to deleted topic/channel")
         })?;
-        self.client.subscribed();
+        self.client.subscribed(self.out.clone());
         self.channel = Some(joined.clone());
         self.respond(OK).await?;
         self.pump = Some(tokio::spawn(pump::message_pump(

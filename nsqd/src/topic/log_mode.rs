@@ -1,7 +1,7 @@
 //! A topic in log mode: appends, the release point, `topic.meta`, retention,
 //! and the move of earlier disk queues into a new log.
 
-use super::{fan_out, PutError, State, Topic};
+use super::{fan_out, offer, PutError, State, Topic};
 use crate::channel::{ChannelConfig, LogSource};
 use crate::diskqueue;
 use crate::log::{Disposition, LogWriter, TopicLog, TopicMeta};
@@ -59,13 +59,23 @@ impl Topic {
             return Err(PutError::Exiting);
         }
         let range = source.log.append(msgs.iter().map(|(m, at)| (m, *at)));
-        if st.releasing() {
-            self.release(&st, source, range.end, false);
-            // Cursors read the log; only the other channels (ephemeral
-            // ones) take copies.
-            fan_out(st.channels.values().filter(|c| !c.is_cursor()), item)?;
-        }
+        let mut to_offer = Vec::new();
+        let copied = match st.releasing() {
+            true => {
+                self.release(&st, source, range.end, false);
+                // Cursors read the log; only the other channels (ephemeral
+                // ones) take copies.
+                fan_out(
+                    st.channels.values().filter(|c| !c.is_cursor()),
+                    item,
+                    &mut to_offer,
+                )
+            }
+            false => Ok(()),
+        };
         drop(st);
+        offer(to_offer);
+        copied?;
         self.message_count.fetch_add(count, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(body_bytes as u64, Ordering::Relaxed);

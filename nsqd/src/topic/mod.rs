@@ -71,22 +71,37 @@ impl State {
 }
 
 /// Gives each channel its copy of `item`; the last one gets `item` itself.
-fn fan_out<'a>(channels: impl Iterator<Item = &'a Arc<Channel>>, item: Item) -> io::Result<()> {
+/// Channels that were empty go into `to_offer`: once the topic's lock is
+/// released, [`offer`] hands them to their consumers.
+fn fan_out<'a>(
+    channels: impl Iterator<Item = &'a Arc<Channel>>,
+    item: Item,
+    to_offer: &mut Vec<Arc<Channel>>,
+) -> io::Result<()> {
     let mut result = Ok(());
+    let mut put = |channel: &Arc<Channel>, item| match channel.put(item) {
+        Ok(true) => to_offer.push(channel.clone()),
+        Ok(false) => {}
+        Err(e) => result = Err(e),
+    };
     let mut held: Option<&Arc<Channel>> = None;
     for channel in channels {
         if let Some(previous) = held.replace(channel) {
-            if let Err(e) = previous.put(item.clone()) {
-                result = Err(e);
-            }
+            put(previous, item.clone());
         }
     }
     if let Some(last) = held {
-        if let Err(e) = last.put(item) {
-            result = Err(e);
-        }
+        put(last, item);
     }
     result
+}
+
+/// Delivers what [`fan_out`] queued (without the topic's lock: the writes to
+/// consumers must not hold up other publishers).
+fn offer(channels: Vec<Arc<Channel>>) {
+    for channel in channels {
+        channel.offer();
+    }
 }
 
 pub struct Topic {
@@ -201,7 +216,11 @@ impl Topic {
             st.queue.push(item)?;
             self.kick(&mut st);
         } else {
-            fan_out(st.channels.values(), item)?;
+            let mut to_offer = Vec::new();
+            let result = fan_out(st.channels.values(), item, &mut to_offer);
+            drop(st);
+            offer(to_offer);
+            result?;
         }
         self.message_count.fetch_add(count, Ordering::Relaxed);
         self.message_bytes
@@ -227,18 +246,26 @@ impl Topic {
 
     async fn pump(self: Arc<Self>) {
         loop {
-            {
+            let mut to_offer = Vec::new();
+            let flowing = {
                 let mut st = self.state.lock();
+                let mut flowing = true;
                 for _ in 0..PUMP_BATCH {
                     if !st.backlog_can_flow() {
                         st.pumping = false;
-                        return;
+                        flowing = false;
+                        break;
                     }
                     let Some(item) = st.queue.pop() else { break };
-                    if let Err(e) = fan_out(st.channels.values(), item) {
+                    if let Err(e) = fan_out(st.channels.values(), item, &mut to_offer) {
                         tracing::error!(topic = %self.name, error = %e, "moving backlog to channels failed");
                     }
                 }
+                flowing
+            };
+            offer(to_offer);
+            if !flowing {
+                return;
             }
             tokio::task::yield_now().await;
         }
