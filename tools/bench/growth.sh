@@ -36,6 +36,10 @@
 #   tools/bench/growth.sh [--phases=fanout,topics,idle,create,conns,memory]
 #       [--runfor=3s] [--rate=1000] [--topic-rate=2000] [--idle-for=10s]
 #       [--create-cap=240s] [--md=PATH] [--svg=PATH] [--no-build]
+#       [--upstream-flags="--output-buffer-timeout=1ms ..."]
+#
+# --upstream-flags go to upstream's nsqd at every start: for instance a
+# flush interval nearer ours, to compare the two at a like latency.
 #
 # Our binaries: `cargo build --release` (skipped with --no-build) in
 # $CARGO_TARGET_DIR or target/. Upstream's: $UPSTREAM_BIN (default
@@ -54,6 +58,7 @@ create_cap=240s
 md=$repo/docs/growth.md
 svg=$repo/docs/growth.svg
 build=1
+upstream_flags=()
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 for arg; do
     case $arg in
@@ -66,6 +71,7 @@ for arg; do
         --md=*) md=${arg#*=} ;;
         --svg=*) svg=${arg#*=} ;;
         --no-build) build=0 ;;
+        --upstream-flags=*) read -ra upstream_flags <<<"${arg#*=}" ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -105,6 +111,7 @@ new_dir() { dir=$(mktemp -d "$work/data.XXXXXX"); }
 start_one() { # side, nsqd flags; uses $dir if set (it may hold an nsqd.dat)
     local side=$1
     shift
+    [ "$side" = ours ] || set -- "$@" "${upstream_flags[@]}"
     [ -n "$dir" ] || new_dir
     "${nsqd[$side]}" --tcp-address=127.0.0.1:${tcp[$side]} --http-address=127.0.0.1:${http[$side]} \
         --data-path="$dir" "$@" >"$dir.log" 2>&1 &
@@ -256,7 +263,7 @@ end_load=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$(dirname "$md")" "$(dirname "$svg")"
 python3 "$repo/tools/bench/growth_plot.py" "$results" --svg="$svg" \
     --title="commit $commit against $upstream_version, $(nproc) CPUs, $(date -u +%Y-%m-%d), load average $start_load at the start, $end_load at the end" \
-    --params="PUB rate $rate/s (fanout), $topic_rate/s (topics), $runfor a point; idle over $idle_for" |
+    --params="PUB rate $rate/s (fanout), $topic_rate/s (topics), $runfor a point; idle over $idle_for${upstream_flags[*]:+; upstream nsqd run with ${upstream_flags[*]}}" |
     tee "$md"
 cp "$results" "${md%.md}.tsv"
 echo
