@@ -203,33 +203,44 @@ async fn fan_out_to_channels_and_competing_consumers() {
     nsqd.shutdown().await;
 }
 
-/// A publish hands its message straight to a consumer that waits for one,
-/// and the consumers of one channel take turns, as their pumps did when the
-/// first to wake took the message.
+/// A publish hands its message straight to a consumer that waits for one
+/// (in log mode, the log's watcher once the message is written), and the
+/// consumers of one channel take turns, as their pumps did when the first to
+/// wake took the message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_consumers_of_a_channel_take_turns() {
-    let nsqd = start_default_nsqd().await;
-    let mut consumers = Vec::new();
-    for _ in 0..3 {
-        consumers.push(consumer(&nsqd, "turns", "c", 100).await);
+    for mem_queue_size in [10_000, 0] {
+        let nsqd = start_nsqd(Options {
+            mem_queue_size,
+            ..test_options()
+        })
+        .await;
+        let mut consumers = Vec::new();
+        for _ in 0..3 {
+            consumers.push(consumer(&nsqd, "turns", "c", 100).await);
+        }
+        eventually("every RDY read", || async {
+            let s = stats(&nsqd).await;
+            let clients = s.topics.unwrap_or_default()[0].channels[0].clients.clone();
+            clients.is_some_and(|c| c.len() == 3 && c.iter().all(|c| c.ready_count == 100))
+        })
+        .await;
+        let mut producer = Conn::connect(&nsqd).await;
+        for i in 0..30 {
+            producer.publish("turns", format!("t{i}").as_bytes()).await;
+        }
+        let mut counts = Vec::new();
+        for c in &mut consumers {
+            counts.push(c.fin_until_quiet(Duration::from_millis(200)).await.len());
+        }
+        let mode = format!("--mem-queue-size={mem_queue_size}");
+        assert_eq!(counts.iter().sum::<usize>(), 30, "{mode}: {counts:?}");
+        assert!(
+            counts.iter().all(|&n| n >= 5),
+            "{mode}: uneven turns {counts:?}"
+        );
+        nsqd.shutdown().await;
     }
-    eventually("every RDY read", || async {
-        let s = stats(&nsqd).await;
-        let clients = s.topics.unwrap_or_default()[0].channels[0].clients.clone();
-        clients.is_some_and(|c| c.len() == 3 && c.iter().all(|c| c.ready_count == 100))
-    })
-    .await;
-    let mut producer = Conn::connect(&nsqd).await;
-    for i in 0..30 {
-        producer.publish("turns", format!("t{i}").as_bytes()).await;
-    }
-    let mut counts = Vec::new();
-    for c in &mut consumers {
-        counts.push(c.fin_until_quiet(Duration::from_millis(200)).await.len());
-    }
-    assert_eq!(counts.iter().sum::<usize>(), 30, "{counts:?}");
-    assert!(counts.iter().all(|&n| n >= 5), "uneven turns: {counts:?}");
-    nsqd.shutdown().await;
 }
 
 /// A consumer whose socket fills mid-message (a small receive buffer, read

@@ -290,7 +290,7 @@ impl Channel {
         }
     }
 
-    /// Hands what the queue holds straight to consumers that wait for
+    /// Hands what the queue (or the log, for a cursor) holds straight to consumers that wait for
     /// messages ([`crate::pump::deliver_now`]), taking turns, and wakes the
     /// pumps when they did not take it all.
     pub fn offer(&self) {
@@ -333,9 +333,10 @@ impl Channel {
         }
     }
 
-    /// Wakes consumers: the log has more to read.
+    /// The log has more to read: hands it to consumers that wait for
+    /// messages, or wakes their pumps ([`Channel::offer`]).
     pub fn log_advanced(&self) {
-        self.available.notify_waiters();
+        self.offer();
     }
 
     /// The journal of a cursor channel, for replication.
