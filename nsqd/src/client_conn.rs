@@ -91,6 +91,7 @@ pub struct ClientConn {
 /// IDENTIFY fixed before SUB.
 pub struct Direct {
     pub out: Arc<Output>,
+    pub output_buffer_size: usize,
     pub msg_timeout: Duration,
     pub sample_rate: i32,
 }
@@ -170,6 +171,7 @@ impl ClientConn {
         let settings = self.settings.lock();
         let _ = self.direct.set(Direct {
             out,
+            output_buffer_size: settings.output_buffer_size,
             msg_timeout: settings.msg_timeout,
             sample_rate: settings.sample_rate,
         });
@@ -309,6 +311,11 @@ impl ClientConn {
     /// Makes the connection close: its reader, pump and heartbeats stop.
     pub fn close(&self) {
         self.close.cancel();
+    }
+
+    /// Whether [`ClientConn::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.close.is_cancelled()
     }
 
     /// Completes once [`ClientConn::close`] has been called.

@@ -75,30 +75,42 @@ pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: A
 /// so that a consumer waiting for messages gets them without a wake-up of
 /// its pump: at a low rate that wake-up, often onto the other worker, costs
 /// more than the write. `Some(true)` when the client took all there was;
-/// `Some(false)` when its room ran out first; `None` when it could not take
-/// now (not subscribed, no room, its output busy or not a plain socket), so
-/// that its pump must be woken.
+/// `Some(false)` when its room (or the batch's size) ran out first; `None`
+/// when it could not take now (closed or closing, no room, its output busy
+/// or not a plain socket), so that its pump must be woken.
 pub fn deliver_now(client: &ClientConn, channel: &Channel) -> Option<bool> {
     let direct = client.direct()?;
-    if client.state() != ClientState::Subscribed {
+    let mut writer = direct.out.try_lock()?;
+    // Checked under the output lock, as the pump checks them: so that two
+    // deliverers cannot both spend the same room, nothing follows
+    // CLOSE_WAIT, and nothing goes in flight to a consumer whose session
+    // has closed (it shuts the output down, under this lock, before it
+    // gives its messages back).
+    if client.is_closed() || client.state() != ClientState::Subscribed || !writer.writes_now() {
         return None;
     }
     let room = client.capacity().clamp(0, TAKE_BATCH as i64) as usize;
     if room == 0 {
         return None;
     }
-    let mut writer = direct.out.try_lock()?;
-    if !writer.writes_now() {
-        return None;
-    }
     let pending = &mut writer.pending;
-    let taken = channel.take(
-        client,
-        room,
-        direct.msg_timeout,
-        direct.sample_rate,
-        |msg| msg.encode_frame(pending),
-    );
+    let mut taken = channel.take(client, 1, direct.msg_timeout, direct.sample_rate, |msg| {
+        msg.encode_frame(pending)
+    });
+    // The first message's size bounds the rest, as the pump's batches are
+    // bounded: a few output buffers' worth.
+    let mut limit = 1;
+    if taken == 1 && room > 1 {
+        let by_size = BUFFERS_PER_BATCH * direct.output_buffer_size.max(1) / pending.len().max(1);
+        limit = by_size.clamp(1, room);
+        taken += channel.take(
+            client,
+            limit - 1,
+            direct.msg_timeout,
+            direct.sample_rate,
+            |msg| msg.encode_frame(pending),
+        );
+    }
     if taken > 0 {
         client.delivered_through(writer.tcp());
     }
@@ -108,7 +120,7 @@ pub fn deliver_now(client: &ClientConn, channel: &Channel) -> Option<bool> {
         Ok(false) => client.wake_pump(),
         Err(_) => client.close(),
     }
-    Some(taken < room)
+    Some(taken < limit)
 }
 
 /// Sends `_heartbeat_` every `interval`; a failed write closes the connection.

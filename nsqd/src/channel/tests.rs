@@ -352,6 +352,81 @@ async fn a_departed_consumer_gives_its_messages_back() {
     }
 }
 
+/// A consumer subscribed over a real loopback socket (so that a publish can
+/// hand it messages), with RDY `rdy`; and the client's end of the socket.
+async fn subscribed(
+    c: &Channel,
+    id: u64,
+    rdy: i64,
+) -> (
+    Arc<ClientConn>,
+    crate::stream::ReadHalf,
+    tokio::net::TcpStream,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (ours, _) = listener.accept().await.unwrap();
+    let (read, write) = nsq::transport::split(ours);
+    let client = Arc::new(consumer(id));
+    client.subscribed(Arc::new(crate::output::Output::new(write, None)));
+    client.set_ready_count(rdy);
+    c.add_client(client.clone()).unwrap();
+    (client, read, peer)
+}
+
+/// (depth, in flight) of a channel.
+fn held(c: &Channel) -> (i64, i64) {
+    let s = c.stats(false, "");
+    (s.depth, s.in_flight_count)
+}
+
+/// A publish hands messages only to a consumer that may take them now: not
+/// to one whose session has closed (its messages were given back already,
+/// and these would sit in flight until they timed out), nor to one that
+/// sent CLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hand_over_skips_closed_and_closing_consumers() {
+    for case in ["closed", "closing", "open"] {
+        let f = Fixture::new(Mode::Memory);
+        let c = f.channel("c");
+        let (client, _read, _peer) = subscribed(&c, 1, 10).await;
+        match case {
+            "closed" => client.close(),
+            "closing" => client.start_closing(),
+            _ => {}
+        }
+        f.publish("m").await;
+        let expected = if case == "open" { (0, 1) } else { (1, 0) };
+        assert_eq!(
+            held(&c),
+            expected,
+            "(depth, in flight) with a {case} consumer"
+        );
+    }
+}
+
+/// The hand-over takes large messages a few output buffers at a time, as
+/// the pump does, not up to the consumer's whole room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hand_over_takes_large_messages_a_few_buffers_at_a_time() {
+    use bytes::BufMut;
+    let f = Fixture::new(Mode::Memory);
+    let c = f.channel("c");
+    let (_client, _read, _peer) = subscribed(&c, 1, 100).await;
+    let body = vec![b'x'; 40 * 1024];
+    let mut records = bytes::BytesMut::new();
+    for _ in 0..10 {
+        records.put_u32(body.len() as u32);
+        records.put_slice(&body);
+    }
+    let run = crate::message::Run::new(records.freeze(), 10, message("id").id, unix_nanos());
+    f.publish_item(Item::Run(run)).await;
+    // 8 buffers of 16 KiB: three messages of 40 KiB.
+    assert_eq!(held(&c), (7, 3));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_channel_gets_copies_in_every_mode() {
     for mode in MODES {
