@@ -150,6 +150,13 @@ async fn req_delay_and_dpub_are_not_early() {
     c.send_raw(format!("REQ {} 99999999999\n", back.id).as_bytes())
         .await;
     c.expect_silence(Duration::from_millis(100)).await;
+    // A consumer with room may have its REQ read a few milliseconds late.
+    eventually("the clamped REQ read", || async {
+        channel_stats(&nsqd, "d", "c")
+            .await
+            .is_some_and(|ch| ch.requeue_count >= 3)
+    })
+    .await;
     let s = stats(&nsqd).await;
     let ch = &s.topics.unwrap()[0].channels[0];
     assert_eq!((ch.requeue_count, ch.deferred_count), (3, 1));
@@ -365,6 +372,14 @@ async fn room_below_the_refill_step_is_still_refilled() {
             c.fin(m.id).await;
         }
         c.expect_silence(Duration::from_millis(100)).await;
+        // Its last FINs may be read a few milliseconds late (quiet reads).
+        eventually("the last FINs read", || async {
+            channel_stats(&nsqd, topic, "c").await.is_some_and(|ch| {
+                ch.clients
+                    .is_some_and(|c| c[0].finish_count >= total as u64)
+            })
+        })
+        .await;
         let s = stats(&nsqd).await;
         let t = s
             .topics
@@ -414,6 +429,14 @@ async fn rdy_caps_in_flight() {
         let m = c.expect_message().await;
         c.fin(m.id).await;
     }
+    // At RDY 100 with room to spare the last FINs may be read a few
+    // milliseconds late (quiet reads).
+    eventually("the last FINs read", || async {
+        channel_stats(&nsqd, "r", "c")
+            .await
+            .is_some_and(|ch| ch.clients.is_some_and(|c| c[0].finish_count >= 20))
+    })
+    .await;
     let s = stats(&nsqd).await;
     let client = &s.topics.unwrap()[0].channels[0].clients.clone().unwrap()[0];
     assert_eq!(
