@@ -74,11 +74,12 @@ pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: A
 /// Delivers what `channel` holds to `client` from the publisher's own task,
 /// so that a consumer waiting for messages gets them without a wake-up of
 /// its pump: at a low rate that wake-up, often onto the other worker, costs
-/// more than the write. `Some(true)` when the client took all there was;
-/// `Some(false)` when its room (or the batch's size) ran out first; `None`
+/// more than the write. It takes at most `share` messages. `Some(true)` when
+/// the client took all there was; `Some(false)` when its room, its share or
+/// the batch's size ran out first; `None`
 /// when it could not take now (closed or closing, no room, its output busy
 /// or not a plain socket), so that its pump must be woken.
-pub fn deliver_now(client: &ClientConn, channel: &Channel) -> Option<bool> {
+pub fn deliver_now(client: &ClientConn, channel: &Channel, share: usize) -> Option<bool> {
     let direct = client.direct()?;
     let mut writer = direct.out.try_lock()?;
     // Checked under the output lock, as the pump checks them: so that two
@@ -89,7 +90,7 @@ pub fn deliver_now(client: &ClientConn, channel: &Channel) -> Option<bool> {
     if client.is_closed() || client.state() != ClientState::Subscribed || !writer.writes_now() {
         return None;
     }
-    let room = client.capacity().clamp(0, TAKE_BATCH as i64) as usize;
+    let room = client.capacity().clamp(0, TAKE_BATCH.min(share) as i64) as usize;
     if room == 0 {
         return None;
     }

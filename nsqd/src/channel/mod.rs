@@ -290,11 +290,15 @@ impl Channel {
         }
     }
 
-    /// Hands what the queue (or the log, for a cursor) holds straight to consumers that wait for
-    /// messages ([`crate::pump::deliver_now`]), taking turns, and wakes the
-    /// pumps when they did not take it all.
-    pub fn offer(&self) {
+    /// Hands what the queue (or the log, for a cursor) holds straight to
+    /// consumers that wait for messages ([`crate::pump::deliver_now`]), and
+    /// wakes the pumps when they did not take it all. `count`: how many
+    /// messages just came; the consumers tried take turns, each at most its
+    /// share of them, so that a batch is spread as competing pumps would
+    /// spread it.
+    pub fn offer(&self, count: usize) {
         let mut consumers: [Option<Arc<ClientConn>>; HAND_OVER_TRIES] = Default::default();
+        let mut tried = 0;
         {
             let st = self.state.lock();
             if !st.clients.is_empty() {
@@ -302,13 +306,15 @@ impl Channel {
                 let turn = st.clients.values().cycle().skip(start);
                 for (slot, client) in consumers.iter_mut().zip(turn.take(st.clients.len())) {
                     *slot = Some(client.clone());
+                    tried += 1;
                 }
             }
         }
+        let share = count.div_ceil(tried.max(1)).max(1);
         let taken_all = consumers
             .iter()
             .map_while(Option::as_ref)
-            .any(|client| crate::pump::deliver_now(client, self) == Some(true));
+            .any(|client| crate::pump::deliver_now(client, self, share) == Some(true));
         if !taken_all {
             self.available.notify_waiters();
         }
@@ -333,10 +339,10 @@ impl Channel {
         }
     }
 
-    /// The log has more to read: hands it to consumers that wait for
-    /// messages, or wakes their pumps ([`Channel::offer`]).
-    pub fn log_advanced(&self) {
-        self.offer();
+    /// The log has `count` more messages to read: hands them to consumers
+    /// that wait for messages, or wakes their pumps ([`Channel::offer`]).
+    pub fn log_advanced(&self, count: usize) {
+        self.offer(count);
     }
 
     /// The journal of a cursor channel, for replication.

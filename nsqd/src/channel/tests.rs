@@ -407,6 +407,31 @@ async fn the_hand_over_skips_closed_and_closing_consumers() {
     }
 }
 
+/// A batch handed over is spread over the waiting consumers, a share each,
+/// as their competing pumps would have spread it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hand_over_spreads_a_batch_over_the_waiting_consumers() {
+    use bytes::BufMut;
+    let f = Fixture::new(Mode::Memory);
+    let c = f.channel("c");
+    let mut consumers = Vec::new();
+    for id in 1..=3 {
+        consumers.push(subscribed(&c, id, 100).await);
+    }
+    let mut records = bytes::BytesMut::new();
+    for _ in 0..30 {
+        records.put_u32(1);
+        records.put_u8(b'm');
+    }
+    let run = crate::message::Run::new(records.freeze(), 30, message("id").id, unix_nanos());
+    f.publish_item(Item::Run(run)).await;
+    let shares: Vec<i64> = consumers
+        .iter()
+        .map(|(client, _, _)| client.stats("").in_flight_count)
+        .collect();
+    assert_eq!(shares, vec![10, 10, 10]);
+}
+
 /// The hand-over takes large messages a few output buffers at a time, as
 /// the pump does, not up to the consumer's whole room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

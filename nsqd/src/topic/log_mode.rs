@@ -233,10 +233,11 @@ pub(super) async fn watch_log(topic: Weak<Topic>, log: Arc<TopicLog>) {
         tokio::select! {
             visible = log.wait_visible(seen) => {
                 let Ok(visible) = visible else { return };
+                let count = usize::try_from(visible.saturating_sub(seen)).unwrap_or(usize::MAX);
                 seen = visible;
                 let Some(topic) = topic.upgrade() else { return };
                 for channel in topic.channels() {
-                    channel.log_advanced();
+                    channel.log_advanced(count);
                 }
                 if every > RETAIN_INTERVAL {
                     every = RETAIN_INTERVAL;

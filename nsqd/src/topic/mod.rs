@@ -71,16 +71,17 @@ impl State {
 }
 
 /// Gives each channel its copy of `item`; the last one gets `item` itself.
-/// Channels that were empty go into `to_offer`: once the topic's lock is
-/// released, [`offer`] hands them to their consumers.
+/// Channels that were empty go into `to_offer`, with how many messages came:
+/// once the topic's lock is released, [`offer`] hands them to their consumers.
 fn fan_out<'a>(
     channels: impl Iterator<Item = &'a Arc<Channel>>,
     item: Item,
-    to_offer: &mut Vec<Arc<Channel>>,
+    to_offer: &mut Vec<(Arc<Channel>, usize)>,
 ) -> io::Result<()> {
     let mut result = Ok(());
+    let count = item.len();
     let mut put = |channel: &Arc<Channel>, item| match channel.put(item) {
-        Ok(true) => to_offer.push(channel.clone()),
+        Ok(true) => to_offer.push((channel.clone(), count)),
         Ok(false) => {}
         Err(e) => result = Err(e),
     };
@@ -98,9 +99,9 @@ fn fan_out<'a>(
 
 /// Delivers what [`fan_out`] queued (without the topic's lock: the writes to
 /// consumers must not hold up other publishers).
-fn offer(channels: Vec<Arc<Channel>>) {
-    for channel in channels {
-        channel.offer();
+fn offer(channels: Vec<(Arc<Channel>, usize)>) {
+    for (channel, count) in channels {
+        channel.offer(count);
     }
 }
 
