@@ -141,6 +141,7 @@ pub async fn serve_connection(
         refill: Refill::No,
         refill_by: None,
         quiet_window_empty: false,
+        published: false,
     };
     let closed = session.run().await;
     if let Closed::AfterError = closed {
@@ -186,6 +187,9 @@ struct Session {
     /// The last quiet window passed with no input: the next read wakes on
     /// any, so that a consumer with nothing to say costs no timer.
     quiet_window_empty: bool,
+    /// The connection has published: its reads never go quiet, or a
+    /// publish after a FIN would wait for the window before its OK.
+    published: bool,
 }
 
 impl Session {
@@ -239,6 +243,10 @@ impl Session {
 
     /// Executes one command: the one place where requests take effect.
     async fn apply(&mut self, request: Request) -> Result<(), ClientError> {
+        self.published |= matches!(
+            request,
+            Request::Pub { .. } | Request::Dpub { .. } | Request::Mpub { .. }
+        );
         match request {
             Request::Identify(body) => self.identify(&body).await,
             Request::Auth(secret) => self.auth(&secret).await,
@@ -324,7 +332,7 @@ impl Session {
     /// the quiet window, or `None` for a read that wakes on any input.
     fn quiet_reads(&self) -> Option<tokio::time::Instant> {
         let socket = self.reader.tcp()?;
-        let quiet = !self.quiet_window_empty && self.client.wants_quiet_reads();
+        let quiet = !self.quiet_window_empty && !self.published && self.client.wants_quiet_reads();
         if quiet != self.client.quiet_reads() {
             self.client.set_quiet_reads(socket, quiet);
             // A delivery since the check may have used the room up; it
