@@ -293,9 +293,9 @@ impl Channel {
     /// Hands what the queue (or the log, for a cursor) holds straight to
     /// consumers that wait for messages ([`crate::pump::deliver_now`]), and
     /// wakes the pumps when they did not take it all. `count`: how many
-    /// messages just came; the consumers tried take turns, each at most its
-    /// share of them, so that a batch is spread as competing pumps would
-    /// spread it.
+    /// messages just came; the consumers tried take turns, each but the last
+    /// at most its share of them, so that a batch is spread as competing
+    /// pumps would spread it.
     pub fn offer(&self, count: usize) {
         let mut consumers: [Option<Arc<ClientConn>>; HAND_OVER_TRIES] = Default::default();
         let mut tried = 0;
@@ -310,11 +310,18 @@ impl Channel {
                 }
             }
         }
+        // The last one tried takes what is left: only a take that stops
+        // short of its limit shows that nothing is left for the pumps.
         let share = count.div_ceil(tried.max(1)).max(1);
-        let taken_all = consumers
-            .iter()
-            .map_while(Option::as_ref)
-            .any(|client| crate::pump::deliver_now(client, self, share) == Some(true));
+        let taken_all =
+            consumers
+                .iter()
+                .map_while(Option::as_ref)
+                .enumerate()
+                .any(|(i, client)| {
+                    let limit = if i + 1 == tried { usize::MAX } else { share };
+                    crate::pump::deliver_now(client, self, limit) == Some(true)
+                });
         if !taken_all {
             self.available.notify_waiters();
         }

@@ -432,6 +432,35 @@ async fn the_hand_over_spreads_a_batch_over_the_waiting_consumers() {
     assert_eq!(shares, vec![10, 10, 10]);
 }
 
+/// A message the hand-over delivered wakes no pump: that wake-up is what it
+/// saves. With two consumers, the one tried last takes what is left, so
+/// that the offer still knows the queue ran dry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_message_wakes_no_pump() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    for consumers in [1, 2] {
+        let f = Fixture::new(Mode::Memory);
+        let c = f.channel("c");
+        let mut held_open = Vec::new();
+        for id in 1..=consumers {
+            held_open.push(subscribed(&c, id, 100).await);
+        }
+        for round in 0..3 {
+            let woken = c.available();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            f.publish("m").await;
+            let polled = woken.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+            assert!(
+                polled == Poll::Pending,
+                "{consumers} consumer(s), round {round}: a pump was woken"
+            );
+        }
+        assert_eq!(held(&c), (0, 3));
+    }
+}
+
 /// The hand-over takes large messages a few output buffers at a time, as
 /// the pump does, not up to the consumer's whole room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
