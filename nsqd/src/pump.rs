@@ -3,7 +3,9 @@
 
 use crate::channel::Channel;
 use crate::client_conn::{ClientConn, ClientState};
+use crate::message::Message;
 use crate::output::Output;
+use bytes::BytesMut;
 use nsq::protocol::{FrameType, HEARTBEAT};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +18,28 @@ const TAKE_BATCH: usize = 128;
 /// `TAKE_BATCH` messages of up to `--max-msg-size` each.
 const BUFFERS_PER_BATCH: usize = 8;
 
+/// Bytes of encoded messages one take may add to a client's output.
+fn batch_budget(output_buffer_size: usize) -> usize {
+    BUFFERS_PER_BATCH * output_buffer_size.max(1)
+}
+
+/// Encodes `msg` into `pending`; whether another message of its size still
+/// fits in `budget` bytes counted from `start` (a take always hands out one
+/// message, however large).
+fn encode_within(msg: &Message, pending: &mut BytesMut, start: usize, budget: usize) -> bool {
+    let at = pending.len();
+    msg.encode_frame(pending);
+    let size = pending.len() - at;
+    pending.len() - start + size <= budget
+}
+
 /// Delivers while `in_flight < RDY` and the channel is not paused. Output is
 /// flushed when the buffer fills or when there is nothing more to send right
 /// now, so a busy consumer gets large writes and an idle one no delay.
 pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: Arc<Output>) {
     let settings = client.settings();
     let flush_at = settings.output_buffer_size.max(1);
-    // Bytes per message of the last batch; until one is seen, assume a
-    // message fills the buffer.
-    let mut message_bytes = flush_at;
+    let budget = batch_budget(flush_at);
     loop {
         let woken = client.woken();
         let available = channel.available();
@@ -32,8 +47,7 @@ pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: A
         available.as_mut().enable();
 
         let mut writer = out.lock().await;
-        let by_size = (BUFFERS_PER_BATCH * flush_at / message_bytes).clamp(1, TAKE_BATCH);
-        let room = client.capacity().clamp(0, by_size as i64) as usize;
+        let room = client.capacity().clamp(0, TAKE_BATCH as i64) as usize;
         let before = writer.pending.len();
         let taken = if room > 0 && client.state() == ClientState::Subscribed {
             let pending = &mut writer.pending;
@@ -42,16 +56,13 @@ pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: A
                 room,
                 settings.msg_timeout,
                 settings.sample_rate,
-                |msg| msg.encode_frame(pending),
+                |msg| encode_within(msg, pending, before, budget),
             )
         } else {
             0
         };
         if taken > 0 {
             client.delivered_through(writer.tcp());
-        }
-        if let Some(per_message) = (writer.pending.len() - before).checked_div(taken) {
-            message_bytes = per_message.max(1);
         }
         let must_flush =
             writer.pending.len() >= flush_at || (taken == 0 && !writer.pending.is_empty());
@@ -76,8 +87,7 @@ pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: A
 /// its pump: at a low rate that wake-up, often onto the other worker, costs
 /// more than the write. It takes at most `share` messages. `Some(true)` when
 /// the client took all there was; `Some(false)` when its room, its share or
-/// the batch's size ran out first; `None`
-/// when it could not take now (closed or closing, no room, its output busy
+/// the batch's budget ran out first; `None` when it could not take now (closed or closing, no room, its output busy
 /// or not a plain socket), so that its pump must be woken.
 pub fn deliver_now(client: &ClientConn, channel: &Channel, share: usize) -> Option<bool> {
     let direct = client.direct()?;
@@ -94,24 +104,19 @@ pub fn deliver_now(client: &ClientConn, channel: &Channel, share: usize) -> Opti
     if room == 0 {
         return None;
     }
+    let budget = batch_budget(direct.output_buffer_size);
     let pending = &mut writer.pending;
-    let mut taken = channel.take(client, 1, direct.msg_timeout, direct.sample_rate, |msg| {
-        msg.encode_frame(pending)
-    });
-    // The first message's size bounds the rest, as the pump's batches are
-    // bounded: a few output buffers' worth.
-    let mut limit = 1;
-    if taken == 1 && room > 1 {
-        let by_size = BUFFERS_PER_BATCH * direct.output_buffer_size.max(1) / pending.len().max(1);
-        limit = by_size.clamp(1, room);
-        taken += channel.take(
-            client,
-            limit - 1,
-            direct.msg_timeout,
-            direct.sample_rate,
-            |msg| msg.encode_frame(pending),
-        );
-    }
+    let mut full = false;
+    let taken = channel.take(
+        client,
+        room,
+        direct.msg_timeout,
+        direct.sample_rate,
+        |msg| {
+            full = !encode_within(msg, pending, 0, budget);
+            !full
+        },
+    );
     if taken > 0 {
         client.delivered_through(writer.tcp());
     }
@@ -121,7 +126,7 @@ pub fn deliver_now(client: &ClientConn, channel: &Channel, share: usize) -> Opti
         Ok(false) => client.wake_pump(),
         Err(_) => client.close(),
     }
-    Some(taken < limit)
+    Some(!full && taken < room)
 }
 
 /// Sends `_heartbeat_` every `interval`; a failed write closes the connection.

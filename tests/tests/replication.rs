@@ -53,6 +53,16 @@ async fn stored_on_peer(peer: &Nsqd, topic: &str) -> u64 {
         .map_or(0, |t| t.stored_seq)
 }
 
+/// A log-mode peer and an origin that replicates to it, once in sync; the
+/// peer's data directory goes with the first.
+async fn synced_pair() -> (TempDir, Nsqd, Nsqd) {
+    let peer_dir = temp_dir("peer");
+    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
+    let origin = start_nsqd(origin_options(peer.tcp_addr())).await;
+    until_synced(&origin).await;
+    (peer_dir, peer, origin)
+}
+
 async fn until_synced(origin: &Nsqd) {
     eventually_within("the link is in sync", Duration::from_secs(15), || async {
         peer_link(origin).await.state == "synced"
@@ -62,10 +72,7 @@ async fn until_synced(origin: &Nsqd) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_publish_is_on_the_peer_before_its_ok() {
-    let peer_dir = temp_dir("peer");
-    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
-    let origin = start_nsqd(origin_options(peer.tcp_addr())).await;
-    until_synced(&origin).await;
+    let (_peer_dir, peer, origin) = synced_pair().await;
 
     let mut conn = Conn::connect(&origin).await;
     conn.publish("t", b"one").await;
@@ -227,10 +234,7 @@ async fn replication_required_refuses_publishes_while_the_peer_is_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_messages_leave_the_replica_within_the_lag() {
-    let peer_dir = temp_dir("peer");
-    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
-    let origin = start_nsqd(origin_options(peer.tcp_addr())).await;
-    until_synced(&origin).await;
+    let (_peer_dir, peer, origin) = synced_pair().await;
     let mut consumer = consumer(&origin, "t", "c", 0).await;
     let mut conn = Conn::connect(&origin).await;
     for start in (0..2000).step_by(200) {
@@ -266,10 +270,7 @@ async fn finished_messages_leave_the_replica_within_the_lag() {
 /// collector that looked each name up in a list would show.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_topics_and_channels_leave_the_replica() {
-    let peer_dir = temp_dir("peer");
-    let peer = start_nsqd(log_mode(peer_dir.path(), 0)).await;
-    let origin = start_nsqd(origin_options(peer.tcp_addr())).await;
-    until_synced(&origin).await;
+    let (_peer_dir, peer, origin) = synced_pair().await;
     let http = origin.http_addr().expect("http").to_string();
     for i in 0..300 {
         create_channel(&http, &format!("t{i}"), "c1").await;

@@ -399,7 +399,9 @@ impl Channel {
     }
 
     /// Moves up to `max` messages into flight for `client`, handing each to
-    /// `emit` under the lock so that the caller can encode without copying.
+    /// `emit` under the lock so that the caller can encode without copying;
+    /// `emit` answers whether to go on (false: that message is the last of
+    /// this take, as when the caller's buffer is full).
     /// Messages dropped by `sample_rate` (1..99) are consumed and not delivered.
     pub fn take(
         &self,
@@ -407,7 +409,7 @@ impl Channel {
         max: usize,
         msg_timeout: Duration,
         sample_rate: i32,
-        mut emit: impl FnMut(&Message),
+        mut emit: impl FnMut(&Message) -> bool,
     ) -> usize {
         if max == 0 || self.paused.load(Ordering::Acquire) {
             return 0;
@@ -469,7 +471,7 @@ impl Channel {
                 }
             }
             msg.attempts = msg.attempts.saturating_add(1);
-            emit(&msg);
+            let more = emit(&msg);
             st.timeouts.push(Reverse((deadline, msg.id)));
             st.in_flight.insert(InFlight {
                 msg,
@@ -479,6 +481,9 @@ impl Channel {
                 delivered_at: now,
             });
             taken += 1;
+            if !more {
+                break;
+            }
         }
         wake_timer |= taken > 0 && st.deadline_needs_timer(deadline);
         drop(st);

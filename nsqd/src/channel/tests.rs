@@ -145,7 +145,8 @@ fn take(
             m.id,
             String::from_utf8_lossy(&m.body).into_owned(),
             m.attempts,
-        ))
+        ));
+        true
     });
     out
 }
