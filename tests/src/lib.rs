@@ -1,4 +1,4 @@
-//! Helpers for the end-to-end tests in `tests/tests/`: start daemons on
+//! Helpers for the end-to-end tests in `tests/tests/e2e/`: start daemons on
 //! loopback port 0 and talk to them over real sockets, as clients do.
 
 use std::time::Duration;

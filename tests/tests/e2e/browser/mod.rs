@@ -204,8 +204,6 @@ pub async fn wait_for_text(
 
 /// The text of `cell` in every row of `table`'s body, read in one go in the
 /// page, so that a refresh in between cannot leave a row stale.
-// Each test file that includes this module uses a part of it.
-#[allow(dead_code)]
 pub async fn column(browser: &Client, table: &str, cell: &str) -> Result<Vec<String>, CmdError> {
     let script = format!(
         "return Array.from(document.querySelectorAll('{table} tbody tr'))\

@@ -8,7 +8,7 @@
 //! The browser test needs Debian's `chromium` and `chromium-driver`
 //! (tests/run-all.sh installs them); without them it fails rather than skip.
 
-mod browser;
+use crate::browser;
 
 use browser::{click, output_dir, wait_for_text, Driver};
 use fantoccini::Locator;

@@ -6,7 +6,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` (tests/run-all.sh installs
 //! them); without them the test fails rather than skip.
 
-mod browser;
+use crate::browser;
 
 use browser::{click, output_dir, text, wait_for_text, Driver, BROWSER_PATIENCE};
 use fantoccini::Locator;
