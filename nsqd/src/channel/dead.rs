@@ -100,8 +100,8 @@ struct Store {
     /// Entry ids by message ID: a message that comes back after a crash
     /// (its finish in the journal was lost) is not kept twice.
     ids: HashMap<u64, u64>,
-    /// The channel was deleted: changes are dropped.
-    deleted: bool,
+    /// The channel was deleted or stopped: changes are dropped.
+    stopped: bool,
 }
 
 #[derive(Default)]
@@ -155,7 +155,7 @@ impl DeadLetters {
             held: 0,
             index: BTreeMap::new(),
             ids: HashMap::new(),
-            deleted: false,
+            stopped: false,
         };
         if let Some(path) = &path {
             match OpenOptions::new().read(true).append(true).open(path) {
@@ -428,6 +428,9 @@ impl DeadLetters {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        if store.stopped {
+            return Ok(());
+        }
         if store.index.is_empty() && store.len > 0 {
             let file = store.file.as_ref().expect("a store that wrote has a file");
             file.set_len(0)?;
@@ -442,11 +445,21 @@ impl DeadLetters {
         store.rewrite(path, self.max_payload)
     }
 
+    /// The channel stopped (nsqd's shutdown): writes what is pending, then
+    /// drops every later change, which a store opened later on the same
+    /// file would not know of. Blocking.
+    pub(crate) fn close(&self) -> io::Result<()> {
+        let mut store = self.store.lock();
+        let flushed = self.flush_locked(&mut store);
+        store.stopped = true;
+        flushed
+    }
+
     /// The channel was deleted: removes the file. Blocking.
     pub(crate) fn delete(&self) -> io::Result<()> {
         let mut store = self.store.lock();
         store.file = None;
-        store.deleted = true;
+        store.stopped = true;
         *self.pending.lock() = Pending::default();
         match &self.path {
             Some(path) => match fs::remove_file(path) {
@@ -587,7 +600,7 @@ impl Store {
 
     /// Appends `ops` and fsyncs (or, without a file, only applies them).
     fn write(&mut self, ops: &[Op], on_disk: bool) -> io::Result<()> {
-        if self.deleted {
+        if self.stopped {
             return Ok(());
         }
         if !on_disk {
@@ -829,6 +842,27 @@ mod tests {
             open(dir.path())
         };
         assert_eq!(dead.count(), 2);
+    }
+
+    #[test]
+    fn a_closed_store_writes_what_it_had_and_nothing_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, _) = open(dir.path());
+        old.kill(msg(1, 3), None);
+        old.close().unwrap();
+        // The channel comes back (an in-process restart) on the same file.
+        let (new, _) = open(dir.path());
+        assert_eq!(new.count(), 1, "what came before the close was written");
+        new.kill(msg(2, 3), None);
+        new.flush().unwrap();
+        // A late burial by the stopped channel stays out of the file.
+        old.kill(msg(3, 3), None);
+        old.flush().unwrap();
+        let (listed, total) = new.list(10).unwrap();
+        assert_eq!((listed, total), (vec![msg(1, 3), msg(2, 3)], 2));
+        drop((old, new));
+        let (reopened, _) = open(dir.path());
+        assert_eq!(reopened.list(10).unwrap().0, vec![msg(1, 3), msg(2, 3)]);
     }
 
     #[test]

@@ -54,13 +54,17 @@ impl Channel {
     pub fn shutdown(&self, disk: &DiskConfig) -> std::io::Result<()> {
         self.close();
         // Dead letters, and requeued ones until finished, live in their own
-        // file: not saved with the queue below.
-        self.dead.flush()?;
+        // file: not saved with the queue below. Their journal FINs come
+        // before the journal closes.
+        self.dead.close()?;
         let mut st = self.state.lock();
         let st = &mut *st;
         let queue = match &mut st.queue {
             // The log and the journal hold everything; the writer flushes them.
-            Queue::Log(_) => return Ok(()),
+            Queue::Log(cursor) => {
+                cursor.journal().close();
+                return Ok(());
+            }
             Queue::Memory(_) if self.ephemeral => return Ok(()),
             Queue::Memory(queue) => queue,
         };

@@ -93,6 +93,8 @@ pub(super) struct Ledger {
     urgent: bool,
     /// On while the channel is replicated.
     tap: Option<Tap>,
+    /// The channel stopped: nothing changes any more (see [`Journal::close`]).
+    closed: bool,
 }
 
 impl Ledger {
@@ -103,12 +105,13 @@ impl Ledger {
             fins: RangeSet::default(),
             urgent: false,
             tap: None,
+            closed: false,
         }
     }
 
     /// Each returns whether it recorded something.
     pub(super) fn fin(&mut self, seq: u64) -> bool {
-        if !self.acks.fin(seq) {
+        if self.closed || !self.acks.fin(seq) {
             return false;
         }
         if let Some(tap) = &mut self.tap {
@@ -119,7 +122,7 @@ impl Ledger {
 
     pub(super) fn fin_range(&mut self, start: u64, end: u64) -> bool {
         let start = start.max(self.acks.floor());
-        if !self.acks.fin_range(start, end) {
+        if self.closed || !self.acks.fin_range(start, end) {
             return false;
         }
         if let Some(tap) = &mut self.tap {
@@ -130,7 +133,7 @@ impl Ledger {
 
     pub(super) fn requeue(&mut self, seq: u64, attempts: u16, due: Option<i64>) -> bool {
         let due_ns = due.unwrap_or(0);
-        if !self.acks.requeue(seq, attempts, due_ns) {
+        if self.closed || !self.acks.requeue(seq, attempts, due_ns) {
             return false;
         }
         self.urgent |= due.is_some();
@@ -143,7 +146,7 @@ impl Ledger {
     }
 
     pub(super) fn empty(&mut self, upto: u64) -> bool {
-        if !self.acks.fin_range(0, upto) {
+        if self.closed || !self.acks.fin_range(0, upto) {
             return false;
         }
         self.record(Delta::Empty { upto });
@@ -477,7 +480,7 @@ impl Journal {
         let acks = decode_snapshot_record(snapshot)?;
         {
             let mut ledger = self.ledger.lock();
-            if ledger.acks == acks {
+            if ledger.closed || ledger.acks == acks {
                 return Ok(());
             }
             ledger.acks = acks;
@@ -570,6 +573,15 @@ impl Journal {
     /// `end_seq - floor - finished_at_or_above(floor)`.
     pub fn finished_at_or_above(&self, seq: u64) -> u64 {
         self.ledger.lock().acks.finished_at_or_above(seq)
+    }
+
+    /// The channel stopped (nsqd's shutdown): what was recorded so far is
+    /// still written and fsynced by the writer, nothing later. A change that
+    /// comes after the stop (a timeout firing meanwhile) only touches memory:
+    /// written, it would land where a journal opened later on the same file
+    /// appends its own records, and overwrite them.
+    pub fn close(&self) {
+        self.ledger.lock().closed = true;
     }
 
     /// The channel is deleted: stops writing and removes the file. Blocking.
@@ -670,7 +682,8 @@ impl Journal {
         let (taken, urgent) = {
             let mut ledger = self.ledger.lock();
             let bound = COMPACT_MIN.max(4 * ledger.acks.snapshot_len() as u64);
-            if side.failed_at.is_some() {
+            // A closed journal's file may be another journal's by now.
+            if side.failed_at.is_some() || ledger.closed {
                 return;
             }
             forced = self.force_compact.swap(false, Ordering::AcqRel);

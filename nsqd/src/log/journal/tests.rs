@@ -385,6 +385,28 @@ fn a_channel_fins_what_its_reader_skipped_so_the_floor_passes_it() {
 }
 
 #[test]
+fn a_closed_journal_writes_what_it_had_and_nothing_later() {
+    let s = setup("close", 1);
+    let old = s.journal(0);
+    old.fin(0);
+    old.close();
+    s.writer.flush();
+    // The channel comes back (an in-process restart) on the same file.
+    let new = s.journal(0);
+    assert_eq!(new.floor(), 1, "what came before the close was written");
+    new.empty(10);
+    s.writer.flush();
+    // A change of the stopped channel, late: it must not land on the new
+    // journal's records (it would be written at the old journal's end).
+    old.requeue(5, 1, None);
+    old.fin_range(0, 3);
+    s.writer.flush();
+    drop((old, new));
+    let (_s, j) = s.reopen();
+    assert_eq!(j.floor(), 10, "the empty after the reopen holds");
+}
+
+#[test]
 fn delete_removes_the_journal() {
     let s = setup("delete", 1);
     let j = s.journal(0);
