@@ -50,6 +50,12 @@ pub struct Previous {
     gc_runs: u32,
 }
 
+/// `host:port` as one part of a key, as the prefix names this host: dots
+/// and colons as `_`.
+fn key_part(address: &str) -> String {
+    address.replace(['.', ':'], "_")
+}
+
 /// A delta as upstream sends it: the unsigned difference read as signed, so a
 /// counter that went back (a topic deleted and recreated) shows as negative.
 fn delta(now: u64, before: u64) -> i64 {
@@ -169,6 +175,39 @@ pub fn lines(
         }
     }
     previous.counts = seen;
+    // Ours: replication, as /metrics has it.
+    for peer in stats.peers.iter().flatten() {
+        let prefix = format!("replication.peer.{}", key_part(&peer.address));
+        let synced = i64::from(peer.state == "synced");
+        gauge(&mut out, format!("{prefix}.synced"), synced);
+        gauge(
+            &mut out,
+            format!("{prefix}.connected"),
+            i64::from(peer.connected),
+        );
+        gauge(
+            &mut out,
+            format!("{prefix}.backlog_messages"),
+            peer.backlog_messages as i64,
+        );
+        gauge(
+            &mut out,
+            format!("{prefix}.progress_lag_ms"),
+            peer.progress_lag_ms as i64,
+        );
+    }
+    for replica in stats.replicas.iter().flatten() {
+        let prefix = format!("replica.{}", key_part(&replica.origin));
+        gauge(
+            &mut out,
+            format!("{prefix}.connected"),
+            i64::from(replica.connected),
+        );
+        gauge(&mut out, format!("{prefix}.depth"), replica.depth as i64);
+        if let Some(lag) = replica.lag_ms {
+            gauge(&mut out, format!("{prefix}.lag_ms"), lag as i64);
+        }
+    }
     if let Some(m) = mem {
         let gauges: [(&str, u64); 8] = [
             ("heap_objects", m.heap_objects),
@@ -287,6 +326,7 @@ mod tests {
         assert_eq!(expand_prefix("plain", "h", 1), "plain.");
         assert_eq!(expand_prefix("", "h", 1), "");
         assert_eq!(expand_prefix("%s", "::1", 2), "[__1]_2.");
+        assert_eq!(key_part("10.0.0.2:4150"), "10_0_0_2_4150");
     }
 
     #[test]

@@ -615,3 +615,66 @@ async fn a_peer_promotes_by_itself_after_replica_promote_after_and_forgets_on_re
         .any(|_| true));
     peer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_carries_the_replication_gauges() {
+    use crate::statsd::Statsd;
+    let (mut peer_statsd, mut origin_statsd) = (Statsd::bind().await, Statsd::bind().await);
+    let peer_dir = temp_dir("peer");
+    let peer = start_nsqd(peer_statsd.options(log_mode(peer_dir.path(), 0))).await;
+    let origin = start_nsqd(origin_statsd.options(origin_options(peer.tcp_addr()))).await;
+    until_synced(&origin).await;
+    let http = origin.http_addr().unwrap().to_string();
+    create_channel(&http, "t", "c").await;
+    let mut conn = Conn::connect(&origin).await;
+    conn.send(Command::Mpub {
+        topic: "t".into(),
+        bodies: (0..3).map(|i| Bytes::from(format!("m{i}"))).collect(),
+    })
+    .await;
+    conn.expect_response("OK").await;
+
+    // On the origin, per peer: "127.0.0.1:PORT" as 127_0_0_1_PORT.
+    let key = format!("replication.peer.127_0_0_1_{}", peer.tcp_addr().port());
+    let prefix = Statsd::prefix(&origin);
+    let mut push = origin_statsd.next_push(&prefix).await;
+    for _ in 0..25 {
+        if push.get(&format!("{key}.backlog_messages")) == Some(&(0, 'g')) {
+            break;
+        }
+        push = origin_statsd.next_push(&prefix).await;
+    }
+    assert_eq!(
+        push.get(&format!("{key}.synced")),
+        Some(&(1, 'g')),
+        "{push:?}"
+    );
+    assert_eq!(push.get(&format!("{key}.connected")), Some(&(1, 'g')));
+    assert_eq!(
+        push.get(&format!("{key}.backlog_messages")),
+        Some(&(0, 'g'))
+    );
+    assert!(matches!(
+        push.get(&format!("{key}.progress_lag_ms")),
+        Some((_, 'g'))
+    ));
+
+    // On the peer, per origin, by the address the origin reported.
+    let origin_address = replica(&peer).await.expect("a replica").origin;
+    let key = format!("replica.{}", origin_address.replace(['.', ':'], "_"));
+    let prefix = Statsd::prefix(&peer);
+    let mut push = peer_statsd.next_push(&prefix).await;
+    for _ in 0..25 {
+        if push.get(&format!("{key}.depth")) == Some(&(3, 'g')) {
+            break;
+        }
+        push = peer_statsd.next_push(&prefix).await;
+    }
+    assert_eq!(
+        push.get(&format!("{key}.depth")),
+        Some(&(3, 'g')),
+        "{push:?}"
+    );
+    assert_eq!(push.get(&format!("{key}.connected")), Some(&(1, 'g')));
+    assert!(matches!(push.get(&format!("{key}.lag_ms")), Some((_, 'g'))));
+}

@@ -2,25 +2,27 @@
 //! upstream's keys, counters sent as deltas, packets within their size.
 
 use bytes::Bytes;
-use nsq_e2e::{consumer, http_request, http_url, start_nsqd, stats, test_options, Conn};
+use nsq_e2e::{
+    consumer, http_request, http_url, start_nsqd, stats, test_options, Conn, Nsqd, Options,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
-const PACKET_SIZE: usize = 200;
+pub(crate) const PACKET_SIZE: usize = 200;
 
 /// A statsd server: collects lines, one push at a time.
-struct Statsd {
+pub(crate) struct Statsd {
     socket: UdpSocket,
     /// Lines of the push being received.
     partial: Vec<String>,
 }
 
 /// One push: key (prefix removed) → (value, type).
-type Push = HashMap<String, (i64, char)>;
+pub(crate) type Push = HashMap<String, (i64, char)>;
 
 impl Statsd {
-    async fn bind() -> Statsd {
+    pub(crate) async fn bind() -> Statsd {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind UDP");
         Statsd {
             socket,
@@ -28,8 +30,23 @@ impl Statsd {
         }
     }
 
+    /// Where nsqd is to push: `opts` with this server and a short interval.
+    pub(crate) fn options(&self, opts: Options) -> Options {
+        Options {
+            statsd_address: self.socket.local_addr().unwrap().to_string(),
+            statsd_interval: Duration::from_millis(200),
+            statsd_udp_packet_size: PACKET_SIZE as i64,
+            ..opts
+        }
+    }
+
+    /// The prefix of `nsqd`'s keys.
+    pub(crate) fn prefix(nsqd: &Nsqd) -> String {
+        format!("nsq.127_0_0_1_{}.", nsqd.http_addr().unwrap().port())
+    }
+
     /// The next complete push; `mem.gc_runs` is the last line of each.
-    async fn next_push(&mut self, prefix: &str) -> Push {
+    pub(crate) async fn next_push(&mut self, prefix: &str) -> Push {
         let mut buf = vec![0u8; 65536];
         loop {
             let n = tokio::time::timeout(Duration::from_secs(5), self.socket.recv(&mut buf))
