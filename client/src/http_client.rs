@@ -458,6 +458,23 @@ impl NsqdHttp {
         serde_json::from_slice(&bytes).map_err(|e| self.0.unreadable("/replica/promote", e))
     }
 
+    /// `/replica/forget` on a replication peer: drops what it keeps for
+    /// `origin` (the address it reported, or its ID), fence included, so
+    /// that the origin replicates anew when it connects (ours). nsqd answers
+    /// 409 `ORIGIN_CONNECTED` while that origin is connected and 404
+    /// `ORIGIN_NOT_FOUND` for one it does not know.
+    pub async fn forget_replica(&self, origin: &str) -> Result<()> {
+        self.0
+            .send(
+                reqwest::Method::POST,
+                "/replica/forget",
+                &[("origin", origin)],
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// `/replication/retire` on an origin whose `peer` promoted its replicas
     /// (the link shows `fenced`): every channel here passes what the peer
     /// took over, and the link replicates anew (ours). nsqd answers 409

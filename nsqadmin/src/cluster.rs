@@ -348,7 +348,7 @@ impl Cluster {
         failed
     }
 
-    /// Promotes replicas on, or retires a link of, the nsqd `node`.
+    /// Promotes or forgets replicas on, or retires a link of, the nsqd `node`.
     pub async fn replication_action(
         &self,
         node: &str,
@@ -358,6 +358,12 @@ impl Cluster {
         Ok(match action {
             ReplicationAction::Promote { origin } => {
                 ActionDone::Promoted(nsqd.promote_replicas(Some(origin)).await?)
+            }
+            ReplicationAction::Forget { origin } => {
+                nsqd.forget_replica(origin).await?;
+                ActionDone::Forgot {
+                    forgot: origin.clone(),
+                }
             }
             ReplicationAction::Retire { peer } => ActionDone::Retired {
                 retired: nsqd.retire_replication(peer).await?,

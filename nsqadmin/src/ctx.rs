@@ -75,7 +75,9 @@ impl Ctx {
     /// Tells `--notification-http-endpoint` of a replication action on `node`.
     pub fn notify_replication(&self, action: &ReplicationAction, node: &str) {
         let (origin, peer) = match action {
-            ReplicationAction::Promote { origin } => (origin.clone(), String::new()),
+            ReplicationAction::Promote { origin } | ReplicationAction::Forget { origin } => {
+                (origin.clone(), String::new())
+            }
             ReplicationAction::Retire { peer } => (String::new(), peer.clone()),
         };
         self.notify_about(

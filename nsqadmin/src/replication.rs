@@ -1,6 +1,6 @@
 //! nsqd's replication as nsqadmin shows it (ours, #18): which links of a
 //! node are not in sync, when a replica or a link may be acted on, and the
-//! two failover actions of the node page. The links and replicas themselves
+//! failover actions of the node page. The links and replicas themselves
 //! are nsqd's `/stats` types, passed through as nsqd reports them.
 
 use nsq::api::{PeerStats, PromoteAnswer, ReplicaStats, Retired};
@@ -33,6 +33,13 @@ pub fn promotable(r: &ReplicaStats) -> bool {
     !r.connected && r.promoted_at.is_none()
 }
 
+/// Whether a replica may be forgotten: its origin is away. Promoted, the
+/// fence goes and the origin replicates anew when it returns (both copies
+/// are then delivered); not promoted, what it kept is dropped.
+pub fn forgettable(r: &ReplicaStats) -> bool {
+    !r.connected
+}
+
 /// Whether a link may be retired: its peer promoted this node's replicas
 /// and refuses the link until this node lets go of what it took over.
 pub fn retirable(p: &PeerStats) -> bool {
@@ -54,6 +61,8 @@ pub fn origin_key(r: &ReplicaStats) -> &str {
 pub enum ReplicationAction {
     /// On a peer: `/replica/promote?origin=`.
     Promote { origin: String },
+    /// On a peer: `/replica/forget?origin=`.
+    Forget { origin: String },
     /// On an old origin: `/replication/retire?peer=`.
     Retire { peer: String },
 }
@@ -65,6 +74,10 @@ impl ReplicationAction {
         match action {
             "promote" if origin.is_empty() => Err("MISSING_ARG_ORIGIN"),
             "promote" => Ok(ReplicationAction::Promote {
+                origin: origin.to_string(),
+            }),
+            "forget" if origin.is_empty() => Err("MISSING_ARG_ORIGIN"),
+            "forget" => Ok(ReplicationAction::Forget {
                 origin: origin.to_string(),
             }),
             "retire" if peer.is_empty() => Err("MISSING_ARG_PEER"),
@@ -79,17 +92,19 @@ impl ReplicationAction {
     pub fn notification(&self) -> &'static str {
         match self {
             ReplicationAction::Promote { .. } => "promote_replica",
+            ReplicationAction::Forget { .. } => "forget_replica",
             ReplicationAction::Retire { .. } => "retire_replication",
         }
     }
 }
 
 /// What nsqd answered a [`ReplicationAction`], as `/api` passes it on:
-/// `{"promoted": [...]}` or `{"retired": {...}}`.
+/// `{"promoted": [...]}`, `{"forgot": "<origin>"}` or `{"retired": {...}}`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum ActionDone {
     Promoted(PromoteAnswer),
+    Forgot { forgot: String },
     Retired { retired: Retired },
 }
 
@@ -136,6 +151,9 @@ mod tests {
         assert!(promotable(&replica(false, None)));
         assert!(!promotable(&replica(true, None)));
         assert!(!promotable(&replica(false, Some(1))));
+        // Forgotten while away, promoted or not; never while connected.
+        assert!(forgettable(&replica(false, None)) && forgettable(&replica(false, Some(1))));
+        assert!(!forgettable(&replica(true, None)));
         assert_eq!(origin_key(&replica(false, None)), "a:4150");
         let named = ReplicaStats {
             origin_id: "0123abcd".into(),
@@ -168,6 +186,16 @@ mod tests {
         );
         assert_eq!(
             ReplicationAction::parse("forget", "a:4150", ""),
+            Ok(ReplicationAction::Forget {
+                origin: "a:4150".into()
+            })
+        );
+        assert_eq!(
+            ReplicationAction::parse("forget", "", "b:4150"),
+            Err("MISSING_ARG_ORIGIN")
+        );
+        assert_eq!(
+            ReplicationAction::parse("jump", "a:4150", ""),
             Err("INVALID_ACTION")
         );
     }

@@ -5,7 +5,7 @@
 
 use super::{action, enc, num};
 use crate::ctx::Ctx;
-use crate::replication::{origin_key, promotable, retirable, Unsynced};
+use crate::replication::{forgettable, origin_key, promotable, retirable, Unsynced};
 use crate::views::{age, ago, NodeView};
 use maud::{html, Markup};
 use nsq::api::{PeerStats, ReplicaStats};
@@ -101,11 +101,19 @@ fn replicas_table(ctx: &Ctx, node: &str, replicas: &[ReplicaStats]) -> Markup {
                         td.n.depth { (num(r.depth)) }
                         td.n.lag { @match r.lag_ms { Some(ms) => (millis(ms)), None => "–" } }
                         td.promoted { @match r.promoted_at.and_then(utc) { Some(at) => (at), None => "–" } }
-                        td { @if promotable(r) {
-                            (action(ctx, "Promote", "POST", &api,
-                                &serde_json::json!({"action": "promote", "origin": origin_key(r)}).to_string(),
-                                &promote_question(node, r), None))
-                        } }
+                        td {
+                            @if promotable(r) {
+                                (action(ctx, "Promote", "POST", &api,
+                                    &serde_json::json!({"action": "promote", "origin": origin_key(r)}).to_string(),
+                                    &promote_question(node, r), None))
+                            }
+                            @if forgettable(r) {
+                                " "
+                                (action(ctx, "Forget", "POST", &api,
+                                    &serde_json::json!({"action": "forget", "origin": origin_key(r)}).to_string(),
+                                    &forget_question(node, r), None))
+                            }
+                        }
                     }
                 }
             }
@@ -129,6 +137,25 @@ fn promote_question(node: &str, r: &ReplicaStats) -> String {
         },
         r.origin
     )
+}
+
+fn forget_question(node: &str, r: &ReplicaStats) -> String {
+    match r.promoted_at {
+        Some(_) => format!(
+            "Forget {} on {node}? Its fence goes: when it returns it replicates here anew \
+             without retiring its copy, so the messages this node took over at the promotion \
+             are delivered by both.",
+            r.origin
+        ),
+        None => format!(
+            "Forget the replicas of {} on {node}? Its {} unfinished messages kept here are \
+             dropped: if {} is lost for good, they are lost with it. When it returns it \
+             replicates here anew.",
+            r.origin,
+            num(r.depth),
+            r.origin
+        ),
+    }
 }
 
 fn retire_question(peer: &str) -> String {

@@ -1,7 +1,7 @@
 //! nsqadmin's view of replication (#18) over real nsqds on loopback, an
 //! origin with `--replicate-to` and its peer: the node page's links and
 //! replicas, the nodes list's "degraded" marker when the peer goes away,
-//! promote and retire through nsqadmin's `/api` (checked in nsqd's
+//! promote, forget and retire through nsqadmin's `/api` (checked in nsqd's
 //! `/stats`), and an operator promoting in a real browser, who is asked
 //! first.
 //!
@@ -477,6 +477,94 @@ async fn operator_promotes_a_replica_in_a_browser_after_confirming() {
         .await
         .is_some_and(|r| r.promoted_at.is_some()));
     assert_eq!(existing_channel(&peer, "jobs", "workers").await.depth, 3);
+    admin.shutdown().await;
+    peer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_through_nsqadmin() {
+    let peer = start_nsqd(peer_options()).await;
+    let origin_dir = temp_dir("origin");
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let origin_opts = || origin_options(peer.tcp_addr(), origin_dir.path(), tcp_port, http_port);
+    let origin = start_nsqd(origin_opts()).await;
+    until_synced(&origin).await;
+    publish_replicated(&origin, &peer, "t", "c", 4).await;
+    let (endpoint, events) = notification_sink().await;
+    let admin = admin_over(&[&origin, &peer], |o| {
+        o.notification_http_endpoint = endpoint
+    })
+    .await;
+    let peer_http = http_of(&peer);
+    let origin_tcp = origin.tcp_addr().to_string();
+    let origin_id = replica(&peer).await.expect("a replica").origin_id;
+    let on_peer = format!("/api/nodes/{peer_http}");
+    let forget = json!({"action": "forget", "origin": origin_id}).to_string();
+
+    let r = post(&admin, &on_peer, r#"{"action":"forget"}"#).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (400, json!({"message": "MISSING_ARG_ORIGIN"}))
+    );
+    // No Forget while the origin is connected, and nsqd refuses it.
+    let page = node_page(&admin, &peer_http).await;
+    let kept = row(&page, &format!(r#"data-origin="{origin_tcp}""#));
+    assert!(!kept.contains(">Forget</button>"), "{kept}");
+    let r = post(&admin, &on_peer, forget.clone()).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("/replica/forget: ORIGIN_CONNECTED"),
+        "{}",
+        r.body
+    );
+
+    // The origin is away: Forget is offered beside Promote, saying what
+    // it drops.
+    origin.shutdown().await;
+    eventually("nsqadmin sees the origin gone", || async {
+        node_api(&admin, &peer_http).await["replicas"][0]["connected"] == false
+    })
+    .await;
+    let page = node_page(&admin, &peer_http).await;
+    let kept = row(&page, &format!(r#"data-origin="{origin_tcp}""#));
+    assert!(kept.contains(">Promote</button>"), "{kept}");
+    assert!(kept.contains(">Forget</button>"), "{kept}");
+    let question = format!(
+        "Forget the replicas of {origin_tcp} on {peer_http}? Its 4 unfinished messages kept here are dropped"
+    );
+    assert!(
+        kept.contains(&format!(r#"data-confirm="{question}"#)),
+        "{kept}"
+    );
+
+    let r = post(&admin, &on_peer, forget.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["forgot"], origin_id.as_str(), "{}", r.body);
+    // nsqd did it: the replica is gone, and the page no longer lists it.
+    assert!(replica(&peer).await.is_none(), "the replica is dropped");
+    let page = node_page(&admin, &peer_http).await;
+    assert!(
+        !page.contains(&format!(r#"data-origin="{origin_tcp}""#)),
+        "{page}"
+    );
+    let event = notified(&events, "forget_replica").await;
+    assert_eq!(event["node"], peer_http.as_str(), "{event}");
+    assert_eq!(event["origin"], origin_id.as_str(), "{event}");
+    // Once more: nsqd knows no such origin now.
+    let r = post(&admin, &on_peer, forget).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("/replica/forget: ORIGIN_NOT_FOUND"),
+        "{}",
+        r.body
+    );
+
     admin.shutdown().await;
     peer.shutdown().await;
 }
