@@ -316,7 +316,13 @@ impl Link {
 
     pub(super) fn stats(&self) -> PeerStats {
         let status = self.status.lock();
-        let session = self.session.lock().clone();
+        // A session still describing the topics to the peer knows less than
+        // the last one did.
+        let session = self
+            .session
+            .lock()
+            .clone()
+            .filter(|s| s.described.load(Ordering::Acquire));
         let live = session.is_some();
         // Without a session, what the last one knew: the backlog grows.
         let last = self.last.lock().clone();
@@ -502,6 +508,14 @@ impl Link {
             Err(e) => return End::Down(format!("bad hello: {e}")),
         };
 
+        // Registered before the channels' snapshots are taken: the
+        // collector's batches from now on queue for this session, so that
+        // the changes they took from the journals' taps (FINs, requeues,
+        // channels made or dropped) after a snapshot still reach the peer.
+        // Dropped, a FIN never reached it: the replica kept the message
+        // (and its log segment) until the next snapshot, and a promotion
+        // delivered it again.
+        *self.session.lock() = Some(session.clone());
         let mut writer = Writer {
             session: session.clone(),
             announced: HashSet::new(),
@@ -534,7 +548,6 @@ impl Link {
             });
         }
         out.push(&ToPeer::SyncDone);
-        *self.session.lock() = Some(session.clone());
         session.described.store(true, Ordering::Release);
         self.set_state(State::CatchingUp, None);
         tracing::info!(peer = %self.address, "replication link up; catching up");
