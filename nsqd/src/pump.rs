@@ -82,14 +82,24 @@ pub async fn message_pump(client: Arc<ClientConn>, channel: Arc<Channel>, out: A
     }
 }
 
+/// What [`deliver_now`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handed {
+    /// The client took all there was.
+    All,
+    /// The client took its whole share; more may be left.
+    Share,
+    /// The client's room or the batch's budget ran out first.
+    Full,
+}
+
 /// Delivers what `channel` holds to `client` from the publisher's own task,
 /// so that a consumer waiting for messages gets them without a wake-up of
 /// its pump: at a low rate that wake-up, often onto the other worker, costs
-/// more than the write. It takes at most `share` messages. `Some(true)` when
-/// the client took all there was; `Some(false)` when its room, its share or
-/// the batch's budget ran out first; `None` when it could not take now (closed or closing, no room, its output busy
-/// or not a plain socket), so that its pump must be woken.
-pub fn deliver_now(client: &ClientConn, channel: &Channel, share: usize) -> Option<bool> {
+/// more than the write. It takes at most `share` messages. `None` when it
+/// could not take now (closed or closing, no room, its output busy or not a
+/// plain socket), so that its pump must be woken.
+pub fn deliver_now(client: &ClientConn, channel: &Channel, share: usize) -> Option<Handed> {
     let direct = client.direct()?;
     let mut writer = direct.out.try_lock()?;
     // Checked under the output lock, as the pump checks them: so that two
@@ -126,7 +136,13 @@ pub fn deliver_now(client: &ClientConn, channel: &Channel, share: usize) -> Opti
         Ok(false) => client.wake_pump(),
         Err(_) => client.close(),
     }
-    Some(!full && taken < room)
+    Some(if !full && taken < room {
+        Handed::All
+    } else if !full && room == share {
+        Handed::Share
+    } else {
+        Handed::Full
+    })
 }
 
 /// Sends `_heartbeat_` every `interval`; a failed write closes the connection.

@@ -17,6 +17,7 @@ use crate::e2e::E2eLatency;
 use crate::guid::unix_nanos;
 use crate::log::{Journal, LogWriter, TopicLog};
 use crate::message::Message;
+use crate::pump::Handed;
 use crate::queue::{instant_to_unix, Backend, BoundedQueue, Item};
 use cursor::{Cursor, Next};
 use dead::{DeadLetters, REVIVED};
@@ -102,6 +103,10 @@ pub struct LogSource {
 
 /// Consumers a publish tries to hand its messages to before it wakes the pumps.
 const HAND_OVER_TRIES: usize = 4;
+
+/// Rounds of shares one offer hands out before it leaves the rest to the
+/// pumps.
+const HAND_OVER_ROUNDS: usize = 4;
 
 /// Messages an ephemeral topic or channel keeps in memory in log mode.
 const EPHEMERAL_LOG_MODE_CAPACITY: usize = 10_000;
@@ -293,38 +298,52 @@ impl Channel {
     /// Hands what the queue (or the log, for a cursor) holds straight to
     /// consumers that wait for messages ([`crate::pump::deliver_now`]), and
     /// wakes the pumps when they did not take it all. `count`: how many
-    /// messages just came; the consumers tried take turns, each but the last
-    /// at most its share of them, so that a batch is spread as competing
-    /// pumps would spread it.
+    /// messages just came; the consumers tried take turns, each at most its
+    /// share of them, so that a batch is spread as competing pumps would
+    /// spread it. When they took all their shares and more is there (a
+    /// cursor's watcher fell behind the log, or more came meanwhile), they
+    /// share that in another round, rather than one of them taking it all.
     pub fn offer(&self, count: usize) {
         let mut consumers: [Option<Arc<ClientConn>>; HAND_OVER_TRIES] = Default::default();
-        let mut tried = 0;
+        let mut count = count;
         {
             let st = self.state.lock();
+            // A cursor's `count` is what the log's watcher saw become
+            // visible; more may be readable already.
+            if self.cursor {
+                count = count.max(st.depth());
+            }
             if !st.clients.is_empty() {
                 let start = self.turn.fetch_add(1, Ordering::Relaxed) % st.clients.len();
                 let turn = st.clients.values().cycle().skip(start);
                 for (slot, client) in consumers.iter_mut().zip(turn.take(st.clients.len())) {
                     *slot = Some(client.clone());
-                    tried += 1;
                 }
             }
         }
-        // The last one tried takes what is left: only a take that stops
-        // short of its limit shows that nothing is left for the pumps.
-        let share = count.div_ceil(tried.max(1)).max(1);
-        let taken_all =
-            consumers
-                .iter()
-                .map_while(Option::as_ref)
-                .enumerate()
-                .any(|(i, client)| {
-                    let limit = if i + 1 == tried { usize::MAX } else { share };
-                    crate::pump::deliver_now(client, self, limit) == Some(true)
-                });
-        if !taken_all {
-            self.available.notify_waiters();
+        for _ in 0..HAND_OVER_ROUNDS {
+            let left = consumers.iter().flatten().count();
+            let share = count.div_ceil(left.max(1)).max(1);
+            let mut more = false;
+            for slot in consumers.iter_mut() {
+                let Some(client) = slot else { continue };
+                match crate::pump::deliver_now(client, self, share) {
+                    // A take that stops short of its limit: nothing is left.
+                    Some(Handed::All) => return,
+                    Some(Handed::Share) => more = true,
+                    // No room or no budget left: its pump takes the rest.
+                    Some(Handed::Full) | None => *slot = None,
+                }
+            }
+            if !more {
+                break;
+            }
+            count = self.state.lock().depth();
+            if count == 0 {
+                return;
+            }
         }
+        self.available.notify_waiters();
     }
 
     /// Counts messages the topic released to this cursor; `wake` its
