@@ -324,10 +324,10 @@ async fn tombstone(ctx: &Ctx) -> Answer {
     Ok(message_only(&failed))
 }
 
-/// Ours: `POST /api/nodes/:node` with `{"action":"promote","origin"}` (the
-/// node is a replication peer; the origin is its address or ID) or
-/// `{"action":"retire","peer"}` (the node is an old origin whose peer
-/// promoted). Answers nsqd's answer; nsqd's refusal is an upstream error.
+/// Ours: `POST /api/nodes/:node` with `{"action":"promote","origin"}` or
+/// `{"action":"forget","origin"}` (the node is a replication peer; the
+/// origin is its address or ID) or `{"action":"retire","peer"}` (the node
+/// is an old origin whose peer promoted). Answers nsqd's answer; nsqd's refusal is an upstream error.
 async fn replication_action(ctx: &Ctx) -> Answer {
     #[derive(serde::Deserialize)]
     struct Act {

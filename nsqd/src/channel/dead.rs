@@ -297,6 +297,11 @@ impl DeadLetters {
         if ops.is_empty() && finish.is_empty() {
             return Ok(());
         }
+        if store.stopped {
+            // Not written (a burial after the channel stopped): its seq must
+            // stay unfinished in the journal, so that the message comes back.
+            return Ok(());
+        }
         let before = ops.len();
         ops.retain(|op| !matches!(op, Op::Dead { msg, .. } if store.ids.contains_key(&msg.id)));
         let repeated = (before - ops.len()) as u64;
@@ -863,6 +868,43 @@ mod tests {
         drop((old, new));
         let (reopened, _) = open(dir.path());
         assert_eq!(reopened.list(10).unwrap().0, vec![msg(1, 3), msg(2, 3)]);
+    }
+
+    /// A burial that comes after the close (the channel's timer, late) is
+    /// neither written nor finished in the journal: the message stays in
+    /// the log, delivered again after the restart.
+    #[test]
+    fn a_burial_after_the_close_leaves_its_seq_unfinished() {
+        use crate::log::{Disposition, LogConfig, LogWriter, SyncPolicy, TopicLog};
+        let dir = tempfile::tempdir().unwrap();
+        let policy = SyncPolicy {
+            sync_every: 1,
+            sync_timeout: Duration::from_secs(60),
+        };
+        let reopen = |writer: &LogWriter| {
+            let log =
+                TopicLog::open(writer, dir.path(), "t", LogConfig::new(1 << 20, 1024)).unwrap();
+            Journal::open(writer, &log, "c", 0).unwrap()
+        };
+        let writer = LogWriter::start(policy).unwrap();
+        let journal = reopen(&writer);
+        let (dead, _) = open(dir.path());
+        // Channel::shutdown: the dead letters close, a late burial, then
+        // the journal closes.
+        dead.close().unwrap();
+        dead.kill(msg(7, 3), Some((journal.clone(), 5)));
+        dead.flush().unwrap();
+        journal.close();
+        writer.shutdown();
+        drop((dead, journal, writer));
+
+        let writer = LogWriter::start(policy).unwrap();
+        let journal = reopen(&writer);
+        let (reopened, _) = open(dir.path());
+        let finished = journal.classify(5) == Disposition::Finished;
+        writer.shutdown();
+        assert_eq!(reopened.count(), 0, "not written after the close");
+        assert!(!finished, "message 7 lost: no dead letter, yet finished");
     }
 
     #[test]

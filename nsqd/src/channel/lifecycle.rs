@@ -56,16 +56,16 @@ impl Channel {
         // Dead letters, and requeued ones until finished, live in their own
         // file: not saved with the queue below. Their journal FINs come
         // before the journal closes.
-        self.dead.close()?;
+        let dead = self.dead.close();
         let mut st = self.state.lock();
         let st = &mut *st;
         let queue = match &mut st.queue {
             // The log and the journal hold everything; the writer flushes them.
             Queue::Log(cursor) => {
                 cursor.journal().close();
-                return Ok(());
+                return dead;
             }
-            Queue::Memory(_) if self.ephemeral => return Ok(()),
+            Queue::Memory(_) if self.ephemeral => return dead,
             Queue::Memory(queue) => queue,
         };
         // In-flight messages first: they were next in line before anything queued.
@@ -88,7 +88,7 @@ impl Channel {
                 .map(|d| (d.msg, Some(instant_to_unix(d.due)))),
         );
         diskqueue::save_front(&disk.dir, &self.queue_name(), &saved)?;
-        queue.backend().sync()
+        queue.backend().sync().and(dead)
     }
 
     /// Has the disk queue made durable if it has unsynced writes, on the

@@ -577,9 +577,9 @@ impl Journal {
 
     /// The channel stopped (nsqd's shutdown): what was recorded so far is
     /// still written and fsynced by the writer, nothing later. A change that
-    /// comes after the stop (a timeout firing meanwhile) only touches memory:
-    /// written, it would land where a journal opened later on the same file
-    /// appends its own records, and overwrite them.
+    /// comes after the stop (a timeout firing meanwhile) is ignored: written,
+    /// it would land where a journal opened later on the same file appends
+    /// its own records, and overwrite them.
     pub fn close(&self) {
         self.ledger.lock().closed = true;
     }
