@@ -255,20 +255,62 @@ async fn notified(events: &Arc<Mutex<Vec<Value>>>, action: &str) -> Value {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promote_and_retire_through_nsqadmin() {
+/// nsqadmin's 502 for nsqd's refusal: `UPSTREAM_ERROR: <url>: <reason>`,
+/// ending in `ending` (the path and the reason).
+fn refused_by_nsqd(r: &Reply, ending: &str) {
+    assert_eq!(r.status, 502, "{}", r.body);
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("UPSTREAM_ERROR: ") && message.ends_with(ending),
+        "{message}"
+    );
+}
+
+/// A peer, an origin in sync with it holding `messages` on t/c (replicated),
+/// and nsqadmin over both, telling `events` of its actions.
+struct Failover {
+    peer: Nsqd,
+    origin: Nsqd,
+    /// The origin's options, to start it again on the same address and data.
+    origin_opts: Options,
+    admin: NsqAdmin,
+    events: Arc<Mutex<Vec<Value>>>,
+    _origin_dir: TempDir,
+}
+
+async fn failover_under_admin(messages: u64) -> Failover {
     let peer = start_nsqd(peer_options()).await;
     let origin_dir = temp_dir("origin");
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let origin_opts = || origin_options(peer.tcp_addr(), origin_dir.path(), tcp_port, http_port);
-    let origin = start_nsqd(origin_opts()).await;
+    let origin_opts = origin_options(peer.tcp_addr(), origin_dir.path(), free_port(), free_port());
+    let origin = start_nsqd(origin_opts.clone()).await;
     until_synced(&origin).await;
-    publish_replicated(&origin, &peer, "t", "c", 10).await;
+    publish_replicated(&origin, &peer, "t", "c", messages).await;
     let (endpoint, events) = notification_sink().await;
     let admin = admin_over(&[&origin, &peer], |o| {
         o.notification_http_endpoint = endpoint
     })
     .await;
+    Failover {
+        peer,
+        origin,
+        origin_opts,
+        admin,
+        events,
+        _origin_dir: origin_dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_retire_through_nsqadmin() {
+    let Failover {
+        peer,
+        origin,
+        origin_opts,
+        admin,
+        events,
+        _origin_dir,
+    } = failover_under_admin(10).await;
+    let origin_opts = || origin_opts.clone();
     let (origin_http, peer_http) = (http_of(&origin), http_of(&peer));
     let (origin_tcp, peer_tcp) = (origin.tcp_addr().to_string(), peer.tcp_addr().to_string());
     let origin_id = replica(&peer).await.expect("a replica").origin_id;
@@ -298,13 +340,7 @@ async fn promote_and_retire_through_nsqadmin() {
     );
     // nsqd refuses while the origin is connected, and nsqadmin says so.
     let r = post(&admin, &on_peer, promote.clone()).await;
-    assert_eq!(r.status, 502, "{}", r.body);
-    let message = r.json()["message"].as_str().unwrap().to_string();
-    assert!(
-        message.starts_with("UPSTREAM_ERROR: ")
-            && message.ends_with("/replica/promote: ORIGIN_CONNECTED"),
-        "{message}"
-    );
+    refused_by_nsqd(&r, "/replica/promote: ORIGIN_CONNECTED");
     assert!(topic_stats(&peer, "t").await.is_none(), "nothing promoted");
 
     // The origin is lost: the peer page offers Promote, asking first.
@@ -401,15 +437,7 @@ async fn promote_and_retire_through_nsqadmin() {
     )
     .await;
     let r = post(&admin, &on_origin, retire).await;
-    assert_eq!(r.status, 502, "{}", r.body);
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .ends_with("PEER_HAS_NOT_PROMOTED"),
-        "{}",
-        r.body
-    );
+    refused_by_nsqd(&r, "/replication/retire: PEER_HAS_NOT_PROMOTED");
 
     admin.shutdown().await;
     origin.shutdown().await;
@@ -483,18 +511,13 @@ async fn operator_promotes_a_replica_in_a_browser_after_confirming() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forget_through_nsqadmin() {
-    let peer = start_nsqd(peer_options()).await;
-    let origin_dir = temp_dir("origin");
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let origin_opts = || origin_options(peer.tcp_addr(), origin_dir.path(), tcp_port, http_port);
-    let origin = start_nsqd(origin_opts()).await;
-    until_synced(&origin).await;
-    publish_replicated(&origin, &peer, "t", "c", 4).await;
-    let (endpoint, events) = notification_sink().await;
-    let admin = admin_over(&[&origin, &peer], |o| {
-        o.notification_http_endpoint = endpoint
-    })
-    .await;
+    let Failover {
+        peer,
+        origin,
+        admin,
+        events,
+        ..
+    } = failover_under_admin(4).await;
     let peer_http = http_of(&peer);
     let origin_tcp = origin.tcp_addr().to_string();
     let origin_id = replica(&peer).await.expect("a replica").origin_id;
@@ -511,15 +534,7 @@ async fn forget_through_nsqadmin() {
     let kept = row(&page, &format!(r#"data-origin="{origin_tcp}""#));
     assert!(!kept.contains(">Forget</button>"), "{kept}");
     let r = post(&admin, &on_peer, forget.clone()).await;
-    assert_eq!(r.status, 502, "{}", r.body);
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .ends_with("/replica/forget: ORIGIN_CONNECTED"),
-        "{}",
-        r.body
-    );
+    refused_by_nsqd(&r, "/replica/forget: ORIGIN_CONNECTED");
 
     // The origin is away: Forget is offered beside Promote, saying what
     // it drops.
@@ -555,15 +570,7 @@ async fn forget_through_nsqadmin() {
     assert_eq!(event["origin"], origin_id.as_str(), "{event}");
     // Once more: nsqd knows no such origin now.
     let r = post(&admin, &on_peer, forget).await;
-    assert_eq!(r.status, 502, "{}", r.body);
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .ends_with("/replica/forget: ORIGIN_NOT_FOUND"),
-        "{}",
-        r.body
-    );
+    refused_by_nsqd(&r, "/replica/forget: ORIGIN_NOT_FOUND");
 
     admin.shutdown().await;
     peer.shutdown().await;
