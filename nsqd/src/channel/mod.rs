@@ -365,12 +365,6 @@ impl Channel {
         }
     }
 
-    /// The log has `count` more messages to read: hands them to consumers
-    /// that wait for messages, or wakes their pumps ([`Channel::offer`]).
-    pub fn log_advanced(&self, count: usize) {
-        self.offer(count);
-    }
-
     /// The journal of a cursor channel, for replication.
     pub fn journal(&self) -> Option<Arc<Journal>> {
         match &self.state.lock().queue {

@@ -236,8 +236,10 @@ pub(super) async fn watch_log(topic: Weak<Topic>, log: Arc<TopicLog>) {
                 let count = usize::try_from(visible.saturating_sub(seen)).unwrap_or(usize::MAX);
                 seen = visible;
                 let Some(topic) = topic.upgrade() else { return };
-                for channel in topic.channels() {
-                    channel.log_advanced(count);
+                // Cursors read the log; the other channels (ephemeral ones)
+                // were offered their copies by the publish itself.
+                for channel in topic.channels().iter().filter(|c| c.is_cursor()) {
+                    channel.offer(count);
                 }
                 if every > RETAIN_INTERVAL {
                     every = RETAIN_INTERVAL;
